@@ -1,0 +1,59 @@
+#include "stream/checksum.h"
+
+#include <xxhash.h>
+#include <zlib.h>
+
+#include <charconv>
+#include <vector>
+
+#include "stream/file.h"
+
+namespace backupfs {
+
+uint64_t Xxh3(std::span<const uint8_t> bytes) { return XXH3_64bits(bytes.data(), bytes.size()); }
+
+void Adler32::Update(std::span<const uint8_t> bytes) {
+  // zlib takes uInt lengths: feed gigabyte spans in pieces.
+  constexpr size_t kStep = 1u << 30;
+  while (!bytes.empty()) {
+    size_t n = std::min(bytes.size(), kStep);
+    value_ = static_cast<uint32_t>(adler32(value_, bytes.data(), static_cast<uInt>(n)));
+    bytes = bytes.subspan(n);
+  }
+}
+
+Result<uint32_t> Adler32OfFile(const std::string& path) {
+  BFS_ASSIGN_OR_RETURN(FileSource src, FileSource::Open(path));
+  std::vector<uint8_t> buf(8 << 20);
+  Adler32 sum;
+  for (uint64_t pos = 0; pos < src.size();) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), src.size() - pos));
+    BFS_RETURN_IF_ERROR(src.ReadAt(pos, std::span(buf).first(n)));
+    sum.Update(std::span(buf).first(n));
+    pos += n;
+  }
+  return sum.value();
+}
+
+Status WriteChecksumFile(const std::string& path, uint32_t adler) {
+  std::string text = std::to_string(adler);
+  return WriteFileAtomically(path,
+                             std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+}
+
+Result<uint32_t> ReadChecksumFile(const std::string& path) {
+  BFS_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
+  size_t b = text.find_first_not_of(" \t\r\n");
+  size_t e = text.find_last_not_of(" \t\r\n");
+  if (b == std::string::npos) return Status::Corruption(path + ": empty checksum file");
+  uint64_t value = 0;
+  const char* first = text.data() + b;
+  const char* last = text.data() + e + 1;
+  auto [end, ec] = std::from_chars(first, last, value);
+  if (ec != std::errc() || end != last || value > UINT32_MAX) {
+    return Status::Corruption(path + ": not a decimal adler32 checksum");
+  }
+  return static_cast<uint32_t>(value);
+}
+
+}  // namespace backupfs

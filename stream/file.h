@@ -1,0 +1,88 @@
+// File handles and the read-only byte source the stream parsers work on.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "stream/status.h"
+
+namespace backupfs {
+
+// Owns one file descriptor; move-only, closes on destruction.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release();
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// Opens with O_CLOEXEC; the error names the path.
+Result<UniqueFd> OpenFile(const std::string& path, int flags, int mode = 0);
+// Writes all of `bytes` (retrying short writes and EINTR).
+Status WriteAll(int fd, std::span<const uint8_t> bytes, const std::string& name);
+// Reads exactly out.size() bytes at `offset`; a short read (end of file) is Corruption.
+Status PreadExact(int fd, std::span<uint8_t> out, uint64_t offset, const std::string& name);
+Status FsyncFile(int fd, const std::string& name);
+// fsync of the directory that holds `path`, so that a rename in it is durable.
+Status FsyncParentDir(const std::string& path);
+Result<std::string> ReadWholeFile(const std::string& path);
+// Writes `contents` to path.tmp, fsyncs and renames over `path`.
+Status WriteFileAtomically(const std::string& path, std::span<const uint8_t> contents);
+
+// Random-access, read-only bytes: a file or a memory buffer. Thread-safe for concurrent reads.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual uint64_t size() const = 0;
+  // Exactly out.size() bytes at offset; reading past the end is Corruption naming name().
+  virtual Status ReadAt(uint64_t offset, std::span<uint8_t> out) const = 0;
+  // For messages: the file name.
+  virtual const std::string& name() const = 0;
+};
+
+class FileSource final : public ByteSource {
+ public:
+  static Result<FileSource> Open(const std::string& path);
+  uint64_t size() const override { return size_; }
+  Status ReadAt(uint64_t offset, std::span<uint8_t> out) const override;
+  const std::string& name() const override { return path_; }
+  int fd() const { return fd_.get(); }
+
+ private:
+  FileSource(UniqueFd fd, std::string path, uint64_t size)
+      : fd_(std::move(fd)), path_(std::move(path)), size_(size) {}
+  UniqueFd fd_;
+  std::string path_;
+  uint64_t size_;
+};
+
+// Views bytes owned by the caller, who keeps them alive and unchanged.
+class MemorySource final : public ByteSource {
+ public:
+  MemorySource(std::span<const uint8_t> bytes, std::string name)
+      : bytes_(bytes), name_(std::move(name)) {}
+  uint64_t size() const override { return bytes_.size(); }
+  Status ReadAt(uint64_t offset, std::span<uint8_t> out) const override;
+  const std::string& name() const override { return name_; }
+
+ private:
+  std::span<const uint8_t> bytes_;
+  std::string name_;
+};
+
+}  // namespace backupfs

@@ -1,0 +1,32 @@
+// One compressed chunk: a complete LZ4 frame (frame format, with block and content checksums
+// and the content size), as virtnbdbackup writes for each NBD read of a data extent.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "stream/status.h"
+
+namespace backupfs {
+
+// Compresses `input` into one LZ4 frame at `level` (0 is lz4's default fast mode).
+std::vector<uint8_t> Lz4CompressChunk(std::span<const uint8_t> input, int level);
+
+// Decodes one LZ4 frame that must expand to exactly out.size() bytes and must end exactly at
+// the end of `input`. lz4's own checksums are checked. Errors are Corruption naming `what`
+// (file and offset of the chunk).
+Status Lz4DecompressChunk(std::span<const uint8_t> input, std::span<uint8_t> out,
+                          const std::string& what);
+
+}  // namespace backupfs
+
+namespace backupfs {
+
+// The content size recorded in an LZ4 frame header (`header` holds at least the frame's first
+// 19 bytes, or all of it when shorter). Corruption when the header is bad or has no size.
+Result<uint64_t> Lz4ChunkContentSize(std::span<const uint8_t> header, const std::string& what);
+inline constexpr size_t kLz4MaxHeaderSize = 19;
+
+}  // namespace backupfs

@@ -1,0 +1,149 @@
+#include "stream/reader.h"
+
+#include <cstring>
+
+#include "stream/checksum.h"
+#include "stream/lz4_chunk.h"
+#include "stream/scanner.h"
+
+namespace backupfs {
+
+Result<std::unique_ptr<StreamReader>> StreamReader::Open(const std::string& path,
+                                                         const ReaderOptions& options) {
+  BFS_ASSIGN_OR_RETURN(FileSource source, FileSource::Open(path));
+  std::unique_ptr<StreamReader> r(new StreamReader(std::move(source), options));
+  BFS_RETURN_IF_ERROR(r->LoadIndex());
+  return r;
+}
+
+Status StreamReader::LoadIndex() {
+  BFS_ASSIGN_OR_RETURN(meta_, ReadMetadata(source_, &payload_begin_));
+  BFS_ASSIGN_OR_RETURN(DataFileIdentity identity, IdentifyDataFile(source_));
+  const std::string idx_path = path() + ".idx";
+  Result<std::string> idx_bytes = ReadWholeFile(idx_path);
+  if (idx_bytes.ok()) {
+    auto bytes = std::span(reinterpret_cast<const uint8_t*>(idx_bytes->data()), idx_bytes->size());
+    Result<StreamIndex> idx = DecodeIndex(bytes, idx_path);
+    Status s = idx.status();
+    if (s.ok() && !(idx->identity == identity)) {
+      s = Status::Stale(idx_path + ": index does not match its data file (size or content " +
+                        "changed since it was written)");
+    }
+    if (s.ok() && idx->compressed != meta_.compressed()) {
+      s = Status::Stale(idx_path + ": index and data file disagree on compression");
+    }
+    if (s.ok())
+      s = ValidateChunks(*idx, meta_.virtual_size, payload_begin_, source_.size(), idx_path);
+    if (s.ok()) {
+      index_ = std::move(idx).value();
+      origin_ = IndexOrigin::kSidecar;
+      return Status::Ok();
+    }
+    index_problem_ = s.ToString();
+  } else if (idx_bytes.status().code() != StatusCode::kNotFound) {
+    index_problem_ = idx_bytes.status().ToString();
+  }
+  BFS_ASSIGN_OR_RETURN(StreamLayout layout, ScanStream(source_));
+  index_ = IndexFromLayout(layout, identity);
+  origin_ = IndexOrigin::kScanned;
+  if (options_.write_missing_index && index_problem_.empty() &&
+      WriteFileAtomically(idx_path, EncodeIndex(index_)).ok()) {
+    origin_ = IndexOrigin::kScannedWritten;
+  }
+  return Status::Ok();
+}
+
+std::string StreamReader::Where(const Chunk& chunk) const {
+  return path() + ": offset " + std::to_string(chunk.file_offset) + " (disk offset " +
+         std::to_string(chunk.offset) + ", " + std::to_string(chunk.length) + " bytes)";
+}
+
+Status StreamReader::ReadWholeChunk(const Chunk& chunk, std::vector<uint8_t>* out) {
+  out->resize(chunk.length);
+  if (chunk.compressed) {
+    std::vector<uint8_t> packed(chunk.stored_size);
+    BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, packed));
+    BFS_RETURN_IF_ERROR(Lz4DecompressChunk(packed, *out, Where(chunk)));
+  } else {
+    BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, *out));
+  }
+  if (chunk.has_checksum && Xxh3(*out) != chunk.checksum) {
+    return Status::Corruption(Where(chunk) + ": checksum mismatch");
+  }
+  return Status::Ok();
+}
+
+Status StreamReader::VerifyChunk(const Chunk& chunk) {
+  if (chunk.kind == ChunkKind::kZero) return Status::Ok();
+  std::vector<uint8_t> bytes;
+  return ReadWholeChunk(chunk, &bytes);
+}
+
+Result<std::shared_ptr<const std::vector<uint8_t>>> StreamReader::Decoded(const Chunk& chunk) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(chunk.file_offset);
+    if (it != cache_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second.pos);
+      return it->second.bytes;
+    }
+  }
+  // Decode outside the lock: two threads may decode the same chunk once each, which is cheaper
+  // than serializing every decode.
+  auto bytes = std::make_shared<std::vector<uint8_t>>();
+  BFS_RETURN_IF_ERROR(ReadWholeChunk(chunk, bytes.get()));
+  std::lock_guard lock(mu_);
+  if (cache_.count(chunk.file_offset) == 0 && bytes->size() <= options_.cache_bytes) {
+    lru_.push_front(chunk.file_offset);
+    cache_[chunk.file_offset] = Entry{bytes, lru_.begin()};
+    cached_bytes_ += bytes->size();
+    while (cached_bytes_ > options_.cache_bytes) {
+      auto victim = cache_.find(lru_.back());
+      cached_bytes_ -= victim->second.bytes->size();
+      cache_.erase(victim);
+      lru_.pop_back();
+    }
+  }
+  return std::shared_ptr<const std::vector<uint8_t>>(std::move(bytes));
+}
+
+Status StreamReader::ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk,
+                               std::span<uint8_t> out) {
+  if (offset_in_chunk > chunk.length || out.size() > chunk.length - offset_in_chunk) {
+    return Status::InvalidArgument(Where(chunk) + ": read past the end of the chunk");
+  }
+  if (chunk.kind == ChunkKind::kZero) {
+    std::memset(out.data(), 0, out.size());
+    return Status::Ok();
+  }
+  bool whole = chunk.compressed || (options_.verify_checksums && chunk.has_checksum);
+  if (!whole) return source_.ReadAt(chunk.file_offset + offset_in_chunk, out);
+  BFS_ASSIGN_OR_RETURN(auto bytes, Decoded(chunk));
+  std::memcpy(out.data(), bytes->data() + offset_in_chunk, out.size());
+  return Status::Ok();
+}
+
+Status StreamReader::Read(uint64_t offset, std::span<uint8_t> out) {
+  if (offset > meta_.virtual_size || out.size() > meta_.virtual_size - offset) {
+    return Status::InvalidArgument(path() + ": read of " + std::to_string(out.size()) +
+                                   " bytes at " + std::to_string(offset) +
+                                   " is past the disk size " + std::to_string(meta_.virtual_size));
+  }
+  auto [first, last] = index_.Find(offset, out.size());
+  uint64_t pos = offset;
+  const uint64_t end = offset + out.size();
+  for (size_t i = first; i < last; ++i) {
+    const Chunk& c = index_.chunks[i];
+    if (c.offset > pos) {  // a gap no frame covers
+      std::memset(out.data() + (pos - offset), 0, c.offset - pos);
+      pos = c.offset;
+    }
+    uint64_t n = std::min(end, c.end()) - pos;
+    BFS_RETURN_IF_ERROR(ReadChunk(c, pos - c.offset, out.subspan(pos - offset, n)));
+    pos += n;
+  }
+  std::memset(out.data() + (pos - offset), 0, end - pos);
+  return Status::Ok();
+}
+
+}  // namespace backupfs

@@ -1,0 +1,93 @@
+// Random access to the virtual-disk bytes of one data file through its chunk index.
+//
+// Open() loads the sidecar index `<file>.idx` when it exists and matches the data file (size,
+// head and tail hashes, its own checksum, chunk bounds); otherwise the index is built by
+// scanning frame headers. A stale or corrupt sidecar is never trusted: it is reported in
+// index_problem() and replaced by a scan (in memory; the sidecar file is left as evidence).
+//
+// Thread-safe after Open(): any number of threads may call the read methods concurrently.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "stream/file.h"
+#include "stream/index.h"
+#include "stream/metadata.h"
+#include "stream/status.h"
+
+namespace backupfs {
+
+enum class IndexOrigin {
+  kSidecar,         // loaded from <file>.idx (with our per-chunk checksums)
+  kScanned,         // built by scanning; kept in memory only
+  kScannedWritten,  // built by scanning and saved as <file>.idx
+};
+
+struct ReaderOptions {
+  // Save a scanned index beside the data file when there is none (a failure, e.g. on
+  // read-only storage, is not an error: the index stays in memory).
+  bool write_missing_index = false;
+  // Check each chunk's XXH3 whenever it is read (uncompressed chunks are then read whole).
+  bool verify_checksums = true;
+  // Bytes of decoded lz4 chunks kept for reuse (least recently used evicted).
+  uint64_t cache_bytes = 128u << 20;
+};
+
+class StreamReader {
+ public:
+  static Result<std::unique_ptr<StreamReader>> Open(const std::string& path,
+                                                    const ReaderOptions& options = {});
+
+  const std::string& path() const { return source_.name(); }
+  const StreamMetadata& meta() const { return meta_; }
+  const StreamIndex& index() const { return index_; }
+  IndexOrigin index_origin() const { return origin_; }
+  // Why a sidecar index was not used ("" when it was, or when there was none).
+  const std::string& index_problem() const { return index_problem_; }
+
+  // Fills `out` with the disk bytes at `offset`. Ranges no frame covers read as zeros (in an
+  // incremental file they are "unchanged": callers that merge a chain use index() instead).
+  // Corruption (a failed checksum, a bad lz4 frame) names the file and offset.
+  Status Read(uint64_t offset, std::span<uint8_t> out);
+
+  // Reads `out.size()` bytes at `offset_in_chunk` of one chunk of index().
+  Status ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk, std::span<uint8_t> out);
+
+  // Reads and checks one whole chunk: its XXH3 when it has one, lz4's own checksums.
+  Status VerifyChunk(const Chunk& chunk);
+
+ private:
+  StreamReader(FileSource source, const ReaderOptions& options)
+      : source_(std::move(source)), options_(options) {}
+  Status LoadIndex();
+  Result<std::shared_ptr<const std::vector<uint8_t>>> Decoded(const Chunk& chunk);
+  Status ReadWholeChunk(const Chunk& chunk, std::vector<uint8_t>* out);
+  std::string Where(const Chunk& chunk) const;
+
+  FileSource source_;
+  const ReaderOptions options_;
+  StreamMetadata meta_;
+  uint64_t payload_begin_ = 0;
+  StreamIndex index_;
+  IndexOrigin origin_ = IndexOrigin::kScanned;
+  std::string index_problem_;
+
+  // Decoded-chunk cache, keyed by the chunk's file offset.
+  std::mutex mu_;
+  std::list<uint64_t> lru_;  // most recent first; guarded by mu_
+  struct Entry {
+    std::shared_ptr<const std::vector<uint8_t>> bytes;
+    std::list<uint64_t>::iterator pos;
+  };
+  std::unordered_map<uint64_t, Entry> cache_;  // guarded by mu_
+  uint64_t cached_bytes_ = 0;                  // guarded by mu_
+};
+
+}  // namespace backupfs

@@ -1,0 +1,262 @@
+#include "stream/writer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "stream/frame.h"
+#include "stream/lz4_chunk.h"
+
+namespace backupfs {
+namespace {
+
+constexpr size_t kBufferSize = 1u << 20;
+
+std::span<const uint8_t> AsBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// Python's datetime.now().isoformat(): local time with microseconds, no zone.
+std::string NowIso8601() {
+  auto now = std::chrono::system_clock::now();
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()) %
+            std::chrono::seconds(1);
+  std::tm tm;
+  localtime_r(&t, &tm);
+  char text[40];
+  size_t n = std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(text + n, sizeof(text) - n, ".%06lld", static_cast<long long>(us.count()));
+  return text;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<StreamWriter>> StreamWriter::Create(const std::string& path,
+                                                           StreamMetadata meta,
+                                                           const WriterOptions& options) {
+  if (options.compressed_chunk == 0 || options.checksum_granule == 0) {
+    return Status::InvalidArgument(path + ": chunk sizes must be positive");
+  }
+  if (options.lz4_level && options.compressed_chunk > kNbdMaxRequest) {
+    return Status::InvalidArgument(path + ": lz4 chunks larger than 32 MiB are not readable " +
+                                   "by virtnbdrestore");
+  }
+  meta.compression_level = options.lz4_level;
+  meta.stream_version = 2;
+  if (meta.date.empty()) meta.date = NowIso8601();
+  BFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path + ".partial", O_RDWR | O_CREAT | O_TRUNC, 0640));
+  std::unique_ptr<StreamWriter> w(new StreamWriter(path, std::move(fd), std::move(meta), options));
+  const std::string json = EncodeMetadata(w->meta_);
+  BFS_RETURN_IF_ERROR(w->Write(EncodeFrameHeader({FrameKind::kMeta, 0, json.size()})));
+  BFS_RETURN_IF_ERROR(w->Write(AsBytes(json)));
+  BFS_RETURN_IF_ERROR(w->Write(AsBytes(kTerminator)));
+  return w;
+}
+
+StreamWriter::StreamWriter(std::string path, UniqueFd fd, StreamMetadata meta,
+                           const WriterOptions& options)
+    : path_(std::move(path)),
+      partial_(path_ + ".partial"),
+      fd_(std::move(fd)),
+      meta_(std::move(meta)),
+      options_(options),
+      hash_(XXH3_createState(), &XXH3_freeState) {
+  buffer_.reserve(kBufferSize);
+  index_.compressed = options.lz4_level.has_value();
+  index_.checksum_granule = options.lz4_level ? options.compressed_chunk : options.checksum_granule;
+}
+
+StreamWriter::~StreamWriter() {
+  if (!finished_) Abandon();
+}
+
+void StreamWriter::Abandon() {
+  fd_.reset();
+  ::unlink(partial_.c_str());
+  finished_ = true;
+}
+
+Status StreamWriter::Write(std::span<const uint8_t> bytes) {
+  adler_.Update(bytes);
+  file_pos_ += bytes.size();
+  if (buffer_.size() + bytes.size() > kBufferSize) BFS_RETURN_IF_ERROR(Flush());
+  if (bytes.size() >= kBufferSize) return WriteAll(fd_.get(), bytes, partial_);
+  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  return Status::Ok();
+}
+
+Status StreamWriter::Flush() {
+  Status s = WriteAll(fd_.get(), buffer_, partial_);
+  buffer_.clear();
+  return s;
+}
+
+Status StreamWriter::CheckFrame(uint64_t offset, uint64_t length) {
+  if (finished_) return Status::InvalidArgument(path_ + ": stream already finished");
+  if (in_data_) {
+    return Status::InvalidArgument(path_ + ": data frame at " + std::to_string(frame_start_) +
+                                   " is missing " + std::to_string(frame_length_ - frame_done_) +
+                                   " bytes");
+  }
+  if (offset < prev_end_ || offset > UINT64_MAX - length || offset + length > meta_.virtual_size) {
+    return Status::InvalidArgument(path_ + ": frame [" + std::to_string(offset) + ", +" +
+                                   std::to_string(length) + ") is out of order or past the disk");
+  }
+  prev_end_ = offset + length;
+  return Status::Ok();
+}
+
+Status StreamWriter::BeginData(uint64_t offset, uint64_t length) {
+  BFS_RETURN_IF_ERROR(CheckFrame(offset, length));
+  BFS_RETURN_IF_ERROR(Write(EncodeFrameHeader({FrameKind::kData, offset, length})));
+  in_data_ = true;
+  frame_start_ = offset;
+  frame_length_ = length;
+  frame_done_ = 0;
+  data_total_ += length;
+  chunk_ = Chunk{};
+  chunk_.frame = frames_++;
+  chunk_.offset = offset;
+  chunk_.file_offset = file_pos_;
+  chunk_.compressed = index_.compressed;
+  chunk_.has_checksum = true;
+  XXH3_64bits_reset(hash_.get());
+  if (index_.compressed) trailer_.emplace_back();
+  if (length == 0) return Append({});
+  return Status::Ok();
+}
+
+Status StreamWriter::Append(std::span<const uint8_t> bytes) {
+  if (!in_data_ || bytes.size() > frame_length_ - frame_done_) {
+    return Status::InvalidArgument(path_ + ": Append beyond the current data frame");
+  }
+  BFS_RETURN_IF_ERROR(index_.compressed ? AppendCompressed(bytes) : AppendRaw(bytes));
+  if (frame_done_ < frame_length_) return Status::Ok();
+  in_data_ = false;
+  if (index_.compressed) {
+    TrailerEntry& e = trailer_.back();
+    e.split = e.chunk_sizes.size() > 1 || frame_length_ >= kNbdMaxRequest;
+    if (e.chunk_sizes.empty()) e.chunk_sizes.push_back(0);
+  }
+  return Write(AsBytes(kTerminator));
+}
+
+Status StreamWriter::AppendRaw(std::span<const uint8_t> bytes) {
+  const uint64_t granule = options_.checksum_granule;
+  while (!bytes.empty()) {
+    uint64_t pos = frame_start_ + frame_done_;
+    uint64_t chunk_end = std::min(frame_start_ + frame_length_, (pos / granule + 1) * granule);
+    size_t n = static_cast<size_t>(std::min<uint64_t>(bytes.size(), chunk_end - pos));
+    XXH3_64bits_update(hash_.get(), bytes.data(), n);
+    BFS_RETURN_IF_ERROR(Write(bytes.first(n)));
+    frame_done_ += n;
+    bytes = bytes.subspan(n);
+    if (frame_start_ + frame_done_ == chunk_end) BFS_RETURN_IF_ERROR(CloseRawChunk());
+  }
+  return Status::Ok();
+}
+
+Status StreamWriter::CloseRawChunk() {
+  chunk_.length = frame_start_ + frame_done_ - chunk_.offset;
+  chunk_.stored_size = chunk_.length;
+  chunk_.checksum = XXH3_64bits_digest(hash_.get());
+  index_.chunks.push_back(chunk_);
+  chunk_.offset += chunk_.length;
+  chunk_.file_offset += chunk_.length;
+  XXH3_64bits_reset(hash_.get());
+  return Status::Ok();
+}
+
+Status StreamWriter::AppendCompressed(std::span<const uint8_t> bytes) {
+  while (!bytes.empty()) {
+    uint64_t chunk_size =
+        std::min(options_.compressed_chunk, frame_length_ - (frame_done_ - pending_.size()));
+    size_t n = static_cast<size_t>(std::min<uint64_t>(bytes.size(), chunk_size - pending_.size()));
+    pending_.insert(pending_.end(), bytes.begin(), bytes.begin() + n);
+    frame_done_ += n;
+    bytes = bytes.subspan(n);
+    if (pending_.size() == chunk_size) BFS_RETURN_IF_ERROR(CompressPending());
+  }
+  return Status::Ok();
+}
+
+Status StreamWriter::CompressPending() {
+  std::vector<uint8_t> packed = Lz4CompressChunk(pending_, *options_.lz4_level);
+  chunk_.length = pending_.size();
+  chunk_.stored_size = packed.size();
+  chunk_.file_offset = file_pos_;
+  chunk_.checksum = Xxh3(pending_);
+  index_.chunks.push_back(chunk_);
+  trailer_.back().chunk_sizes.push_back(packed.size());
+  chunk_.offset += chunk_.length;
+  pending_.clear();
+  return Write(packed);
+}
+
+Status StreamWriter::AddData(uint64_t offset, std::span<const uint8_t> bytes) {
+  BFS_RETURN_IF_ERROR(BeginData(offset, bytes.size()));
+  if (bytes.empty()) return Status::Ok();
+  return Append(bytes);
+}
+
+Status StreamWriter::AddZero(uint64_t offset, uint64_t length) {
+  BFS_RETURN_IF_ERROR(CheckFrame(offset, length));
+  if (length > 0) {
+    Chunk c;
+    c.kind = ChunkKind::kZero;
+    c.offset = offset;
+    c.length = length;
+    c.frame = frames_;
+    index_.chunks.push_back(c);
+  }
+  ++frames_;
+  return Write(EncodeFrameHeader({FrameKind::kZero, offset, length}));
+}
+
+Status StreamWriter::WriteTail() {
+  BFS_RETURN_IF_ERROR(Write(EncodeFrameHeader({FrameKind::kStop, 0, 0})));
+  if (index_.compressed) {
+    const std::string json = EncodeTrailer(trailer_);
+    BFS_RETURN_IF_ERROR(Write(AsBytes(json)));
+    BFS_RETURN_IF_ERROR(Write(AsBytes(kTerminator)));
+    BFS_RETURN_IF_ERROR(Write(EncodeFrameHeader({FrameKind::kComp, 0, json.size()})));
+  }
+  BFS_RETURN_IF_ERROR(Flush());
+  if (options_.durable) BFS_RETURN_IF_ERROR(FsyncFile(fd_.get(), partial_));
+  return Status::Ok();
+}
+
+Status StreamWriter::Finish() {
+  if (finished_) return Status::InvalidArgument(path_ + ": stream already finished");
+  Status s = CheckFrame(prev_end_, 0);
+  if (s.ok() && data_total_ != meta_.data_size) {
+    s = Status::InvalidArgument(path_ + ": data frames hold " + std::to_string(data_total_) +
+                                " bytes but the metadata announced " +
+                                std::to_string(meta_.data_size));
+  }
+  if (s.ok()) s = WriteTail();
+  if (s.ok()) {
+    Result<FileSource> src = FileSource::Open(partial_);
+    Result<DataFileIdentity> id = src.ok() ? IdentifyDataFile(*src) : src.status();
+    s = id.status();
+    if (s.ok()) index_.identity = *id;
+  }
+  if (s.ok()) s = WriteFileAtomically(path_ + ".idx", EncodeIndex(index_));
+  if (s.ok()) s = WriteChecksumFile(path_ + ".chksum", adler_.value());
+  if (s.ok() && ::rename(partial_.c_str(), path_.c_str()) != 0) {
+    s = Status::FromErrno("cannot rename " + partial_ + " to " + path_, errno);
+  }
+  if (s.ok() && options_.durable) s = FsyncParentDir(path_);
+  if (!s.ok()) {
+    Abandon();
+    return s;
+  }
+  finished_ = true;
+  fd_.reset();
+  return Status::Ok();
+}
+
+}  // namespace backupfs

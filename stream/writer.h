@@ -1,0 +1,100 @@
+// Writes one data file of the stream format, byte-compatible with virtnbdbackup (stream
+// version 2, optionally lz4-compressed with the trailer), plus our sidecar index (with an
+// XXH3-64 per chunk) and virtnbdbackup's `.chksum` (adler32 of the whole file).
+//
+// The file is written as `<path>.partial` and only renamed to `<path>` by Finish() after it and
+// its sidecars are complete (and, with `durable`, fsynced): a crash never leaves a data file
+// that looks complete. A writer destroyed before Finish() removes the `.partial` file.
+//
+// Not thread-safe: one thread drives a writer.
+#pragma once
+
+#include <xxhash.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "stream/checksum.h"
+#include "stream/file.h"
+#include "stream/index.h"
+#include "stream/metadata.h"
+#include "stream/status.h"
+#include "stream/trailer.h"
+
+namespace backupfs {
+
+// QEMU's NBD maximum request size: virtnbdbackup reads (and compresses) at most this much at a
+// time, and virtnbdrestore 1.9.15 expects a split trailer entry for frames at least this long.
+inline constexpr uint64_t kNbdMaxRequest = 32u << 20;
+
+struct WriterOptions {
+  std::optional<int> lz4_level;                // compress each chunk when set
+  uint64_t compressed_chunk = kNbdMaxRequest;  // uncompressed bytes per lz4 frame
+  uint64_t checksum_granule = 1u << 20;        // uncompressed: index chunk per granule of disk
+  bool durable = true;                         // fsync the files and the directory
+};
+
+class StreamWriter {
+ public:
+  // Creates `<path>.partial` and writes the meta frame. meta.data_size must be the sum of the
+  // data frames to come (it is written first, as in virtnbdbackup). An empty meta.date is set
+  // to the current local time.
+  static Result<std::unique_ptr<StreamWriter>> Create(const std::string& path, StreamMetadata meta,
+                                                      const WriterOptions& options);
+  ~StreamWriter();
+
+  // Frames must come in ascending, non-overlapping order inside the disk's virtual size.
+  // A data frame is BeginData() followed by Append() calls that add up to `length` bytes.
+  Status BeginData(uint64_t offset, uint64_t length);
+  Status Append(std::span<const uint8_t> bytes);
+  Status AddData(uint64_t offset, std::span<const uint8_t> bytes);
+  Status AddZero(uint64_t offset, uint64_t length);
+
+  // Ends the stream, writes the sidecars and renames the file into place.
+  Status Finish();
+
+  uint64_t bytes_written() const { return file_pos_; }
+  const StreamIndex& index() const { return index_; }
+
+ private:
+  StreamWriter(std::string path, UniqueFd fd, StreamMetadata meta, const WriterOptions& options);
+  Status Write(std::span<const uint8_t> bytes);
+  Status Flush();
+  Status CheckFrame(uint64_t offset, uint64_t length);
+  Status AppendRaw(std::span<const uint8_t> bytes);
+  Status AppendCompressed(std::span<const uint8_t> bytes);
+  Status CloseRawChunk();
+  Status CompressPending();
+  Status WriteTail();
+  void Abandon();
+
+  const std::string path_;
+  const std::string partial_;
+  UniqueFd fd_;
+  StreamMetadata meta_;
+  const WriterOptions options_;
+  std::vector<uint8_t> buffer_;  // pending writes, flushed when large
+  uint64_t file_pos_ = 0;        // bytes of the file produced so far (buffer included)
+  Adler32 adler_;
+  StreamIndex index_;
+  std::vector<TrailerEntry> trailer_;
+  uint32_t frames_ = 0;
+  uint64_t prev_end_ = 0;
+  uint64_t data_total_ = 0;
+  // The data frame being appended to.
+  bool in_data_ = false;
+  uint64_t frame_start_ = 0;
+  uint64_t frame_length_ = 0;
+  uint64_t frame_done_ = 0;
+  // Uncompressed: the chunk being hashed. Compressed: the bytes waiting to be compressed.
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash_;
+  Chunk chunk_;
+  std::vector<uint8_t> pending_;
+  bool finished_ = false;
+};
+
+}  // namespace backupfs
