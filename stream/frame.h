@@ -25,6 +25,8 @@ struct FrameHeader {
   uint64_t start;   // offset on the virtual disk (0 for meta, stop, comp)
   uint64_t length;  // bytes of the virtual disk covered; payload size for meta and comp
 
+  uint64_t end_offset() const { return start + length; }  // cannot overflow once decoded
+
   bool operator==(const FrameHeader&) const = default;
 };
 

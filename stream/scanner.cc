@@ -272,3 +272,39 @@ StreamIndex IndexFromLayout(const StreamLayout& layout, const DataFileIdentity& 
 }
 
 }  // namespace backupfs
+
+namespace backupfs {
+
+Status CheckIndexMatchesLayout(const StreamIndex& index, const StreamLayout& layout,
+                               const std::string& file) {
+  size_t ci = 0;
+  for (uint32_t n = 0; n < layout.frames.size(); ++n) {
+    const FrameRecord& f = layout.frames[n];
+    if (f.header.length == 0) continue;
+    const bool data = f.header.kind == FrameKind::kData;
+    uint64_t pos = f.header.start;
+    uint64_t stored = f.payload_offset;
+    for (; ci < index.chunks.size() && index.chunks[ci].frame == n; ++ci) {
+      const Chunk& c = index.chunks[ci];
+      if (c.offset != pos || (c.kind == ChunkKind::kData) != data ||
+          (data && c.file_offset != stored)) {
+        break;
+      }
+      pos += c.length;
+      stored += c.stored_size;
+    }
+    if (pos != f.header.end_offset() || (data && stored != f.payload_offset + f.stored_size)) {
+      return Status::Corruption(file + ": offset " + std::to_string(f.header_offset) + ": the " +
+                                std::string(FrameKindName(f.header.kind)) +
+                                " frame at disk offset " + std::to_string(f.header.start) +
+                                " is not what the index records for it");
+    }
+  }
+  if (ci != index.chunks.size()) {
+    return Status::Corruption(file + ": the index records chunks that no frame holds (from disk " +
+                              "offset " + std::to_string(index.chunks[ci].offset) + ")");
+  }
+  return Status::Ok();
+}
+
+}  // namespace backupfs

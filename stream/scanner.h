@@ -48,3 +48,13 @@ Result<StreamLayout> ScanStream(const ByteSource& src);
 StreamIndex IndexFromLayout(const StreamLayout& layout, const DataFileIdentity& identity);
 
 }  // namespace backupfs
+
+namespace backupfs {
+
+// Checks that a sidecar index describes exactly the frames a scan found: every frame covered
+// by its chunks, contiguously, with the same kind and stored bytes. The stream format does not
+// protect its headers; this comparison is what catches a header damaged in place.
+Status CheckIndexMatchesLayout(const StreamIndex& index, const StreamLayout& layout,
+                               const std::string& file);
+
+}  // namespace backupfs

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package backupfs needs to build, test and run. Idempotent; run as root.
+set -euo pipefail
+
+build_packages=(
+  build-essential cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
+  libfuse3-dev libvirt-dev libnbd-dev liblz4-dev libxxhash-dev zlib1g-dev
+  nlohmann-json3-dev libcli11-dev libxml2-dev libgtest-dev libgmock-dev libbenchmark-dev
+)
+runtime_packages=(
+  fuse3 qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
+  libnbd-bin nbdkit virtnbdbackup python3 e2fsprogs
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: run as root (it calls apt-get)" >&2
+  exit 1
+fi
+missing=()
+for p in "${build_packages[@]}" "${runtime_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps.sh: all packages present"
+  exit 0
+fi
+echo "install-deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

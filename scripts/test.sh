@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine, as root:
+#   packages -> format check -> ASan+UBSan unit tests -> fuzzers (bounded) -> release build ->
+#   every unit and integration test (real libvirtd, QEMU, FUSE, virtnbdbackup).
+# Integration tests start the services they need (libvirtd) themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "packages"
+bash scripts/install-deps.sh
+
+step "release build"
+BUILD_DIR=build bash scripts/build.sh -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+step "format check"
+ninja -C build format-check
+
+step "unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+BUILD_DIR=build-asan bash scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DBACKUPFS_SANITIZE=ON \
+  -DBACKUPFS_BENCH=OFF
+ctest --test-dir build-asan -L unit --output-on-failure -j2
+
+step "fuzzers (libFuzzer, ASan+UBSan), ${FUZZ_SECONDS}s each"
+BUILD_DIR=build-fuzz bash scripts/build.sh -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_BUILD_TYPE=Debug -DBACKUPFS_SANITIZE=ON -DBACKUPFS_FUZZ=ON -DBACKUPFS_BENCH=OFF
+for fuzzer in build-fuzz/fuzz/fuzz_*; do
+  [ -x "$fuzzer" ] || continue
+  corpus=$(mktemp -d)
+  "$fuzzer" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0 \
+    "$corpus" fuzz/corpus/"$(basename "$fuzzer")" 2>&1 | tail -3
+  rm -rf "$corpus"
+done
+
+step "all tests (unit + integration)"
+ctest --test-dir build --output-on-failure
