@@ -1,5 +1,6 @@
 #include "backupfs/verify.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "stream/checksum.h"
@@ -79,7 +80,13 @@ void VerifyDataFile(const std::string& path, VerifyReporter& reporter, VerifySum
     detail += ", index ok";
   } else {
     detail += ", no index";
-    if (!r.meta().compressed()) reporter.Note(path + ": no checksums cover its data (no index)");
+  }
+  const auto& chunks = r.index().chunks;
+  if (!r.meta().compressed() &&
+      std::none_of(chunks.begin(), chunks.end(), [](const Chunk& c) { return c.has_checksum; }) &&
+      std::any_of(chunks.begin(), chunks.end(),
+                  [](const Chunk& c) { return c.kind == ChunkKind::kData; })) {
+    reporter.Note(path + ": no checksums cover its data (an index built by scanning)");
   }
   CheckChunks(r, reporter, summary, &detail);
   if (summary->problems == problems_before) reporter.FileOk(path, detail);

@@ -22,6 +22,45 @@ void Adler32::Update(std::span<const uint8_t> bytes) {
   }
 }
 
+BackgroundAdler32::BackgroundAdler32() : thread_([this] { Run(); }) {}
+
+BackgroundAdler32::~BackgroundAdler32() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void BackgroundAdler32::Start(std::span<const uint8_t> bytes) {
+  {
+    std::lock_guard lock(mu_);
+    job_ = bytes;
+    busy_ = true;
+  }
+  cv_.notify_all();
+}
+
+void BackgroundAdler32::Wait() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return !busy_; });
+}
+
+void BackgroundAdler32::Run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return busy_ || stop_; });
+    if (stop_) return;
+    std::span<const uint8_t> job = job_;
+    lock.unlock();
+    sum_.Update(job);  // only this thread touches sum_ while busy_
+    lock.lock();
+    busy_ = false;
+    cv_.notify_all();
+  }
+}
+
 Result<uint32_t> Adler32OfFile(const std::string& path) {
   BFS_ASSIGN_OR_RETURN(FileSource src, FileSource::Open(path));
   std::vector<uint8_t> buf(8 << 20);
@@ -35,10 +74,10 @@ Result<uint32_t> Adler32OfFile(const std::string& path) {
   return sum.value();
 }
 
-Status WriteChecksumFile(const std::string& path, uint32_t adler) {
+Status WriteChecksumFile(const std::string& path, uint32_t adler, bool durable) {
   std::string text = std::to_string(adler);
-  return WriteFileAtomically(path,
-                             std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  return WriteFileAtomically(
+      path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0640, durable);
 }
 
 Result<uint32_t> ReadChecksumFile(const std::string& path) {

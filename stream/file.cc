@@ -86,12 +86,13 @@ Result<std::string> ReadWholeFile(const std::string& path) {
   return out;
 }
 
-Status WriteFileAtomically(const std::string& path, std::span<const uint8_t> contents) {
+Status WriteFileAtomically(const std::string& path, std::span<const uint8_t> contents, int mode,
+                           bool durable) {
   const std::string tmp = path + ".tmp";
   {
-    BFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    BFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode));
     Status s = WriteAll(fd.get(), contents, tmp);
-    if (s.ok()) s = FsyncFile(fd.get(), tmp);
+    if (s.ok() && durable) s = FsyncFile(fd.get(), tmp);
     if (!s.ok()) {
       ::unlink(tmp.c_str());
       return s;

@@ -41,8 +41,9 @@ Status FsyncFile(int fd, const std::string& name);
 // fsync of the directory that holds `path`, so that a rename in it is durable.
 Status FsyncParentDir(const std::string& path);
 Result<std::string> ReadWholeFile(const std::string& path);
-// Writes `contents` to path.tmp, fsyncs and renames over `path`.
-Status WriteFileAtomically(const std::string& path, std::span<const uint8_t> contents);
+// Writes `contents` to path.tmp, fsyncs (when `durable`) and renames over `path`.
+Status WriteFileAtomically(const std::string& path, std::span<const uint8_t> contents,
+                           int mode = 0644, bool durable = true);
 
 // Random-access, read-only bytes: a file or a memory buffer. Thread-safe for concurrent reads.
 class ByteSource {

@@ -13,6 +13,10 @@
 
 namespace backupfs {
 
+// The largest chunk read whole (lz4 chunks, checksummed chunks): bounds the memory one read
+// may take. virtnbdbackup's lz4 chunks are at most the NBD request size, 32 MiB with QEMU.
+inline constexpr uint64_t kMaxChunkLength = 256u << 20;
+
 enum class ChunkKind : uint8_t { kData = 1, kZero = 2 };
 
 // One contiguous range of the virtual disk stored one way: a piece of an uncompressed data

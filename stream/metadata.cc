@@ -30,7 +30,7 @@ Status Optional(const json& j, const char* key, T* out, const std::string& file,
 }
 
 Status Required(const json& j, const char* key, const std::string& file, uint64_t offset) {
-  if (!j.contains(key)) return KeyError(file, offset, key, "is missing");
+  if (!j.contains(key) || j[key].is_null()) return KeyError(file, offset, key, "is missing");
   return Status::Ok();
 }
 
@@ -42,8 +42,8 @@ Status DecodeCompression(const json& j, StreamMetadata* meta, const std::string&
   }
   if (it->is_boolean()) {
     meta->compression_level = 0;
-  } else if (it->is_number_integer()) {
-    meta->compression_level = it->get<int>();
+  } else if (it->is_number_integer() && it->get<int64_t>() >= -1000 && it->get<int64_t>() <= 1000) {
+    meta->compression_level = static_cast<int>(it->get<int64_t>());
   } else {
     return KeyError(file, offset, "compressed", "is neither false nor an lz4 level");
   }

@@ -32,8 +32,12 @@ Status StreamReader::LoadIndex() {
     if (s.ok() && idx->compressed != meta_.compressed()) {
       s = Status::Stale(idx_path + ": index and data file disagree on compression");
     }
-    if (s.ok())
-      s = ValidateChunks(*idx, meta_.virtual_size, payload_begin_, source_.size(), idx_path);
+    if (s.ok()) {
+      Result<uint64_t> frames_end = FramesEnd(source_, meta_, payload_begin_);
+      s = frames_end.ok()
+              ? ValidateChunks(*idx, meta_.virtual_size, payload_begin_, *frames_end, idx_path)
+              : frames_end.status();
+    }
     if (s.ok()) {
       index_ = std::move(idx).value();
       origin_ = IndexOrigin::kSidecar;
@@ -47,7 +51,7 @@ Status StreamReader::LoadIndex() {
   index_ = IndexFromLayout(layout, identity);
   origin_ = IndexOrigin::kScanned;
   if (options_.write_missing_index && index_problem_.empty() &&
-      WriteFileAtomically(idx_path, EncodeIndex(index_)).ok()) {
+      WriteFileAtomically(idx_path, EncodeIndex(index_), 0640).ok()) {
     origin_ = IndexOrigin::kScannedWritten;
   }
   return Status::Ok();
@@ -58,16 +62,16 @@ std::string StreamReader::Where(const Chunk& chunk) const {
          std::to_string(chunk.offset) + ", " + std::to_string(chunk.length) + " bytes)";
 }
 
-Status StreamReader::ReadWholeChunk(const Chunk& chunk, std::vector<uint8_t>* out) {
-  out->resize(chunk.length);
+Status StreamReader::ReadWholeChunk(const Chunk& chunk, std::span<uint8_t> out) {
   if (chunk.compressed) {
-    std::vector<uint8_t> packed(chunk.stored_size);
+    thread_local std::vector<uint8_t> packed;
+    packed.resize(chunk.stored_size);
     BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, packed));
-    BFS_RETURN_IF_ERROR(Lz4DecompressChunk(packed, *out, Where(chunk)));
+    BFS_RETURN_IF_ERROR(Lz4DecompressChunk(packed, out, Where(chunk)));
   } else {
-    BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, *out));
+    BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, out));
   }
-  if (chunk.has_checksum && Xxh3(*out) != chunk.checksum) {
+  if (chunk.has_checksum && Xxh3(out) != chunk.checksum) {
     return Status::Corruption(Where(chunk) + ": checksum mismatch");
   }
   return Status::Ok();
@@ -75,36 +79,38 @@ Status StreamReader::ReadWholeChunk(const Chunk& chunk, std::vector<uint8_t>* ou
 
 Status StreamReader::VerifyChunk(const Chunk& chunk) {
   if (chunk.kind == ChunkKind::kZero) return Status::Ok();
-  std::vector<uint8_t> bytes;
-  return ReadWholeChunk(chunk, &bytes);
+  std::vector<uint8_t> bytes(chunk.length);
+  return ReadWholeChunk(chunk, bytes);
 }
 
-Result<std::shared_ptr<const std::vector<uint8_t>>> StreamReader::Decoded(const Chunk& chunk) {
+Result<std::shared_ptr<const StreamReader::Decoded>> StreamReader::Decode(const Chunk& chunk) {
   {
     std::lock_guard lock(mu_);
     auto it = cache_.find(chunk.file_offset);
     if (it != cache_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second.pos);
-      return it->second.bytes;
+      return it->second.chunk;
     }
   }
   // Decode outside the lock: two threads may decode the same chunk once each, which is cheaper
   // than serializing every decode.
-  auto bytes = std::make_shared<std::vector<uint8_t>>();
-  BFS_RETURN_IF_ERROR(ReadWholeChunk(chunk, bytes.get()));
+  auto decoded = std::make_shared<Decoded>();
+  decoded->bytes.reset(new uint8_t[chunk.length]);  // no zero fill: the decoder writes it all
+  decoded->size = chunk.length;
+  BFS_RETURN_IF_ERROR(ReadWholeChunk(chunk, std::span(decoded->bytes.get(), decoded->size)));
   std::lock_guard lock(mu_);
-  if (cache_.count(chunk.file_offset) == 0 && bytes->size() <= options_.cache_bytes) {
+  if (cache_.count(chunk.file_offset) == 0 && decoded->size <= options_.cache_bytes) {
     lru_.push_front(chunk.file_offset);
-    cache_[chunk.file_offset] = Entry{bytes, lru_.begin()};
-    cached_bytes_ += bytes->size();
+    cache_[chunk.file_offset] = Entry{decoded, lru_.begin()};
+    cached_bytes_ += decoded->size;
     while (cached_bytes_ > options_.cache_bytes) {
       auto victim = cache_.find(lru_.back());
-      cached_bytes_ -= victim->second.bytes->size();
+      cached_bytes_ -= victim->second.chunk->size;
       cache_.erase(victim);
       lru_.pop_back();
     }
   }
-  return std::shared_ptr<const std::vector<uint8_t>>(std::move(bytes));
+  return std::shared_ptr<const Decoded>(std::move(decoded));
 }
 
 Status StreamReader::ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk,
@@ -116,10 +122,20 @@ Status StreamReader::ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk,
     std::memset(out.data(), 0, out.size());
     return Status::Ok();
   }
-  bool whole = chunk.compressed || (options_.verify_checksums && chunk.has_checksum);
-  if (!whole) return source_.ReadAt(chunk.file_offset + offset_in_chunk, out);
-  BFS_ASSIGN_OR_RETURN(auto bytes, Decoded(chunk));
-  std::memcpy(out.data(), bytes->data() + offset_in_chunk, out.size());
+  if (chunk.compressed) {
+    BFS_ASSIGN_OR_RETURN(auto decoded, Decode(chunk));
+    std::memcpy(out.data(), decoded->bytes.get() + offset_in_chunk, out.size());
+    return Status::Ok();
+  }
+  if (!options_.verify_checksums || !chunk.has_checksum) {
+    return source_.ReadAt(chunk.file_offset + offset_in_chunk, out);
+  }
+  // A verified read needs the whole chunk; the page cache, not ours, keeps it for next time.
+  if (offset_in_chunk == 0 && out.size() == chunk.length) return ReadWholeChunk(chunk, out);
+  thread_local std::vector<uint8_t> whole;
+  if (whole.size() < chunk.length) whole.resize(chunk.length);
+  BFS_RETURN_IF_ERROR(ReadWholeChunk(chunk, std::span(whole).first(chunk.length)));
+  std::memcpy(out.data(), whole.data() + offset_in_chunk, out.size());
   return Status::Ok();
 }
 

@@ -67,8 +67,14 @@ class StreamReader {
   StreamReader(FileSource source, const ReaderOptions& options)
       : source_(std::move(source)), options_(options) {}
   Status LoadIndex();
-  Result<std::shared_ptr<const std::vector<uint8_t>>> Decoded(const Chunk& chunk);
-  Status ReadWholeChunk(const Chunk& chunk, std::vector<uint8_t>* out);
+  // A decoded lz4 chunk, shared by the cache and the readers using it.
+  struct Decoded {
+    std::unique_ptr<uint8_t[]> bytes;
+    size_t size;
+  };
+  Result<std::shared_ptr<const Decoded>> Decode(const Chunk& chunk);
+  // Reads (and decodes) a whole chunk into out (out.size() == chunk.length), checking it.
+  Status ReadWholeChunk(const Chunk& chunk, std::span<uint8_t> out);
   std::string Where(const Chunk& chunk) const;
 
   FileSource source_;
@@ -83,7 +89,7 @@ class StreamReader {
   std::mutex mu_;
   std::list<uint64_t> lru_;  // most recent first; guarded by mu_
   struct Entry {
-    std::shared_ptr<const std::vector<uint8_t>> bytes;
+    std::shared_ptr<const Decoded> chunk;
     std::list<uint64_t>::iterator pos;
   };
   std::unordered_map<uint64_t, Entry> cache_;  // guarded by mu_

@@ -35,28 +35,14 @@ Status ExpectTerminator(const ByteSource& src, uint64_t offset) {
 
 // Locates the trailer of a compressed stream: sets stop_offset and trailer.
 Status ReadTrailer(const ByteSource& src, StreamLayout* layout) {
-  const uint64_t size = src.size();
-  const uint64_t min_tail = 2 * kFrameHeaderSize + 2;
-  if (size < layout->payload_begin + min_tail) {
-    return Status::Corruption(At(src, size) + "compressed stream has no complete trailer");
-  }
-  const uint64_t comp_at = size - kFrameHeaderSize;
-  BFS_ASSIGN_OR_RETURN(FrameHeader comp, ReadHeader(src, comp_at));
-  if (comp.kind != FrameKind::kComp) {
-    return Status::Corruption(At(src, comp_at) +
-                              "compressed stream does not end with a 'comp' frame (truncated?)");
-  }
-  if (comp.length > comp_at - layout->payload_begin - kFrameHeaderSize - 2) {
-    return Status::Corruption(At(src, comp_at) + "trailer length " + std::to_string(comp.length) +
-                              " reaches before the frames");
-  }
-  const uint64_t json_at = comp_at - 2 - comp.length;
+  BFS_ASSIGN_OR_RETURN(layout->stop_offset, FramesEnd(src, layout->meta, layout->payload_begin));
+  const uint64_t json_at = layout->stop_offset + kFrameHeaderSize;
+  const uint64_t comp_at = src.size() - kFrameHeaderSize;
   BFS_RETURN_IF_ERROR(ExpectTerminator(src, comp_at - 2));
-  std::string json(comp.length, '\0');
+  std::string json(comp_at - 2 - json_at, '\0');
   BFS_RETURN_IF_ERROR(
       src.ReadAt(json_at, std::span(reinterpret_cast<uint8_t*>(json.data()), json.size())));
   BFS_ASSIGN_OR_RETURN(layout->trailer, DecodeTrailer(json, src.name(), json_at));
-  layout->stop_offset = json_at - kFrameHeaderSize;
   BFS_ASSIGN_OR_RETURN(FrameHeader stop, ReadHeader(src, layout->stop_offset));
   if (stop.kind != FrameKind::kStop) {
     return Status::Corruption(At(src, layout->stop_offset) +
@@ -69,6 +55,11 @@ Status ReadTrailer(const ByteSource& src, StreamLayout* layout) {
 Status ResolveChunks(const ByteSource& src, const TrailerEntry& entry, FrameRecord* f) {
   f->chunk_stored = entry.chunk_sizes;
   if (!entry.split && entry.chunk_sizes.size() == 1) {
+    if (f->header.length > kMaxChunkLength) {
+      return Status::Corruption(At(src, f->payload_offset) + "one lz4 chunk of " +
+                                std::to_string(f->header.length) + " bytes exceeds the limit of " +
+                                std::to_string(kMaxChunkLength));
+    }
     f->chunk_lengths = {f->header.length};
     return Status::Ok();
   }
@@ -81,7 +72,7 @@ Status ResolveChunks(const ByteSource& src, const TrailerEntry& entry, FrameReco
     BFS_RETURN_IF_ERROR(src.ReadAt(at, std::span(hdr).first(n)));
     BFS_ASSIGN_OR_RETURN(uint64_t len,
                          Lz4ChunkContentSize(std::span(hdr).first(n), At(src, at) + "lz4 chunk"));
-    if (len > f->header.length - total) {
+    if (len > f->header.length - total || len > kMaxChunkLength) {
       return Status::Corruption(At(src, at) + "lz4 chunks expand past their frame's length");
     }
     f->chunk_lengths.push_back(len);
@@ -208,6 +199,31 @@ class Walker {
 };
 
 }  // namespace
+
+Result<uint64_t> FramesEnd(const ByteSource& src, const StreamMetadata& meta,
+                           uint64_t payload_begin) {
+  const uint64_t size = src.size();
+  if (!meta.compressed()) {
+    if (size < payload_begin + kFrameHeaderSize) {
+      return Status::Corruption(At(src, size) + "no 'stop' frame: the file is truncated");
+    }
+    return size - kFrameHeaderSize;
+  }
+  if (size < payload_begin + 2 * kFrameHeaderSize + 2) {
+    return Status::Corruption(At(src, size) + "compressed stream has no complete trailer");
+  }
+  const uint64_t comp_at = size - kFrameHeaderSize;
+  BFS_ASSIGN_OR_RETURN(FrameHeader comp, ReadHeader(src, comp_at));
+  if (comp.kind != FrameKind::kComp) {
+    return Status::Corruption(At(src, comp_at) +
+                              "compressed stream does not end with a 'comp' frame (truncated?)");
+  }
+  if (comp.length > comp_at - payload_begin - kFrameHeaderSize - 2) {
+    return Status::Corruption(At(src, comp_at) + "trailer length " + std::to_string(comp.length) +
+                              " reaches before the frames");
+  }
+  return comp_at - 2 - comp.length - kFrameHeaderSize;
+}
 
 Result<StreamMetadata> ReadMetadata(const ByteSource& src, uint64_t* payload_begin) {
   BFS_ASSIGN_OR_RETURN(FrameHeader h, ReadHeader(src, 0));

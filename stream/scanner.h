@@ -35,6 +35,11 @@ struct StreamLayout {
   std::vector<TrailerEntry> trailer;  // compressed streams only
 };
 
+// Where the frames end: the offset of the `stop` header, found from the file's tail alone
+// (the last 40 bytes; for compressed streams the `comp` header locates the trailer).
+Result<uint64_t> FramesEnd(const ByteSource& src, const StreamMetadata& meta,
+                           uint64_t payload_begin);
+
 // Reads just the meta frame at the start of `src`.
 Result<StreamMetadata> ReadMetadata(const ByteSource& src, uint64_t* payload_begin = nullptr);
 

@@ -215,7 +215,7 @@ TEST_P(RoundTripTest, CorruptSidecarIsNotTrusted) {
 INSTANTIATE_TEST_SUITE_P(Compression, RoundTripTest, ::testing::Bool(),
                          [](const auto& p) { return p.param ? "lz4" : "raw"; });
 
-TEST(WriterTest, LargeCompressedFrameIsSplitIntoNbdSizedChunks) {
+TEST(WriterTest, LargeCompressedFrameIsSplitIntoChunks) {
   ScratchDir dir;
   const uint64_t len = 40u << 20;
   auto data = testing::CompressibleBytes(len, 3);
@@ -234,12 +234,33 @@ TEST(WriterTest, LargeCompressedFrameIsSplitIntoNbdSizedChunks) {
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   ASSERT_EQ(layout->trailer.size(), 1u);
   EXPECT_TRUE(layout->trailer[0].split);
-  EXPECT_EQ(layout->frames[0].chunk_lengths, (std::vector<uint64_t>{32u << 20, 8u << 20}));
+  EXPECT_EQ(layout->frames[0].chunk_lengths, std::vector<uint64_t>(10, 4u << 20));
   auto r = StreamReader::Open(dir.File("vda.full.data"));
   ASSERT_TRUE(r.ok());
   std::vector<uint8_t> back(len);
   ASSERT_TRUE((*r)->Read(0, back).ok());
   EXPECT_TRUE(back == data);
+}
+
+// virtnbdrestore 1.9.15 reads a frame shorter than its 32 MiB request size as one lz4 frame
+// with an integer trailer entry.
+TEST(WriterTest, CompressedFrameUnder32MiBIsOneLz4Frame) {
+  ScratchDir dir;
+  const uint64_t len = 20u << 20;
+  StreamMetadata m = Meta(len);
+  m.virtual_size = len;
+  WriterOptions o;
+  o.durable = false;
+  o.lz4_level = 0;
+  auto w = StreamWriter::Create(dir.File("vda.full.data"), m, o);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->AddData(0, testing::CompressibleBytes(len, 5)).ok());
+  ASSERT_TRUE((*w)->Finish().ok());
+  auto src = FileSource::Open(dir.File("vda.full.data"));
+  auto layout = ScanStream(*src);
+  ASSERT_TRUE(layout.ok());
+  EXPECT_FALSE(layout->trailer[0].split);
+  EXPECT_EQ(layout->trailer[0].chunk_sizes.size(), 1u);
 }
 
 TEST(WriterTest, AbandonedWriterLeavesNothing) {

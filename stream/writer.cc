@@ -79,8 +79,8 @@ void StreamWriter::Abandon() {
   finished_ = true;
 }
 
-Status StreamWriter::Write(std::span<const uint8_t> bytes) {
-  adler_.Update(bytes);
+Status StreamWriter::Write(std::span<const uint8_t> bytes, bool summed) {
+  if (!summed) adler_.Update(bytes);
   file_pos_ += bytes.size();
   if (buffer_.size() + bytes.size() > kBufferSize) BFS_RETURN_IF_ERROR(Flush());
   if (bytes.size() >= kBufferSize) return WriteAll(fd_.get(), bytes, partial_);
@@ -144,14 +144,24 @@ Status StreamWriter::Append(std::span<const uint8_t> bytes) {
   return Write(AsBytes(kTerminator));
 }
 
+// Large spans are summed (adler32) on a helper thread while this one hashes and writes them:
+// the adler32 would otherwise cost as much as the write itself.
 Status StreamWriter::AppendRaw(std::span<const uint8_t> bytes) {
+  if (bytes.size() < kBufferSize / 4) return HashAndWriteRaw(bytes, false);
+  adler_.Start(bytes);
+  Status s = HashAndWriteRaw(bytes, true);
+  adler_.Wait();
+  return s;
+}
+
+Status StreamWriter::HashAndWriteRaw(std::span<const uint8_t> bytes, bool summed) {
   const uint64_t granule = options_.checksum_granule;
   while (!bytes.empty()) {
     uint64_t pos = frame_start_ + frame_done_;
     uint64_t chunk_end = std::min(frame_start_ + frame_length_, (pos / granule + 1) * granule);
     size_t n = static_cast<size_t>(std::min<uint64_t>(bytes.size(), chunk_end - pos));
     XXH3_64bits_update(hash_.get(), bytes.data(), n);
-    BFS_RETURN_IF_ERROR(Write(bytes.first(n)));
+    BFS_RETURN_IF_ERROR(Write(bytes.first(n), summed));
     frame_done_ += n;
     bytes = bytes.subspan(n);
     if (frame_start_ + frame_done_ == chunk_end) BFS_RETURN_IF_ERROR(CloseRawChunk());
@@ -172,8 +182,11 @@ Status StreamWriter::CloseRawChunk() {
 
 Status StreamWriter::AppendCompressed(std::span<const uint8_t> bytes) {
   while (!bytes.empty()) {
+    // Frames shorter than kNbdMaxRequest must be one lz4 frame (virtnbdrestore 1.9.15 reads
+    // them in one piece); longer ones are split into chunks of compressed_chunk bytes.
+    const uint64_t left = frame_length_ - (frame_done_ - pending_.size());
     uint64_t chunk_size =
-        std::min(options_.compressed_chunk, frame_length_ - (frame_done_ - pending_.size()));
+        frame_length_ < kNbdMaxRequest ? left : std::min(options_.compressed_chunk, left);
     size_t n = static_cast<size_t>(std::min<uint64_t>(bytes.size(), chunk_size - pending_.size()));
     pending_.insert(pending_.end(), bytes.begin(), bytes.begin() + n);
     frame_done_ += n;
@@ -244,8 +257,8 @@ Status StreamWriter::Finish() {
     s = id.status();
     if (s.ok()) index_.identity = *id;
   }
-  if (s.ok()) s = WriteFileAtomically(path_ + ".idx", EncodeIndex(index_));
-  if (s.ok()) s = WriteChecksumFile(path_ + ".chksum", adler_.value());
+  if (s.ok()) s = WriteFileAtomically(path_ + ".idx", EncodeIndex(index_), 0640, options_.durable);
+  if (s.ok()) s = WriteChecksumFile(path_ + ".chksum", adler_.value(), options_.durable);
   if (s.ok() && ::rename(partial_.c_str(), path_.c_str()) != 0) {
     s = Status::FromErrno("cannot rename " + partial_ + " to " + path_, errno);
   }

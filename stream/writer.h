@@ -32,10 +32,13 @@ namespace backupfs {
 inline constexpr uint64_t kNbdMaxRequest = 32u << 20;
 
 struct WriterOptions {
-  std::optional<int> lz4_level;                // compress each chunk when set
-  uint64_t compressed_chunk = kNbdMaxRequest;  // uncompressed bytes per lz4 frame
-  uint64_t checksum_granule = 1u << 20;        // uncompressed: index chunk per granule of disk
-  bool durable = true;                         // fsync the files and the directory
+  std::optional<int> lz4_level;  // compress each chunk when set
+  // Uncompressed bytes per lz4 frame in data frames of at least kNbdMaxRequest bytes (shorter
+  // frames are one lz4 frame). Smaller than virtnbdbackup's 32 MiB so that a random read
+  // decodes at most 4 MiB; readers take any size the trailer lists.
+  uint64_t compressed_chunk = 4u << 20;
+  uint64_t checksum_granule = 1u << 20;  // uncompressed: index chunk per granule of disk
+  bool durable = true;                   // fsync the files and the directory
 };
 
 class StreamWriter {
@@ -62,10 +65,12 @@ class StreamWriter {
 
  private:
   StreamWriter(std::string path, UniqueFd fd, StreamMetadata meta, const WriterOptions& options);
-  Status Write(std::span<const uint8_t> bytes);
+  // Appends to the file; `summed` when adler_ already has the bytes.
+  Status Write(std::span<const uint8_t> bytes, bool summed = false);
   Status Flush();
   Status CheckFrame(uint64_t offset, uint64_t length);
   Status AppendRaw(std::span<const uint8_t> bytes);
+  Status HashAndWriteRaw(std::span<const uint8_t> bytes, bool summed);
   Status AppendCompressed(std::span<const uint8_t> bytes);
   Status CloseRawChunk();
   Status CompressPending();
@@ -79,7 +84,7 @@ class StreamWriter {
   const WriterOptions options_;
   std::vector<uint8_t> buffer_;  // pending writes, flushed when large
   uint64_t file_pos_ = 0;        // bytes of the file produced so far (buffer included)
-  Adler32 adler_;
+  BackgroundAdler32 adler_;
   StreamIndex index_;
   std::vector<TrailerEntry> trailer_;
   uint32_t frames_ = 0;

@@ -38,6 +38,14 @@ harness_require() {
     done
 }
 
+# harness_need_fuse : skip if this machine cannot do FUSE (no /dev/fuse or not
+# openable); a missing fusermount3 (package fuse3) is a failure.
+harness_need_fuse() {
+    harness_require fusermount3
+    [[ -c /dev/fuse ]] || harness_skip "/dev/fuse missing"
+    { : <>/dev/fuse; } 2>/dev/null || harness_skip "/dev/fuse cannot be opened"
+}
+
 # harness_wait_for TIMEOUT_S DESCRIPTION CMD... : poll CMD until it succeeds.
 harness_wait_for() {
     local timeout="$1" what="$2"
@@ -63,7 +71,7 @@ _harness_kill_leftovers() {
         pid="${f#/proc/}"
         pid="${pid%/cmdline}"
         [[ "$pid" != "$$" && "$pid" != "$BASHPID" ]] || continue
-        cmdline="$(tr '\0' ' ' <"$f" 2>/dev/null)" || continue
+        cmdline="$({ tr '\0' ' ' <"$f"; } 2>/dev/null)" || continue # may be gone
         if [[ "$cmdline" == *"$HARNESS_DIR/"* ]]; then
             harness_log "cleanup: killing leftover pid $pid: $cmdline"
             kill "$pid" 2>/dev/null || true
@@ -91,7 +99,11 @@ _harness_cleanup() {
     set +e
     trap - EXIT INT TERM
     for h in "${HARNESS_CLEANUP_HOOKS[@]}"; do "$h"; done
-    for dom in "${HARNESS_DOMAINS[@]}"; do _harness_remove_domain "$dom"; done
+    for dom in "${HARNESS_DOMAINS[@]}"; do
+        _harness_remove_domain "$dom"
+        # libvirt keeps the domain's QEMU log: drop it unless it may explain a failure.
+        ((rc != 0)) || [[ "${KEEP_SCRATCH:-0}" == 1 ]] || rm -f "/var/log/libvirt/qemu/$dom.log"
+    done
     _harness_kill_leftovers
     if [[ -n "$HARNESS_DIR" && -d "$HARNESS_DIR" ]]; then
         if [[ "${KEEP_SCRATCH:-0}" == 1 ]]; then
@@ -123,31 +135,37 @@ harness_init() {
     export HARNESS_DIR
 }
 
-_harness_libvirt_answers() { timeout 10 virsh -q -c "$HARNESS_URI" version >/dev/null 2>&1; }
+# Can take seconds: libvirt 9.0 re-probes QEMU's capabilities on each lookup
+# while /dev/kvm is root-only (its cache says KVM, the access check says no).
+_harness_libvirt_answers() { timeout 30 virsh -q -c "$HARNESS_URI" version >/dev/null 2>&1; }
 
 harness_start_libvirtd() {
     harness_require virsh libvirtd virtlogd qemu-system-x86_64 qemu-img
     _harness_libvirt_answers && return 0
     [[ "$(id -u)" == 0 ]] || harness_skip "libvirtd not running and we are not root"
+    mkdir -p "$HARNESS_ROOT"
     local log="$HARNESS_ROOT/libvirtd-start.log"
     if ! pgrep -x virtlogd >/dev/null; then
         harness_log "starting virtlogd"
-        virtlogd -d >>"$log" 2>&1 || harness_log "virtlogd -d failed (see $log)"
+        virtlogd -d </dev/null >>"$log" 2>&1 || harness_log "virtlogd -d failed (see $log)"
     fi
     if ! pgrep -x libvirtd >/dev/null; then
         harness_log "starting libvirtd"
-        libvirtd -d >>"$log" 2>&1 || harness_log "libvirtd -d failed (see $log)"
+        libvirtd -d </dev/null >>"$log" 2>&1 || harness_log "libvirtd -d failed (see $log)"
     fi
-    if ! harness_wait_for 60 "virsh -c $HARNESS_URI version" _harness_libvirt_answers; then
+    if ! harness_wait_for 120 "virsh -c $HARNESS_URI version" _harness_libvirt_answers; then
         tail -n 20 "$log" >&2 2>/dev/null || true
-        harness_skip "libvirtd does not answer on $HARNESS_URI after 60s (unusable here)"
+        harness_fail "libvirtd does not answer on $HARNESS_URI after 120s (log: $log)"
     fi
 }
 
+HARNESS_LETTERS=abcdefgh
+
 # vda -> 0, vdb -> 1, ...
 _harness_disk_index() {
-    [[ "$1" =~ ^vd([a-z])$ ]] || harness_fail "bad disk name '$1' (want vda, vdb, ...)"
-    printf '%d' "$(($(printf '%d' "'${BASH_REMATCH[1]}") - 97))"
+    [[ "$1" =~ ^vd([a-h])$ ]] || harness_fail "bad disk name '$1' (want vda .. vdh)"
+    local head="${HARNESS_LETTERS%%"${BASH_REMATCH[1]}"*}"
+    printf '%d' "${#head}"
 }
 
 _harness_ref() { printf '%s/ref/%s.%s.raw' "$HARNESS_DIR" "$1" "$2"; }
@@ -160,7 +178,7 @@ harness_create_domain() {
         harness_fail "domain $name already exists; refusing to touch it"
     fi
     for ((i = 0; i < ndisks; i++)); do
-        disk="vd$(printf "\\$(printf '%03o' $((97 + i)))")"
+        disk="vd${HARNESS_LETTERS:i:1}"
         img="$HARNESS_DIR/images/$name.$disk.qcow2"
         qemu-img create -q -f qcow2 "$img" "${size_mib}M"
         chmod 0666 "$img"
@@ -195,15 +213,33 @@ _harness_check_range() {
         harness_fail "offset $off / length $len must be positive multiples of 512"
 }
 
-# _harness_qemu_io DOM DISK QEMU_IO_COMMAND : run one qemu-io command in the guest.
+# _harness_qemu_io DOM DISK OFFSET LENGTH QEMU_IO_COMMAND : run one qemu-io write
+# in the guest and confirm it. HMP returns nothing of qemu-io's own output in
+# QEMU 7.2 (not even errors): qemu-io prints to QEMU's stderr, which virtlogd
+# appends to /var/log/libvirt/qemu/DOM.log. The HMP command is synchronous;
+# the log line may lag a little behind it, so poll the log for the result.
 _harness_qemu_io() {
-    local dom="$1" disk="$2" cmd="$3" idx out
+    local dom="$1" disk="$2" off="$3" len="$4" cmd="$5" idx out pos new
+    local log="/var/log/libvirt/qemu/$dom.log"
+    local want="wrote $len/$len bytes at offset $off"
     idx="$(_harness_disk_index "$disk")"
+    [[ -f "$log" ]] || harness_fail "domain log $log missing (cannot confirm qemu-io writes)"
+    pos="$(stat -c %s "$log")"
     out="$(harness_virsh qemu-monitor-command "$dom" --hmp \
         "qemu-io -d /machine/peripheral/virtio-disk$idx/virtio-backend \"$cmd\"")" ||
         harness_fail "qemu-monitor-command on $dom failed for '$cmd': $out"
-    # Success prints nothing; anything else is an error message.
     [[ -z "${out//[[:space:]]/}" ]] || harness_fail "qemu-io '$cmd' on $dom/$disk: $out"
+    local deadline=$((SECONDS + 30))
+    while :; do
+        (($(stat -c %s "$log") >= pos)) || pos=0 # rotated by virtlogd
+        new="$(tail -c "+$((pos + 1))" "$log")"
+        grep -qxF "$want" <<<"$new" && return 0
+        if grep -qiE 'failed|error|not found|no such|denied|invalid' <<<"$new"; then
+            harness_fail "qemu-io '$cmd' on $dom/$disk failed: $new"
+        fi
+        ((SECONDS < deadline)) || harness_fail "qemu-io '$cmd' on $dom/$disk: no '$want' in $log after 30s"
+        sleep 0.1
+    done
 }
 
 # _harness_ref_apply REF OFFSET LENGTH SOURCE_FILE : copy LENGTH bytes of SOURCE into REF.
@@ -225,14 +261,14 @@ harness_guest_write() {
     pattern)
         [[ "$arg" =~ ^0x[0-9a-fA-F]{1,2}$ ]] || harness_fail "bad pattern '$arg'"
         head -c "$len" /dev/zero | tr '\000' "\\$(printf '%03o' "$((arg))")" >"$src"
-        _harness_qemu_io "$dom" "$disk" "write -P $arg $off $len"
+        _harness_qemu_io "$dom" "$disk" "$off" "$len" "write -P $arg $off $len"
         ;;
     file)
         [[ -f "$arg" ]] || harness_fail "source file '$arg' missing"
         (($(stat -c %s "$arg") >= len)) || harness_fail "source file '$arg' shorter than $len"
         head -c "$len" "$arg" >"$src" # private copy readable by libvirt-qemu
         chmod 0644 "$src"
-        _harness_qemu_io "$dom" "$disk" "write -s $src $off $len"
+        _harness_qemu_io "$dom" "$disk" "$off" "$len" "write -s $src $off $len"
         ;;
     *) harness_fail "harness_guest_write: want 'pattern 0xNN' or 'file PATH', got '$how'" ;;
     esac
@@ -246,7 +282,7 @@ harness_guest_trim() {
     ref="$(_harness_ref "$dom" "$disk")"
     [[ -f "$ref" ]] || harness_fail "no reference for $dom/$disk"
     _harness_check_range "$off" "$len"
-    _harness_qemu_io "$dom" "$disk" "write -z -u $off $len"
+    _harness_qemu_io "$dom" "$disk" "$off" "$len" "write -z -u $off $len"
     _harness_ref_apply "$ref" "$off" "$len" /dev/zero
 }
 
@@ -281,9 +317,66 @@ harness_wait_image_free() {
 harness_virtnbdrestore() {
     local log
     log="$(mktemp "$HARNESS_DIR/virtnbdrestore.XXXXXX.log")"
-    timeout 300 virtnbdrestore -L "$log" -f "$log.sock" "$@" ||
-        harness_fail "virtnbdrestore $* failed (rc $?), log: $(tail -n 20 "$log")"
+    # Its log goes to stderr too: keep that out of the test output.
+    timeout 300 virtnbdrestore -L "$log" -f "$log.sock" "$@" 2>"$log.stderr" ||
+        harness_fail "virtnbdrestore $* failed (rc $?): $(tail -n 20 "$log.stderr")"
     if grep -E ' (ERROR|CRITICAL) |Traceback' "$log" >&2; then
         harness_fail "virtnbdrestore $* logged errors (see above)"
     fi
+}
+
+# harness_corrupt_frame DATAFILE header|payload : damage a stream data file.
+#   header : the first data frame's kind "data" becomes "dbta".
+#   payload: one byte in the middle of the largest data frame's payload is
+#            inverted (meant for lz4 streams, whose frames carry checksums).
+# The mtime is kept: virtnbdrestore orders a chain by it.
+harness_corrupt_frame() {
+    python3 - "$1" "$2" <<'EOF' || harness_fail "could not corrupt $1 ($2)"
+import json, os, sys
+path, what = sys.argv[1], sys.argv[2]
+st = os.stat(path)
+with open(path, "r+b") as f:
+    buf = f.read()
+    def hdr(pos):
+        h = buf[pos:pos + 40]
+        if len(h) != 40 or h[38:40] != b"\r\n":
+            sys.exit(f"{path}: no frame header at {pos}")
+        return h[:4].decode("ascii"), int(h[5:21], 16), int(h[22:38], 16)
+    kind, _, mlen = hdr(0)
+    assert kind == "meta", kind
+    meta = json.loads(buf[40:40 + mlen])
+    sizes = None
+    if meta.get("compressed", False) is not False:
+        kind, _, tlen = hdr(len(buf) - 40)
+        assert kind == "comp", kind
+        sizes = json.loads(buf[len(buf) - 40 - 2 - tlen:len(buf) - 40])
+    pos, frames = 40 + mlen + 2, []
+    while True:
+        kind, start, length = hdr(pos)
+        if kind == "stop":
+            break
+        if kind == "zero":
+            pos += 40
+            continue
+        assert kind == "data", kind
+        plen = length
+        if sizes is not None:
+            e = sizes[len(frames)]
+            plen = int(next(iter(e))) if isinstance(e, dict) else e
+        frames.append((pos, plen))
+        pos += 40 + plen + 2
+    assert frames, f"{path}: no data frame"
+    if what == "header":
+        off = frames[0][0] + 1
+        assert buf[off:off + 1] == b"a"
+        new = b"b"
+    else:
+        fpos, plen = max(frames, key=lambda fr: fr[1])
+        off = fpos + 40 + plen // 2
+        new = bytes([buf[off] ^ 0xFF])
+    f.seek(off)
+    f.write(new)
+os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # keep chain order by mtime
+print(f"{path}: {what}: byte at offset {off} changed", file=sys.stderr)
+EOF
 }
