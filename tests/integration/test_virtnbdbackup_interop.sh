@@ -95,6 +95,8 @@ check_saveset() {
     local name="$1" out="$2" comp="$3" s="$2/saveset" n d img
     shift 3
     local -a files imgs
+    # The same saveset mounted with backupfs: each image must equal virtnbdrestore's restore.
+    harness_mount_backupfs "$BUILD_DIR" "$s" "$T/mnt"
     for ((n = 0; n <= 2; n++)); do
         for d in "$@"; do
             mapfile -t files < <(chain "$d" "$n")
@@ -113,10 +115,13 @@ check_saveset() {
             harness_wait_image_free "$img"
             qemu-img convert -O raw "$img" "$T/rest.raw"
             harness_cmp "$name: virtnbdrestore $d --until virtnbdbackup.$n" "$(ref "$out" "$d" "$n")" "$T/rest.raw"
+            harness_cmp "$name: backupfs mount of $d at virtnbdbackup.$n" "$T/rest.raw" "$T/mnt/virtnbdbackup.$n/$d.raw"
             rm -f "$T/rest.raw"
         done
         rm -rf "$T/rest$n"
     done
+    [[ "$(readlink "$T/mnt/latest")" == virtnbdbackup.2 ]] || harness_fail "$name: latest is not virtnbdbackup.2"
+    harness_unmount "$T/mnt"
 
     check_dump "$name" "$s" "$comp" "$@"
 
@@ -153,4 +158,4 @@ for variant in plain lz4; do
     check_saveset "$variant" "$T/$variant" "$comp" "${disks[@]}"
     harness_log "$variant saveset checked in $((SECONDS - start))s"
 done
-echo "PASS: virtnbdbackup 1.9.15 savesets read, restored and verified"
+echo "PASS: virtnbdbackup 1.9.15 savesets read, mounted, restored and verified"

@@ -380,3 +380,22 @@ os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # keep chain order by mtime
 print(f"{path}: {what}: byte at offset {off} changed", file=sys.stderr)
 EOF
 }
+
+# harness_mount_backupfs BUILD_DIR SAVESET MOUNTPOINT : mounts with backupfs (it returns only
+# once the mount is ready) and makes sure cleanup unmounts it even on failure.
+HARNESS_MOUNTS=()
+_harness_unmount_all() {
+    local m
+    for m in "${HARNESS_MOUNTS[@]}"; do
+        mountpoint -q "$m" && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -u -z "$m"; }
+    done
+}
+harness_mount_backupfs() {
+    local build="$1" saveset="$2" mnt="$3"
+    mkdir -p "$mnt"
+    ((${#HARNESS_MOUNTS[@]})) || harness_on_exit _harness_unmount_all
+    HARNESS_MOUNTS+=("$mnt")
+    "$build/tools/backupfs" "$saveset" "$mnt" || harness_fail "backupfs could not mount $saveset"
+    mountpoint -q "$mnt" || harness_fail "backupfs returned but $mnt is not a mount point"
+}
+harness_unmount() { fusermount3 -u "$1" || harness_fail "cannot unmount $1"; }

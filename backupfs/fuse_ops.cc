@@ -1,0 +1,242 @@
+#include "backupfs/fuse_ops.h"
+
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace backupfs {
+namespace {
+
+constexpr double kTimeout = 86400.0;  // nothing in a mounted saveset ever changes
+
+FuseContext& Ctx(fuse_req_t req) {
+  FuseContext& ctx = *static_cast<FuseContext*>(fuse_req_userdata(req));
+  if (ctx.after_init) std::call_once(ctx.after_init_once, ctx.after_init);
+  return ctx;
+}
+
+int ToErrno(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOk:
+      return 0;
+    case StatusCode::kNotFound:
+      return ENOENT;
+    case StatusCode::kInvalidArgument:
+      return EINVAL;
+    default:
+      return EIO;
+  }
+}
+
+struct stat Attr(const FuseContext& ctx, const Node& n) {
+  struct stat st = {};
+  st.st_ino = n.ino;
+  st.st_uid = ctx.uid;
+  st.st_gid = ctx.gid;
+  st.st_mtim = st.st_ctim = st.st_atim = n.mtime;
+  st.st_blksize = 1 << 20;
+  switch (n.kind) {
+    case NodeKind::kDir:
+      st.st_mode = S_IFDIR | (0777 & ~ctx.umask & ~0222);
+      st.st_nlink = 2;
+      break;
+    case NodeKind::kSymlink:
+      st.st_mode = S_IFLNK | 0777;
+      st.st_nlink = 1;
+      break;
+    default:
+      st.st_mode = S_IFREG | (0666 & ~ctx.umask & ~0222);
+      st.st_nlink = 1;
+  }
+  st.st_size = static_cast<off_t>(n.size);
+  st.st_blocks = static_cast<blkcnt_t>((n.size + 511) / 512);
+  return st;
+}
+
+// Runs an operation body, turning an escaped exception into EIO (never a crashed daemon).
+template <typename F>
+void Guard(fuse_req_t req, F&& body) {
+  try {
+    body();
+  } catch (const std::bad_alloc&) {
+    fuse_reply_err(req, ENOMEM);
+  } catch (const std::exception& e) {
+    if (Ctx(req).log_error) Ctx(req).log_error(std::string("internal error: ") + e.what());
+    fuse_reply_err(req, EIO);
+  }
+}
+
+void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guard(req, [&] {
+    FuseContext& ctx = Ctx(req);
+    const Node* n = ctx.tree.Lookup(parent, name);
+    if (n == nullptr) {
+      fuse_entry_param e = {};
+      e.entry_timeout = kTimeout;  // negative entries are cached too
+      fuse_reply_entry(req, &e);
+      return;
+    }
+    fuse_entry_param e = {};
+    e.ino = n->ino;
+    e.attr = Attr(ctx, *n);
+    e.attr_timeout = e.entry_timeout = kTimeout;
+    fuse_reply_entry(req, &e);
+  });
+}
+
+void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Guard(req, [&] {
+    const Node* n = Ctx(req).tree.Get(ino);
+    if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+    struct stat st = Attr(Ctx(req), *n);
+    fuse_reply_attr(req, &st, kTimeout);
+  });
+}
+
+void ReadLink(fuse_req_t req, fuse_ino_t ino) {
+  const Node* n = Ctx(req).tree.Get(ino);
+  if (n == nullptr || n->kind != NodeKind::kSymlink) return (void)fuse_reply_err(req, EINVAL);
+  fuse_reply_readlink(req, n->target.c_str());
+}
+
+void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  const Node* n = Ctx(req).tree.Get(ino);
+  if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  if (n->kind != NodeKind::kDir) return (void)fuse_reply_err(req, ENOTDIR);
+  fi->keep_cache = 1;
+  fi->cache_readdir = 1;
+  fuse_reply_open(req, fi);
+}
+
+void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Guard(req, [&] {
+    FuseContext& ctx = Ctx(req);
+    const Node* dir = ctx.tree.Get(ino);
+    if (dir == nullptr) return (void)fuse_reply_err(req, ENOENT);
+    std::vector<std::pair<std::string, const Node*>> entries = {
+        {".", dir}, {"..", ctx.tree.Get(dir->parent == 0 ? 1 : dir->parent)}};
+    for (const auto& [name, child] : dir->children) entries.emplace_back(name, ctx.tree.Get(child));
+    std::vector<char> buf(size);
+    size_t used = 0;
+    for (size_t i = static_cast<size_t>(off); i < entries.size(); ++i) {
+      struct stat st = Attr(ctx, *entries[i].second);
+      size_t n = fuse_add_direntry(req, buf.data() + used, size - used, entries[i].first.c_str(),
+                                   &st, static_cast<off_t>(i + 1));
+      if (n > size - used) break;
+      used += n;
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  });
+}
+
+void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guard(req, [&] {
+    const Node* n = Ctx(req).tree.Get(ino);
+    if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+    if (n->kind == NodeKind::kDir) return (void)fuse_reply_err(req, EISDIR);
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
+    fi->keep_cache = 1;  // the images never change: keep the kernel's page cache
+    fi->fh = 0;
+    if (n->kind == NodeKind::kFile) {
+      int fd = ::open(n->source.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return (void)fuse_reply_err(req, errno);
+      fi->fh = static_cast<uint64_t>(fd);
+    }
+    if (fuse_reply_open(req, fi) != 0 && fi->fh != 0) ::close(static_cast<int>(fi->fh));
+  });
+}
+
+void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  if (fi->fh != 0) ::close(static_cast<int>(fi->fh));
+  fuse_reply_err(req, 0);
+}
+
+void ReadImage(fuse_req_t req, const Node& n, size_t size, off_t off) {
+  FuseContext& ctx = Ctx(req);
+  const uint64_t offset = static_cast<uint64_t>(off);
+  if (offset >= n.size) return (void)fuse_reply_buf(req, nullptr, 0);
+  size = static_cast<size_t>(std::min<uint64_t>(size, n.size - offset));
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < size) buf.resize(size);
+  Status s = n.image->Read(offset, std::span(buf).first(size));
+  if (!s.ok()) {
+    ++ctx.read_errors;
+    if (ctx.log_error) ctx.log_error(s.message());
+    return (void)fuse_reply_err(req, ToErrno(s));
+  }
+  fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), size);
+}
+
+void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  Guard(req, [&] {
+    const Node* n = Ctx(req).tree.Get(ino);
+    if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+    if (n->kind == NodeKind::kImage) return ReadImage(req, *n, size, off);
+    fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+    bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    bv.buf[0].fd = static_cast<int>(fi->fh);
+    bv.buf[0].pos = off;
+    fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+  });
+}
+
+void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  Guard(req, [&] {
+    const Node* n = Ctx(req).tree.Get(ino);
+    if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+    const uint64_t offset = static_cast<uint64_t>(off);
+    if (off < 0 || offset >= n->size) return (void)fuse_reply_err(req, ENXIO);
+    uint64_t result = offset;
+    if (n->kind == NodeKind::kImage) {
+      result = whence == SEEK_DATA ? n->image->NextData(offset) : n->image->NextHole(offset);
+      if (whence == SEEK_DATA && result >= n->size) return (void)fuse_reply_err(req, ENXIO);
+    } else if (whence == SEEK_HOLE) {
+      result = n->size;
+    } else if (whence != SEEK_DATA) {
+      return (void)fuse_reply_err(req, EINVAL);
+    }
+    fuse_reply_lseek(req, static_cast<off_t>(result));
+  });
+}
+
+void StatFs(fuse_req_t req, fuse_ino_t) {
+  struct statvfs st = {};
+  st.f_bsize = st.f_frsize = 4096;
+  st.f_files = Ctx(req).tree.size();
+  st.f_namemax = 255;
+  st.f_flag = ST_RDONLY;
+  fuse_reply_statfs(req, &st);
+}
+
+void Init(void*, fuse_conn_info* conn) {
+  // Reads as large as the kernel allows (1 MiB with max_pages); splice for plain files.
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
+}
+
+}  // namespace
+
+const fuse_lowlevel_ops& BackupfsOps() {
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o = {};
+    o.init = Init;
+    o.lookup = Lookup;
+    o.getattr = GetAttr;
+    o.readlink = ReadLink;
+    o.opendir = OpenDir;
+    o.readdir = ReadDir;
+    o.open = Open;
+    o.release = Release;
+    o.read = Read;
+    o.lseek = Lseek;
+    o.statfs = StatFs;
+    return o;
+  }();
+  return ops;
+}
+
+}  // namespace backupfs

@@ -1,0 +1,34 @@
+// The FUSE low-level operations over a MountTree: a thin adapter. Status values become errno
+// here and nowhere else; every exception is caught here.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <string>
+
+#include "backupfs/tree.h"
+
+namespace backupfs {
+
+struct FuseContext {
+  MountTree tree;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  mode_t umask = 0227;  // files 0440, directories 0550
+  bool splice = true;   // may serve uncompressed, unverified data with splice
+  std::function<void(const std::string&)> log_error;
+  // Runs once, on the first request after INIT: the kernel resets the mount's readahead when
+  // it processes our INIT reply, so raising it must wait until then.
+  std::function<void()> after_init;
+  std::once_flag after_init_once;
+  std::atomic<uint64_t> read_errors{0};
+};
+
+// The operations table; the session's userdata must be a FuseContext*.
+const fuse_lowlevel_ops& BackupfsOps();
+
+}  // namespace backupfs

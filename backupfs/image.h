@@ -1,0 +1,64 @@
+// The raw image of one disk at one restore point: the chain of data files merged once into a
+// sorted, non-overlapping extent map; a read is a binary search plus a dispatch per extent
+// (nbdkit's regions). Knows nothing of FUSE: backupfs-restore reads images through it too.
+//
+// Thread-safe: reads may run concurrently (StreamReader is thread-safe).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "backupfs/chain.h"
+#include "stream/reader.h"
+#include "stream/status.h"
+
+namespace backupfs {
+
+struct ImageExtent {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool zero = false;         // reads as zeros (a zero frame); data otherwise
+  uint32_t file = 0;         // index into the chain (data extents)
+  uint32_t chunk = 0;        // index into that file's chunks
+  uint64_t chunk_delta = 0;  // where in the chunk the extent starts
+
+  uint64_t end() const { return offset + length; }
+};
+
+class DiskImage {
+ public:
+  // Merges `chain` (oldest first; later files win) into one extent map, clipped to
+  // `virtual_size`. Ranges no file covers are holes and read as zeros.
+  static std::shared_ptr<DiskImage> Build(const DiskChain& chain);
+
+  uint64_t size() const { return size_; }
+  const std::vector<ImageExtent>& extents() const { return extents_; }
+
+  // Exactly out.size() bytes at offset (clipped by the caller to size()). Corruption of a
+  // covering chunk fails the whole read, naming the file and offset: never wrong data.
+  Status Read(uint64_t offset, std::span<uint8_t> out) const;
+
+  // SEEK_DATA / SEEK_HOLE: the first data (resp. hole) offset at or after `offset`; zero
+  // extents count as holes. NextHole returns size() when only data follows; NextData returns
+  // size() when none does.
+  uint64_t NextData(uint64_t offset) const;
+  uint64_t NextHole(uint64_t offset) const;
+
+ private:
+  DiskImage(std::vector<std::shared_ptr<StreamReader>> files, uint64_t size)
+      : files_(std::move(files)), size_(size) {}
+  size_t FirstEndingAfter(uint64_t offset) const;
+
+  std::vector<std::shared_ptr<StreamReader>> files_;
+  uint64_t size_;
+  std::vector<ImageExtent> extents_;  // data and zero extents, ascending; holes are gaps
+};
+
+// Lays `top` over `base` (both sorted, non-overlapping): the result keeps top's extents and
+// what of base's they do not cover.
+std::vector<ImageExtent> Overlay(const std::vector<ImageExtent>& base,
+                                 const std::vector<ImageExtent>& top);
+
+}  // namespace backupfs

@@ -1,0 +1,204 @@
+// backupfs: mounts a saveset read-only; every restore point's disks appear as raw images.
+//   backupfs [options] SAVESET_DIR MOUNTPOINT
+// Parses arguments, loads the saveset, mounts and serves; the work is in backupfs/.
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "backupfs/chain.h"
+#include "backupfs/fuse_ops.h"
+#include "backupfs/readahead.h"
+
+namespace {
+
+struct Options {
+  char* saveset = nullptr;
+  int uid = -1;
+  int gid = -1;
+  char* umask = nullptr;
+  unsigned cache_mib = 128;
+  char* verify = nullptr;
+  unsigned readahead_kib = 16384;
+  int show_version = 0;
+  int show_help = 0;
+};
+
+enum { kKeyHelp, kKeyVersion };
+
+#define BFS_OPT(t, p) \
+  { t, offsetof(Options, p), 1 }
+const fuse_opt kOptSpec[] = {BFS_OPT("uid=%d", uid),
+                             BFS_OPT("gid=%d", gid),
+                             BFS_OPT("umask=%s", umask),
+                             BFS_OPT("cache_size=%u", cache_mib),
+                             BFS_OPT("verify=%s", verify),
+                             BFS_OPT("readahead_kb=%u", readahead_kib),
+                             FUSE_OPT_KEY("-V", kKeyVersion),
+                             FUSE_OPT_KEY("--version", kKeyVersion),
+                             FUSE_OPT_KEY("-h", kKeyHelp),
+                             FUSE_OPT_KEY("--help", kKeyHelp),
+                             FUSE_OPT_END};
+
+int ProcessArg(void* data, const char* arg, int key, fuse_args*) {
+  auto* o = static_cast<Options*>(data);
+  switch (key) {
+    case FUSE_OPT_KEY_NONOPT:
+      if (o->saveset == nullptr) {
+        o->saveset = strdup(arg);
+        return 0;
+      }
+      return 1;  // the mount point, for fuse_parse_cmdline
+    case kKeyVersion:
+      o->show_version = 1;
+      return 0;
+    case kKeyHelp:
+      o->show_help = 1;
+      return 1;  // fuse_parse_cmdline sees it too
+    default:
+      return 1;
+  }
+}
+
+void Usage(const char* prog) {
+  std::printf(
+      "usage: %s [options] SAVESET_DIR MOUNTPOINT\n\n"
+      "Mounts a backupfs/virtnbdbackup saveset read-only: MOUNTPOINT/<restore point>/<disk>.raw\n\n"
+      "backupfs options:\n"
+      "    -o uid=N               owner of every file (default: the mounting user)\n"
+      "    -o gid=N               group of every file (default: the mounting user's)\n"
+      "    -o umask=M             octal permission mask (default: 0227: files 0440, dirs 0550)\n"
+      "    -o cache_size=MIB      decoded lz4 chunks kept per data file (default: 128)\n"
+      "    -o verify=on|off       check chunk checksums on every read (default: on)\n"
+      "    -o readahead_kb=KIB    kernel readahead of the mount (default: 16384; 0 keeps)\n"
+      "    -o allow_other         let other users read (see fuse(8))\n"
+      "    -f                     stay in the foreground\n"
+      "    -d                     debug output (implies -f)\n"
+      "    -s                     single-threaded\n"
+      "    -V, --version          print the version\n"
+      "    -h, --help             print this help\n\n",
+      prog);
+}
+
+// fuse_opt splits option values at commas; a backslash keeps one in a value.
+std::string EscapeOption(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+bool foreground_logging = true;
+
+void LogError(const std::string& message) {
+  if (foreground_logging) {
+    std::fprintf(stderr, "backupfs: %s\n", message.c_str());
+  } else {
+    syslog(LOG_ERR, "%s", message.c_str());
+  }
+}
+
+int Serve(fuse_args* args, const fuse_cmdline_opts& cmd, const Options& o,
+          backupfs::FuseContext* ctx) {
+  fuse_session* se =
+      fuse_session_new(args, &backupfs::BackupfsOps(), sizeof(backupfs::BackupfsOps()), ctx);
+  if (se == nullptr) return 1;
+  int rc = 1;
+  if (fuse_set_signal_handlers(se) == 0) {
+    if (fuse_session_mount(se, cmd.mountpoint) == 0) {
+      if (o.readahead_kib > 0) {
+        auto dev = backupfs::MountDeviceNumber(cmd.mountpoint);
+        const unsigned kib = o.readahead_kib;
+        const bool debug = cmd.debug;
+        ctx->after_init = [dev, kib, debug] {
+          backupfs::Status s = dev.ok() ? backupfs::SetReadaheadKib(*dev, kib) : dev.status();
+          if (!s.ok() && debug) LogError("readahead not raised: " + s.message());
+        };
+      }
+      if (!cmd.foreground) openlog("backupfs", LOG_PID, LOG_DAEMON);
+      foreground_logging = cmd.foreground;
+      fuse_daemonize(cmd.foreground);
+      if (cmd.singlethread) {
+        rc = fuse_session_loop(se);
+      } else {
+        fuse_loop_config* cfg = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_clone_fd(cfg, cmd.clone_fd);
+        fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads);
+        fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads);
+        rc = fuse_session_loop_mt(se, cfg);
+        fuse_loop_cfg_destroy(cfg);
+      }
+      fuse_session_unmount(se);
+    }
+    fuse_remove_signal_handlers(se);
+  }
+  fuse_session_destroy(se);
+  return rc == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  fuse_args args = FUSE_ARGS_INIT(argc, argv);
+  Options o;
+  if (fuse_opt_parse(&args, &o, kOptSpec, ProcessArg) != 0) return 2;
+  if (o.show_version) {
+    std::printf("backupfs %s (libfuse %s)\n", BACKUPFS_VERSION, fuse_pkgversion());
+    return 0;
+  }
+  fuse_cmdline_opts cmd = {};
+  if (fuse_parse_cmdline(&args, &cmd) != 0) return 2;
+  // The kernel enforces uid/gid/umask; `mount` shows the saveset as the source.
+  std::string fsname = "-ofsname=" + EscapeOption(o.saveset ? o.saveset : "backupfs");
+  fuse_opt_add_arg(&args, "-odefault_permissions,ro,subtype=backupfs");
+  fuse_opt_add_arg(&args, fsname.c_str());
+  if (cmd.show_help || o.show_help) {
+    Usage(argv[0]);
+    fuse_cmdline_help();
+    fuse_lowlevel_help();
+    return 0;
+  }
+  if (o.saveset == nullptr || cmd.mountpoint == nullptr) {
+    std::fprintf(stderr, "usage: %s [options] SAVESET_DIR MOUNTPOINT (see --help)\n", argv[0]);
+    return 2;
+  }
+  backupfs::FuseContext ctx;
+  ctx.uid = o.uid >= 0 ? static_cast<uid_t>(o.uid) : getuid();
+  ctx.gid = o.gid >= 0 ? static_cast<gid_t>(o.gid) : getgid();
+  if (o.umask != nullptr) ctx.umask = static_cast<mode_t>(std::strtoul(o.umask, nullptr, 8)) & 0777;
+  backupfs::OpenOptions open;
+  open.reader.cache_bytes = static_cast<uint64_t>(o.cache_mib) << 20;
+  if (o.verify != nullptr && std::strcmp(o.verify, "on") != 0) {
+    if (std::strcmp(o.verify, "off") != 0) {
+      std::fprintf(stderr, "backupfs: verify must be on or off, not '%s'\n", o.verify);
+      return 2;
+    }
+    open.reader.verify_checksums = false;
+  }
+  auto model = backupfs::LoadSaveset(o.saveset, open);
+  if (!model.ok()) {
+    std::fprintf(stderr, "backupfs: %s\n", model.status().message().c_str());
+    return 1;
+  }
+  for (const std::string& p : model->problems) std::fprintf(stderr, "backupfs: %s\n", p.c_str());
+  if (model->points.empty()) {
+    std::fprintf(stderr, "backupfs: %s: no restore point can be served; not mounting\n", o.saveset);
+    return 1;
+  }
+  ctx.tree = backupfs::MountTree::Build(*model);
+  ctx.log_error = LogError;
+  if (cmd.debug) {
+    std::fprintf(stderr, "backupfs: %zu restore points, %llu extents (%zu bytes each)\n",
+                 model->points.size(), static_cast<unsigned long long>(ctx.tree.extent_count()),
+                 sizeof(backupfs::ImageExtent));
+  }
+  int rc = Serve(&args, cmd, o, &ctx);
+  free(cmd.mountpoint);
+  fuse_opt_free_args(&args);
+  return rc;
+}
