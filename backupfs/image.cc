@@ -116,6 +116,37 @@ Status DiskImage::Read(uint64_t offset, std::span<uint8_t> out) const {
   return Status::Ok();
 }
 
+bool DiskImage::RawPieces(uint64_t offset, uint64_t length, std::vector<RawPiece>* out) const {
+  out->clear();
+  const uint64_t end = std::min(offset + length, size_);
+  uint64_t pos = offset;
+  auto add_zeros = [&](uint64_t n) {
+    if (!out->empty() && out->back().fd < 0) {
+      out->back().length += n;
+    } else {
+      out->push_back({-1, 0, n});
+    }
+  };
+  for (size_t i = FirstEndingAfter(offset); i < extents_.size() && pos < end; ++i) {
+    const ImageExtent& e = extents_[i];
+    if (e.offset >= end) break;
+    if (e.offset > pos) add_zeros(e.offset - pos);
+    pos = std::max(pos, e.offset);
+    const uint64_t n = std::min(end, e.end()) - pos;
+    if (e.zero) {
+      add_zeros(n);
+    } else {
+      const StreamReader& r = *files_[e.file];
+      const Chunk& c = r.index().chunks[e.chunk];
+      if (!r.ServesRaw(c)) return false;
+      out->push_back({r.fd(), c.file_offset + e.chunk_delta + (pos - e.offset), n});
+    }
+    pos += n;
+  }
+  if (pos < end) add_zeros(end - pos);
+  return true;
+}
+
 uint64_t DiskImage::NextData(uint64_t offset) const {
   for (size_t i = FirstEndingAfter(offset); i < extents_.size(); ++i) {
     if (!extents_[i].zero) return std::max(offset, extents_[i].offset);

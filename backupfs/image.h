@@ -40,6 +40,16 @@ class DiskImage {
   // covering chunk fails the whole read, naming the file and offset: never wrong data.
   Status Read(uint64_t offset, std::span<uint8_t> out) const;
 
+  // A piece of a read that needs no decoding or checking: file bytes (fd >= 0) or zeros.
+  struct RawPiece {
+    int fd;  // -1 for zeros
+    uint64_t file_offset;
+    uint64_t length;
+  };
+  // Describes [offset, offset + length) as raw pieces, for a zero-copy reply; false (and
+  // `out` unspecified) when some part must be decoded or verified: use Read() then.
+  bool RawPieces(uint64_t offset, uint64_t length, std::vector<RawPiece>* out) const;
+
   // SEEK_DATA / SEEK_HOLE: the first data (resp. hole) offset at or after `offset`; zero
   // extents count as holes. NextHole returns size() when only data follows; NextData returns
   // size() when none does.

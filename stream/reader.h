@@ -63,6 +63,13 @@ class StreamReader {
   // Reads and checks one whole chunk: its XXH3 when it has one, lz4's own checksums.
   Status VerifyChunk(const Chunk& chunk);
 
+  // True when a data chunk's bytes can be served straight from the file (splice): stored
+  // uncompressed and not to be verified on this read.
+  bool ServesRaw(const Chunk& chunk) const {
+    return !chunk.compressed && !(options_.verify_checksums && chunk.has_checksum);
+  }
+  int fd() const { return source_.fd(); }
+
  private:
   StreamReader(FileSource source, const ReaderOptions& options)
       : source_(std::move(source)), options_(options) {}

@@ -193,6 +193,24 @@ class Saveset:
         self._snapshot(cpt, disks)
         return cpt
 
+    def diff(self, disks, unixtime):
+        """A differential backup: every change since the last checkpoint (earlier diffs'
+        included), named by its time; it creates no checkpoint."""
+        parent = self.checkpoints[-1]
+        point = str(unixtime)
+        for d in disks:
+            self._write(d, os.path.join(self.dir, f"{d.name}.diff.{point}.data"),
+                        f"virtnbdbackup.{len(self.checkpoints)}", parent, "diff", d.extents())
+        self._snapshot(point, disks)
+        return point
+
+    def copy(self, disks):
+        """A copy backup: the whole disk, outside the chain."""
+        for d in disks:
+            self._write(d, os.path.join(self.dir, f"{d.name}.copy.data"), "", "", "copy")
+        self._snapshot("copy", disks)
+        return "copy"
+
     def ref(self, point, disk):
         return os.path.join(self.refs, f"{point}.{disk}.raw")
 
