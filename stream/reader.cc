@@ -12,6 +12,7 @@ Result<std::unique_ptr<StreamReader>> StreamReader::Open(const std::string& path
                                                          const ReaderOptions& options) {
   BFS_ASSIGN_OR_RETURN(FileSource source, FileSource::Open(path));
   std::unique_ptr<StreamReader> r(new StreamReader(std::move(source), options));
+  r->cache_ = options.cache ? options.cache : std::make_shared<ChunkCache>(options.cache_bytes);
   BFS_RETURN_IF_ERROR(r->LoadIndex());
   return r;
 }
@@ -83,34 +84,16 @@ Status StreamReader::VerifyChunk(const Chunk& chunk) {
   return ReadWholeChunk(chunk, bytes);
 }
 
-Result<std::shared_ptr<const StreamReader::Decoded>> StreamReader::Decode(const Chunk& chunk) {
-  {
-    std::lock_guard lock(mu_);
-    auto it = cache_.find(chunk.file_offset);
-    if (it != cache_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second.pos);
-      return it->second.chunk;
-    }
-  }
-  // Decode outside the lock: two threads may decode the same chunk once each, which is cheaper
-  // than serializing every decode.
-  auto decoded = std::make_shared<Decoded>();
+Result<std::shared_ptr<const DecodedChunk>> StreamReader::Decode(const Chunk& chunk) {
+  if (auto hit = cache_->Get(cache_owner_, chunk.file_offset)) return hit;
+  // Decode outside any lock: two threads may decode the same chunk once each, which is
+  // cheaper than serializing every decode.
+  auto decoded = std::make_shared<DecodedChunk>();
   decoded->bytes.reset(new uint8_t[chunk.length]);  // no zero fill: the decoder writes it all
   decoded->size = chunk.length;
   BFS_RETURN_IF_ERROR(ReadWholeChunk(chunk, std::span(decoded->bytes.get(), decoded->size)));
-  std::lock_guard lock(mu_);
-  if (cache_.count(chunk.file_offset) == 0 && decoded->size <= options_.cache_bytes) {
-    lru_.push_front(chunk.file_offset);
-    cache_[chunk.file_offset] = Entry{decoded, lru_.begin()};
-    cached_bytes_ += decoded->size;
-    while (cached_bytes_ > options_.cache_bytes) {
-      auto victim = cache_.find(lru_.back());
-      cached_bytes_ -= victim->second.chunk->size;
-      cache_.erase(victim);
-      lru_.pop_back();
-    }
-  }
-  return std::shared_ptr<const Decoded>(std::move(decoded));
+  cache_->Put(cache_owner_, chunk.file_offset, decoded);
+  return std::shared_ptr<const DecodedChunk>(std::move(decoded));
 }
 
 Status StreamReader::ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk,

@@ -9,14 +9,12 @@
 #pragma once
 
 #include <cstdint>
-#include <list>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "stream/chunk_cache.h"
 #include "stream/file.h"
 #include "stream/index.h"
 #include "stream/metadata.h"
@@ -36,7 +34,9 @@ struct ReaderOptions {
   bool write_missing_index = false;
   // Check each chunk's XXH3 whenever it is read (uncompressed chunks are then read whole).
   bool verify_checksums = true;
-  // Bytes of decoded lz4 chunks kept for reuse (least recently used evicted).
+  // Decoded lz4 chunks kept for reuse: `cache` when given (shared by many readers, so the
+  // bound holds for all of them together), else a cache of `cache_bytes` of this reader's own.
+  std::shared_ptr<ChunkCache> cache;
   uint64_t cache_bytes = 128u << 20;
 };
 
@@ -74,12 +74,7 @@ class StreamReader {
   StreamReader(FileSource source, const ReaderOptions& options)
       : source_(std::move(source)), options_(options) {}
   Status LoadIndex();
-  // A decoded lz4 chunk, shared by the cache and the readers using it.
-  struct Decoded {
-    std::unique_ptr<uint8_t[]> bytes;
-    size_t size;
-  };
-  Result<std::shared_ptr<const Decoded>> Decode(const Chunk& chunk);
+  Result<std::shared_ptr<const DecodedChunk>> Decode(const Chunk& chunk);
   // Reads (and decodes) a whole chunk into out (out.size() == chunk.length), checking it.
   Status ReadWholeChunk(const Chunk& chunk, std::span<uint8_t> out);
   std::string Where(const Chunk& chunk) const;
@@ -92,15 +87,8 @@ class StreamReader {
   IndexOrigin origin_ = IndexOrigin::kScanned;
   std::string index_problem_;
 
-  // Decoded-chunk cache, keyed by the chunk's file offset.
-  std::mutex mu_;
-  std::list<uint64_t> lru_;  // most recent first; guarded by mu_
-  struct Entry {
-    std::shared_ptr<const Decoded> chunk;
-    std::list<uint64_t>::iterator pos;
-  };
-  std::unordered_map<uint64_t, Entry> cache_;  // guarded by mu_
-  uint64_t cached_bytes_ = 0;                  // guarded by mu_
+  std::shared_ptr<ChunkCache> cache_;
+  const uint64_t cache_owner_ = ChunkCache::NewOwnerId();
 };
 
 }  // namespace backupfs

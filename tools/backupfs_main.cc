@@ -4,6 +4,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
@@ -71,7 +72,7 @@ void Usage(const char* prog) {
       "    -o uid=N               owner of every file (default: the mounting user)\n"
       "    -o gid=N               group of every file (default: the mounting user's)\n"
       "    -o umask=M             octal permission mask (default: 0227: files 0440, dirs 0550)\n"
-      "    -o cache_size=MIB      decoded lz4 chunks kept per data file (default: 128)\n"
+      "    -o cache_size=MIB      memory for decoded lz4 chunks, whole mount (default: 128)\n"
       "    -o verify=on|off       check chunk checksums on every read (default: on)\n"
       "    -o readahead_kb=KIB    kernel readahead of the mount (default: 16384; 0 keeps)\n"
       "    -o allow_other         let other users read (see fuse(8))\n"
@@ -128,8 +129,11 @@ int Serve(fuse_args* args, const fuse_cmdline_opts& cmd, const Options& o,
       } else {
         fuse_loop_config* cfg = fuse_loop_cfg_create();
         fuse_loop_cfg_set_clone_fd(cfg, cmd.clone_fd);
-        fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads);
-        fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads);
+        // UINT_MAX means "not given": keep libfuse's defaults then.
+        if (cmd.max_threads != UINT_MAX) fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads);
+        if (cmd.max_idle_threads != UINT_MAX) {
+          fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads);
+        }
         rc = fuse_session_loop_mt(se, cfg);
         fuse_loop_cfg_destroy(cfg);
       }
@@ -172,7 +176,9 @@ int main(int argc, char** argv) {
   ctx.gid = o.gid >= 0 ? static_cast<gid_t>(o.gid) : getgid();
   if (o.umask != nullptr) ctx.umask = static_cast<mode_t>(std::strtoul(o.umask, nullptr, 8)) & 0777;
   backupfs::OpenOptions open;
-  open.reader.cache_bytes = static_cast<uint64_t>(o.cache_mib) << 20;
+  // One cache for all data files: cache_size bounds the whole mount.
+  open.reader.cache =
+      std::make_shared<backupfs::ChunkCache>(static_cast<uint64_t>(o.cache_mib) << 20);
   if (o.verify != nullptr && std::strcmp(o.verify, "on") != 0) {
     if (std::strcmp(o.verify, "off") != 0) {
       std::fprintf(stderr, "backupfs: verify must be on or off, not '%s'\n", o.verify);
