@@ -145,32 +145,24 @@ int Serve(fuse_args* args, const fuse_cmdline_opts& cmd, const Options& o,
   return rc == 0 ? 0 : 1;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  fuse_args args = FUSE_ARGS_INIT(argc, argv);
+// Owns what fuse_opt_parse and fuse_parse_cmdline allocate, on every way out of main.
+struct ParsedArgs {
+  fuse_args args;
   Options o;
-  if (fuse_opt_parse(&args, &o, kOptSpec, ProcessArg) != 0) return 2;
-  if (o.show_version) {
-    std::printf("backupfs %s (libfuse %s)\n", BACKUPFS_VERSION, fuse_pkgversion());
-    return 0;
-  }
   fuse_cmdline_opts cmd = {};
-  if (fuse_parse_cmdline(&args, &cmd) != 0) return 2;
-  // The kernel enforces uid/gid/umask; `mount` shows the saveset as the source.
-  std::string fsname = "-ofsname=" + EscapeOption(o.saveset ? o.saveset : "backupfs");
-  fuse_opt_add_arg(&args, "-odefault_permissions,ro,subtype=backupfs");
-  fuse_opt_add_arg(&args, fsname.c_str());
-  if (cmd.show_help || o.show_help) {
-    Usage(argv[0]);
-    fuse_cmdline_help();
-    fuse_lowlevel_help();
-    return 0;
+  ParsedArgs(int argc, char** argv) : args(FUSE_ARGS_INIT(argc, argv)) {}
+  ~ParsedArgs() {
+    free(o.saveset);
+    free(o.umask);
+    free(o.verify);
+    free(cmd.mountpoint);
+    fuse_opt_free_args(&args);
   }
-  if (o.saveset == nullptr || cmd.mountpoint == nullptr) {
-    std::fprintf(stderr, "usage: %s [options] SAVESET_DIR MOUNTPOINT (see --help)\n", argv[0]);
-    return 2;
-  }
+};
+
+// Loads the saveset and serves it; returns the exit status.
+int Run(ParsedArgs& p) {
+  const Options& o = p.o;
   backupfs::FuseContext ctx;
   ctx.uid = o.uid >= 0 ? static_cast<uid_t>(o.uid) : getuid();
   ctx.gid = o.gid >= 0 ? static_cast<gid_t>(o.gid) : getgid();
@@ -191,20 +183,44 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "backupfs: %s\n", model.status().message().c_str());
     return 1;
   }
-  for (const std::string& p : model->problems) std::fprintf(stderr, "backupfs: %s\n", p.c_str());
+  for (const std::string& m : model->problems) std::fprintf(stderr, "backupfs: %s\n", m.c_str());
   if (model->points.empty()) {
     std::fprintf(stderr, "backupfs: %s: no restore point can be served; not mounting\n", o.saveset);
     return 1;
   }
   ctx.tree = backupfs::MountTree::Build(*model);
   ctx.log_error = LogError;
-  if (cmd.debug) {
+  if (p.cmd.debug) {
     std::fprintf(stderr, "backupfs: %zu restore points, %llu extents (%zu bytes each)\n",
                  model->points.size(), static_cast<unsigned long long>(ctx.tree.extent_count()),
                  sizeof(backupfs::ImageExtent));
   }
-  int rc = Serve(&args, cmd, o, &ctx);
-  free(cmd.mountpoint);
-  fuse_opt_free_args(&args);
-  return rc;
+  return Serve(&p.args, p.cmd, o, &ctx);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ParsedArgs p(argc, argv);
+  if (fuse_opt_parse(&p.args, &p.o, kOptSpec, ProcessArg) != 0) return 2;
+  if (p.o.show_version) {
+    std::printf("backupfs %s (libfuse %s)\n", BACKUPFS_VERSION, fuse_pkgversion());
+    return 0;
+  }
+  if (fuse_parse_cmdline(&p.args, &p.cmd) != 0) return 2;
+  if (p.cmd.show_help || p.o.show_help) {
+    Usage(argv[0]);
+    fuse_cmdline_help();
+    fuse_lowlevel_help();
+    return 0;
+  }
+  if (p.o.saveset == nullptr || p.cmd.mountpoint == nullptr) {
+    std::fprintf(stderr, "usage: %s [options] SAVESET_DIR MOUNTPOINT (see --help)\n", argv[0]);
+    return 2;
+  }
+  // The kernel enforces uid/gid/umask; `mount` shows the saveset as the source.
+  std::string fsname = "-ofsname=" + EscapeOption(p.o.saveset);
+  fuse_opt_add_arg(&p.args, "-odefault_permissions,ro,subtype=backupfs");
+  fuse_opt_add_arg(&p.args, fsname.c_str());
+  return Run(p);
 }
