@@ -117,13 +117,16 @@ class Resolver {
     switch (n.level) {
       case BackupLevel::kFull:
         files.full = reader;
-        files.by_checkpoint[reader->meta().checkpoint_name] = reader;
+        files.by_checkpoint[reader->meta().checkpoint_name] = reader;  // full sorts first
         break;
       case BackupLevel::kCopy:
         files.copy = reader;
         break;
       case BackupLevel::kInc:
-        files.by_checkpoint[n.id] = reader;
+        if (!files.by_checkpoint.emplace(n.id, reader).second) {
+          model_->problems.push_back(reader->path() + ": checkpoint '" + n.id +
+                                     "' is already the full backup's; ignored");
+        }
         break;
       case BackupLevel::kDiff:
         files.diffs.emplace_back(n.id, reader);
@@ -133,6 +136,13 @@ class Resolver {
 
   void Add(const std::string& point, const std::string& id, const std::string& disk,
            std::vector<std::shared_ptr<StreamReader>> chain) {
+    // The name becomes a directory of the mount: it must be one, and not `latest`.
+    if (point.empty() || point == "." || point == ".." || point == "latest" ||
+        point.find('/') != std::string::npos || point.find('\0') != std::string::npos) {
+      model_->problems.push_back(chain.back()->path() + ": restore point name '" + point +
+                                 "' cannot be shown as a directory; skipped");
+      return;
+    }
     RestorePoint& p = points_[point];
     p.name = point;
     p.id = id;

@@ -15,7 +15,13 @@ constexpr double kTimeout = 86400.0;  // nothing in a mounted saveset ever chang
 
 FuseContext& Ctx(fuse_req_t req) {
   FuseContext& ctx = *static_cast<FuseContext*>(fuse_req_userdata(req));
-  if (ctx.after_init) std::call_once(ctx.after_init_once, ctx.after_init);
+  if (ctx.after_init) {
+    try {
+      std::call_once(ctx.after_init_once, ctx.after_init);
+    } catch (...) {
+      // Best effort (the readahead): never let it fail a request or escape into libfuse.
+    }
+  }
   return ctx;
 }
 

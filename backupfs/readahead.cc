@@ -12,6 +12,33 @@
 
 namespace backupfs {
 
+namespace {
+
+// mountinfo writes space, tab, newline and backslash in paths as \ooo octal escapes.
+std::string Unescape(const std::string& field) {
+  std::string out;
+  for (size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size()) {
+      int v = 0;
+      bool octal = true;
+      for (size_t k = 1; k <= 3; ++k) {
+        char c = field[i + k];
+        octal = octal && c >= '0' && c <= '7';
+        v = v * 8 + (c - '0');
+      }
+      if (octal) {
+        out += static_cast<char>(v);
+        i += 3;
+        continue;
+      }
+    }
+    out += field[i];
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<std::string> MountDeviceNumber(const std::string& mountpoint) {
   char real[PATH_MAX];
   if (::realpath(mountpoint.c_str(), real) == nullptr) {
@@ -24,7 +51,7 @@ Result<std::string> MountDeviceNumber(const std::string& mountpoint) {
     std::istringstream fields(line);
     std::string id, parent, dev, root, point;
     fields >> id >> parent >> dev >> root >> point;
-    if (point == real) found = dev;
+    if (Unescape(point) == real) found = dev;
   }
   if (found.empty()) return Status::NotFound(mountpoint + ": not a mount point");
   return found;

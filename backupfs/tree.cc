@@ -41,7 +41,10 @@ struct timespec ParseBackupDate(const std::string& iso) {
   if (rest == nullptr) return {};
   tm.tm_isdst = -1;
   struct timespec ts = {mktime(&tm), 0};
-  if (*rest == '.') ts.tv_nsec = static_cast<long>(std::strtod(rest, nullptr) * 1e9);
+  if (*rest == '.') {
+    double fraction = std::strtod(rest, nullptr);  // ".123456"
+    if (fraction >= 0 && fraction < 1) ts.tv_nsec = static_cast<long>(fraction * 1e9);
+  }
   return ts;
 }
 

@@ -22,9 +22,11 @@ void ChunkCache::Put(uint64_t owner, uint64_t file_offset,
   std::lock_guard lock(mu_);
   const Key key{owner, file_offset};
   if (chunk->size > capacity_ || entries_.count(key)) return;
+  // Insert into the map first: if that throws, the list holds no dangling key.
+  Entry& e = entries_[key];
   lru_.push_front(key);
   bytes_ += chunk->size;
-  entries_[key] = Entry{std::move(chunk), lru_.begin()};
+  e = Entry{std::move(chunk), lru_.begin()};
   while (bytes_ > capacity_) {
     auto victim = entries_.find(lru_.back());
     bytes_ -= victim->second.chunk->size;

@@ -107,10 +107,12 @@ Status WriteFileAtomically(const std::string& path, std::span<const uint8_t> con
 }
 
 Result<FileSource> FileSource::Open(const std::string& path) {
-  BFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
+  // O_NONBLOCK so that a FIFO (or device) with a data file's name cannot hang the open.
+  BFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY | O_NONBLOCK));
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("cannot stat " + path, errno);
   if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(path + ": not a regular file");
+  if (::fcntl(fd.get(), F_SETFL, 0) != 0) return Status::FromErrno("cannot fcntl " + path, errno);
   return FileSource(std::move(fd), path, static_cast<uint64_t>(st.st_size));
 }
 

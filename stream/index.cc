@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include "stream/checksum.h"
+#include "stream/lz4_chunk.h"
 
 namespace backupfs {
 namespace {
@@ -191,7 +192,8 @@ Status ValidateChunks(const StreamIndex& index, uint64_t virtual_size, uint64_t 
       continue;
     }
     if (c.compressed != index.compressed || (!c.compressed && c.stored_size != c.length) ||
-        c.stored_size == 0 || ((c.compressed || c.has_checksum) && c.length > kMaxChunkLength)) {
+        c.stored_size == 0 || ((c.compressed || c.has_checksum) && c.length > kMaxChunkLength) ||
+        (c.compressed && c.stored_size > Lz4MaxChunkStoredSize(c.length))) {
       return Status::Corruption(file + ": " + where + " has an impossible stored size");
     }
     if (c.file_offset < prev_stored_end || c.file_offset > payload_end ||

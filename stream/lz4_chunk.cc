@@ -78,6 +78,13 @@ Status Lz4DecompressChunk(std::span<const uint8_t> input, std::span<uint8_t> out
 
 namespace backupfs {
 
+uint64_t Lz4MaxChunkStoredSize(uint64_t length) {
+  // Worst case: 64 KiB blocks, each stored raw with a 4-byte size and a 4-byte checksum,
+  // plus the frame header, end mark and content checksum.
+  const uint64_t blocks = length / 65536 + 1;
+  return length + blocks * 8 + 64;
+}
+
 Result<uint64_t> Lz4ChunkContentSize(std::span<const uint8_t> header, const std::string& what) {
   LZ4F_dctx* raw = nullptr;
   if (LZ4F_isError(LZ4F_createDecompressionContext(&raw, LZ4F_VERSION))) {

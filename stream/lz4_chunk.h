@@ -29,4 +29,8 @@ namespace backupfs {
 Result<uint64_t> Lz4ChunkContentSize(std::span<const uint8_t> header, const std::string& what);
 inline constexpr size_t kLz4MaxHeaderSize = 19;
 
+// The most bytes an LZ4 frame of `length` content bytes can take (any block size, with
+// checksums): a stored size beyond it cannot be a real chunk.
+uint64_t Lz4MaxChunkStoredSize(uint64_t length);
+
 }  // namespace backupfs

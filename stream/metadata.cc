@@ -101,6 +101,9 @@ Result<StreamMetadata> DecodeMetadata(std::string_view text, const std::string& 
   BFS_RETURN_IF_ERROR(Optional(j, "parentCheckpoint", &meta.parent_checkpoint, file, offset));
   BFS_RETURN_IF_ERROR(Optional(j, "incremental", &meta.incremental, file, offset));
   if (meta.disk_name.empty()) return KeyError(file, offset, "diskName", "is empty");
+  if (meta.virtual_size > static_cast<uint64_t>(INT64_MAX)) {
+    return KeyError(file, offset, "virtualSize", "is larger than any file can be");
+  }
 
   uint64_t version = 0;
   if (j.contains("streamVersion")) {

@@ -118,3 +118,18 @@ TEST(MetadataTest, RejectsDataSizeLargerThanDisk) {
 
 }  // namespace
 }  // namespace backupfs
+
+namespace backupfs {
+namespace {
+
+TEST(MetadataTest, RejectsVirtualSizeNoFileCanHave) {
+  EXPECT_FALSE(
+      DecodeMetadata(R"({"virtualSize": 9223372036854775808, "dataSize": 0, "diskName": "vda"})",
+                     "f", 40)
+          .ok());
+  EXPECT_FALSE(
+      DecodeMetadata(R"({"virtualSize": null, "dataSize": 0, "diskName": "vda"})", "f", 40).ok());
+}
+
+}  // namespace
+}  // namespace backupfs

@@ -1,12 +1,18 @@
 #include "stream/reader.h"
 
 #include <cstring>
+#include <filesystem>
 
 #include "stream/checksum.h"
 #include "stream/lz4_chunk.h"
 #include "stream/scanner.h"
 
 namespace backupfs {
+namespace {
+// Per-thread read buffers larger than this are released after use (chunks are usually 1 or
+// 4 MiB; a 256 MiB one must not stay pinned in every FUSE thread).
+constexpr size_t kKeepBuffer = 64u << 20;
+}  // namespace
 
 Result<std::unique_ptr<StreamReader>> StreamReader::Open(const std::string& path,
                                                          const ReaderOptions& options) {
@@ -21,7 +27,16 @@ Status StreamReader::LoadIndex() {
   BFS_ASSIGN_OR_RETURN(meta_, ReadMetadata(source_, &payload_begin_));
   BFS_ASSIGN_OR_RETURN(DataFileIdentity identity, IdentifyDataFile(source_));
   const std::string idx_path = path() + ".idx";
-  Result<std::string> idx_bytes = ReadWholeFile(idx_path);
+  // A sidecar needs at most a 48-byte record per byte of its data file (each chunk stores at
+  // least one byte or is a 40-byte zero frame): never read a larger one.
+  std::error_code ec;
+  const uint64_t idx_size = std::filesystem::file_size(idx_path, ec);
+  Result<std::string> idx_bytes =
+      ec ? Result<std::string>(Status::NotFound(idx_path))
+      : idx_size > 64 + 48 * (source_.size() + 1)
+          ? Result<std::string>(
+                Status::Corruption(idx_path + ": index larger than its data file could need"))
+          : ReadWholeFile(idx_path);
   if (idx_bytes.ok()) {
     auto bytes = std::span(reinterpret_cast<const uint8_t*>(idx_bytes->data()), idx_bytes->size());
     Result<StreamIndex> idx = DecodeIndex(bytes, idx_path);
@@ -50,6 +65,10 @@ Status StreamReader::LoadIndex() {
   }
   BFS_ASSIGN_OR_RETURN(StreamLayout layout, ScanStream(source_));
   index_ = IndexFromLayout(layout, identity);
+  // The scan checked the frames; this checks the chunks it derived by the same rules a sidecar
+  // must pass (bounded sizes, inside the frames), so no reader trusts an unchecked chunk.
+  BFS_RETURN_IF_ERROR(
+      ValidateChunks(index_, meta_.virtual_size, layout.payload_begin, layout.stop_offset, path()));
   origin_ = IndexOrigin::kScanned;
   if (options_.write_missing_index && index_problem_.empty() &&
       WriteFileAtomically(idx_path, EncodeIndex(index_), 0640).ok()) {
@@ -68,7 +87,9 @@ Status StreamReader::ReadWholeChunk(const Chunk& chunk, std::span<uint8_t> out) 
     thread_local std::vector<uint8_t> packed;
     packed.resize(chunk.stored_size);
     BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, packed));
-    BFS_RETURN_IF_ERROR(Lz4DecompressChunk(packed, out, Where(chunk)));
+    Status s = Lz4DecompressChunk(packed, out, Where(chunk));
+    if (packed.size() > kKeepBuffer) std::vector<uint8_t>().swap(packed);
+    BFS_RETURN_IF_ERROR(s);
   } else {
     BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, out));
   }
@@ -119,6 +140,7 @@ Status StreamReader::ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk,
   if (whole.size() < chunk.length) whole.resize(chunk.length);
   BFS_RETURN_IF_ERROR(ReadWholeChunk(chunk, std::span(whole).first(chunk.length)));
   std::memcpy(out.data(), whole.data() + offset_in_chunk, out.size());
+  if (whole.size() > kKeepBuffer) std::vector<uint8_t>().swap(whole);
   return Status::Ok();
 }
 

@@ -55,7 +55,8 @@ Status ReadTrailer(const ByteSource& src, StreamLayout* layout) {
 Status ResolveChunks(const ByteSource& src, const TrailerEntry& entry, FrameRecord* f) {
   f->chunk_stored = entry.chunk_sizes;
   if (!entry.split && entry.chunk_sizes.size() == 1) {
-    if (f->header.length > kMaxChunkLength) {
+    if (f->header.length > kMaxChunkLength ||
+        entry.chunk_sizes[0] > Lz4MaxChunkStoredSize(f->header.length)) {
       return Status::Corruption(At(src, f->payload_offset) + "one lz4 chunk of " +
                                 std::to_string(f->header.length) + " bytes exceeds the limit of " +
                                 std::to_string(kMaxChunkLength));
@@ -67,13 +68,17 @@ Status ResolveChunks(const ByteSource& src, const TrailerEntry& entry, FrameReco
   uint64_t at = f->payload_offset;
   uint64_t total = 0;
   for (uint64_t stored : entry.chunk_sizes) {
+    if (stored > f->stored_size - (at - f->payload_offset)) {
+      return Status::Corruption(At(src, at) + "lz4 chunk sizes exceed the frame's payload");
+    }
     std::array<uint8_t, kLz4MaxHeaderSize> hdr{};
     size_t n = static_cast<size_t>(std::min<uint64_t>(stored, hdr.size()));
     BFS_RETURN_IF_ERROR(src.ReadAt(at, std::span(hdr).first(n)));
     BFS_ASSIGN_OR_RETURN(uint64_t len,
                          Lz4ChunkContentSize(std::span(hdr).first(n), At(src, at) + "lz4 chunk"));
-    if (len > f->header.length - total || len > kMaxChunkLength) {
-      return Status::Corruption(At(src, at) + "lz4 chunks expand past their frame's length");
+    if (len > f->header.length - total || len > kMaxChunkLength ||
+        stored > Lz4MaxChunkStoredSize(len)) {
+      return Status::Corruption(At(src, at) + "lz4 chunk sizes do not fit their frame's length");
     }
     f->chunk_lengths.push_back(len);
     total += len;

@@ -2,7 +2,11 @@
 // access, with and without compression; then damages the sidecars and the data.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <cstring>
+
+#include <csignal>
 #include <filesystem>
 
 #include "stream/checksum.h"
@@ -261,6 +265,37 @@ TEST(WriterTest, CompressedFrameUnder32MiBIsOneLz4Frame) {
   ASSERT_TRUE(layout.ok());
   EXPECT_FALSE(layout->trailer[0].split);
   EXPECT_EQ(layout->trailer[0].chunk_sizes.size(), 1u);
+}
+
+// A write that fails (here: the file size limit) must poison the writer: Finish() may not
+// complete a file with a hole in it.
+TEST(WriterTest, FailedWriteIsStickyAndFinishRefuses) {
+  ScratchDir dir;
+  auto w = StreamWriter::Create(dir.File("vda.full.data"), Meta(0), WriterOptions{});
+  ASSERT_TRUE(w.ok());
+  for (uint64_t i = 0; i < 30000; ++i) ASSERT_TRUE((*w)->AddZero(i * 64, 64).ok());  // ~1 MiB
+  struct rlimit old;
+  getrlimit(RLIMIT_FSIZE, &old);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = {4096, old.rlim_max};
+  setrlimit(RLIMIT_FSIZE, &small);
+  Status failed = Status::Ok();
+  for (uint64_t i = 30000; i < 60000 && failed.ok(); ++i) failed = (*w)->AddZero(i * 64, 64);
+  setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_FALSE((*w)->AddZero(60000 * 64, 64).ok());
+  EXPECT_FALSE((*w)->Finish().ok());
+  EXPECT_FALSE(std::filesystem::exists(dir.File("vda.full.data")));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("vda.full.data.partial")));
+}
+
+TEST(ReaderTest, AFifoNamedLikeADataFileDoesNotHang) {
+  ScratchDir dir;
+  ASSERT_EQ(mkfifo(dir.File("vda.full.data").c_str(), 0600), 0);
+  auto r = StreamReader::Open(dir.File("vda.full.data"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not a regular file"), std::string::npos);
 }
 
 TEST(WriterTest, AbandonedWriterLeavesNothing) {

@@ -39,6 +39,7 @@ Result<TrailerEntry> DecodeEntry(const nlohmann::json& item, const std::string& 
     if (!size.is_number_unsigned()) return Bad(file, offset, index, "has a bad chunk size");
     entry.chunk_sizes.push_back(size.get<uint64_t>());
   }
+  if (entry.total() == UINT64_MAX) return Bad(file, offset, index, "has chunk sizes that overflow");
   if (entry.total() != total) {
     return Bad(file, offset, index,
                "totals " + std::to_string(total) + " but its chunks sum to " +
@@ -51,7 +52,9 @@ Result<TrailerEntry> DecodeEntry(const nlohmann::json& item, const std::string& 
 
 uint64_t TrailerEntry::total() const {
   uint64_t sum = 0;
-  for (uint64_t s : chunk_sizes) sum += s;
+  for (uint64_t s : chunk_sizes) {
+    if (__builtin_add_overflow(sum, s, &sum)) return UINT64_MAX;
+  }
   return sum;
 }
 

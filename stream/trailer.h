@@ -17,6 +17,7 @@ struct TrailerEntry {
   // frames it read in several requests; readers must branch on the JSON type, not on a size.
   bool split = false;
 
+  // The sum of chunk_sizes; UINT64_MAX when it overflows (DecodeTrailer rejects that).
   uint64_t total() const;
   bool operator==(const TrailerEntry&) const = default;
 };

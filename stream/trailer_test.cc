@@ -40,3 +40,16 @@ TEST(TrailerTest, RejectsMalformedShapes) {
 
 }  // namespace
 }  // namespace backupfs
+
+namespace backupfs {
+namespace {
+
+// A TOTAL that only matches its chunks after 64-bit wrap-around must not pass.
+TEST(TrailerTest, RejectsChunkSizesThatOverflow) {
+  auto back = DecodeTrailer(R"([{"53": [18446744073709551521, 95, 53]}])", "f", 0);
+  ASSERT_FALSE(back.ok());
+  EXPECT_NE(back.status().message().find("overflow"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace backupfs

@@ -79,19 +79,26 @@ void StreamWriter::Abandon() {
   finished_ = true;
 }
 
+// A failed write leaves a hole in the file: every later call, Finish() included, fails
+// with the first error, so a damaged file is never completed.
 Status StreamWriter::Write(std::span<const uint8_t> bytes, bool summed) {
+  if (!io_error_.ok()) return io_error_;
   if (!summed) adler_.Update(bytes);
   file_pos_ += bytes.size();
   if (buffer_.size() + bytes.size() > kBufferSize) BFS_RETURN_IF_ERROR(Flush());
-  if (bytes.size() >= kBufferSize) return WriteAll(fd_.get(), bytes, partial_);
+  if (bytes.size() >= kBufferSize) {
+    io_error_ = WriteAll(fd_.get(), bytes, partial_);
+    return io_error_;
+  }
   buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
   return Status::Ok();
 }
 
 Status StreamWriter::Flush() {
-  Status s = WriteAll(fd_.get(), buffer_, partial_);
+  if (!io_error_.ok()) return io_error_;
+  io_error_ = WriteAll(fd_.get(), buffer_, partial_);
   buffer_.clear();
-  return s;
+  return io_error_;
 }
 
 Status StreamWriter::CheckFrame(uint64_t offset, uint64_t length) {
@@ -244,7 +251,7 @@ Status StreamWriter::WriteTail() {
 
 Status StreamWriter::Finish() {
   if (finished_) return Status::InvalidArgument(path_ + ": stream already finished");
-  Status s = CheckFrame(prev_end_, 0);
+  Status s = io_error_.ok() ? CheckFrame(prev_end_, 0) : io_error_;
   if (s.ok() && data_total_ != meta_.data_size) {
     s = Status::InvalidArgument(path_ + ": data frames hold " + std::to_string(data_total_) +
                                 " bytes but the metadata announced " +

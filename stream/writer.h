@@ -100,6 +100,7 @@ class StreamWriter {
   Chunk chunk_;
   std::vector<uint8_t> pending_;
   bool finished_ = false;
+  Status io_error_;  // the first failed write; sticky
 };
 
 }  // namespace backupfs

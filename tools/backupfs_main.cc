@@ -4,7 +4,9 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
+#include <csignal>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
@@ -142,7 +144,9 @@ int Serve(fuse_args* args, const fuse_cmdline_opts& cmd, const Options& o,
     fuse_remove_signal_handlers(se);
   }
   fuse_session_destroy(se);
-  return rc == 0 ? 0 : 1;
+  // The loop returns the number of the signal that ended it: an unmount by SIGTERM, SIGINT or
+  // SIGHUP (what systemd and Ctrl-C send) is a clean exit.
+  return rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
 }
 
 // Owns what fuse_opt_parse and fuse_parse_cmdline allocate, on every way out of main.
@@ -166,7 +170,16 @@ int Run(ParsedArgs& p) {
   backupfs::FuseContext ctx;
   ctx.uid = o.uid >= 0 ? static_cast<uid_t>(o.uid) : getuid();
   ctx.gid = o.gid >= 0 ? static_cast<gid_t>(o.gid) : getgid();
-  if (o.umask != nullptr) ctx.umask = static_cast<mode_t>(std::strtoul(o.umask, nullptr, 8)) & 0777;
+  if (o.umask != nullptr) {
+    char* end = nullptr;
+    unsigned long mask = std::strtoul(o.umask, &end, 8);
+    if (*o.umask == '\0' || *end != '\0' || mask > 0777) {
+      std::fprintf(stderr, "backupfs: umask must be an octal number up to 0777, not '%s'\n",
+                   o.umask);
+      return 2;
+    }
+    ctx.umask = static_cast<mode_t>(mask);
+  }
   backupfs::OpenOptions open;
   // One cache for all data files: cache_size bounds the whole mount.
   open.reader.cache =
@@ -218,9 +231,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s [options] SAVESET_DIR MOUNTPOINT (see --help)\n", argv[0]);
     return 2;
   }
+  // Absolute, because the daemon changes to / when it goes to the background.
+  char* real = realpath(p.o.saveset, nullptr);
+  if (real == nullptr) {
+    std::fprintf(stderr, "backupfs: %s: %s\n", p.o.saveset, std::strerror(errno));
+    return 1;
+  }
+  free(p.o.saveset);
+  p.o.saveset = real;
   // The kernel enforces uid/gid/umask; `mount` shows the saveset as the source.
   std::string fsname = "-ofsname=" + EscapeOption(p.o.saveset);
-  fuse_opt_add_arg(&p.args, "-odefault_permissions,ro,subtype=backupfs");
+  fuse_opt_add_arg(&p.args, "-odefault_permissions,ro,nosuid,nodev,subtype=backupfs");
   fuse_opt_add_arg(&p.args, fsname.c_str());
   return Run(p);
 }

@@ -75,7 +75,9 @@ int Dump(const Args& args) {
     std::fprintf(stderr, "backupfs-restore: %s: no data files\n", args.input.c_str());
     rc = kExitFailure;
   }
-  const std::string text = entries.dump(4) + "\n";
+  // File names need not be UTF-8: such bytes are shown as U+FFFD rather than failing.
+  const std::string text =
+      entries.dump(4, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
   if (args.output.empty() || args.output == "dump" || args.output == "-") {
     std::fwrite(text.data(), 1, text.size(), stdout);
     return rc;
@@ -91,7 +93,7 @@ int Dump(const Args& args) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   CLI::App app{"Dump and verify backupfs and virtnbdbackup savesets", "backupfs-restore"};
   Args args;
   app.set_version_flag("-V,--version", "backupfs-restore " BACKUPFS_VERSION);
@@ -116,4 +118,13 @@ int main(int argc, char** argv) {
                "backupfs-restore: action 'restore' is not available in this version; "
                "use -a dump or -a verify\n");
   return kExitUsage;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {  // a bug or exhausted memory: say so, never abort
+    std::fprintf(stderr, "backupfs-restore: internal error: %s\n", e.what());
+    return kExitFailure;
+  }
 }

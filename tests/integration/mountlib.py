@@ -45,11 +45,11 @@ def wait_for(cond, what, timeout=20.0):
 
 
 @contextlib.contextmanager
-def mounted(build_dir, saveset, *options, expect_fail=False):
+def mounted(build_dir, saveset, *options, expect_fail=False, cwd=None):
     """Mounts SAVESET with backupfs (in the background, as users run it) and always unmounts."""
     mnt = tempfile.mkdtemp(prefix="bfs-mnt-", dir="/var/tmp")
-    argv = [os.path.join(build_dir, "tools", "backupfs"), *options, saveset, mnt]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    argv = [os.path.abspath(os.path.join(build_dir, "tools", "backupfs")), *options, saveset, mnt]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=cwd)
     try:
         if expect_fail:
             yield r, mnt

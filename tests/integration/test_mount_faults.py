@@ -128,6 +128,23 @@ def check_partial_damage(build_dir, tmp):
         expect(os.readlink(os.path.join(mnt, "latest")) == "virtnbdbackup.2", "latest is wrong")
 
 
+def check_names(build_dir, tmp):
+    """A saveset given by a relative path still shows its per-point files once the daemon is
+    in the background (it changes to /); a checkpoint name that cannot be a directory is
+    refused with a message, not shown."""
+    s = make(build_dir, os.path.join(tmp, "relative"), incs=1)
+    with mountlib.mounted(build_dir, "relative", cwd=tmp) as (_, mnt):
+        expect(open(os.path.join(mnt, "virtnbdbackup.0", "vmconfig.xml")).read().startswith("<domain>"),
+               "vmconfig.xml unreadable when the saveset was given by a relative path")
+    bad = os.path.join(tmp, "badname")
+    os.makedirs(bad)
+    mountlib.run(s.tool, "write", "--image", s.ref("virtnbdbackup.0", "vda"), "--output",
+                 os.path.join(bad, "vda.full.data"), "--checkpoint", "latest")
+    with mountlib.mounted(build_dir, bad, expect_fail=True) as (r, _):
+        expect(r.returncode == 1 and "cannot be shown as a directory" in r.stderr,
+               f"a restore point named 'latest' was not refused: {r.returncode} {r.stderr}")
+
+
 def check_edges(build_dir, tmp):
     s = make(build_dir, os.path.join(tmp, "edges"), incs=1)
     with mountlib.mounted(build_dir, s.dir) as (_, mnt):
@@ -183,6 +200,8 @@ def main():
         check_partial_damage(build_dir, tmp)
         print("ok: a broken chain, .partial leftovers, garbage and a stale index cost only "
               "what they touch")
+        check_names(build_dir, tmp)
+        print("ok: relative saveset paths; restore point names that cannot be directories")
         check_edges(build_dir, tmp)
         print("ok: reads past the end, writes, and a lazy unmount under load")
     return 0
