@@ -198,10 +198,11 @@ void ReadImage(fuse_req_t req, const Node& n, size_t size, off_t off) {
   if (offset >= n.size) return (void)fuse_reply_buf(req, nullptr, 0);
   size = static_cast<size_t>(std::min<uint64_t>(size, n.size - offset));
   thread_local std::vector<DiskImage::RawPiece> pieces;
-  if (ctx.splice && n.image->RawPieces(offset, size, &pieces)) return ReplyRaw(req, pieces);
+  const DiskImage& image = n.image->Get();
+  if (ctx.splice && image.RawPieces(offset, size, &pieces)) return ReplyRaw(req, pieces);
   thread_local std::vector<uint8_t> buf;
   if (buf.size() < size) buf.resize(size);
-  Status s = n.image->Read(offset, std::span(buf).first(size));
+  Status s = image.Read(offset, std::span(buf).first(size));
   if (!s.ok()) {
     ++ctx.read_errors;
     if (ctx.log_error) ctx.log_error(s.message());
@@ -231,7 +232,8 @@ void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info
     if (off < 0 || offset >= n->size) return (void)fuse_reply_err(req, ENXIO);
     uint64_t result = offset;
     if (n->kind == NodeKind::kImage) {
-      result = whence == SEEK_DATA ? n->image->NextData(offset) : n->image->NextHole(offset);
+      const DiskImage& image = n->image->Get();
+      result = whence == SEEK_DATA ? image.NextData(offset) : image.NextHole(offset);
       if (whence == SEEK_DATA && result >= n->size) return (void)fuse_reply_err(req, ENXIO);
     } else if (whence == SEEK_HOLE) {
       result = n->size;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
@@ -64,6 +65,24 @@ class DiskImage {
   std::vector<std::shared_ptr<StreamReader>> files_;
   uint64_t size_;
   std::vector<ImageExtent> extents_;  // data and zero extents, ascending; holes are gaps
+};
+
+// A restore point's image, merged from its chain when first asked for: a mount of many
+// points keeps extent maps only for the images that are read. Thread-safe.
+class LazyImage {
+ public:
+  explicit LazyImage(DiskChain chain) : chain_(std::move(chain)) {}
+  // Builds on the first call (a failure, e.g. bad_alloc, propagates and the next call retries).
+  const DiskImage& Get() const {
+    std::call_once(once_, [this] { image_ = DiskImage::Build(chain_); });
+    return *image_;
+  }
+  uint64_t size() const { return chain_.virtual_size; }
+
+ private:
+  const DiskChain chain_;
+  mutable std::once_flag once_;
+  mutable std::shared_ptr<DiskImage> image_;  // written once, under once_
 };
 
 // Lays `top` over `base` (both sorted, non-overlapping): the result keeps top's extents and

@@ -87,7 +87,7 @@ MountTree MountTree::Build(const SavesetModel& model) {
     uint64_t dir = t.Add(1, NodeKind::kDir, p.name, ParseBackupDate(p.date));
     for (const DiskChain& chain : p.disks) {
       uint64_t ino = t.Add(dir, NodeKind::kImage, chain.disk + ".raw", t.nodes_[dir - 1].mtime);
-      t.nodes_[ino - 1].image = DiskImage::Build(chain);
+      t.nodes_[ino - 1].image = std::make_shared<LazyImage>(chain);
       t.nodes_[ino - 1].size = chain.virtual_size;
     }
     t.AddPointFiles(dir, model.dir, p, names);
@@ -115,7 +115,7 @@ const Node* MountTree::Lookup(uint64_t parent, const std::string& name) const {
 uint64_t MountTree::extent_count() const {
   uint64_t n = 0;
   for (const Node& node : nodes_) {
-    if (node.image) n += node.image->extents().size();
+    if (node.image) n += node.image->Get().extents().size();
   }
   return n;
 }

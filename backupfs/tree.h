@@ -28,7 +28,7 @@ struct Node {
   uint64_t size = 0;
   struct timespec mtime = {};
   std::map<std::string, uint64_t> children;  // directories: name -> ino
-  std::shared_ptr<DiskImage> image;          // kImage
+  std::shared_ptr<LazyImage> image;          // kImage: built when first read
   std::string source;                        // kFile: the saveset file it shows
   std::string target;                        // kSymlink
 };
@@ -41,6 +41,7 @@ class MountTree {
   const Node* Get(uint64_t ino) const;
   const Node* Lookup(uint64_t parent, const std::string& name) const;
   size_t size() const { return nodes_.size(); }
+  // Builds every image: for reporting (backupfs -d), not for mounting.
   uint64_t extent_count() const;
 
  private:
