@@ -1,0 +1,67 @@
+#include "capture/nbd_source.h"
+
+namespace backupfs {
+
+NbdSource::NbdSource(std::unique_ptr<nbd_handle, Closer> handle, NbdConnectOptions options)
+    : handle_(std::move(handle)),
+      options_(std::move(options)),
+      name_("export '" + options_.export_name + "' on " + options_.socket) {}
+
+Status NbdSource::Error(const std::string& what) const {
+  const char* text = nbd_get_error();
+  return Status::IOError(what + " on " + name_ + ": " + (text ? text : "unknown libnbd error"));
+}
+
+Result<NbdSource> NbdSource::Connect(const NbdConnectOptions& options) {
+  std::unique_ptr<nbd_handle, Closer> handle(nbd_create());
+  if (!handle) {
+    return Status::IOError("nbd_create for " + options.socket + ": " + nbd_get_error());
+  }
+  NbdSource source(std::move(handle), options);
+  BFS_RETURN_IF_ERROR(source.Negotiate());
+  BFS_RETURN_IF_ERROR(source.ReadSizes());
+  return source;
+}
+
+Status NbdSource::Negotiate() {
+  nbd_handle* h = handle_.get();
+  if (nbd_set_export_name(h, options_.export_name.c_str()) == -1) {
+    return Error("nbd_set_export_name");
+  }
+  if (options_.allocation && nbd_add_meta_context(h, kBaseAllocation) == -1) {
+    return Error("nbd_add_meta_context base:allocation");
+  }
+  if (!options_.dirty_context.empty() &&
+      nbd_add_meta_context(h, options_.dirty_context.c_str()) == -1) {
+    return Error("nbd_add_meta_context " + options_.dirty_context);
+  }
+  if (nbd_connect_unix(h, options_.socket.c_str()) == -1) return Error("connect");
+  if (options_.allocation) BFS_RETURN_IF_ERROR(CheckContext(kBaseAllocation));
+  if (!options_.dirty_context.empty()) BFS_RETURN_IF_ERROR(CheckContext(options_.dirty_context));
+  return Status::Ok();
+}
+
+// A server silently drops contexts it does not know (a bitmap that does not exist, say).
+Status NbdSource::CheckContext(const std::string& context) const {
+  int r = nbd_can_meta_context(handle_.get(), context.c_str());
+  if (r == -1) return Error("nbd_can_meta_context " + context);
+  if (r == 0) return Status::NotFound(name_ + " does not offer meta context " + context);
+  return Status::Ok();
+}
+
+Status NbdSource::ReadSizes() {
+  nbd_handle* h = handle_.get();
+  int64_t size = nbd_get_size(h);
+  if (size == -1) return Error("nbd_get_size");
+  size_ = static_cast<uint64_t>(size);
+  int multi = nbd_can_multi_conn(h);
+  if (multi == -1) return Error("nbd_can_multi_conn");
+  can_multi_conn_ = multi == 1;
+  int64_t max_block = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+  if (max_block == -1) return Error("nbd_get_block_size");
+  // 0: the server did not say.
+  max_block_ = max_block > 0 ? static_cast<uint64_t>(max_block) : kDefaultNbdMaxBlock;
+  return Status::Ok();
+}
+
+}  // namespace backupfs

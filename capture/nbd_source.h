@@ -1,0 +1,62 @@
+// One connection to an NBD export on a unix socket (libvirt's pull-mode backup, qemu-nbd).
+//
+// Owns the libnbd handle. Not thread-safe: one thread uses a source (and its handle) at a time.
+#pragma once
+
+#include <libnbd.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "stream/status.h"
+
+namespace backupfs {
+
+// QEMU's maximum request size, assumed when the server does not say.
+inline constexpr uint64_t kDefaultNbdMaxBlock = 32u << 20;
+inline constexpr char kBaseAllocation[] = "base:allocation";
+
+struct NbdConnectOptions {
+  std::string socket;       // path of the unix socket
+  std::string export_name;  // e.g. "vda" for libvirt, "" for qemu-nbd's default
+  bool allocation = true;   // request base:allocation
+  // A dirty-bitmap context to request, e.g. "qemu:dirty-bitmap:backup-vda"; "" for none.
+  std::string dirty_context;
+};
+
+class NbdSource {
+ public:
+  // Connects and checks that the server agreed to every requested meta context.
+  static Result<NbdSource> Connect(const NbdConnectOptions& options);
+
+  nbd_handle* handle() const { return handle_.get(); }
+  uint64_t size() const { return size_; }
+  bool can_multi_conn() const { return can_multi_conn_; }
+  // The largest read the server accepts (kDefaultNbdMaxBlock when it does not say).
+  uint64_t max_block() const { return max_block_; }
+  const NbdConnectOptions& options() const { return options_; }
+  // "export 'vda' on /run/sock", for messages.
+  const std::string& name() const { return name_; }
+
+  // An IOError "<what> on <name()>: <nbd_get_error()>", for a libnbd call that just failed.
+  Status Error(const std::string& what) const;
+
+ private:
+  struct Closer {
+    void operator()(nbd_handle* h) const { nbd_close(h); }
+  };
+  NbdSource(std::unique_ptr<nbd_handle, Closer> handle, NbdConnectOptions options);
+  Status Negotiate();
+  Status CheckContext(const std::string& context) const;
+  Status ReadSizes();
+
+  std::unique_ptr<nbd_handle, Closer> handle_;
+  NbdConnectOptions options_;
+  std::string name_;
+  uint64_t size_ = 0;
+  bool can_multi_conn_ = false;
+  uint64_t max_block_ = kDefaultNbdMaxBlock;
+};
+
+}  // namespace backupfs
