@@ -23,6 +23,19 @@ BUILD_DIR=build-asan bash scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DBACKUPFS_S
   -DBACKUPFS_BENCH=OFF
 ctest --test-dir build-asan -L unit --output-on-failure -j2
 
+step "mount tests with the FUSE daemon under ASan+UBSan"
+# A daemonized backupfs has no stderr: sanitizer reports go to files, and any file fails.
+san_logs=$(mktemp -d /var/tmp/bfs-sanitizer.XXXXXX)
+ASAN_OPTIONS="log_path=$san_logs/asan:detect_leaks=1" \
+  UBSAN_OPTIONS="log_path=$san_logs/ubsan:print_stacktrace=1:halt_on_error=1" \
+  ctest --test-dir build-asan -L mount --output-on-failure
+if compgen -G "$san_logs/*" >/dev/null; then
+  cat "$san_logs"/*
+  echo "sanitizer reports from the mount tests (above)" >&2
+  exit 1
+fi
+rm -rf "$san_logs"
+
 step "fuzzers (libFuzzer, ASan+UBSan), ${FUZZ_SECONDS}s each"
 BUILD_DIR=build-fuzz bash scripts/build.sh -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=Debug -DBACKUPFS_SANITIZE=ON -DBACKUPFS_FUZZ=ON -DBACKUPFS_BENCH=OFF
