@@ -1,0 +1,68 @@
+// A libvirt pull-mode backup job and the scratch directory it needs, as owners.
+//
+// WorkDir: a fresh directory under /var/tmp with mode 0777 (QEMU runs as libvirt-qemu and
+// must bind the NBD socket and create scratch files in it), removed with its contents when
+// the owner goes. BackupJob: started by virDomainBackupBegin; its destructor aborts a job still
+// running and deletes the checkpoint the job created unless KeepCheckpoint() was called, so an
+// early return after any failure leaves libvirt as it was. Neither is thread-safe.
+#pragma once
+
+#include <libvirt/libvirt.h>
+
+#include <memory>
+#include <string>
+
+#include "stream/status.h"
+
+namespace backupfs {
+
+class WorkDir {
+ public:
+  static Result<std::unique_ptr<WorkDir>> Create(const std::string& parent = "/var/tmp");
+  ~WorkDir();
+  WorkDir(const WorkDir&) = delete;
+  WorkDir& operator=(const WorkDir&) = delete;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit WorkDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+// Prefix of the work directories' names; each holds `owner.pid` with the creating process id.
+inline constexpr char kWorkDirPrefix[] = "backupfs-capture.";
+
+// Aborts a pull-mode backup job that a killed backupfs-capture run left on the domain: one whose
+// NBD socket lies in a work directory of ours whose owner process is gone (that directory is
+// removed too). Jobs of live runs and of other tools are left alone. Returns whether it aborted.
+Result<bool> AbortStaleJob(virDomainPtr dom, const std::string& domain);
+
+class BackupJob {
+ public:
+  // Starts the job. `checkpoint_xml` empty: the job creates no checkpoint (copy, diff);
+  // otherwise `checkpoint` is the name in it. `dom` must outlive the job.
+  static Result<std::unique_ptr<BackupJob>> Begin(virDomainPtr dom, const std::string& domain,
+                                                  const std::string& backup_xml,
+                                                  const std::string& checkpoint_xml,
+                                                  const std::string& checkpoint);
+  ~BackupJob();
+  BackupJob(const BackupJob&) = delete;
+  BackupJob& operator=(const BackupJob&) = delete;
+
+  // Ends the pull-mode job (virDomainAbortJob). Idempotent.
+  Status End();
+  // The backup succeeded: the destructor keeps the checkpoint.
+  void KeepCheckpoint() { checkpoint_.clear(); }
+
+ private:
+  BackupJob(virDomainPtr dom, std::string domain, std::string checkpoint)
+      : dom_(dom), domain_(std::move(domain)), checkpoint_(std::move(checkpoint)) {}
+
+  virDomainPtr dom_;
+  std::string domain_;
+  std::string checkpoint_;  // created by this job and not yet kept; "" otherwise
+  bool active_ = true;
+};
+
+}  // namespace backupfs

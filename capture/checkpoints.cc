@@ -1,0 +1,112 @@
+#include "capture/checkpoints.h"
+
+#include <charconv>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "stream/file.h"
+
+namespace backupfs {
+
+namespace {
+
+// Escapes text for an XML attribute or element.
+std::string Esc(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string CheckpointName(size_t n) { return kCheckpointPrefix + std::to_string(n); }
+
+std::optional<size_t> CheckpointNumber(const std::string& name) {
+  const std::string prefix = kCheckpointPrefix;
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) {
+    return std::nullopt;
+  }
+  const char* first = name.data() + prefix.size();
+  const char* last = name.data() + name.size();
+  size_t n = 0;
+  auto [ptr, ec] = std::from_chars(first, last, n);
+  if (ec != std::errc() || ptr != last || *first == '+') return std::nullopt;
+  return n;
+}
+
+bool IsOurCheckpoint(const std::string& name) { return CheckpointNumber(name).has_value(); }
+
+std::string CheckpointListPath(const std::string& outdir, const std::string& domain) {
+  return outdir + "/" + domain + ".cpt";
+}
+
+Result<std::vector<std::string>> ReadCheckpointList(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return std::vector<std::string>{};
+  BFS_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_array()) return Status::Corruption(path + ": not a JSON list of checkpoint names");
+  std::vector<std::string> names;
+  for (const auto& e : j) {
+    if (!e.is_string()) return Status::Corruption(path + ": a checkpoint name is not a string");
+    names.push_back(e.get<std::string>());
+  }
+  return names;
+}
+
+Status WriteCheckpointList(const std::string& path, const std::vector<std::string>& names) {
+  const std::string text = nlohmann::json(names).dump();
+  return WriteFileAtomically(
+      path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0644);
+}
+
+std::string BuildCheckpointXml(const std::string& name, const std::string& parent,
+                               const std::vector<JobDisk>& disks) {
+  std::string x = "<domaincheckpoint>\n  <description>Backup checkpoint</description>\n";
+  x += "  <name>" + Esc(name) + "</name>\n";
+  if (!parent.empty()) x += "  <parent><name>" + Esc(parent) + "</name></parent>\n";
+  x += "  <disks>\n";
+  for (const JobDisk& d : disks) {
+    x += "    <disk name='" + Esc(d.target) + "' checkpoint='" + (d.backup ? "bitmap" : "no") +
+         "'/>\n";
+  }
+  return x + "  </disks>\n</domaincheckpoint>\n";
+}
+
+std::string BuildBackupXml(const std::string& socket, const std::string& scratch_dir,
+                           const std::string& incremental, const std::vector<JobDisk>& disks) {
+  std::string x = "<domainbackup mode='pull'>\n";
+  if (!incremental.empty()) x += "  <incremental>" + Esc(incremental) + "</incremental>\n";
+  x += "  <server transport='unix' socket='" + Esc(socket) + "'/>\n  <disks>\n";
+  for (const JobDisk& d : disks) {
+    if (!d.backup) {
+      x += "    <disk name='" + Esc(d.target) + "' backup='no'/>\n";
+      continue;
+    }
+    x += "    <disk name='" + Esc(d.target) + "' backup='yes' type='file'>";
+    x += "<scratch file='" + Esc(scratch_dir + "/" + d.target + ".scratch") + "'/></disk>\n";
+  }
+  return x + "  </disks>\n</domainbackup>\n";
+}
+
+}  // namespace backupfs

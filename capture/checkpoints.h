@@ -1,0 +1,49 @@
+// The checkpoint chain of a saveset and the XML that asks libvirt for a backup job.
+//
+// Pure logic and small files, no libvirt calls: backup.cc drives libvirt with these.
+// Naming follows virtnbdbackup: checkpoints `virtnbdbackup.<N>`, the chain listed in
+// `<outdir>/<domain>.cpt` as a JSON list of names in creation order.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stream/status.h"
+
+namespace backupfs {
+
+inline constexpr char kCheckpointPrefix[] = "virtnbdbackup.";
+
+// "virtnbdbackup.<n>".
+std::string CheckpointName(size_t n);
+// True for names this tool (or virtnbdbackup) creates: the prefix followed by digits only.
+bool IsOurCheckpoint(const std::string& name);
+// N of "virtnbdbackup.N"; nullopt for other names.
+std::optional<size_t> CheckpointNumber(const std::string& name);
+
+// `<outdir>/<domain>.cpt`.
+std::string CheckpointListPath(const std::string& outdir, const std::string& domain);
+// The names in the list file; empty when the file does not exist. A file that is not a JSON
+// list of strings is Corruption naming it.
+Result<std::vector<std::string>> ReadCheckpointList(const std::string& path);
+// Replaces the list file atomically (fsynced).
+Status WriteCheckpointList(const std::string& path, const std::vector<std::string>& names);
+
+// A disk as the backup and checkpoint XML see it.
+struct JobDisk {
+  std::string target;  // "vda"
+  bool backup = true;  // false: listed with backup='no' / checkpoint='no'
+};
+
+// <domaincheckpoint> for virDomainBackupBegin: `name`, its `parent` ("" for none), a bitmap
+// for every disk with backup = true.
+std::string BuildCheckpointXml(const std::string& name, const std::string& parent,
+                               const std::vector<JobDisk>& disks);
+
+// <domainbackup mode='pull'> serving NBD on the unix `socket`, one scratch file per disk in
+// `scratch_dir`; with `incremental` set, only what changed since that checkpoint is dirty.
+std::string BuildBackupXml(const std::string& socket, const std::string& scratch_dir,
+                           const std::string& incremental, const std::vector<JobDisk>& disks);
+
+}  // namespace backupfs

@@ -1,0 +1,24 @@
+// The disks of a libvirt domain, from its XML (virDomainGetXMLDesc).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stream/status.h"
+
+namespace backupfs {
+
+struct DomainDisk {
+  std::string target;  // <target dev='vda'>: the disk's name in backups and NBD exports
+  std::string source;  // <source file=...> (or dev=/name= for block and network disks)
+  std::string format;  // <driver type='qcow2'>, "raw", ... ("" when absent)
+  std::string device;  // "disk" or "lun" (cdrom and floppy are never listed)
+  std::string type;    // <disk type=...>: "file", "block", "network", "volume"
+};
+
+// The domain's backup candidates in document order: every <devices><disk> except cdrom and
+// floppy. Malformed XML, or a disk without a target dev, is InvalidArgument naming `domain`.
+Result<std::vector<DomainDisk>> ParseDomainDisks(std::string_view xml, const std::string& domain);
+
+}  // namespace backupfs

@@ -1,0 +1,64 @@
+// Owners for libvirt handles and the few libvirt calls capture needs, with errors as Status.
+//
+// Every handle is a unique_ptr whose deleter closes or frees it. libvirt's own error printing
+// is silenced (SilenceLibvirtErrors) so that every message reaches the user once, through a
+// Status that names the domain. Handles are not shared between threads.
+#pragma once
+
+#include <libvirt/libvirt.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stream/status.h"
+
+namespace backupfs {
+
+struct ConnectCloser {
+  void operator()(virConnectPtr c) const { virConnectClose(c); }
+};
+struct DomainFreer {
+  void operator()(virDomainPtr d) const { virDomainFree(d); }
+};
+struct CheckpointFreer {
+  void operator()(virDomainCheckpointPtr c) const { virDomainCheckpointFree(c); }
+};
+using UniqueConnect = std::unique_ptr<virConnect, ConnectCloser>;
+using UniqueDomain = std::unique_ptr<virDomain, DomainFreer>;
+using UniqueCheckpoint = std::unique_ptr<virDomainCheckpoint, CheckpointFreer>;
+
+inline constexpr char kDefaultLibvirtUri[] = "qemu:///system";
+
+// Installs an error handler that drops libvirt's default printing to stderr. Idempotent.
+void SilenceLibvirtErrors();
+
+// An IOError "<what>: <libvirt's last error message>".
+Status LibvirtError(const std::string& what);
+
+// Opens a read-write connection to `uri` (kDefaultLibvirtUri when empty).
+Result<UniqueConnect> ConnectLibvirt(const std::string& uri);
+
+// The domain called `name`; NotFound when there is none.
+Result<UniqueDomain> LookupDomain(virConnectPtr conn, const std::string& name);
+
+// True when the domain is running (or paused).
+Result<bool> DomainIsActive(virDomainPtr dom, const std::string& name);
+
+// virDomainGetXMLDesc (flags 0): the live domain XML.
+Result<std::string> DomainXml(virDomainPtr dom, const std::string& name);
+
+// The domain's checkpoint called `checkpoint`; NotFound when libvirt has none by that name.
+Result<UniqueCheckpoint> LookupCheckpoint(virDomainPtr dom, const std::string& domain,
+                                          const std::string& checkpoint);
+
+// The names of all checkpoints libvirt knows for the domain.
+Result<std::vector<std::string>> ListCheckpointNames(virDomainPtr dom, const std::string& domain);
+
+// virDomainCheckpointGetXMLDesc (flags 0).
+Result<std::string> CheckpointXml(virDomainCheckpointPtr cpt, const std::string& domain);
+
+// Deletes the checkpoint (libvirt merges its bitmap into the parent's).
+Status DeleteCheckpoint(virDomainPtr dom, const std::string& domain, const std::string& checkpoint);
+
+}  // namespace backupfs
