@@ -10,7 +10,7 @@ export BENCH_DIR=${BENCH_DIR:-/var/tmp}
 [ -x "$build/bench/stream_bench" ] || ninja -C "$build" stream_bench
 json=$(mktemp)
 trap 'rm -f "$json" "$BENCH_DIR"/bfs-bench.*' EXIT
-"$build/bench/stream_bench" --benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true \
+"$build/bench/stream_bench" --benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
   --benchmark_format=json --benchmark_out="$json" --benchmark_out_format=json >/dev/null
 python3 - "$json" <<'PY'
 import json, sys

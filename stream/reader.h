@@ -77,6 +77,7 @@ class StreamReader {
   Result<std::shared_ptr<const DecodedChunk>> Decode(const Chunk& chunk);
   // Reads (and decodes) a whole chunk into out (out.size() == chunk.length), checking it.
   Status ReadWholeChunk(const Chunk& chunk, std::span<uint8_t> out);
+  Status ReadAndHash(const Chunk& chunk, std::span<uint8_t> out);
   std::string Where(const Chunk& chunk) const;
 
   FileSource source_;
