@@ -19,7 +19,7 @@ struct FuseContext {
   uid_t uid = 0;
   gid_t gid = 0;
   mode_t umask = 0227;  // files 0440, directories 0550
-  bool splice = true;   // may serve uncompressed, unverified data with splice
+  bool splice = false;  // -o splice: fd replies for holes, zeros and unchecked raw data
   std::function<void(const std::string&)> log_error;
   // Runs once, on the first request after INIT: the kernel resets the mount's readahead when
   // it processes our INIT reply, so raising it must wait until then.

@@ -1,7 +1,7 @@
 #include "stream/checksum.h"
 
-#include <xxhash.h>
 #include <zlib.h>
+#include "stream/xxh3.h"
 
 #include <charconv>
 #include <vector>

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include <xxhash.h>
+#include "stream/xxh3.h"
 
 #include "stream/checksum.h"
 #include "stream/lz4_chunk.h"

@@ -1,6 +1,6 @@
 #include "stream/reader.h"
 
-#include <xxhash.h>
+#include "stream/xxh3.h"
 
 #include <cstring>
 #include <filesystem>

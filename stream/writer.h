@@ -9,7 +9,7 @@
 // Not thread-safe: one thread drives a writer.
 #pragma once
 
-#include <xxhash.h>
+#include "stream/xxh3.h"
 
 #include <cstdint>
 #include <memory>

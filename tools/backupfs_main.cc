@@ -25,7 +25,8 @@ struct Options {
   char* umask = nullptr;
   unsigned cache_mib = 128;
   char* verify = nullptr;
-  unsigned readahead_kib = 16384;
+  unsigned readahead_kib = 4096;
+  int splice = 0;
   int show_version = 0;
   int show_help = 0;
 };
@@ -40,6 +41,7 @@ const fuse_opt kOptSpec[] = {BFS_OPT("uid=%d", uid),
                              BFS_OPT("cache_size=%u", cache_mib),
                              BFS_OPT("verify=%s", verify),
                              BFS_OPT("readahead_kb=%u", readahead_kib),
+                             BFS_OPT("splice", splice),
                              FUSE_OPT_KEY("-V", kKeyVersion),
                              FUSE_OPT_KEY("--version", kKeyVersion),
                              FUSE_OPT_KEY("-h", kKeyHelp),
@@ -76,7 +78,8 @@ void Usage(const char* prog) {
       "    -o umask=M             octal permission mask (default: 0227: files 0440, dirs 0550)\n"
       "    -o cache_size=MIB      memory for decoded lz4 chunks, whole mount (default: 128)\n"
       "    -o verify=on|off       check chunk checksums on every read (default: on)\n"
-      "    -o readahead_kb=KIB    kernel readahead of the mount (default: 16384; 0 keeps)\n"
+      "    -o readahead_kb=KIB    kernel readahead of the mount (default: 4096; 0 keeps)\n"
+      "    -o splice              zero-copy replies where no check is needed (default: off)\n"
       "    -o allow_other         let other users read (see fuse(8))\n"
       "    -f                     stay in the foreground\n"
       "    -d                     debug output (implies -f)\n"
@@ -203,6 +206,7 @@ int Run(ParsedArgs& p) {
   }
   ctx.tree = backupfs::MountTree::Build(*model);
   ctx.log_error = LogError;
+  ctx.splice = o.splice != 0;
   if (p.cmd.debug) {
     std::fprintf(stderr, "backupfs: %zu restore points, %llu extents (%zu bytes each)\n",
                  model->points.size(), static_cast<unsigned long long>(ctx.tree.extent_count()),
