@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Test data for bench/run-mount-bench.sh (not a test itself).
+
+  disk:  a raw reference image of random data, fully written in the full backup, then INCS
+         incrementals of INC_BYTES each in scattered non-overlapping writes (MIN..MAX bytes,
+         4 KiB aligned); the reference ends as the newest image. Writes, with stream-tool:
+         OUT/plain/ (uncompressed), OUT/lz4/ (--lz4 1, optional); and the equivalent qcow2 chain
+         OUT/qcow2/base.qcow2 <- ov1.qcow2 <- ... (qemu-io applies the same writes to each
+         overlay), checked once against the reference with qemu-img compare.
+  chain: a long chain of small scattered writes over a sparse disk (full + LINKS-1 incs), for
+         mount time and memory.
+
+Every saveset gets what virtnbdrestore needs: a domain XML (vmconfig.virtnbdbackup.0.xml,
+disk vda), a checkpoint list, and data file mtimes in chain order. Deterministic per --seed.
+"""
+import argparse
+import bisect
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+KiB, MiB = 1 << 10, 1 << 20
+ALIGN = 4 * KiB
+DOMAIN = "bfsbench"
+
+
+def run(*argv):
+    r = subprocess.run([str(a) for a in argv], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(map(str, argv))} exited {r.returncode}:\n{r.stdout}{r.stderr}")
+
+
+def run_all(argvs):
+    """Runs argument vectors concurrently (at most 2: the machines have 2 cores)."""
+    pending = list(argvs)
+    while pending:
+        batch, pending = pending[:2], pending[2:]
+        procs = [(a, subprocess.Popen([str(x) for x in a], stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)) for a in batch]
+        for a, p in procs:
+            out = p.communicate()[0]
+            if p.returncode != 0:
+                sys.exit(f"{' '.join(map(str, a))} exited {p.returncode}:\n{out}")
+
+
+def plan_writes(rng, size, total, lo, hi):
+    """Non-overlapping (offset, length) writes summing to `total`, sorted by offset."""
+    starts, writes, left = [], {}, total
+    while left > 0:
+        length = min(left, ALIGN * rng.randint(lo // ALIGN, hi // ALIGN))
+        off = ALIGN * rng.randrange(0, (size - length) // ALIGN + 1)
+        i = bisect.bisect_left(starts, off)
+        if i > 0 and starts[i - 1] + writes[starts[i - 1]] > off:
+            continue
+        if i < len(starts) and off + length > starts[i]:
+            continue
+        starts.insert(i, off)
+        writes[off] = length
+        left -= length
+    return [(o, writes[o]) for o in starts]
+
+
+def merged(writes):
+    out = []
+    for off, length in sorted(writes):
+        if out and out[-1][0] + out[-1][1] >= off:
+            out[-1][1] = max(out[-1][1], off + length - out[-1][0])
+        else:
+            out.append([off, length])
+    return out
+
+
+def extents_arg(data, size=None):
+    """stream-tool --extents: data extents, and zero extents for the gaps when size is given."""
+    items, pos = [], 0
+    for off, length in data:
+        if size is not None and off > pos:
+            items.append(f"zero:{pos}:{off - pos}")
+        items.append(f"data:{off}:{length}")
+        pos = off + length
+    if size is not None and pos < size:
+        items.append(f"zero:{pos}:{size - pos}")
+    return ",".join(items)
+
+
+class Saveset:
+    """A virtnbdbackup-layout saveset of disk vda written with stream-tool."""
+
+    def __init__(self, tool, directory, lz4):
+        self.tool, self.dir, self.lz4 = tool, directory, lz4
+        os.makedirs(directory, exist_ok=True)
+        self.files = []
+
+    def write_argv(self, image, extents):
+        n = len(self.files)
+        cpt = f"virtnbdbackup.{n}"
+        name = "vda.full.data" if n == 0 else f"vda.inc.{cpt}.data"
+        path = os.path.join(self.dir, name)
+        self.files.append(path)
+        date = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(1_700_000_000 + 60 * n))
+        argv = [self.tool, "write", "--image", image, "--output", path, "--disk", "vda",
+                "--checkpoint", cpt, "--level", "full" if n == 0 else "inc",
+                "--date", date + ".000000", "--extents", extents]
+        if n > 0:
+            argv += ["--parent", f"virtnbdbackup.{n - 1}"]
+        if self.lz4:
+            argv += ["--lz4", "1"]
+        return argv
+
+    def finish(self):
+        with open(os.path.join(self.dir, "vmconfig.virtnbdbackup.0.xml"), "w") as f:
+            f.write(f"""<domain type='qemu'>
+  <name>{DOMAIN}</name>
+  <memory unit='MiB'>96</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/var/lib/libvirt/images/{DOMAIN}.vda.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>
+""")
+        with open(os.path.join(self.dir, f"{DOMAIN}.cpt"), "w") as f:
+            json.dump([f"virtnbdbackup.{i}" for i in range(len(self.files))], f)
+        # virtnbdrestore orders a chain by mtime (backupfs by the metadata links).
+        base = int(time.time()) - 10 * len(self.files) - 60
+        for i, path in enumerate(self.files):
+            os.utime(path, (base + i, base + i))
+
+
+def make_disk(a):
+    ref = os.path.join(a.out, "ref.raw")
+    qdir = os.path.join(a.out, "qcow2")
+    os.makedirs(qdir, exist_ok=True)
+    rng = random.Random(a.seed)
+    with open(ref, "wb") as f:
+        for pos in range(0, a.size, 8 * MiB):
+            f.write(rng.randbytes(min(8 * MiB, a.size - pos)))
+    savesets = [Saveset(a.stream_tool, os.path.join(a.out, "plain"), False)]
+    if a.lz4:
+        savesets.append(Saveset(a.stream_tool, os.path.join(a.out, "lz4"), True))
+    full = f"data:0:{a.size}"
+    base = os.path.join(qdir, "base.qcow2")
+    run_all([s.write_argv(ref, full) for s in savesets] +
+            [["qemu-img", "convert", "-f", "raw", "-O", "qcow2", ref, base]])
+    backing, log = base, []
+    for i in range(1, a.incs + 1):
+        writes = plan_writes(rng, a.size, a.inc_bytes, a.min_write, a.max_write)
+        log.append(writes)
+        overlay = os.path.join(qdir, f"ov{i}.qcow2")
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-b", os.path.basename(backing), "-F",
+            "qcow2", overlay)
+        qemu_io = ["qemu-io", "-f", "qcow2", overlay]
+        with open(ref, "r+b") as f:
+            for k, (off, length) in enumerate(writes):
+                data = rng.randbytes(length)
+                f.seek(off)
+                f.write(data)
+                src = os.path.join(qdir, f"src.{k}")
+                with open(src, "wb") as s:
+                    s.write(data)
+                qemu_io += ["-c", f"write -q -s {src} {off} {length}"]
+        ext = extents_arg(merged(writes))
+        run_all([s.write_argv(ref, ext) for s in savesets] + [qemu_io])
+        for k in range(len(writes)):
+            os.unlink(os.path.join(qdir, f"src.{k}"))
+        backing = overlay
+    for s in savesets:
+        s.finish()
+    # The qcow2 chain must show exactly the reference (backupfs is checked by the script).
+    run("qemu-img", "compare", "-q", "-f", "qcow2", "-F", "raw", backing, ref)
+    with open(os.path.join(a.out, "writes.json"), "w") as f:
+        json.dump({"size": a.size, "incs": log}, f)
+    print(f"{a.out}: {a.size >> 20} MiB disk, {a.incs} incs of {a.inc_bytes >> 20} MiB "
+          f"({sum(map(len, log))} writes); qcow2 chain matches the reference")
+
+
+def make_chain(a):
+    ref = os.path.join(a.out, "ref.raw")
+    os.makedirs(a.out, exist_ok=True)
+    with open(ref, "wb") as f:
+        f.truncate(a.size)
+    rng = random.Random(a.seed)
+    s = Saveset(a.stream_tool, os.path.join(a.out, "saveset"), False)
+    nwrites = 0
+    for link in range(a.links):
+        writes = []  # may overlap each other: merged() makes the extents
+        for _ in range(a.full_writes if link == 0 else a.writes):
+            length = ALIGN * rng.randint(a.min_write // ALIGN, a.max_write // ALIGN)
+            writes.append((ALIGN * rng.randrange(0, (a.size - length) // ALIGN + 1), length))
+        with open(ref, "r+b") as f:
+            for off, length in writes:
+                f.seek(off)
+                f.write(rng.randbytes(length))
+        # Later links read the image as it is now: write each data file before the next writes.
+        run(*s.write_argv(ref, extents_arg(merged(writes), a.size if link == 0 else None)))
+        nwrites += len(writes)
+    s.finish()
+    print(f"{a.out}: {a.links} links over a {a.size >> 20} MiB sparse disk, {nwrites} writes")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--stream-tool", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--size", type=int, default=1024 * MiB)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("disk")
+    d.add_argument("--incs", type=int, default=3)
+    d.add_argument("--inc-bytes", type=int, default=128 * MiB)
+    d.add_argument("--lz4", action="store_true")
+    d.add_argument("--min-write", type=int, default=64 * KiB)
+    d.add_argument("--max-write", type=int, default=4 * MiB)
+    c = sub.add_parser("chain")
+    c.add_argument("--links", type=int, default=100)
+    c.add_argument("--full-writes", type=int, default=256)
+    c.add_argument("--writes", type=int, default=16)
+    c.add_argument("--min-write", type=int, default=4 * KiB)
+    c.add_argument("--max-write", type=int, default=256 * KiB)
+    a = p.parse_args()
+    for n in ("size", "min_write", "max_write"):
+        if getattr(a, n) % ALIGN:
+            sys.exit(f"--{n.replace('_', '-')} must be a multiple of {ALIGN}")
+    make_disk(a) if a.cmd == "disk" else make_chain(a)
+
+
+if __name__ == "__main__":
+    main()
