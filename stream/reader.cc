@@ -22,6 +22,7 @@ Result<std::unique_ptr<StreamReader>> StreamReader::Open(const std::string& path
   std::unique_ptr<StreamReader> r(new StreamReader(std::move(source), options));
   r->cache_ = options.cache ? options.cache : std::make_shared<ChunkCache>(options.cache_bytes);
   BFS_RETURN_IF_ERROR(r->LoadIndex());
+  r->verified_.reset(new std::atomic<bool>[r->index_.chunks.size()]());
   return r;
 }
 
@@ -153,17 +154,30 @@ Status StreamReader::ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk,
     std::memcpy(out.data(), decoded->bytes.get() + offset_in_chunk, out.size());
     return Status::Ok();
   }
-  if (!options_.verify_checksums || !chunk.has_checksum) {
+  std::atomic<bool>* verified = VerifiedFlag(chunk);
+  if (!options_.verify_checksums || !chunk.has_checksum ||
+      (verified && verified->load(std::memory_order_acquire))) {
     return source_.ReadAt(chunk.file_offset + offset_in_chunk, out);
   }
-  // A verified read needs the whole chunk; the page cache, not ours, keeps it for next time.
-  if (offset_in_chunk == 0 && out.size() == chunk.length) return ReadWholeChunk(chunk, out);
-  thread_local std::vector<uint8_t> whole;
-  if (whole.size() < chunk.length) whole.resize(chunk.length);
-  BFS_RETURN_IF_ERROR(ReadWholeChunk(chunk, std::span(whole).first(chunk.length)));
-  std::memcpy(out.data(), whole.data() + offset_in_chunk, out.size());
-  if (whole.size() > kKeepBuffer) std::vector<uint8_t>().swap(whole);
+  // A first read of a chunk checks all of it; the page cache, not ours, keeps it for next time.
+  if (offset_in_chunk == 0 && out.size() == chunk.length) {
+    BFS_RETURN_IF_ERROR(ReadWholeChunk(chunk, out));
+  } else {
+    thread_local std::vector<uint8_t> whole;
+    if (whole.size() < chunk.length) whole.resize(chunk.length);
+    Status s = ReadWholeChunk(chunk, std::span(whole).first(chunk.length));
+    if (s.ok()) std::memcpy(out.data(), whole.data() + offset_in_chunk, out.size());
+    if (whole.size() > kKeepBuffer) std::vector<uint8_t>().swap(whole);
+    BFS_RETURN_IF_ERROR(s);
+  }
+  if (verified) verified->store(true, std::memory_order_release);
   return Status::Ok();
+}
+
+std::atomic<bool>* StreamReader::VerifiedFlag(const Chunk& chunk) {
+  const Chunk* first = index_.chunks.data();
+  if (&chunk < first || &chunk >= first + index_.chunks.size()) return nullptr;
+  return &verified_[static_cast<size_t>(&chunk - first)];
 }
 
 Status StreamReader::Read(uint64_t offset, std::span<uint8_t> out) {

@@ -8,6 +8,7 @@
 // Thread-safe after Open(): any number of threads may call the read methods concurrently.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -32,7 +33,8 @@ struct ReaderOptions {
   // Save a scanned index beside the data file when there is none (a failure, e.g. on
   // read-only storage, is not an error: the index stays in memory).
   bool write_missing_index = false;
-  // Check each chunk's XXH3 whenever it is read (uncompressed chunks are then read whole).
+  // Check each chunk's XXH3 before its bytes are first returned (an uncompressed chunk is then
+  // read whole once; later reads of it within this reader go straight to the file).
   bool verify_checksums = true;
   // Decoded lz4 chunks kept for reuse: `cache` when given (shared by many readers, so the
   // bound holds for all of them together), else a cache of `cache_bytes` of this reader's own.
@@ -90,6 +92,11 @@ class StreamReader {
 
   std::shared_ptr<ChunkCache> cache_;
   const uint64_t cache_owner_ = ChunkCache::NewOwnerId();
+  // Uncompressed chunks whose checksum passed once: later reads of them (a 128 KiB request
+  // would otherwise read and hash its whole 1 MiB chunk every time) go straight to the file,
+  // which a saveset never changes. One flag per index_.chunks entry; set after a success.
+  std::unique_ptr<std::atomic<bool>[]> verified_;
+  std::atomic<bool>* VerifiedFlag(const Chunk& chunk);
 };
 
 }  // namespace backupfs
