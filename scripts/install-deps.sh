@@ -9,7 +9,7 @@ build_packages=(
 )
 runtime_packages=(
   fuse3 qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
-  libnbd-bin nbdkit virtnbdbackup python3 e2fsprogs groff-base man-db
+  libnbd-bin nbdkit virtnbdbackup python3 e2fsprogs groff-base man-db procps util-linux diffutils
 )
 
 if [ "$(id -u)" -ne 0 ]; then
