@@ -92,6 +92,15 @@ Result<bool> AbortStaleJob(virDomainPtr dom, const std::string& domain) {
   return true;
 }
 
+Result<bool> AbortAnyBackupJob(virDomainPtr dom, const std::string& domain) {
+  BFS_ASSIGN_OR_RETURN(std::string socket, RunningJobSocket(dom, domain));
+  if (socket.empty()) return false;
+  if (virDomainAbortJob(dom) < 0) {
+    return LibvirtError("domain " + domain + ": cannot abort its backup job");
+  }
+  return true;
+}
+
 Result<std::unique_ptr<BackupJob>> BackupJob::Begin(virDomainPtr dom, const std::string& domain,
                                                     const std::string& backup_xml,
                                                     const std::string& checkpoint_xml,

@@ -38,6 +38,10 @@ inline constexpr char kWorkDirPrefix[] = "backupfs-capture.";
 // removed too). Jobs of live runs and of other tools are left alone. Returns whether it aborted.
 Result<bool> AbortStaleJob(virDomainPtr dom, const std::string& domain);
 
+// Aborts whatever pull-mode backup job runs on the domain, whoever started it (-k). Returns
+// whether there was one.
+Result<bool> AbortAnyBackupJob(virDomainPtr dom, const std::string& domain);
+
 class BackupJob {
  public:
   // Starts the job. `checkpoint_xml` empty: the job creates no checkpoint (copy, diff);

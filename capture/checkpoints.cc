@@ -87,8 +87,8 @@ std::string BuildCheckpointXml(const std::string& name, const std::string& paren
   if (!parent.empty()) x += "  <parent><name>" + Esc(parent) + "</name></parent>\n";
   x += "  <disks>\n";
   for (const JobDisk& d : disks) {
-    x += "    <disk name='" + Esc(d.target) + "' checkpoint='" + (d.backup ? "bitmap" : "no") +
-         "'/>\n";
+    x += "    <disk name='" + Esc(d.target) + "' checkpoint='" +
+         (d.backup && d.checkpoint ? "bitmap" : "no") + "'/>\n";
   }
   return x + "  </disks>\n</domaincheckpoint>\n";
 }

@@ -34,6 +34,8 @@ Status WriteCheckpointList(const std::string& path, const std::vector<std::strin
 struct JobDisk {
   std::string target;  // "vda"
   bool backup = true;  // false: listed with backup='no' / checkpoint='no'
+  // false: backed up but without a bitmap (raw disks, which cannot hold one)
+  bool checkpoint = true;
 };
 
 // <domaincheckpoint> for virDomainBackupBegin: `name`, its `parent` ("" for none), a bitmap

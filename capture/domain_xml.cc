@@ -58,14 +58,34 @@ Result<DomainDisk> ParseDisk(const xmlNode* n, const std::string& domain) {
 
 }  // namespace
 
-Result<std::vector<DomainDisk>> ParseDomainDisks(std::string_view xml, const std::string& domain) {
-  std::unique_ptr<xmlDoc, DocFreer> doc(
-      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr,
-                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
-  const xmlNode* root = doc ? xmlDocGetRootElement(doc.get()) : nullptr;
+namespace {
+
+using UniqueDoc = std::unique_ptr<xmlDoc, DocFreer>;
+
+Result<UniqueDoc> ParseDomain(std::string_view xml, const std::string& domain,
+                              const xmlNode*& root) {
+  UniqueDoc doc(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr,
+                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+  root = doc ? xmlDocGetRootElement(doc.get()) : nullptr;
   if (root == nullptr || !Named(root, "domain")) {
     return Status::InvalidArgument("domain " + domain + ": its XML is not a <domain> document");
   }
+  return doc;
+}
+
+std::string Text(const xmlNode* n) {
+  if (n == nullptr) return "";
+  xmlChar* v = xmlNodeGetContent(n);
+  std::string out = v != nullptr ? reinterpret_cast<const char*>(v) : "";
+  xmlFree(v);
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<DomainDisk>> ParseDomainDisks(std::string_view xml, const std::string& domain) {
+  const xmlNode* root = nullptr;
+  BFS_ASSIGN_OR_RETURN(UniqueDoc doc, ParseDomain(xml, domain, root));
   std::vector<DomainDisk> disks;
   const xmlNode* devices = Child(root, "devices");
   if (devices == nullptr) return disks;
@@ -76,6 +96,32 @@ Result<std::vector<DomainDisk>> ParseDomainDisks(std::string_view xml, const std
     disks.push_back(std::move(d));
   }
   return disks;
+}
+
+Result<std::vector<BootFile>> ParseBootFiles(std::string_view xml, const std::string& domain) {
+  const xmlNode* root = nullptr;
+  BFS_ASSIGN_OR_RETURN(UniqueDoc doc, ParseDomain(xml, domain, root));
+  std::vector<BootFile> files;
+  const xmlNode* os = Child(root, "os");
+  if (os == nullptr) return files;
+  for (const char* setting : {"loader", "nvram", "kernel", "initrd"}) {
+    std::string path = Text(Child(os, setting));
+    if (!path.empty()) files.push_back({setting, path});
+  }
+  return files;
+}
+
+Result<bool> HasGuestAgentChannel(std::string_view xml, const std::string& domain) {
+  const xmlNode* root = nullptr;
+  BFS_ASSIGN_OR_RETURN(UniqueDoc doc, ParseDomain(xml, domain, root));
+  const xmlNode* devices = Child(root, "devices");
+  if (devices == nullptr) return false;
+  for (const xmlNode* c = devices->children; c != nullptr; c = c->next) {
+    if (Named(c, "channel") && Attr(Child(c, "target"), "name") == "org.qemu.guest_agent.0") {
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace backupfs

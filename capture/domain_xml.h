@@ -21,4 +21,17 @@ struct DomainDisk {
 // floppy. Malformed XML, or a disk without a target dev, is InvalidArgument naming `domain`.
 Result<std::vector<DomainDisk>> ParseDomainDisks(std::string_view xml, const std::string& domain);
 
+// A file the domain boots from, saved beside the backup as virtnbdbackup does.
+struct BootFile {
+  std::string setting;  // "loader", "nvram", "kernel", "initrd"
+  std::string path;     // on the host
+};
+
+// <os><loader>, <nvram>, <kernel>, <initrd> that name a file, in that order.
+Result<std::vector<BootFile>> ParseBootFiles(std::string_view xml, const std::string& domain);
+
+// Whether the domain has a guest agent channel (org.qemu.guest_agent.0); whether an agent
+// answers on it is another matter.
+Result<bool> HasGuestAgentChannel(std::string_view xml, const std::string& domain);
+
 }  // namespace backupfs

@@ -105,4 +105,89 @@ Status DeleteCheckpoint(virDomainPtr dom, const std::string& domain,
   return Status::Ok();
 }
 
+Status RedefineCheckpoint(virDomainPtr dom, const std::string& domain, const std::string& xml,
+                          bool validate) {
+  unsigned flags = VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE;
+  if (validate) flags |= VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE;
+  UniqueCheckpoint cpt(virDomainCheckpointCreateXML(dom, xml.c_str(), flags));
+  if (cpt) return Status::Ok();
+  const std::string what = "domain " + domain + ": cannot redefine a checkpoint: " + LastError();
+  // VALIDATE failing means the bitmap is gone or inconsistent: the chain cannot continue.
+  if (validate && (LastErrorIs(VIR_ERR_CHECKPOINT_INCONSISTENT) ||
+                   LastErrorIs(VIR_ERR_INVALID_ARG) || LastErrorIs(VIR_ERR_OPERATION_FAILED))) {
+    return Status::FailedPrecondition(what);
+  }
+  return Status::IOError(what);
+}
+
+Result<uint64_t> CheckpointChangedBytes(virDomainCheckpointPtr cpt, const std::string& domain) {
+  char* xml = virDomainCheckpointGetXMLDesc(cpt, VIR_DOMAIN_CHECKPOINT_XML_SIZE);
+  if (xml == nullptr) {
+    return LibvirtError("domain " + domain + ": cannot read the size of checkpoint " +
+                        virDomainCheckpointGetName(cpt));
+  }
+  std::string text(xml);
+  std::free(xml);
+  // <disk name='vda' checkpoint='bitmap' bitmap='...' size='1048576'/>: sum every size='N'.
+  uint64_t total = 0;
+  for (size_t at = text.find(" size='"); at != std::string::npos; at = text.find(" size='", at)) {
+    at += 7;
+    total += std::strtoull(text.c_str() + at, nullptr, 10);
+  }
+  return total;
+}
+
+Status StartDomainPaused(virDomainPtr dom, const std::string& domain) {
+  if (virDomainCreateWithFlags(dom, VIR_DOMAIN_START_PAUSED) == 0) return Status::Ok();
+  return LibvirtError("domain " + domain + ": cannot start it paused");
+}
+
+Status DestroyDomain(virDomainPtr dom, const std::string& domain) {
+  if (virDomainDestroy(dom) == 0) return Status::Ok();
+  return LibvirtError("domain " + domain + ": cannot stop it");
+}
+
+Status SuspendDomain(virDomainPtr dom, const std::string& domain) {
+  if (virDomainSuspend(dom) == 0) return Status::Ok();
+  return LibvirtError("domain " + domain + ": cannot pause it");
+}
+
+Status ResumeDomain(virDomainPtr dom, const std::string& domain) {
+  if (virDomainResume(dom) == 0) return Status::Ok();
+  return LibvirtError("domain " + domain + ": cannot resume it");
+}
+
+namespace {
+
+std::vector<const char*> CStrings(const std::vector<std::string>& v) {
+  std::vector<const char*> out;
+  for (const std::string& s : v) out.push_back(s.c_str());
+  return out;
+}
+
+}  // namespace
+
+Result<int> FreezeFilesystems(virDomainPtr dom, const std::string& domain,
+                              const std::vector<std::string>& mountpoints) {
+  std::vector<const char*> m = CStrings(mountpoints);
+  int n = virDomainFSFreeze(dom, m.empty() ? nullptr : m.data(), m.size(), 0);
+  if (n >= 0) return n;
+  return Status::Unavailable("domain " + domain + ": guest agent freeze failed: " + LastError());
+}
+
+Status ThawFilesystems(virDomainPtr dom, const std::string& domain,
+                       const std::vector<std::string>& mountpoints) {
+  std::vector<const char*> m = CStrings(mountpoints);
+  if (virDomainFSThaw(dom, m.empty() ? nullptr : m.data(), m.size(), 0) >= 0) return Status::Ok();
+  return LibvirtError("domain " + domain + ": guest agent thaw failed");
+}
+
+Result<bool> DomainAutostart(virDomainPtr dom, const std::string& domain) {
+  int autostart = 0;
+  if (virDomainGetAutostart(dom, &autostart) != 0) {
+    return LibvirtError("domain " + domain + ": cannot read its autostart flag");
+  }
+  return autostart != 0;
+}
+
 }  // namespace backupfs

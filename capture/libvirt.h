@@ -61,4 +61,30 @@ Result<std::string> CheckpointXml(virDomainCheckpointPtr cpt, const std::string&
 // Deletes the checkpoint (libvirt merges its bitmap into the parent's).
 Status DeleteCheckpoint(virDomainPtr dom, const std::string& domain, const std::string& checkpoint);
 
+// Recreates libvirt's record of a checkpoint from its saved XML (REDEFINE). With `validate`,
+// libvirt checks that the disks still hold its bitmap: a FailedPrecondition when not.
+Status RedefineCheckpoint(virDomainPtr dom, const std::string& domain, const std::string& xml,
+                          bool validate);
+
+// The bytes that changed since the checkpoint, summed over its disks (libvirt's size estimate,
+// VIR_DOMAIN_CHECKPOINT_XML_SIZE).
+Result<uint64_t> CheckpointChangedBytes(virDomainCheckpointPtr cpt, const std::string& domain);
+
+// Starts the shut-off domain paused (virDomainCreateWithFlags START_PAUSED).
+Status StartDomainPaused(virDomainPtr dom, const std::string& domain);
+// Powers the domain off at once (virDomainDestroy).
+Status DestroyDomain(virDomainPtr dom, const std::string& domain);
+Status SuspendDomain(virDomainPtr dom, const std::string& domain);
+Status ResumeDomain(virDomainPtr dom, const std::string& domain);
+
+// Freezes the guest's filesystems (all when `mountpoints` is empty) through the guest agent;
+// returns how many were frozen. Unavailable when no agent answers.
+Result<int> FreezeFilesystems(virDomainPtr dom, const std::string& domain,
+                              const std::vector<std::string>& mountpoints);
+Status ThawFilesystems(virDomainPtr dom, const std::string& domain,
+                       const std::vector<std::string>& mountpoints);
+
+// Whether libvirt starts the domain at boot.
+Result<bool> DomainAutostart(virDomainPtr dom, const std::string& domain);
+
 }  // namespace backupfs

@@ -40,7 +40,8 @@ class Pipeline {
         frames_(frames),
         request_(std::min(options.request_size, source.max_block())),
         slots_(options.window),
-        consume_(consume) {
+        consume_(consume),
+        options_(options) {
     for (Slot& slot : slots_) slot.owner = this;
   }
 
@@ -69,7 +70,12 @@ class Pipeline {
           return Status::FromErrno(What(head) + " on " + source_.name(), head.error);
         }
       }
+      if (options_.cancelled && options_.cancelled()) {
+        return Status::Cancelled("stopped on request at offset " + std::to_string(head.offset) +
+                                 " of " + source_.name());
+      }
       BFS_RETURN_IF_ERROR(consume_(head.offset, {head.buffer.get(), head.length}));
+      if (options_.delivered) options_.delivered(head.length);
       {
         std::lock_guard<std::mutex> lock(mu_);
         head.state = SlotState::kFree;
@@ -179,6 +185,7 @@ class Pipeline {
   const uint64_t request_;
   std::vector<Slot> slots_;
   const ChunkConsumer& consume_;
+  const CopyOptions& options_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -27,6 +27,13 @@ extern char** environ;
 namespace backupfs {
 namespace {
 
+CopyOptions Opts(uint64_t request_size, unsigned window) {
+  CopyOptions o;
+  o.request_size = request_size;
+  o.window = window;
+  return o;
+}
+
 constexpr uint64_t KiB = 1024, MiB = 1024 * KiB;
 constexpr uint64_t kImageSize = 64 * MiB;
 constexpr auto D = ExtentKind::kData;
@@ -229,7 +236,7 @@ TEST_F(NbdCopyTest, FullCopyReadsBackAsTheRawImage) {
 TEST_F(NbdCopyTest, CompressedFullCopyWithSmallRequestsReadsBackAsTheRawImage) {
   WriterOptions w;
   w.lz4_level = 1;
-  EXPECT_TRUE(CopyAndReadBack(kFullFrames, w, {.request_size = 96 * KiB, .window = 3}) == raw_);
+  EXPECT_TRUE(CopyAndReadBack(kFullFrames, w, Opts(96 * KiB, 3)) == raw_);
 }
 
 TEST_F(NbdCopyTest, IncCopyHasDirtyDataAndZeroFrames) {
@@ -251,16 +258,15 @@ TEST_F(NbdCopyTest, ScatteredSmallExtentsArriveInOrder) {
   }
   NbdSource source = Connect(false);
   uint64_t next = 0, count = 0;
-  Status s =
-      ReadExtents(source, frames, {.request_size = 1 * KiB, .window = 16},
-                  [&](uint64_t offset, std::span<const uint8_t> bytes) {
-                    EXPECT_GE(offset, next);
-                    EXPECT_LE(bytes.size(), KiB);
-                    EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), raw_.begin() + offset));
-                    next = offset + bytes.size();
-                    ++count;
-                    return Status::Ok();
-                  });
+  Status s = ReadExtents(
+      source, frames, Opts(1 * KiB, 16), [&](uint64_t offset, std::span<const uint8_t> bytes) {
+        EXPECT_GE(offset, next);
+        EXPECT_LE(bytes.size(), KiB);
+        EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), raw_.begin() + offset));
+        next = offset + bytes.size();
+        ++count;
+        return Status::Ok();
+      });
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(count, frames.size() * 4);  // 3584 bytes in pieces of at most 1 KiB
 }
@@ -271,7 +277,7 @@ TEST_F(NbdCopyTest, ConsumerErrorStopsTheCopyAndLeavesTheSourceUsable) {
   auto failing = [&](uint64_t, std::span<const uint8_t>) {
     return ++calls == 3 ? Status::IOError("disk full") : Status::Ok();
   };
-  Status s = ReadExtents(source, kFullFrames, {.request_size = 64 * KiB, .window = 8}, failing);
+  Status s = ReadExtents(source, kFullFrames, Opts(64 * KiB, 8), failing);
   EXPECT_EQ(s.message(), "disk full");
   EXPECT_EQ(calls, 3);
   // Every read of the failed copy was drained: the handle serves the next copy.
@@ -290,6 +296,18 @@ TEST_F(NbdCopyTest, ExtentsPastTheExportAreRejected) {
   Status s = ReadExtents(source, frames, {},
                          [](uint64_t, std::span<const uint8_t>) { return Status::Ok(); });
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+}
+
+TEST_F(NbdCopyTest, CancelStopsTheCopyBeforeTheNextDelivery) {
+  NbdSource source = Connect(false);
+  CopyOptions o = Opts(64 * KiB, 8);
+  int delivered = 0;
+  o.cancelled = [&delivered] { return delivered >= 2; };
+  o.delivered = [&delivered](uint64_t) { ++delivered; };
+  Status s = ReadExtents(source, kFullFrames, o,
+                         [](uint64_t, std::span<const uint8_t>) { return Status::Ok(); });
+  EXPECT_EQ(s.code(), StatusCode::kCancelled) << s.ToString();
+  EXPECT_EQ(delivered, 2);
 }
 
 }  // namespace

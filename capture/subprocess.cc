@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cerrno>
+#include <csignal>
 
 #include "stream/file.h"
 
@@ -27,6 +28,11 @@ Result<Pipe> MakePipe() {
 
 // In the child: wires the pipes to stdout/stderr and execs; never returns.
 [[noreturn]] void Exec(const std::vector<std::string>& argv, int out, int err) {
+  // Signals that backupfs-capture's watcher thread takes are blocked in the parent; a child
+  // must see them again (SIGTERM ends a qemu-nbd server).
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -88,6 +94,57 @@ Result<std::string> RunCapture(const std::vector<std::string>& argv) {
                               ? "exited with " + std::to_string(WEXITSTATUS(status))
                               : "was killed by signal " + std::to_string(WTERMSIG(status));
   return Status::IOError(argv[0] + " " + how + ": " + LastLine(stderr_text));
+}
+
+namespace {
+
+std::string HowEnded(int status) {
+  return WIFEXITED(status) ? "exited with " + std::to_string(WEXITSTATUS(status))
+                           : "was killed by signal " + std::to_string(WTERMSIG(status));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ChildProcess>> ChildProcess::Start(const std::vector<std::string>& argv,
+                                                          const std::string& stderr_path) {
+  if (argv.empty()) return Status::InvalidArgument("ChildProcess: empty argument vector");
+  UniqueFd err(open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!err.valid()) return Status::FromErrno("cannot create " + stderr_path, errno);
+  UniqueFd null(open("/dev/null", O_WRONLY | O_CLOEXEC));
+  if (!null.valid()) return Status::FromErrno("cannot open /dev/null", errno);
+  pid_t pid = fork();
+  if (pid < 0) return Status::FromErrno("fork for " + argv[0], errno);
+  if (pid == 0) Exec(argv, null.get(), err.get());
+  return std::unique_ptr<ChildProcess>(new ChildProcess(pid, stderr_path));
+}
+
+std::optional<std::string> ChildProcess::Exited() {
+  if (reaped_) return "exited";
+  int status = 0;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == 0) return std::nullopt;
+  reaped_ = true;
+  return r < 0 ? "is gone" : HowEnded(status);
+}
+
+std::string ChildProcess::LastStderrLine() const {
+  UniqueFd fd(open(stderr_path_.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return "";
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd.get(), buf, sizeof buf)) > 0;) text.append(buf, n);
+  return LastLine(text);
+}
+
+ChildProcess::~ChildProcess() {
+  if (reaped_) return;
+  kill(pid_, SIGTERM);
+  for (int i = 0; i < 500; i++) {  // 5 s in 10 ms steps
+    if (waitpid(pid_, nullptr, WNOHANG) != 0) return;
+    usleep(10000);
+  }
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
 }
 
 }  // namespace backupfs

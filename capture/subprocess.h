@@ -1,6 +1,10 @@
 // Runs a program with an argument vector (never a shell) and collects its output.
 #pragma once
 
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,5 +16,30 @@ namespace backupfs {
 // wrote to stdout. A failure to start, a signal or a non-zero exit is an IOError naming the
 // program and carrying the last line of its stderr. Blocks until the program ends.
 Result<std::string> RunCapture(const std::vector<std::string>& argv);
+
+// A program running in the background (argv, never a shell), stdin and stdout on /dev/null,
+// stderr into `stderr_path` so that its complaints can be quoted. The destructor ends it
+// (SIGTERM, then SIGKILL after 5 s) and reaps it.
+class ChildProcess {
+ public:
+  static Result<std::unique_ptr<ChildProcess>> Start(const std::vector<std::string>& argv,
+                                                     const std::string& stderr_path);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // nullopt while it runs; else "exited with N" or "was killed by signal N" (reaped).
+  std::optional<std::string> Exited();
+  // The last line the program wrote to stderr ("" when none).
+  std::string LastStderrLine() const;
+
+ private:
+  ChildProcess(pid_t pid, std::string stderr_path)
+      : pid_(pid), stderr_path_(std::move(stderr_path)) {}
+  pid_t pid_;
+  bool reaped_ = false;
+  std::string stderr_path_;
+};
 
 }  // namespace backupfs

@@ -22,6 +22,12 @@ std::string Status::ToString() const {
       return "not found: " + message_;
     case StatusCode::kStale:
       return "stale: " + message_;
+    case StatusCode::kFailedPrecondition:
+      return "failed precondition: " + message_;
+    case StatusCode::kUnavailable:
+      return "unavailable: " + message_;
+    case StatusCode::kCancelled:
+      return "cancelled: " + message_;
   }
   return message_;
 }

@@ -12,11 +12,14 @@ namespace backupfs {
 
 enum class StatusCode {
   kOk = 0,
-  kCorruption,       // bytes on disk do not follow the format or fail a checksum
-  kIOError,          // the operating system refused a read, write or open
-  kInvalidArgument,  // the caller asked for something impossible
-  kNotFound,         // a file or key that must exist does not
-  kStale,            // a derived file (index) no longer matches what it describes
+  kCorruption,          // bytes on disk do not follow the format or fail a checksum
+  kIOError,             // the operating system refused a read, write or open
+  kInvalidArgument,     // the caller asked for something impossible
+  kNotFound,            // a file or key that must exist does not
+  kStale,               // a derived file (index) no longer matches what it describes
+  kFailedPrecondition,  // the system is not in the state the operation needs
+  kUnavailable,         // a service (guest agent, server) does not answer
+  kCancelled,           // stopped on request (a signal)
 };
 
 class [[nodiscard]] Status {
@@ -30,6 +33,11 @@ class [[nodiscard]] Status {
   }
   static Status NotFound(std::string msg) { return {StatusCode::kNotFound, std::move(msg)}; }
   static Status Stale(std::string msg) { return {StatusCode::kStale, std::move(msg)}; }
+  static Status FailedPrecondition(std::string msg) {
+    return {StatusCode::kFailedPrecondition, std::move(msg)};
+  }
+  static Status Unavailable(std::string msg) { return {StatusCode::kUnavailable, std::move(msg)}; }
+  static Status Cancelled(std::string msg) { return {StatusCode::kCancelled, std::move(msg)}; }
   // An IOError whose message ends with strerror(err).
   static Status FromErrno(const std::string& what, int err);
 

@@ -246,6 +246,50 @@ TEST(WriterTest, LargeCompressedFrameIsSplitIntoChunks) {
   EXPECT_TRUE(back == data);
 }
 
+// Compression on worker threads must not change a byte of the data file or its sidecars:
+// chunks, zero frames and headers stay in order, and every chunk's index entry and trailer
+// size land where the sequential writer puts them.
+TEST(WriterTest, BackgroundCompressionWritesTheSameFilesAsSequential) {
+  ScratchDir dir;
+  const uint64_t big = 34u << 20;  // split into 1 MiB chunks
+  auto data = testing::CompressibleBytes(big, 5);
+  auto small = RandomBytes(70000, 9);
+  StreamMetadata m = Meta(big + 2 * small.size());
+  m.virtual_size = 64u << 20;
+  m.date = "2026-11-26T05:00:00.000001";
+  auto write = [&](const std::string& name, unsigned threads) {
+    WriterOptions o;
+    o.durable = false;
+    o.lz4_level = 1;
+    o.compressed_chunk = 1u << 20;
+    o.compress_threads = threads;
+    auto w = StreamWriter::Create(dir.File(name), m, o);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->AddData(4096, small).ok());
+    ASSERT_TRUE((*w)->AddZero(1u << 20, 1u << 20).ok());
+    ASSERT_TRUE((*w)->BeginData(2u << 20, big).ok());
+    for (uint64_t at = 0; at < big; at += 300000) {  // appends that straddle chunks
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(300000, big - at));
+      ASSERT_TRUE((*w)->Append(std::span(data).subspan(at, n)).ok());
+    }
+    ASSERT_TRUE((*w)->AddZero(40u << 20, 4096).ok());
+    ASSERT_TRUE((*w)->AddData(50u << 20, small).ok());
+    ASSERT_TRUE((*w)->Finish().ok());
+  };
+  write("seq.data", 1);
+  write("par.data", 3);
+  for (const char* suffix : {"", ".idx", ".chksum"}) {
+    EXPECT_TRUE(ReadFileBytes(dir.File(std::string("seq.data") + suffix)) ==
+                ReadFileBytes(dir.File(std::string("par.data") + suffix)))
+        << "differs: " << suffix;
+  }
+  auto r = StreamReader::Open(dir.File("par.data"));
+  ASSERT_TRUE(r.ok());
+  std::vector<uint8_t> back(big);
+  ASSERT_TRUE((*r)->Read(2u << 20, back).ok());
+  EXPECT_TRUE(back == data);
+}
+
 // virtnbdrestore 1.9.15 reads a frame shorter than its 32 MiB request size as one lz4 frame
 // with an integer trailer entry.
 TEST(WriterTest, CompressedFrameUnder32MiBIsOneLz4Frame) {

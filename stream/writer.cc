@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <future>
 
 #include "stream/frame.h"
 #include "stream/lz4_chunk.h"
@@ -82,10 +83,19 @@ void StreamWriter::Abandon() {
 // A failed write leaves a hole in the file: every later call, Finish() included, fails
 // with the first error, so a damaged file is never completed.
 Status StreamWriter::Write(std::span<const uint8_t> bytes, bool summed) {
+  if (queue_.empty()) return WriteNow(bytes, summed);
+  // Behind chunks still being compressed: keep the file order.
+  std::vector<uint8_t> copy(bytes.begin(), bytes.end());
+  queue_.push_back(
+      {false, [this, copy = std::move(copy), summed] { return WriteNow(copy, summed); }});
+  return io_error_;
+}
+
+Status StreamWriter::WriteNow(std::span<const uint8_t> bytes, bool summed) {
   if (!io_error_.ok()) return io_error_;
   if (!summed) adler_.Update(bytes);
   file_pos_ += bytes.size();
-  if (buffer_.size() + bytes.size() > kBufferSize) BFS_RETURN_IF_ERROR(Flush());
+  if (buffer_.size() + bytes.size() > kBufferSize) BFS_RETURN_IF_ERROR(FlushBuffer());
   if (bytes.size() >= kBufferSize) {
     io_error_ = WriteAll(fd_.get(), bytes, partial_);
     return io_error_;
@@ -95,6 +105,27 @@ Status StreamWriter::Write(std::span<const uint8_t> bytes, bool summed) {
 }
 
 Status StreamWriter::Flush() {
+  BFS_RETURN_IF_ERROR(Drain());
+  return FlushBuffer();
+}
+
+// Runs the oldest queued step: a compressed chunk (waiting for its worker) or a write queued
+// behind one. Index entries and trailer sizes are recorded here, in file order.
+Status StreamWriter::RunFront() {
+  QueuedStep step = std::move(queue_.front());
+  queue_.pop_front();
+  if (step.compression) compressing_--;
+  Status s = step.run();
+  if (!s.ok() && io_error_.ok()) io_error_ = s;
+  return s;
+}
+
+Status StreamWriter::Drain() {
+  while (!queue_.empty()) BFS_RETURN_IF_ERROR(RunFront());
+  return io_error_;
+}
+
+Status StreamWriter::FlushBuffer() {
   if (!io_error_.ok()) return io_error_;
   io_error_ = WriteAll(fd_.get(), buffer_, partial_);
   buffer_.clear();
@@ -123,6 +154,7 @@ Status StreamWriter::BeginData(uint64_t offset, uint64_t length) {
   frame_start_ = offset;
   frame_length_ = length;
   frame_done_ = 0;
+  frame_chunks_ = 0;
   data_total_ += length;
   chunk_ = Chunk{};
   chunk_.frame = frames_++;
@@ -145,8 +177,9 @@ Status StreamWriter::Append(std::span<const uint8_t> bytes) {
   in_data_ = false;
   if (index_.compressed) {
     TrailerEntry& e = trailer_.back();
-    e.split = e.chunk_sizes.size() > 1 || frame_length_ >= kNbdMaxRequest;
-    if (e.chunk_sizes.empty()) e.chunk_sizes.push_back(0);
+    // Counted, not read off chunk_sizes: those of chunks still compressing come later.
+    e.split = frame_chunks_ > 1 || frame_length_ >= kNbdMaxRequest;
+    if (frame_chunks_ == 0) e.chunk_sizes.push_back(0);
   }
   return Write(AsBytes(kTerminator));
 }
@@ -204,6 +237,8 @@ Status StreamWriter::AppendCompressed(std::span<const uint8_t> bytes) {
 }
 
 Status StreamWriter::CompressPending() {
+  frame_chunks_++;
+  if (options_.compress_threads > 1) return CompressPendingInBackground();
   std::vector<uint8_t> packed = Lz4CompressChunk(pending_, *options_.lz4_level);
   chunk_.length = pending_.size();
   chunk_.stored_size = packed.size();
@@ -214,6 +249,37 @@ Status StreamWriter::CompressPending() {
   chunk_.offset += chunk_.length;
   pending_.clear();
   return Write(packed);
+}
+
+// Compresses (and hashes) the pending chunk on a worker thread while the caller goes on
+// reading; at most compress_threads chunks are in flight, then the oldest is written.
+Status StreamWriter::CompressPendingInBackground() {
+  struct Packed {
+    std::vector<uint8_t> bytes;
+    uint64_t checksum;
+  };
+  const int level = *options_.lz4_level;
+  std::shared_future<Packed> packed =
+      std::async(std::launch::async, [data = std::move(pending_), level] {
+        return Packed{Lz4CompressChunk(data, level), Xxh3(data)};
+      }).share();
+  pending_ = {};
+  Chunk c = chunk_;
+  c.length = frame_done_ - (c.offset - frame_start_);
+  const size_t trailer = trailer_.size() - 1;
+  chunk_.offset += c.length;
+  queue_.push_back({true, [this, packed, c, trailer]() mutable {
+                      const Packed& p = packed.get();
+                      c.stored_size = p.bytes.size();
+                      c.file_offset = file_pos_;
+                      c.checksum = p.checksum;
+                      index_.chunks.push_back(c);
+                      trailer_[trailer].chunk_sizes.push_back(p.bytes.size());
+                      return WriteNow(p.bytes);
+                    }});
+  compressing_++;
+  while (compressing_ >= options_.compress_threads) BFS_RETURN_IF_ERROR(RunFront());
+  return io_error_;
 }
 
 Status StreamWriter::AddData(uint64_t offset, std::span<const uint8_t> bytes) {
@@ -230,13 +296,21 @@ Status StreamWriter::AddZero(uint64_t offset, uint64_t length) {
     c.offset = offset;
     c.length = length;
     c.frame = frames_;
-    index_.chunks.push_back(c);
+    if (queue_.empty()) {
+      index_.chunks.push_back(c);
+    } else {
+      queue_.push_back({false, [this, c] {
+                          index_.chunks.push_back(c);
+                          return Status::Ok();
+                        }});
+    }
   }
   ++frames_;
   return Write(EncodeFrameHeader({FrameKind::kZero, offset, length}));
 }
 
 Status StreamWriter::WriteTail() {
+  BFS_RETURN_IF_ERROR(Drain());  // the trailer lists every chunk's size
   BFS_RETURN_IF_ERROR(Write(EncodeFrameHeader({FrameKind::kStop, 0, 0})));
   if (index_.compressed) {
     const std::string json = EncodeTrailer(trailer_);

@@ -12,6 +12,8 @@
 #include "stream/xxh3.h"
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -39,6 +41,9 @@ struct WriterOptions {
   uint64_t compressed_chunk = 4u << 20;
   uint64_t checksum_granule = 1u << 20;  // uncompressed: index chunk per granule of disk
   bool durable = true;                   // fsync the files and the directory
+  // lz4: chunks compressed (and hashed) in parallel on this many worker threads while the
+  // caller appends; 1 compresses on the caller's thread. The file is the same either way.
+  unsigned compress_threads = 1;
 };
 
 class StreamWriter {
@@ -67,7 +72,12 @@ class StreamWriter {
   StreamWriter(std::string path, UniqueFd fd, StreamMetadata meta, const WriterOptions& options);
   // Appends to the file; `summed` when adler_ already has the bytes.
   Status Write(std::span<const uint8_t> bytes, bool summed = false);
-  Status Flush();
+  Status WriteNow(std::span<const uint8_t> bytes, bool summed = false);
+  Status Flush();  // drains the queue, then writes the buffer
+  Status FlushBuffer();
+  Status RunFront();
+  Status Drain();
+  Status CompressPendingInBackground();
   Status CheckFrame(uint64_t offset, uint64_t length);
   Status AppendRaw(std::span<const uint8_t> bytes);
   Status HashAndWriteRaw(std::span<const uint8_t> bytes, bool summed);
@@ -101,6 +111,15 @@ class StreamWriter {
   std::vector<uint8_t> pending_;
   bool finished_ = false;
   Status io_error_;  // the first failed write; sticky
+  // Background compression: steps in file order, run front first. A compressed chunk waits
+  // for its worker; every write or index entry after it waits in the queue behind it.
+  struct QueuedStep {
+    bool compression = false;  // a chunk being compressed (counts against compress_threads)
+    std::function<Status()> run;
+  };
+  std::deque<QueuedStep> queue_;
+  unsigned compressing_ = 0;  // compression steps in queue_
+  size_t frame_chunks_ = 0;   // lz4 chunks of the current data frame so far
 };
 
 }  // namespace backupfs

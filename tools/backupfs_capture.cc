@@ -1,26 +1,49 @@
-// backupfs-capture: backups of running libvirt domains over NBD (virtnbdbackup's option names).
-// Parses arguments and maps results to exit codes; the work is in capture/.
+// backupfs-capture: backups of libvirt domains over NBD, with virtnbdbackup's option names.
+// Parses arguments, installs the signal handling and maps results to exit codes; the work is
+// in capture/.
+#include <pthread.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "capture/backup.h"
+#include "capture/run_log.h"
 
 namespace {
 
+// Documented in backupfs-capture(1), as virtnbdbackup's.
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
+constexpr int kExitWarnings = 2;     // only with --strict
 constexpr int kDefaultLz4Level = 2;  // virtnbdbackup's -z without a level
 
 struct Args {
   std::string domain;
-  std::string level;
+  std::string level = "copy";  // virtnbdbackup's default
+  std::string type = "stream";
   std::string output;
   std::string uri = "qemu:///system";
   std::string compress;  // -z's optional level
-  bool verbose = false;
+  std::string include, exclude, freeze;
+  std::string checkpoint_dir, scratch_dir = "/var/tmp", socket_file;
+  std::string start_domain;  // -S: a flag; a value is virtnbdbackup 1.x's -S SCRATCHDIR
+  unsigned workers = 0;
+  uint64_t threshold = 0;
+  bool raw = false, pause = false, noprogress = false, strict = false, syslog = false;
+  bool qemu = false, printonly = false, killonly = false, startonly = false, verbose = false;
+  // Remote backups: parsed so that a virtnbdbackup command line gets a clear refusal.
+  std::string user, ssh_user, password, nbd_ip, tls_cert;
+  unsigned nbd_port = 0;
+  bool tls = false;
 };
 
 backupfs::CaptureLevel ParseLevel(const std::string& level) {
@@ -32,72 +55,232 @@ backupfs::CaptureLevel ParseLevel(const std::string& level) {
   return CaptureLevel::kFull;
 }
 
-const char* LevelName(backupfs::CaptureLevel level) {
-  switch (level) {
-    case backupfs::CaptureLevel::kCopy:
-      return "copy";
-    case backupfs::CaptureLevel::kInc:
-      return "inc";
-    case backupfs::CaptureLevel::kDiff:
-      return "diff";
-    default:
-      return "full";
+// "vda,vdb" -> {"vda", "vdb"}; empty items dropped.
+std::vector<std::string> SplitList(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    if (comma > start) out.push_back(list.substr(start, comma - start));
+    start = comma + 1;
   }
+  return out;
 }
 
-// Maps -z / -zN to an lz4 level; nullopt without -z.
-std::optional<int> Lz4Level(const CLI::Option* z, const std::string& value) {
-  if (z->count() == 0) return std::nullopt;
-  if (value.empty()) return kDefaultLz4Level;
-  return std::stoi(value);
-}
-
-// "checkpoint virtnbdbackup.1", "changes since virtnbdbackup.1" (diff) or "whole disk" (copy).
+// "copy", "full, checkpoint virtnbdbackup.0", "diff, changes since virtnbdbackup.1".
 std::string What(const backupfs::BackupSummary& s) {
+  std::string what = backupfs::CaptureLevelName(s.level);
   switch (s.level) {
     case backupfs::CaptureLevel::kCopy:
-      return "whole disk, no checkpoint";
+      return what + ", no checkpoint";
     case backupfs::CaptureLevel::kDiff:
-      return "changes since " + s.parent + ", no checkpoint";
+      return what + ", changes since " + s.parent + ", no checkpoint";
     default:
-      return "checkpoint " + s.checkpoint;
+      return what + ", checkpoint " + s.checkpoint;
   }
 }
 
+// The one-line summary (stdout, for cron mail and scripts).
 void PrintSummary(const backupfs::BackupSummary& s, double seconds) {
   uint64_t read = 0, written = 0;
   for (const auto& d : s.disks) {
-    std::printf("%s: %s, %llu bytes of %llu read, %llu bytes written\n", d.disk.c_str(),
-                d.file.c_str(), static_cast<unsigned long long>(d.data_bytes),
-                static_cast<unsigned long long>(d.virtual_size),
-                static_cast<unsigned long long>(d.file_bytes));
     read += d.data_bytes;
     written += d.file_bytes;
   }
-  std::printf("%s backup, %s: %llu bytes read, %llu written in %.2f s (%.1f MiB/s)\n",
-              LevelName(s.level), What(s).c_str(), static_cast<unsigned long long>(read),
+  std::printf("%s: %zu disk(s), %llu bytes read, %llu written in %.2f s (%.1f MiB/s)\n",
+              What(s).c_str(), s.disks.size(), static_cast<unsigned long long>(read),
               static_cast<unsigned long long>(written), seconds,
               seconds > 0 ? static_cast<double>(read) / (1 << 20) / seconds : 0.0);
+}
+
+// SIGINT, SIGTERM and SIGHUP are blocked in every thread and taken by one watcher thread,
+// which sets the cancel flag: the run then stops at its next read, aborts the libvirt job,
+// deletes the new checkpoint and the .partial files, and exits 1. A second signal while the
+// cleanup runs is taken as impatience and ignored (the cleanup is short).
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, s);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    sigaddset(&set_, SIGUSR1);  // blocked since main's start, see BlockWakeup
+    thread_ = std::thread([this] {
+      int sig = 0;
+      while (sigwait(&set_, &sig) == 0) {
+        if (sig == SIGUSR1 && done_) return;  // our own wake-up at exit
+        if (sig == SIGUSR1) continue;
+        signal_ = sig;
+        cancel_ = true;
+      }
+    });
+  }
+  ~SignalWatcher() {
+    done_ = true;
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+  const std::atomic<bool>* flag() const { return &cancel_; }
+  int signal() const { return signal_; }
+  static void BlockWakeup() {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &s, nullptr);
+  }
+
+ private:
+  sigset_t set_;
+  std::thread thread_;
+  std::atomic<bool> cancel_{false};
+  std::atomic<bool> done_{false};
+  std::atomic<int> signal_{0};
+};
+
+// Remote backups need ssh and TCP/TLS NBD: not built yet, refused before anything happens.
+std::optional<std::string> RemoteRefusal(const Args& a) {
+  const bool remote_uri =
+      a.uri.find("://") != std::string::npos && a.uri.find(":///") == std::string::npos;
+  if (remote_uri || a.uri.find("+ssh") != std::string::npos ||
+      a.uri.find("+tcp") != std::string::npos || a.uri.find("+tls") != std::string::npos) {
+    return "-U " + a.uri + " names a remote host";
+  }
+  if (!a.user.empty()) return "--user";
+  if (!a.ssh_user.empty()) return "--ssh-user";
+  if (!a.password.empty()) return "--password";
+  if (a.nbd_port != 0) return "-P/--nbd-port";
+  if (!a.nbd_ip.empty()) return "-I/--nbd-ip";
+  if (a.tls || !a.tls_cert.empty()) return "--tls";
+  return std::nullopt;
+}
+
+void AddOptions(CLI::App& app, Args& a, CLI::Option*& z, CLI::Option*& start) {
+  auto* general = "General options";
+  app.add_option("-d,--domain", a.domain, "domain to back up")->required()->group(general);
+  app.add_option("-l,--level", a.level, "backup level (default: copy)")
+      ->check(CLI::IsMember({"copy", "full", "inc", "diff", "auto"}))
+      ->group(general);
+  app.add_option("-t,--type", a.type, "output type: stream, or raw images for copy/full")
+      ->check(CLI::IsMember({"stream", "raw"}))
+      ->group(general);
+  app.add_flag("-r,--raw", a.raw, "also back up raw, block and network disks (copy/full)")
+      ->group(general);
+  app.add_option("-o,--output", a.output, "output directory (the saveset); not with -k")
+      ->group(general);
+  app.add_option("-C,--checkpointdir", a.checkpoint_dir,
+                 "where checkpoint XML is kept (default: OUTPUT/checkpoints)")
+      ->group(general);
+  app.add_option("--scratchdir", a.scratch_dir,
+                 "directory for the job's scratch files (default: /var/tmp)")
+      ->group(general);
+  start = app.add_option("-S,--start-domain", a.start_domain,
+                         "start a shut-off domain paused for the backup, destroy it afterwards")
+              ->expected(0, 1)
+              ->group(general);
+  app.add_flag("--pause", a.pause, "suspend the domain until its disks are read")->group(general);
+  app.add_option("-i,--include", a.include, "back up only these disks (vda,vdb)")->group(general);
+  app.add_option("-x,--exclude", a.exclude, "do not back up these disks (vda,vdb)")->group(general);
+  app.add_option("-f,--socketfile", a.socket_file, "the NBD socket (default: a fresh directory)")
+      ->group(general);
+  app.add_flag("-n,--noprogress", a.noprogress, "no progress bar")->group(general);
+  z = app.add_option("-z,--compress", a.compress, "lz4 compression, optional level (default 2)")
+          ->expected(0, 1)
+          ->check(CLI::Range(0, 12))
+          ->group(general);
+  app.add_option("-w,--worker", a.workers, "disks backed up in parallel (default: all)")
+      ->check(CLI::Range(1, 64))
+      ->group(general);
+  app.add_option("-F,--freeze-mountpoint", a.freeze,
+                 "freeze only these guest mountpoints (default: all)")
+      ->group(general);
+  app.add_flag("-e,--strict", a.strict, "exit 2 when the run logged warnings")->group(general);
+  app.add_option("-T,--threshold", a.threshold,
+                 "inc/diff: back up only when this many bytes changed")
+      ->group(general);
+
+  auto* remote = "Remote backup options (not supported yet: refused)";
+  app.add_option("-U,--uri", a.uri, "libvirt connection URI (default: qemu:///system)")
+      ->group(remote);
+  app.add_option("--user", a.user, "libvirt user")->group(remote);
+  app.add_option("--ssh-user", a.ssh_user, "ssh user for remote copies")->group(remote);
+  app.add_option("--password", a.password, "libvirt password")->group(remote);
+  app.add_option("-P,--nbd-port", a.nbd_port, "remote NBD port")->group(remote);
+  app.add_option("-I,--nbd-ip", a.nbd_ip, "remote NBD address")->group(remote);
+  app.add_flag("--tls", a.tls, "TLS for NBD")->group(remote);
+  app.add_option("--tls-cert", a.tls_cert, "TLS certificate directory")->group(remote);
+
+  auto* logging = "Logging options";
+  app.add_flag("-L,--syslog", a.syslog, "also log to syslog")->group(logging);
+  app.add_flag("-v,--verbose", a.verbose, "debug lines on stderr too")->group(logging);
+
+  auto* debug = "Debug options";
+  app.add_flag("-q,--qemu", a.qemu, "extents from qemu-img map instead of NBD block status")
+      ->group(debug);
+  app.add_flag("-s,--startonly", a.startonly, "refused: jobs are never left running")->group(debug);
+  app.add_flag("-k,--killonly", a.killonly, "abort the domain's running backup job and stop")
+      ->group(debug);
+  app.add_flag("-p,--printonly", a.printonly, "print what would be backed up, write nothing")
+      ->group(debug);
+  app.set_version_flag("-V,--version", "backupfs-capture " BACKUPFS_VERSION);
+}
+
+// Fills the options from the arguments; a message when they are invalid together.
+std::optional<std::string> BuildOptions(const Args& a, const CLI::Option* z,
+                                        const CLI::Option* start, backupfs::BackupOptions& o,
+                                        backupfs::RunLog& log) {
+  if (auto what = RemoteRefusal(a)) {
+    return *what + ": remote backups are not supported yet; run backupfs-capture on the host";
+  }
+  if (a.output.empty() && !a.killonly) return "-o/--output is required";
+  if (a.output == "-") return "-o -: zip archives on stdout are not supported; name a directory";
+  if (a.startonly) return "-s/--startonly is not supported: a job is never left running";
+  o.uri = a.uri;
+  o.domain = a.domain;
+  o.output_dir = a.output;
+  o.level = ParseLevel(a.level);
+  o.type = a.type == "raw" ? backupfs::OutputType::kRaw : backupfs::OutputType::kStream;
+  if (o.type == backupfs::OutputType::kRaw && o.level != backupfs::CaptureLevel::kCopy &&
+      o.level != backupfs::CaptureLevel::kFull) {
+    return "-t raw is for -l copy and -l full only (incremental data needs the stream format)";
+  }
+  if (z->count() > 0) o.lz4_level = a.compress.empty() ? kDefaultLz4Level : std::stoi(a.compress);
+  if (o.lz4_level && o.type == backupfs::OutputType::kRaw) return "-z needs -t stream";
+  o.include = SplitList(a.include);
+  o.exclude = SplitList(a.exclude);
+  o.include_raw = a.raw;
+  o.checkpoint_dir = a.checkpoint_dir;
+  o.scratch_dir = a.scratch_dir;
+  o.socket_file = a.socket_file;
+  o.start_domain = start->count() > 0;
+  if (!a.start_domain.empty()) {
+    // virtnbdbackup 1.x spelled --scratchdir as -S: keep such cron lines working.
+    o.start_domain = false;
+    o.scratch_dir = a.start_domain;
+    log.Warn("-S " + a.start_domain +
+             ": taken as --scratchdir (virtnbdbackup 1.x); -S alone "
+             "starts a shut-off domain");
+  }
+  o.pause = a.pause;
+  o.freeze_mountpoints = SplitList(a.freeze);
+  o.workers = a.workers;
+  if (a.threshold > 0) o.threshold = a.threshold;
+  o.qemu_extents = a.qemu;
+  o.print_only = a.printonly;
+  o.kill_only = a.killonly;
+  o.progress = !a.noprogress && isatty(STDERR_FILENO);
+  return std::nullopt;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  SignalWatcher::BlockWakeup();
   CLI::App app{
       "backupfs-capture: copy, full, incremental and differential backups of libvirt domains"};
-  app.set_version_flag("-V,--version", "backupfs-capture " BACKUPFS_VERSION);
   Args args;
-  app.add_option("-d,--domain", args.domain, "domain to back up")->required();
-  app.add_option("-l,--level", args.level, "backup level")
-      ->required()
-      ->check(CLI::IsMember({"copy", "full", "inc", "diff", "auto"}));
-  app.add_option("-o,--output", args.output, "output directory (the saveset)")->required();
-  CLI::Option* z = app.add_option("-z,--compress", args.compress,
-                                  "compress with lz4 (optional level, default 2)")
-                       ->expected(0, 1)
-                       ->check(CLI::Range(0, 12));
-  app.add_option("-U,--uri", args.uri, "libvirt connection URI")->capture_default_str();
-  app.add_flag("-v,--verbose", args.verbose, "log each step to stderr");
+  CLI::Option* z = nullptr;
+  CLI::Option* start = nullptr;
+  AddOptions(app, args, z, start);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -105,22 +288,31 @@ int main(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitFailure;
   }
 
+  backupfs::RunLog log(args.verbose, args.syslog);
   backupfs::BackupOptions options;
-  options.uri = args.uri;
-  options.domain = args.domain;
-  options.output_dir = args.output;
-  options.level = ParseLevel(args.level);
-  options.lz4_level = Lz4Level(z, args.compress);
-  if (args.verbose) {
-    options.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
-  }
-  const auto start = std::chrono::steady_clock::now();
-  auto summary = backupfs::RunBackup(options);
-  if (!summary.ok()) {
-    std::fprintf(stderr, "backupfs-capture: %s\n", summary.status().message().c_str());
+  if (auto error = BuildOptions(args, z, start, options, log)) {
+    std::fprintf(stderr, "backupfs-capture: %s\n", error->c_str());
     return kExitFailure;
   }
-  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
-  PrintSummary(*summary, elapsed.count());
+  SignalWatcher signals;
+  options.cancel = signals.flag();
+  options.log = &log;
+  options.version = BACKUPFS_VERSION;
+  const auto begin = std::chrono::steady_clock::now();
+  auto summary = backupfs::RunBackup(options);
+  if (!summary.ok()) {
+    if (signals.signal() != 0) {
+      log.Error("interrupted by signal " + std::to_string(signals.signal()) +
+                ": the backup job was aborted, nothing of this run was kept");
+    }
+    log.Error(summary.status().message());
+    return kExitFailure;
+  }
+  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - begin;
+  if (!summary->skipped) PrintSummary(*summary, elapsed.count());
+  if (args.strict && log.warnings() > 0) {
+    log.Info(std::to_string(log.warnings()) + " warning(s) and --strict: exit code 2");
+    return kExitWarnings;
+  }
   return kExitOk;
 }

@@ -1,0 +1,55 @@
+// Backs up one disk: connects to its NBD export (libvirt's pull-mode job, or a qemu-nbd server
+// of our own for a shut-off domain), maps what to read, and writes a stream (or, with -t raw,
+// a sparse raw image) that is finished but not yet renamed into place, so that a run whose
+// other disk fails leaves no file of this one looking complete.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "capture/backup.h"
+#include "capture/domain_xml.h"
+#include "capture/nbd_copy.h"
+#include "capture/progress.h"
+#include "capture/raw_image.h"
+#include "stream/writer.h"
+
+namespace backupfs {
+
+// Where a disk's data comes from.
+struct DiskSourcePlan {
+  // Online: libvirt's socket, export = target dev. Offline: "" (a qemu-nbd is started on
+  // `disk.source`, its socket `offline_socket`).
+  std::string job_socket;
+  std::string offline_socket;
+  std::string offline_log;  // qemu-nbd's stderr, offline only
+  // The dirty bitmap context to read (inc, diff); "" reads the allocation only (copy, full).
+  std::string dirty_context;
+  std::string offline_bitmap;  // offline inc/diff: the checkpoint whose bitmap qemu-nbd serves
+};
+
+// What to write for the disk.
+struct DiskTargetPlan {
+  std::string path;  // final path of the data file
+  OutputType type = OutputType::kStream;
+  StreamMetadata meta;  // sizes are filled in from the export
+  std::optional<int> lz4_level;
+  bool qemu_extents = false;
+};
+
+// A disk read and written, not yet in place.
+struct CapturedDisk {
+  DiskSummary summary;
+  std::unique_ptr<StreamWriter> stream;
+  std::unique_ptr<RawImageWriter> raw;
+  Status Finish();  // renames into place (fsyncs first)
+};
+
+Result<CapturedDisk> CaptureDisk(const DomainDisk& disk, const DiskSourcePlan& source,
+                                 const DiskTargetPlan& target, ProgressBoard& progress,
+                                 const std::function<bool()>& cancelled, RunLog& log);
+
+}  // namespace backupfs

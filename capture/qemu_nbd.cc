@@ -1,0 +1,59 @@
+#include "capture/qemu_nbd.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "stream/file.h"
+
+namespace backupfs {
+
+namespace {
+
+constexpr auto kStartTimeout = std::chrono::seconds(30);
+
+// True once something accepts connections on the unix socket `path`.
+bool Listening(const std::string& path) {
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return false;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<QemuNbdServer>> QemuNbdServer::Start(const QemuNbdOptions& o) {
+  std::vector<std::string> argv = {"qemu-nbd",
+                                   "--read-only",
+                                   "--persistent",
+                                   "--shared=0",
+                                   "--format=" + o.format,
+                                   "--socket=" + o.socket,
+                                   "--export-name=" + o.export_name};
+  if (!o.bitmap.empty()) argv.push_back("--bitmap=" + o.bitmap);
+  argv.push_back(o.image);
+  BFS_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child, ChildProcess::Start(argv, o.log_path));
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (!Listening(o.socket)) {
+    if (auto ended = child->Exited()) {
+      return Status::IOError("qemu-nbd on " + o.image + " " + *ended + ": " +
+                             child->LastStderrLine());
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status::IOError("qemu-nbd on " + o.image + " does not listen on " + o.socket +
+                             " after 30 s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return std::unique_ptr<QemuNbdServer>(new QemuNbdServer(std::move(child), o.socket));
+}
+
+}  // namespace backupfs

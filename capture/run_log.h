@@ -1,0 +1,55 @@
+// The log of one backupfs-capture run: stderr, the run's log file and optionally syslog.
+//
+// Lines carry a time stamp and a level, as virtnbdbackup's do, so that cron mail and the log
+// file read alike. Info and warnings go to stderr; debug lines only with verbose. The log file
+// (`<output>/backup.<level>.<timestamp>.log`, opened by the run once the directory is locked)
+// receives every line, debug included, so a failed cron run can be diagnosed afterwards.
+// Warnings are counted for --strict. Thread-safe: disks are backed up in parallel.
+#pragma once
+
+#include <cstdio>
+#include <mutex>
+#include <string>
+
+#include "stream/file.h"
+#include "stream/status.h"
+
+namespace backupfs {
+
+class RunLog {
+ public:
+  // `to_stderr`: print info and warning lines there (debug too with `verbose`).
+  RunLog(bool verbose, bool syslog, bool to_stderr = true);
+  ~RunLog();
+  RunLog(const RunLog&) = delete;
+  RunLog& operator=(const RunLog&) = delete;
+
+  // Starts copying every line into `path` (created, mode 0600: it names disks and paths).
+  // The lines logged before are written first, so the file tells the whole run.
+  Status OpenFile(const std::string& path);
+  const std::string& file_path() const { return file_path_; }
+
+  void Debug(const std::string& line) { Emit(Level::kDebug, line); }
+  void Info(const std::string& line) { Emit(Level::kInfo, line); }
+  void Warn(const std::string& line) { Emit(Level::kWarning, line); }
+  void Error(const std::string& line) { Emit(Level::kError, line); }
+
+  unsigned warnings() const;
+  // Whether stderr shows info lines (a progress bar must then start on a line of its own).
+  bool verbose() const { return verbose_; }
+
+ private:
+  enum class Level { kDebug, kInfo, kWarning, kError };
+  void Emit(Level level, const std::string& line);
+
+  const bool verbose_;
+  const bool syslog_;
+  const bool to_stderr_;
+  mutable std::mutex mu_;
+  UniqueFd file_;          // protected by mu_
+  std::string file_path_;  // protected by mu_
+  std::string early_;      // protected by mu_: lines logged before OpenFile
+  unsigned warnings_ = 0;  // protected by mu_
+};
+
+}  // namespace backupfs

@@ -1,0 +1,187 @@
+#include "capture/saveset_files.h"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "capture/checkpoints.h"
+#include "capture/libvirt.h"
+#include "capture/subprocess.h"
+#include "stream/file.h"
+
+namespace backupfs {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+Status WriteText(const std::string& path, const std::string& text) {
+  return WriteFileAtomically(
+      path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0644);
+}
+
+// "<name>webvm</name>" of a saved domain XML; "" when not found.
+std::string DomainNameOf(const std::string& xml) {
+  const size_t a = xml.find("<name>");
+  const size_t b = a == std::string::npos ? a : xml.find("</name>", a);
+  return b == std::string::npos ? "" : xml.substr(a + 6, b - a - 6);
+}
+
+std::string ProcessName(const std::string& pid) {
+  std::ifstream comm("/proc/" + pid + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  return name;
+}
+
+}  // namespace
+
+Status CheckSavesetDomain(const std::string& dir, const std::string& domain) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.ends_with(".cpt") && name != domain + ".cpt") {
+      return Status::InvalidArgument(dir + " holds the saveset of another domain (" + name +
+                                     "): use a directory per domain");
+    }
+    if (name.starts_with("vmconfig.") && name.ends_with(".xml")) {
+      Result<std::string> xml = ReadWholeFile(entry.path().string());
+      const std::string other = xml.ok() ? DomainNameOf(*xml) : "";
+      if (!other.empty() && other != domain) {
+        return Status::InvalidArgument(dir + " holds the saveset of domain " + other + " (" + name +
+                                       "): use a directory per domain");
+      }
+    }
+  }
+  if (ec) return Status::IOError("cannot list " + dir + ": " + ec.message());
+  return Status::Ok();
+}
+
+std::string LockHolders(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return "unknown process";
+  char dev_ino[64];
+  snprintf(dev_ino, sizeof dev_ino, "%02x:%02x:%llu", major(st.st_dev), minor(st.st_dev),
+           static_cast<unsigned long long>(st.st_ino));
+  std::ifstream locks("/proc/locks");
+  std::string line, holders;
+  while (std::getline(locks, line)) {
+    // "1: FLOCK  ADVISORY  WRITE 12345 08:01:1234567 0 EOF"
+    std::istringstream f(line);
+    std::string n, kind, mode, rw, pid, where;
+    if (!(f >> n >> kind >> mode >> rw >> pid >> where) || kind != "FLOCK" || where != dev_ino) {
+      continue;
+    }
+    holders += (holders.empty() ? "" : ", ") + ("pid " + pid + " (" + ProcessName(pid) + ")");
+  }
+  return holders.empty() ? "unknown process" : holders;
+}
+
+Result<std::string> MoveChainAside(const std::string& dir, const std::string& keep) {
+  const fs::path aside = fs::path(dir) / ("broken-chain." + std::to_string(std::time(nullptr)));
+  std::error_code ec;
+  if (!fs::create_directory(aside, ec)) {
+    return Status::IOError("cannot create " + aside.string() + ": " + ec.message());
+  }
+  std::vector<fs::path> moving;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.path() == aside || entry.path() == fs::path(keep) ||
+        name.starts_with("broken-chain.")) {
+      continue;
+    }
+    moving.push_back(entry.path());
+  }
+  if (ec) return Status::IOError("cannot list " + dir + ": " + ec.message());
+  for (const fs::path& p : moving) {
+    fs::rename(p, aside / p.filename(), ec);
+    if (ec) return Status::IOError("cannot move " + p.string() + ": " + ec.message());
+  }
+  return aside.string();
+}
+
+void RemoveDataFile(const std::string& path) {
+  for (const char* suffix : {"", ".idx", ".chksum"}) {
+    std::error_code ec;
+    fs::remove(path + suffix, ec);
+  }
+}
+
+Result<bool> ImageHasBitmap(const std::string& image, const std::string& name) {
+  BFS_ASSIGN_OR_RETURN(std::string out,
+                       RunCapture({"qemu-img", "info", "--output=json", "--force-share", image}));
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json* bitmaps = nullptr;
+  if (j.is_object() && j.contains("format-specific")) {
+    const auto& fmt = j["format-specific"];
+    if (fmt.is_object() && fmt.contains("data") && fmt["data"].is_object() &&
+        fmt["data"].contains("bitmaps")) {
+      bitmaps = &fmt["data"]["bitmaps"];
+    }
+  }
+  if (bitmaps == nullptr || !bitmaps->is_array()) return false;
+  for (const auto& b : *bitmaps) {
+    if (!b.is_object() || b.value("name", "") != name) continue;
+    for (const auto& flag : b.value("flags", nlohmann::json::array())) {
+      if (flag == "in-use" || flag == "inconsistent") return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+void SavesetFiles::SaveImageInfo(const DomainDisk& disk) const {
+  if (disk.format != "qcow2") return;
+  const std::string path = dir + "/" + disk.target + "." + id + ".qcow.json";
+  Result<std::string> info =
+      RunCapture({"qemu-img", "info", disk.source, "--output", "json", "--force-share"});
+  Status s = info.ok() ? WriteText(path, *info) : info.status();
+  if (!s.ok()) log.Warn("domain " + domain + " disk " + disk.target + ": " + s.message());
+}
+
+void SavesetFiles::SaveBootFiles(const std::string& domain_xml, bool copy) const {
+  Result<std::vector<BootFile>> files = ParseBootFiles(domain_xml, domain);
+  if (!files.ok()) {
+    log.Warn(files.status().message());
+    return;
+  }
+  for (const BootFile& f : *files) {
+    const std::string name = fs::path(f.path).filename().string();
+    const std::string target = dir + "/" + name + (copy ? "" : "." + id);
+    Result<std::string> bytes = ReadWholeFile(f.path);
+    Status s = bytes.ok() ? WriteText(target, *bytes) : bytes.status();
+    if (!s.ok()) {
+      log.Warn("domain " + domain + ": cannot save its " + f.setting + " " + f.path + ": " +
+               s.message());
+      continue;
+    }
+    log.Info("saved the " + f.setting + " " + f.path + " as " + target);
+  }
+}
+
+Status SavesetFiles::SaveAll(virDomainPtr dom, const std::string& domain_xml,
+                             const std::vector<DomainDisk>& disks, bool copy,
+                             const std::string& checkpoint,
+                             const std::vector<std::string>& checkpoint_list) const {
+  for (const DomainDisk& d : disks) SaveImageInfo(d);
+  SaveBootFiles(domain_xml, copy);
+  BFS_RETURN_IF_ERROR(WriteText(dir + "/vmconfig." + id + ".xml", domain_xml));
+  Result<bool> autostart = DomainAutostart(dom, domain);
+  if (autostart.ok() && *autostart)
+    BFS_RETURN_IF_ERROR(WriteText(dir + "/autostart." + id, "True"));
+  if (checkpoint.empty()) return Status::Ok();
+  std::error_code ec;
+  fs::create_directories(checkpoint_dir, ec);
+  if (ec) return Status::IOError("cannot create " + checkpoint_dir + ": " + ec.message());
+  BFS_ASSIGN_OR_RETURN(UniqueCheckpoint cpt, LookupCheckpoint(dom, domain, checkpoint));
+  BFS_ASSIGN_OR_RETURN(std::string xml, CheckpointXml(cpt.get(), domain));
+  BFS_RETURN_IF_ERROR(WriteText(checkpoint_dir + "/" + checkpoint + ".xml", xml));
+  return WriteCheckpointList(CheckpointListPath(dir, domain), checkpoint_list);
+}
+
+}  // namespace backupfs
