@@ -129,15 +129,19 @@ Status StreamReader::VerifyChunk(const Chunk& chunk) {
 }
 
 Result<std::shared_ptr<const DecodedChunk>> StreamReader::Decode(const Chunk& chunk) {
-  if (auto hit = cache_->Get(cache_owner_, chunk.file_offset)) return hit;
-  // Decode outside any lock: two threads may decode the same chunk once each, which is
-  // cheaper than serializing every decode.
-  auto decoded = std::make_shared<DecodedChunk>();
-  decoded->bytes.reset(new uint8_t[chunk.length]);  // no zero fill: the decoder writes it all
-  decoded->size = chunk.length;
-  BFS_RETURN_IF_ERROR(ReadWholeChunk(chunk, std::span(decoded->bytes.get(), decoded->size)));
-  cache_->Put(cache_owner_, chunk.file_offset, decoded);
-  return std::shared_ptr<const DecodedChunk>(std::move(decoded));
+  // The cache runs one decode per chunk at a time, into the buffer it then keeps; concurrent
+  // requests for the chunk wait for that decode instead of repeating it.
+  BFS_ASSIGN_OR_RETURN(
+      ChunkCache::ChunkPtr decoded,
+      cache_->GetOrDecode(cache_owner_, chunk.file_offset, chunk.length,
+                          [&](std::span<uint8_t> out) { return ReadWholeChunk(chunk, out); }));
+  // A key names one chunk of one reader, so the size always matches; checked because a
+  // mismatch would turn the copy out of it into an overrun.
+  if (decoded->size != chunk.length) {
+    return Status::InvalidArgument(Where(chunk) + ": cached chunk has " +
+                                   std::to_string(decoded->size) + " bytes");
+  }
+  return decoded;
 }
 
 Status StreamReader::ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk,
