@@ -14,6 +14,32 @@ namespace {
 // Per-thread read buffers larger than this are released after use (chunks are usually 1 or
 // 4 MiB; a 256 MiB one must not stay pinned in every FUSE thread).
 constexpr size_t kKeepBuffer = 64u << 20;
+
+// A per-thread buffer that only grows, with no zero fill: a std::vector resized from a 1 MiB
+// chunk up to a 3 MiB one would clear the 2 MiB that the read then overwrites.
+class ScratchBuffer {
+ public:
+  std::span<uint8_t> Get(size_t size) {
+    if (size > capacity_) {
+      bytes_.reset();  // free before allocating: never hold both
+      capacity_ = 0;
+      bytes_.reset(new uint8_t[size]);
+      capacity_ = size;
+    }
+    return {bytes_.get(), size};
+  }
+  // Releases a buffer too large to keep pinned in every FUSE thread.
+  void Trim() {
+    if (capacity_ > kKeepBuffer) {
+      bytes_.reset();
+      capacity_ = 0;
+    }
+  }
+
+ private:
+  std::unique_ptr<uint8_t[]> bytes_;
+  size_t capacity_ = 0;
+};
 }  // namespace
 
 Result<std::unique_ptr<StreamReader>> StreamReader::Open(const std::string& path,
@@ -87,11 +113,11 @@ std::string StreamReader::Where(const Chunk& chunk) const {
 
 Status StreamReader::ReadWholeChunk(const Chunk& chunk, std::span<uint8_t> out) {
   if (chunk.compressed) {
-    thread_local std::vector<uint8_t> packed;
-    packed.resize(chunk.stored_size);
-    BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, packed));
-    Status s = Lz4DecompressChunk(packed, out, Where(chunk));
-    if (packed.size() > kKeepBuffer) std::vector<uint8_t>().swap(packed);
+    thread_local ScratchBuffer packed;
+    std::span<uint8_t> in = packed.Get(chunk.stored_size);
+    BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, in));
+    Status s = Lz4DecompressChunk(in, out, Where(chunk));
+    packed.Trim();
     BFS_RETURN_IF_ERROR(s);
   } else if (chunk.has_checksum) {
     return ReadAndHash(chunk, out);
@@ -167,11 +193,11 @@ Status StreamReader::ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk,
   if (offset_in_chunk == 0 && out.size() == chunk.length) {
     BFS_RETURN_IF_ERROR(ReadWholeChunk(chunk, out));
   } else {
-    thread_local std::vector<uint8_t> whole;
-    if (whole.size() < chunk.length) whole.resize(chunk.length);
-    Status s = ReadWholeChunk(chunk, std::span(whole).first(chunk.length));
-    if (s.ok()) std::memcpy(out.data(), whole.data() + offset_in_chunk, out.size());
-    if (whole.size() > kKeepBuffer) std::vector<uint8_t>().swap(whole);
+    thread_local ScratchBuffer whole;
+    std::span<uint8_t> bytes = whole.Get(chunk.length);
+    Status s = ReadWholeChunk(chunk, bytes);
+    if (s.ok()) std::memcpy(out.data(), bytes.data() + offset_in_chunk, out.size());
+    whole.Trim();
     BFS_RETURN_IF_ERROR(s);
   }
   if (verified) verified->store(true, std::memory_order_release);
