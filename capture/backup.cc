@@ -123,8 +123,10 @@ class Run {
   Result<std::string> ChainBroken(const std::vector<std::string>& list);
   Status RestoreCheckpoint(const std::string& name);
   Status SelectDisks();
-  Status RefuseExistingBackup();
+  Status RefuseExistingBackup(const ChainStep& step);
   Result<ChainStep> PlanChain();
+  Result<ChainStep> Plan();
+  Result<ChainStep> RestartChain(const std::string& why);
   Status RemoveOurCheckpoints();
   Status DropOrphan(const std::string& name);
   Result<bool> SkipByEstimate(const ChainStep& step);
@@ -373,15 +375,21 @@ Status Run::SelectDisks() {
   return Status::Ok();
 }
 
-Status Run::RefuseExistingBackup() {
-  if (level_ != CaptureLevel::kFull && level_ != CaptureLevel::kCopy) return Status::Ok();
+// Never replaces a data file: a full or copy needs an empty directory, and an inc or diff
+// whose file exists (a run that died between its rename and the .cpt update, or two diffs
+// in one second) stops rather than overwrite a restore point.
+Status Run::RefuseExistingBackup(const ChainStep& step) {
   std::error_code ec;
   for (const SelectedDisk& d : disks_) {
-    const fs::path file = fs::path(o_.output_dir) / DataFileName(d, {});
-    if (fs::exists(file, ec)) {
+    const fs::path file = fs::path(o_.output_dir) / DataFileName(d, step);
+    if (!fs::exists(file, ec)) continue;
+    if (level_ == CaptureLevel::kFull || level_ == CaptureLevel::kCopy) {
       return Status::InvalidArgument(o_.output_dir + " already holds " + file.filename().string() +
                                      ": a new chain (or copy) needs an empty directory");
     }
+    return Status::InvalidArgument(o_.output_dir + " already holds " + file.filename().string() +
+                                   ", which this run would write: move it away if it is not "
+                                   "part of the chain, or start a new chain");
   }
   return Status::Ok();
 }
@@ -395,7 +403,12 @@ Status Run::RemoveOurCheckpoints() {
   });
   for (const std::string& n : names) {
     log_.Info("removing old checkpoint " + n);
-    BFS_RETURN_IF_ERROR(DeleteCheckpoint(dom_.get(), o_.domain, n));
+    Status s = DeleteCheckpoint(dom_.get(), o_.domain, n);
+    if (s.ok()) continue;
+    // A checkpoint whose bitmap is gone cannot be deleted the normal way; a new chain must
+    // still be possible, so libvirt forgets it (its bitmap, if any, stays in the image).
+    log_.Warn(s.message() + ": removing libvirt's record of it only");
+    BFS_RETURN_IF_ERROR(DeleteCheckpointMetadata(dom_.get(), o_.domain, n));
   }
   return Status::Ok();
 }
@@ -418,7 +431,6 @@ Result<ChainStep> Run::PlanChain() {
     return step;
   }
   if (level_ == CaptureLevel::kFull) {
-    if (!o_.print_only) BFS_RETURN_IF_ERROR(RemoveOurCheckpoints());
     step = {CheckpointName(0), "", CheckpointName(0), true, {CheckpointName(0)}};
     return step;
   }
@@ -429,7 +441,6 @@ Result<ChainStep> Run::PlanChain() {
     step.id = std::to_string(std::time(nullptr));
     return step;
   }
-  if (!o_.print_only) BFS_RETURN_IF_ERROR(DropOrphan(step.checkpoint));
   step.id = step.checkpoint;
   step.create = true;
   step.list.push_back(step.checkpoint);
@@ -597,6 +608,35 @@ Status Run::FinishAll(std::vector<CapturedDisk>& captured) {
   return Status::Ok();
 }
 
+// The disks, the chain step, and the checkpoints to clear for it.
+Result<ChainStep> Run::Plan() {
+  disks_.clear();
+  job_disks_.clear();
+  BFS_RETURN_IF_ERROR(SelectDisks());
+  BFS_ASSIGN_OR_RETURN(ChainStep step, PlanChain());
+  BFS_RETURN_IF_ERROR(RefuseExistingBackup(step));
+  if (!o_.print_only && level_ == CaptureLevel::kFull) BFS_RETURN_IF_ERROR(RemoveOurCheckpoints());
+  if (!o_.print_only && step.create && !step.parent.empty()) {
+    BFS_RETURN_IF_ERROR(DropOrphan(step.checkpoint));
+  }
+  return step;
+}
+
+// QEMU refused the incremental job: the last checkpoint's bitmap is missing or broken (libvirt
+// only finds out when the job starts). auto starts a new chain; inc and diff cannot go on.
+Result<ChainStep> Run::RestartChain(const std::string& why) {
+  if (o_.level != CaptureLevel::kAuto) {
+    return Status::FailedPrecondition(
+        Dom() + ": cannot continue the chain in " + o_.output_dir + ": " + why +
+        "; start a new chain with -l full (or -l auto) into a new directory");
+  }
+  BFS_ASSIGN_OR_RETURN(std::string moved, MoveChainAside(o_.output_dir, log_.file_path()));
+  log_.Warn("the chain in " + o_.output_dir + " cannot continue (" + why +
+            "): its files were moved to " + moved + "; starting a new chain with a full backup");
+  level_ = CaptureLevel::kFull;
+  return Plan();
+}
+
 Result<BackupSummary> Run::Execute() {
   BFS_RETURN_IF_ERROR(Connect());
   if (o_.kill_only) {
@@ -609,13 +649,18 @@ Result<BackupSummary> Run::Execute() {
   BFS_RETURN_IF_ERROR(EnsureRunning());
   BFS_ASSIGN_OR_RETURN(domain_xml_, DomainXml(dom_.get(), o_.domain));
   BFS_RETURN_IF_ERROR(ResolveLevel());
-  BFS_RETURN_IF_ERROR(SelectDisks());
-  BFS_RETURN_IF_ERROR(RefuseExistingBackup());
-  BFS_ASSIGN_OR_RETURN(ChainStep step, PlanChain());
+  BFS_ASSIGN_OR_RETURN(ChainStep step, Plan());
   BFS_ASSIGN_OR_RETURN(bool skip, SkipByEstimate(step));
   if (skip) return BackupSummary{level_, step.checkpoint, step.parent, true, {}};
   BFS_ASSIGN_OR_RETURN(std::unique_ptr<WorkDir> work, WorkDir::Create(o_.scratch_dir));
-  if (Online()) BFS_RETURN_IF_ERROR(StartJob(step, work->path()));
+  if (Online()) {
+    Status started = StartJob(step, work->path());
+    if (started.code() == StatusCode::kFailedPrecondition && Inc()) {
+      BFS_ASSIGN_OR_RETURN(step, RestartChain(started.message()));
+      started = StartJob(step, work->path());
+    }
+    BFS_RETURN_IF_ERROR(started);
+  }
   BFS_ASSIGN_OR_RETURN(std::vector<CapturedDisk> captured, CaptureAll(step, work->path()));
   if (job_) BFS_RETURN_IF_ERROR(job_->End());
   state_->Resume();

@@ -107,7 +107,13 @@ Result<std::unique_ptr<BackupJob>> BackupJob::Begin(virDomainPtr dom, const std:
                                                     const std::string& checkpoint) {
   const char* cxml = checkpoint_xml.empty() ? nullptr : checkpoint_xml.c_str();
   if (virDomainBackupBegin(dom, backup_xml.c_str(), cxml, 0) < 0) {
-    return LibvirtError("domain " + domain + ": cannot start the backup job");
+    Status s = LibvirtError("domain " + domain + ": cannot start the backup job");
+    // A bitmap the incremental job needs is gone or broken: the chain cannot continue.
+    virErrorPtr e = virGetLastError();
+    if (e != nullptr && e->code == VIR_ERR_CHECKPOINT_INCONSISTENT) {
+      return Status::FailedPrecondition(s.message());
+    }
+    return s;
   }
   return std::unique_ptr<BackupJob>(
       new BackupJob(dom, domain, checkpoint_xml.empty() ? "" : checkpoint));

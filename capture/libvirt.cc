@@ -105,6 +105,15 @@ Status DeleteCheckpoint(virDomainPtr dom, const std::string& domain,
   return Status::Ok();
 }
 
+Status DeleteCheckpointMetadata(virDomainPtr dom, const std::string& domain,
+                                const std::string& checkpoint) {
+  BFS_ASSIGN_OR_RETURN(UniqueCheckpoint cpt, LookupCheckpoint(dom, domain, checkpoint));
+  if (virDomainCheckpointDelete(cpt.get(), VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) == 0) {
+    return Status::Ok();
+  }
+  return LibvirtError("domain " + domain + ": cannot forget checkpoint " + checkpoint);
+}
+
 Status RedefineCheckpoint(virDomainPtr dom, const std::string& domain, const std::string& xml,
                           bool validate) {
   unsigned flags = VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE;

@@ -61,6 +61,10 @@ Result<std::string> CheckpointXml(virDomainCheckpointPtr cpt, const std::string&
 // Deletes the checkpoint (libvirt merges its bitmap into the parent's).
 Status DeleteCheckpoint(virDomainPtr dom, const std::string& domain, const std::string& checkpoint);
 
+// Makes libvirt forget the checkpoint without touching bitmaps (METADATA_ONLY).
+Status DeleteCheckpointMetadata(virDomainPtr dom, const std::string& domain,
+                                const std::string& checkpoint);
+
 // Recreates libvirt's record of a checkpoint from its saved XML (REDEFINE). With `validate`,
 // libvirt checks that the disks still hold its bitmap: a FailedPrecondition when not.
 Status RedefineCheckpoint(virDomainPtr dom, const std::string& domain, const std::string& xml,

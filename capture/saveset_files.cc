@@ -53,8 +53,8 @@ Status CheckSavesetDomain(const std::string& dir, const std::string& domain) {
       Result<std::string> xml = ReadWholeFile(entry.path().string());
       const std::string other = xml.ok() ? DomainNameOf(*xml) : "";
       if (!other.empty() && other != domain) {
-        return Status::InvalidArgument(dir + " holds the saveset of domain " + other + " (" + name +
-                                       "): use a directory per domain");
+        return Status::InvalidArgument(dir + " holds the saveset of another domain, " + other +
+                                       " (" + name + "): use a directory per domain");
       }
     }
   }

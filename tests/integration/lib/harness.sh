@@ -186,7 +186,10 @@ harness_create_domain() {
         disks_xml+="<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
         disks_xml+="<source file='$img'/><target dev='$disk' bus='virtio'/></disk>"
     done
-    local xml="$HARNESS_DIR/$name.xml"
+    local xml="$HARNESS_DIR/$name.xml" agent_xml=""
+    # HARNESS_AGENT=1: a guest agent channel (no agent answers on it: there is no guest OS).
+    [[ "${HARNESS_AGENT:-0}" == 1 ]] &&
+        agent_xml="<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
     cat >"$xml" <<EOF
 <domain type='qemu'>
   <name>$name</name>
@@ -194,7 +197,7 @@ harness_create_domain() {
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
   <on_poweroff>destroy</on_poweroff>
-  <devices>$disks_xml</devices>
+  <devices>$disks_xml$agent_xml</devices>
 </domain>
 EOF
     harness_virsh define "$xml" >/dev/null || harness_fail "virsh define $name failed"
@@ -272,6 +275,24 @@ harness_guest_write() {
         ;;
     *) harness_fail "harness_guest_write: want 'pattern 0xNN' or 'file PATH', got '$how'" ;;
     esac
+    _harness_ref_apply "$ref" "$off" "$len" "$src"
+    rm -f -- "$src"
+}
+
+# harness_offline_write DOM DISK OFFSET LENGTH 0xNN : a pattern written with qemu-io into the
+# image of a shut-off domain (its persistent dirty bitmaps record it, as a guest write would).
+harness_offline_write() {
+    local dom="$1" disk="$2" off="$3" len="$4" pat="$5" ref img src out
+    ref="$(_harness_ref "$dom" "$disk")"
+    img="$HARNESS_DIR/images/$dom.$disk.qcow2"
+    [[ -f "$ref" && -f "$img" ]] || harness_fail "no image or reference for $dom/$disk"
+    _harness_check_range "$off" "$len"
+    [[ "$pat" =~ ^0x[0-9a-fA-F]{1,2}$ ]] || harness_fail "bad pattern '$pat'"
+    out="$(qemu-io -f qcow2 -c "write -P $pat $off $len" "$img" 2>&1)" ||
+        harness_fail "qemu-io write on $img failed: $out"
+    grep -qF "wrote $len/$len bytes at offset $off" <<<"$out" || harness_fail "qemu-io on $img: $out"
+    src="$(mktemp "$HARNESS_DIR/io/src.XXXXXX")"
+    head -c "$len" /dev/zero | tr '\000' "\\$(printf '%03o' "$((pat))")" >"$src"
     _harness_ref_apply "$ref" "$off" "$len" "$src"
     rm -f -- "$src"
 }
