@@ -24,6 +24,7 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 }  // namespace
 
 ProgressBoard::ProgressBoard(RunLog& log, bool bar) : log_(log), bar_(bar) {
+  log_.SetBarActive(bar_);
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -34,7 +35,8 @@ ProgressBoard::~ProgressBoard() {
   }
   cv_.notify_all();
   thread_.join();
-  if (bar_ && drawn_width_ > 0) Draw(true);
+  if (bar_ && !disks_.empty()) Draw(true);  // the final state, even of a short run
+  log_.SetBarActive(false);
 }
 
 ProgressBoard::Disk& ProgressBoard::Start(const std::string& name, uint64_t total) {

@@ -64,6 +64,11 @@ Status RunLog::OpenFile(const std::string& path) {
   return Status::Ok();
 }
 
+void RunLog::SetBarActive(bool active) {
+  std::lock_guard<std::mutex> lock(mu_);
+  bar_active_ = active;
+}
+
 unsigned RunLog::warnings() const {
   std::lock_guard<std::mutex> lock(mu_);
   return warnings_;
@@ -79,7 +84,9 @@ void RunLog::Emit(Level level, const std::string& line) {
   } else {
     early_ += text;
   }
-  if (to_stderr_ && (level != Level::kDebug || verbose_)) WriteAll(STDERR_FILENO, text);
+  if (to_stderr_ && (level != Level::kDebug || verbose_)) {
+    WriteAll(STDERR_FILENO, bar_active_ ? "\r\033[K" + text : text);
+  }
   if (syslog_ && level != Level::kDebug) syslog(SyslogPriority(l), "%s", line.c_str());
 }
 

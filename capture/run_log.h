@@ -35,6 +35,9 @@ class RunLog {
   void Error(const std::string& line) { Emit(Level::kError, line); }
 
   unsigned warnings() const;
+  // While a progress bar is drawn on stderr, each line first clears it (the bar redraws
+  // below the line).
+  void SetBarActive(bool active);
   // Whether stderr shows info lines (a progress bar must then start on a line of its own).
   bool verbose() const { return verbose_; }
 
@@ -46,10 +49,11 @@ class RunLog {
   const bool syslog_;
   const bool to_stderr_;
   mutable std::mutex mu_;
-  UniqueFd file_;          // protected by mu_
-  std::string file_path_;  // protected by mu_
-  std::string early_;      // protected by mu_: lines logged before OpenFile
-  unsigned warnings_ = 0;  // protected by mu_
+  UniqueFd file_;            // protected by mu_
+  std::string file_path_;    // protected by mu_
+  std::string early_;        // protected by mu_: lines logged before OpenFile
+  unsigned warnings_ = 0;    // protected by mu_
+  bool bar_active_ = false;  // protected by mu_
 };
 
 }  // namespace backupfs

@@ -12,7 +12,8 @@
 #   broken:  a guest agent channel without an agent: the freeze fails with a warning only;
 #            a checkpoint's bitmap removed from QEMU: -l inc fails naming it, -l auto moves the
 #            old chain to broken-chain.<time> (still mountable, still exact) and starts anew.
-#   disks:   -x and -i select disks; -t raw writes sparse raw images equal to the disks;
+#   disks:   -x and -i select disks; -t raw writes sparse raw images equal to the disks; a
+#            progress bar on a terminal only, not with -n;
 #            auto on a shut-off domain without a chain fails saying what to do.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -204,6 +205,14 @@ run_disks() {
         harness_cmp "-t raw $d" "$(_harness_ref "$DOM" "$d")" "$T/raw/$d.copy.data"
     done
     expect_fail "-t raw with inc" "-t raw is for" "$CAPTURE" -d "$DOM" -l inc -t raw -o "$T/raw2"
+    # A progress bar on a terminal (script(1) gives one), none otherwise or with -n.
+    script -qec "$CAPTURE -d $DOM -l copy -o $T/tty" /dev/null >"$T/tty.out" 2>&1 ||
+        harness_fail "copy on a terminal: $(cat "$T/tty.out")"
+    grep -qE 'vda 100% 3\.0 MiB \| vdb 100% 2\.0 MiB' "$T/tty.out" ||
+        harness_fail "no progress bar on a terminal: $(cat -v "$T/tty.out")"
+    script -qec "$CAPTURE -d $DOM -l copy -o $T/tty-n -n" /dev/null >"$T/tty-n.out" 2>&1 ||
+        harness_fail "copy -n on a terminal: $(cat "$T/tty-n.out")"
+    ! grep -q '100%' "$T/tty-n.out" "$T/raw.out" || harness_fail "a progress bar with -n or without a terminal"
     harness_virsh destroy "$DOM" >/dev/null
     expect_fail "auto on a shut-off domain without a chain" "use -S" \
         "$CAPTURE" -d "$DOM" -l auto -o "$T/auto"
