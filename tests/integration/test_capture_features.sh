@@ -15,6 +15,8 @@
 #   disks:   -x and -i select disks; -t raw writes sparse raw images equal to the disks; a
 #            progress bar on a terminal only, not with -n;
 #            auto on a shut-off domain without a chain fails saying what to do.
+#   raw:     a raw disk is skipped unless --raw, which takes it whole (as <disk>.copy.data) in
+#            full and copy backups, online and offline, never in an inc.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/harness.sh
@@ -221,7 +223,46 @@ run_disks() {
     harness_log "disks: done in $((SECONDS - start))s"
 }
 
+# A raw disk beside a qcow2 one: skipped unless --raw, which takes it whole into
+# <disk>.copy.data in copy and full backups (online and offline) and never in an inc.
+run_raw() {
+    local start=$SECONDS mnt="$T/mnt" out="$T/raw-full"
+    HARNESS_DISK_FORMATS="qcow2 raw" start_variant rawdisk 2
+    rnd vda 0 $((2 * M))
+    rnd vdb $((M + 512)) $((3 * M))
+    "$CAPTURE" -d "$DOM" -l full -o "$T/noraw" >"$T/noraw.out" 2>&1 ||
+        harness_fail "full without --raw: $(cat "$T/noraw.out")"
+    expect_in_log "$T/noraw.out" "skipping disk vdb"
+    [[ ! -e "$T/noraw/vdb.full.data" && ! -e "$T/noraw/vdb.copy.data" ]] ||
+        harness_fail "a raw disk was taken without --raw: $(ls "$T/noraw")"
+    "$CAPTURE" -d "$DOM" -l full --raw -o "$out" >"$T/rawfull.out" 2>&1 ||
+        harness_fail "full --raw: $(cat "$T/rawfull.out")"
+    harness_snapshot_ref "$DOM" vda "$T/rawdisk.vda.0.raw"
+    harness_snapshot_ref "$DOM" vdb "$T/rawdisk.vdb.0.raw"
+    rnd vda $((5 * M)) $((64 * K))
+    "$CAPTURE" -d "$DOM" -l inc --raw -o "$out" >"$T/rawinc.out" 2>&1 ||
+        harness_fail "inc --raw: $(cat "$T/rawinc.out")"
+    expect_in_log "$T/rawinc.out" "only copy and full backups take it"
+    [[ -f "$out/vda.full.data" && -f "$out/vdb.copy.data" && -f "$out/vda.inc.virtnbdbackup.1.data" &&
+        ! -e "$out/vdb.inc.virtnbdbackup.1.data" ]] || harness_fail "--raw files: $(ls "$out")"
+    harness_mount_backupfs "$BUILD_DIR" "$out" "$mnt"
+    harness_cmp "--raw virtnbdbackup.0/vda" "$T/rawdisk.vda.0.raw" "$mnt/virtnbdbackup.0/vda.raw"
+    harness_cmp "--raw copy/vdb" "$T/rawdisk.vdb.0.raw" "$mnt/copy/vdb.raw"
+    harness_cmp "--raw virtnbdbackup.1/vda" "$(_harness_ref "$DOM" vda)" "$mnt/virtnbdbackup.1/vda.raw"
+    harness_unmount "$mnt"
+    # Offline: qemu-nbd serves the raw image with its own format.
+    harness_virsh destroy "$DOM" >/dev/null
+    "$CAPTURE" -d "$DOM" -l copy --raw -o "$T/raw-off" >"$T/rawoff.out" 2>&1 ||
+        harness_fail "offline copy --raw: $(cat "$T/rawoff.out")"
+    harness_mount_backupfs "$BUILD_DIR" "$T/raw-off" "$mnt"
+    harness_cmp "offline --raw copy/vdb" "$(_harness_ref "$DOM" vdb)" "$mnt/copy/vdb.raw"
+    harness_cmp "offline --raw copy/vda" "$(_harness_ref "$DOM" vda)" "$mnt/copy/vda.raw"
+    harness_unmount "$mnt"
+    harness_log "raw: done in $((SECONDS - start))s"
+}
+
 run_disks
+run_raw
 run_chain
 run_broken
 echo "PASS: backupfs-capture options, offline and broken chains, every restore point exact"

@@ -171,19 +171,23 @@ _harness_disk_index() {
 _harness_ref() { printf '%s/ref/%s.%s.raw' "$HARNESS_DIR" "$1" "$2"; }
 
 harness_create_domain() {
-    local name="$1" size_mib="$2" ndisks="${3:-1}" i disk img disks_xml=""
+    local name="$1" size_mib="$2" ndisks="${3:-1}" i disk img fmt disks_xml=""
     [[ "$name" =~ ^[A-Za-z0-9_.-]+$ ]] || harness_fail "bad domain name '$name'"
     ((ndisks >= 1 && ndisks <= 8)) || harness_fail "bad disk count $ndisks"
     if harness_virsh dominfo "$name" >/dev/null 2>&1; then
         harness_fail "domain $name already exists; refusing to touch it"
     fi
+    # HARNESS_DISK_FORMATS="qcow2 raw": the format of each disk in turn (default qcow2).
+    local -a formats
+    read -ra formats <<<"${HARNESS_DISK_FORMATS:-}"
     for ((i = 0; i < ndisks; i++)); do
         disk="vd${HARNESS_LETTERS:i:1}"
-        img="$HARNESS_DIR/images/$name.$disk.qcow2"
-        qemu-img create -q -f qcow2 "$img" "${size_mib}M"
+        fmt="${formats[i]:-qcow2}"
+        img="$HARNESS_DIR/images/$name.$disk.$fmt"
+        qemu-img create -q -f "$fmt" "$img" "${size_mib}M"
         chmod 0666 "$img"
         truncate -s "${size_mib}M" "$(_harness_ref "$name" "$disk")"
-        disks_xml+="<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        disks_xml+="<disk type='file' device='disk'><driver name='qemu' type='$fmt'/>"
         disks_xml+="<source file='$img'/><target dev='$disk' bus='virtio'/></disk>"
     done
     local xml="$HARNESS_DIR/$name.xml" agent_xml=""
