@@ -1,0 +1,182 @@
+// The pure parts of a capture run: nbdinfo maps, boot files and agent channel in the domain
+// XML, the run log, sparse raw images, and the checks and moves on a saveset directory.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "capture/domain_xml.h"
+#include "capture/nbdinfo_map.h"
+#include "capture/raw_image.h"
+#include "capture/run_log.h"
+#include "capture/saveset_files.h"
+#include "capture/subprocess.h"
+#include "stream/file.h"
+#include "stream/test_util.h"
+
+namespace backupfs {
+namespace {
+
+using testing::ReadFileBytes;
+using testing::ScratchDir;
+using testing::WriteFileBytes;
+
+std::vector<uint8_t> Bytes(const std::string& s) { return {s.begin(), s.end()}; }
+
+TEST(NbdinfoMapTest, AllocationAndDirtyContexts) {
+  BlockStatusMaps maps;
+  ASSERT_TRUE(ParseNbdinfoMap(R"([{"offset":0,"length":65536,"type":0,"description":"data"},
+      {"offset":65536,"length":65536,"type":3,"description":"hole,zero"},
+      {"offset":131072,"length":65536,"type":2}])",
+                              kBaseAllocation, 196608, maps)
+                  .ok());
+  EXPECT_EQ(maps.allocation, (ExtentList{{0, 65536, ExtentKind::kData},
+                                         {65536, 65536, ExtentKind::kHole},
+                                         {131072, 65536, ExtentKind::kZero}}));
+  ASSERT_TRUE(ParseNbdinfoMap(R"([{"offset":0,"length":4096,"type":1},
+      {"offset":4096,"length":8192,"type":0},{"offset":12288,"length":4096,"type":1}])",
+                              "qemu:dirty-bitmap:backup-vda", 16384, maps)
+                  .ok());
+  EXPECT_EQ(maps.dirty, (RangeList{{0, 4096}, {12288, 4096}}));
+}
+
+TEST(NbdinfoMapTest, GapsShortMapsAndGarbageAreErrors) {
+  BlockStatusMaps maps;
+  EXPECT_FALSE(
+      ParseNbdinfoMap(R"([{"offset":4096,"length":4096,"type":0}])", kBaseAllocation, 8192, maps)
+          .ok());
+  EXPECT_FALSE(
+      ParseNbdinfoMap(R"([{"offset":0,"length":4096,"type":0}])", kBaseAllocation, 8192, maps)
+          .ok());
+  EXPECT_FALSE(ParseNbdinfoMap("not json", kBaseAllocation, 8192, maps).ok());
+  EXPECT_FALSE(
+      ParseNbdinfoMap(R"([{"offset":0,"length":-1,"type":0}])", kBaseAllocation, 8192, maps).ok());
+}
+
+TEST(NbdinfoMapTest, UriEncodesExportAndSocket) {
+  EXPECT_EQ(NbdUnixUri("vda", "/var/tmp/a b/nbd.sock"),
+            "nbd+unix:///vda?socket=/var/tmp/a%20b/nbd.sock");
+  EXPECT_EQ(NbdUnixUri("x?y", "/s&t"), "nbd+unix:///x%3Fy?socket=/s%26t");
+}
+
+constexpr char kUefiDomain[] = R"(<domain type='kvm'><name>vm</name>
+  <os><type>hvm</type>
+    <loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader>
+    <nvram>/var/lib/libvirt/qemu/nvram/vm_VARS.fd</nvram>
+  </os>
+  <devices>
+    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+  </devices></domain>)";
+
+TEST(DomainXmlTest, BootFilesAndAgentChannel) {
+  auto files = ParseBootFiles(kUefiDomain, "vm");
+  ASSERT_TRUE(files.ok());
+  ASSERT_EQ(files->size(), 2u);
+  EXPECT_EQ((*files)[0].setting, "loader");
+  EXPECT_EQ((*files)[0].path, "/usr/share/OVMF/OVMF_CODE.fd");
+  EXPECT_EQ((*files)[1].setting, "nvram");
+  EXPECT_EQ((*files)[1].path, "/var/lib/libvirt/qemu/nvram/vm_VARS.fd");
+  EXPECT_TRUE(*HasGuestAgentChannel(kUefiDomain, "vm"));
+  EXPECT_FALSE(*HasGuestAgentChannel("<domain><name>x</name><devices/></domain>", "x"));
+  EXPECT_TRUE(ParseBootFiles("<domain><name>x</name></domain>", "x")->empty());
+  EXPECT_FALSE(ParseBootFiles("<notadomain/>", "x").ok());
+}
+
+TEST(RunLogTest, TheFileGetsEveryLineIncludingThoseBeforeItOpened) {
+  ScratchDir dir;
+  RunLog log(/*verbose=*/false, /*syslog=*/false, /*to_stderr=*/false);
+  log.Info("before the file");
+  log.Warn("a warning");
+  ASSERT_TRUE(log.OpenFile(dir.File("run.log")).ok());
+  log.Debug("a debug line");
+  log.Error("an error");
+  const std::vector<uint8_t> raw = ReadFileBytes(dir.File("run.log"));
+  const std::string text(raw.begin(), raw.end());
+  size_t a = text.find("INFO before the file"), b = text.find("WARNING a warning"),
+         c = text.find("DEBUG a debug line"), d = text.find("ERROR an error");
+  ASSERT_NE(a, std::string::npos) << text;
+  ASSERT_NE(d, std::string::npos) << text;
+  EXPECT_TRUE(a < b && b < c && c < d) << text;
+  EXPECT_EQ(log.warnings(), 1u);
+  struct stat st {};
+  ASSERT_EQ(stat(dir.File("run.log").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST(RawImageTest, SparseImageAppearsOnlyWhenFinished) {
+  ScratchDir dir;
+  const std::string path = dir.File("vda.copy.data");
+  {
+    auto w = RawImageWriter::Create(path, 8u << 20);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Write(1u << 20, Bytes("hello")).ok());
+    EXPECT_FALSE((*w)->Write((8u << 20) - 2, Bytes("past")).ok());
+    EXPECT_TRUE(std::filesystem::exists(path + ".partial"));
+    EXPECT_FALSE(std::filesystem::exists(path));
+  }  // abandoned
+  EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+  auto w = RawImageWriter::Create(path, 8u << 20);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->Write(1u << 20, Bytes("hello")).ok());
+  ASSERT_TRUE((*w)->Finish().ok());
+  const std::vector<uint8_t> back = ReadFileBytes(path);
+  ASSERT_EQ(back.size(), 8u << 20);
+  EXPECT_EQ(std::string(back.begin() + (1 << 20), back.begin() + (1 << 20) + 5), "hello");
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_LT(st.st_blocks * 512, 1 << 20);  // holes stay holes
+}
+
+TEST(SavesetFilesTest, AnotherDomainsSavesetIsRefused) {
+  ScratchDir dir;
+  EXPECT_TRUE(CheckSavesetDomain(dir.path(), "vm1").ok());
+  WriteFileBytes(dir.File("vm1.cpt"), Bytes("[]"));
+  WriteFileBytes(dir.File("vmconfig.virtnbdbackup.0.xml"),
+                 Bytes("<domain><name>vm1</name></domain>"));
+  EXPECT_TRUE(CheckSavesetDomain(dir.path(), "vm1").ok());
+  Status s = CheckSavesetDomain(dir.path(), "vm2");
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("another domain"), std::string::npos) << s.message();
+}
+
+TEST(SavesetFilesTest, MoveChainAsideKeepsTheRunsLog) {
+  ScratchDir dir;
+  for (const char* f : {"vda.full.data", "vm.cpt", "backup.auto.1.log"}) {
+    WriteFileBytes(dir.File(f), Bytes("x"));
+  }
+  std::filesystem::create_directory(dir.File("checkpoints"));
+  auto aside = MoveChainAside(dir.path(), dir.File("backup.auto.1.log"));
+  ASSERT_TRUE(aside.ok()) << aside.status().ToString();
+  EXPECT_TRUE(std::filesystem::exists(*aside + "/vda.full.data"));
+  EXPECT_TRUE(std::filesystem::exists(*aside + "/vm.cpt"));
+  EXPECT_TRUE(std::filesystem::is_directory(*aside + "/checkpoints"));
+  EXPECT_TRUE(std::filesystem::exists(dir.File("backup.auto.1.log")));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("vda.full.data")));
+}
+
+TEST(SavesetFilesTest, LockHoldersNamesThisProcess) {
+  ScratchDir dir;
+  auto fd = OpenFile(dir.path(), O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(fd.ok());
+  ASSERT_EQ(flock(fd->get(), LOCK_EX), 0);
+  EXPECT_NE(LockHolders(dir.path()).find("pid " + std::to_string(getpid())), std::string::npos)
+      << LockHolders(dir.path());
+}
+
+// Real qemu-img: a persistent bitmap is found, a missing one is not.
+TEST(SavesetFilesTest, ImageHasBitmap) {
+  if (!RunCapture({"qemu-img", "--version"}).ok()) GTEST_SKIP() << "no qemu-img";
+  ScratchDir dir;
+  const std::string img = dir.File("d.qcow2");
+  ASSERT_TRUE(RunCapture({"qemu-img", "create", "-q", "-f", "qcow2", img, "1M"}).ok());
+  ASSERT_TRUE(RunCapture({"qemu-img", "bitmap", "--add", img, "virtnbdbackup.0"}).ok());
+  EXPECT_TRUE(*ImageHasBitmap(img, "virtnbdbackup.0"));
+  EXPECT_FALSE(*ImageHasBitmap(img, "virtnbdbackup.1"));
+  EXPECT_FALSE(ImageHasBitmap(dir.File("missing.qcow2"), "x").ok());
+}
+
+}  // namespace
+}  // namespace backupfs
