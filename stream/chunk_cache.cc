@@ -158,11 +158,14 @@ std::vector<ChunkCache::ChunkPtr> ChunkCache::FinishLocked(const Key& key, const
   std::vector<ChunkPtr> evicted;
   // A key is in flight or kept, never both: only its one leader inserts it.
   if (!chunk || (*chunk)->capacity > capacity_ || entries_.count(key)) return evicted;
-  // Insert into the map first: if that throws, the list holds no dangling key.
-  Entry& e = entries_[key];
   lru_.push_front(key);
+  try {
+    entries_.emplace(key, Entry{*chunk, lru_.begin()});
+  } catch (...) {
+    lru_.pop_front();  // the list and the map must name the same keys
+    throw;
+  }
   bytes_ += (*chunk)->capacity;
-  e = Entry{*chunk, lru_.begin()};
   while (bytes_ > capacity_) {
     auto victim = entries_.find(lru_.back());
     bytes_ -= victim->second.chunk->capacity;

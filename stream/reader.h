@@ -38,6 +38,7 @@ struct ReaderOptions {
   bool verify_checksums = true;
   // Decoded lz4 chunks kept for reuse: `cache` when given (shared by many readers, so the
   // bound holds for all of them together), else a cache of `cache_bytes` of this reader's own.
+  // Concurrent reads of one chunk share a single decode through it.
   std::shared_ptr<ChunkCache> cache;
   uint64_t cache_bytes = 128u << 20;
 };
