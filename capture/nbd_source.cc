@@ -25,6 +25,9 @@ Result<NbdSource> NbdSource::Connect(const NbdConnectOptions& options) {
 
 Status NbdSource::Negotiate() {
   nbd_handle* h = handle_.get();
+  // libnbd zero-fills every read buffer first, in case a caller used the bytes of a failed
+  // read; ours never do (a failed read fails the copy), and the fill cost ~2% of a full copy.
+  nbd_set_pread_initialize(h, false);
   if (nbd_set_export_name(h, options_.export_name.c_str()) == -1) {
     return Error("nbd_set_export_name");
   }

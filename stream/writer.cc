@@ -14,6 +14,7 @@ namespace backupfs {
 namespace {
 
 constexpr size_t kBufferSize = 1u << 20;
+constexpr uint64_t kWritebackStep = 8u << 20;
 
 std::span<const uint8_t> AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -98,6 +99,7 @@ Status StreamWriter::WriteNow(std::span<const uint8_t> bytes, bool summed) {
   if (buffer_.size() + bytes.size() > kBufferSize) BFS_RETURN_IF_ERROR(FlushBuffer());
   if (bytes.size() >= kBufferSize) {
     io_error_ = WriteAll(fd_.get(), bytes, partial_);
+    if (io_error_.ok()) Written(bytes.size());
     return io_error_;
   }
   buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
@@ -128,8 +130,32 @@ Status StreamWriter::Drain() {
 Status StreamWriter::FlushBuffer() {
   if (!io_error_.ok()) return io_error_;
   io_error_ = WriteAll(fd_.get(), buffer_, partial_);
+  if (io_error_.ok()) Written(buffer_.size());
   buffer_.clear();
   return io_error_;
+}
+
+// Durable files: every kWritebackStep written is handed to writeback at once, and the step
+// before it is waited for and dropped from the page cache, as nbdcopy does. The final fsync
+// then finds almost nothing left to write (measured: 1.9 s for a 1 GiB file without this,
+// serially after the copy), and a backup does not evict the host's working set. Failures
+// here are ignored: the final fsync reports any write error.
+void StreamWriter::Written(uint64_t n) {
+  fd_pos_ += n;
+  if (!options_.durable || fd_pos_ - writeback_started_ < kWritebackStep) return;
+  const int fd = fd_.get();
+  if (writeback_started_ > writeback_done_) {
+    const auto off = static_cast<off64_t>(writeback_done_);
+    const auto len = static_cast<off64_t>(writeback_started_ - writeback_done_);
+    sync_file_range(
+        fd, off, len,
+        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+    posix_fadvise(fd, off, len, POSIX_FADV_DONTNEED);
+    writeback_done_ = writeback_started_;
+  }
+  sync_file_range(fd, static_cast<off64_t>(writeback_started_),
+                  static_cast<off64_t>(fd_pos_ - writeback_started_), SYNC_FILE_RANGE_WRITE);
+  writeback_started_ = fd_pos_;
 }
 
 Status StreamWriter::CheckFrame(uint64_t offset, uint64_t length) {

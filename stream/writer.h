@@ -75,6 +75,7 @@ class StreamWriter {
   Status WriteNow(std::span<const uint8_t> bytes, bool summed = false);
   Status Flush();  // drains the queue, then writes the buffer
   Status FlushBuffer();
+  void Written(uint64_t n);
   Status RunFront();
   Status Drain();
   Status CompressPendingInBackground();
@@ -120,6 +121,10 @@ class StreamWriter {
   std::deque<QueuedStep> queue_;
   unsigned compressing_ = 0;  // compression steps in queue_
   size_t frame_chunks_ = 0;   // lz4 chunks of the current data frame so far
+  // Early writeback (durable files): bytes written to fd_, handed to writeback, and done.
+  uint64_t fd_pos_ = 0;
+  uint64_t writeback_started_ = 0;
+  uint64_t writeback_done_ = 0;
 };
 
 }  // namespace backupfs
