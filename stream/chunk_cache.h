@@ -12,7 +12,8 @@
 // chunks kept for the next decode, which would otherwise allocate and page-fault in fresh
 // memory (4 MiB: 1024 faults) for every chunk.
 //
-// Lock order: mu_, then SparePool::mu_. No chunk is destroyed while mu_ is held.
+// Lock order: mu_, then SparePool::mu_ (a chunk's deleter takes only the latter). Evicted chunks
+// are dropped after mu_ is released, so that freeing them never holds up other lookups.
 #pragma once
 
 #include <cstdint>
