@@ -35,12 +35,20 @@ std::vector<uint8_t> Lz4CompressChunk(std::span<const uint8_t> input, int level)
 }
 
 Status Lz4DecompressChunk(std::span<const uint8_t> input, std::span<uint8_t> out,
-                          const std::string& what) {
-  LZ4F_dctx* raw = nullptr;
-  if (LZ4F_isError(LZ4F_createDecompressionContext(&raw, LZ4F_VERSION))) {
-    return Status::IOError(what + ": cannot create an lz4 decompression context");
+                          const std::string& what, bool skip_lz4_checksums) {
+  // One context per thread, reset for every chunk: creating one allocates lz4's block-sized
+  // buffers, which cost more than decoding a small chunk.
+  thread_local std::unique_ptr<LZ4F_dctx, DctxDeleter> dctx;
+  if (!dctx) {
+    LZ4F_dctx* raw = nullptr;
+    if (LZ4F_isError(LZ4F_createDecompressionContext(&raw, LZ4F_VERSION))) {
+      return Status::IOError(what + ": cannot create an lz4 decompression context");
+    }
+    dctx.reset(raw);
   }
-  std::unique_ptr<LZ4F_dctx, DctxDeleter> dctx(raw);
+  LZ4F_resetDecompressionContext(dctx.get());
+  LZ4F_decompressOptions_t options{};
+  options.skipChecksums = skip_lz4_checksums ? 1 : 0;
   size_t in_pos = 0;
   size_t out_pos = 0;
   size_t hint = 1;
@@ -51,7 +59,7 @@ Status Lz4DecompressChunk(std::span<const uint8_t> input, std::span<uint8_t> out
     size_t in_size = input.size() - in_pos;
     size_t out_size = out.size() - out_pos;
     hint = LZ4F_decompress(dctx.get(), out.data() + out_pos, &out_size, input.data() + in_pos,
-                           &in_size, nullptr);
+                           &in_size, &options);
     if (LZ4F_isError(hint)) {
       return Status::Corruption(what + ": lz4: " + LZ4F_getErrorName(hint));
     }

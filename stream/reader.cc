@@ -116,7 +116,8 @@ Status StreamReader::ReadWholeChunk(const Chunk& chunk, std::span<uint8_t> out) 
     thread_local ScratchBuffer packed;
     std::span<uint8_t> in = packed.Get(chunk.stored_size);
     BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, in));
-    Status s = Lz4DecompressChunk(in, out, Where(chunk));
+    // With an XXH3 of the chunk (checked below, always), lz4's own checksums add nothing.
+    Status s = Lz4DecompressChunk(in, out, Where(chunk), /*skip_lz4_checksums=*/chunk.has_checksum);
     packed.Trim();
     BFS_RETURN_IF_ERROR(s);
   } else if (chunk.has_checksum) {
