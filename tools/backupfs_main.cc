@@ -25,7 +25,7 @@ struct Options {
   char* umask = nullptr;
   unsigned cache_mib = 128;
   char* verify = nullptr;
-  unsigned readahead_kib = 4096;
+  unsigned readahead_kib = 1024;  // fastest in every bench/RESULTS-mount.md run
   int splice = 0;
   int show_version = 0;
   int show_help = 0;
@@ -78,7 +78,7 @@ void Usage(const char* prog) {
       "    -o umask=M             octal permission mask (default: 0227: files 0440, dirs 0550)\n"
       "    -o cache_size=MIB      memory for decoded lz4 chunks, whole mount (default: 128)\n"
       "    -o verify=on|off       check chunk checksums on every read (default: on)\n"
-      "    -o readahead_kb=KIB    kernel readahead of the mount (default: 4096; 0 keeps)\n"
+      "    -o readahead_kb=KIB    kernel readahead of the mount (default: 1024; 0 keeps)\n"
       "    -o splice              zero-copy replies where no check is needed (default: off)\n"
       "    -o allow_other         let other users read (see fuse(8))\n"
       "    -f                     stay in the foreground\n"
