@@ -184,9 +184,15 @@ Status Run::PrepareOutputDir() {
   tm local{};
   localtime_r(&now, &local);
   strftime(stamp, sizeof stamp, "%m%d%Y%H%M%S", &local);  // virtnbdbackup's name
-  BFS_RETURN_IF_ERROR(log_.OpenFile(o_.output_dir + "/backup." + CaptureLevelName(o_.level) + "." +
-                                    stamp + ".log"));
+  // Before the log file: a run must not write into another domain's saveset at all.
   BFS_RETURN_IF_ERROR(CheckSavesetDomain(o_.output_dir, o_.domain));
+  // virtnbdbackup's name has seconds only: runs within one second get .2, .3, ... added.
+  const std::string base = o_.output_dir + "/backup." + CaptureLevelName(o_.level) + "." + stamp;
+  Status opened = log_.OpenFile(base + ".log");
+  for (int n = 2; opened.code() == StatusCode::kFailedPrecondition && n < 100; n++) {
+    opened = log_.OpenFile(base + "." + std::to_string(n) + ".log");
+  }
+  BFS_RETURN_IF_ERROR(opened);
   return RemovePartials();
 }
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 
@@ -77,7 +78,12 @@ void ProgressBoard::Draw(bool final_draw) {
   const Clock::time_point now = Clock::now();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& d : disks_) line += (line.empty() ? "" : " | ") + Line(*d, now);
+    // By name, not by start: disks read in parallel start in any order.
+    std::vector<const Disk*> order;
+    for (const auto& d : disks_) order.push_back(d.get());
+    std::sort(order.begin(), order.end(),
+              [](const Disk* a, const Disk* b) { return a->name_ < b->name_; });
+    for (const Disk* d : order) line += (line.empty() ? "" : " | ") + Line(*d, now);
   }
   const size_t width = line.size();
   if (width < drawn_width_) line.append(drawn_width_ - width, ' ');

@@ -54,7 +54,8 @@ RunLog::~RunLog() {
 }
 
 Status RunLog::OpenFile(const std::string& path) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == EEXIST) return Status::FailedPrecondition(path + " exists");
   if (fd < 0) return Status::FromErrno("cannot create the log file " + path, errno);
   std::lock_guard<std::mutex> lock(mu_);
   file_ = UniqueFd(fd);

@@ -24,7 +24,8 @@ class RunLog {
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;
 
-  // Starts copying every line into `path` (created, mode 0600: it names disks and paths).
+  // Starts copying every line into `path` (created, mode 0600: it names disks and paths). A
+  // file that exists already is FailedPrecondition: every run gets a file of its own.
   // The lines logged before are written first, so the file tells the whole run.
   Status OpenFile(const std::string& path);
   const std::string& file_path() const { return file_path_; }
