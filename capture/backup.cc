@@ -127,6 +127,7 @@ class Run {
   Result<ChainStep> PlanChain();
   Result<ChainStep> Plan();
   Result<ChainStep> RestartChain(const std::string& why);
+  Status NewChainInstead(const std::string& why, bool move_old);
   Status RemoveOurCheckpoints();
   Status DropOrphan(const std::string& name);
   Result<bool> SkipByEstimate(const ChainStep& step);
@@ -249,11 +250,9 @@ Status Run::EnsureRunning() {
 Result<std::string> Run::ChainBroken(const std::vector<std::string>& list) {
   if (list.empty()) return std::string("no checkpoint yet");
   if (offline_) {
-    const DomainDisk* any = nullptr;
     BFS_ASSIGN_OR_RETURN(std::vector<DomainDisk> all, ParseDomainDisks(domain_xml_, o_.domain));
     for (const DomainDisk& d : all) {
-      if (d.format == "qcow2") any = &d;
-      if (any == nullptr || d.format != "qcow2") continue;
+      if (d.format != "qcow2") continue;
       BFS_ASSIGN_OR_RETURN(bool ok, ImageHasBitmap(d.source, list.back()));
       if (!ok)
         return "disk " + d.target + " (" + d.source + ") has no usable bitmap " + list.back();
@@ -310,12 +309,7 @@ Status Run::ResolveLevel() {
     }
     if (!broken.empty() && level_ == CaptureLevel::kAuto) {
       log_.Info("auto: " + broken + ": starting a new chain with a full backup");
-      if (!list.empty() && !o_.print_only) {
-        BFS_ASSIGN_OR_RETURN(std::string moved, MoveChainAside(o_.output_dir, log_.file_path()));
-        log_.Warn("the chain in " + o_.output_dir + " cannot continue (" + broken +
-                  "): its files were moved to " + moved);
-      }
-      level_ = CaptureLevel::kFull;
+      BFS_RETURN_IF_ERROR(NewChainInstead(broken, !list.empty() && !o_.print_only));
     } else if (!broken.empty()) {
       return Status::FailedPrecondition(
           Dom() + ": cannot continue the chain in " + o_.output_dir + ": " + broken +
@@ -628,6 +622,18 @@ Result<ChainStep> Run::Plan() {
   return step;
 }
 
+// auto, when the chain cannot continue: the old chain's files move to broken-chain.<time>
+// (kept for restores) and this run becomes a full backup.
+Status Run::NewChainInstead(const std::string& why, bool move_old) {
+  if (move_old) {
+    BFS_ASSIGN_OR_RETURN(std::string moved, MoveChainAside(o_.output_dir, log_.file_path()));
+    log_.Warn("the chain in " + o_.output_dir + " cannot continue (" + why +
+              "): its files were moved to " + moved + "; starting a new chain with a full backup");
+  }
+  level_ = CaptureLevel::kFull;
+  return Status::Ok();
+}
+
 // QEMU refused the incremental job: the last checkpoint's bitmap is missing or broken (libvirt
 // only finds out when the job starts). auto starts a new chain; inc and diff cannot go on.
 Result<ChainStep> Run::RestartChain(const std::string& why) {
@@ -636,10 +642,7 @@ Result<ChainStep> Run::RestartChain(const std::string& why) {
         Dom() + ": cannot continue the chain in " + o_.output_dir + ": " + why +
         "; start a new chain with -l full (or -l auto) into a new directory");
   }
-  BFS_ASSIGN_OR_RETURN(std::string moved, MoveChainAside(o_.output_dir, log_.file_path()));
-  log_.Warn("the chain in " + o_.output_dir + " cannot continue (" + why +
-            "): its files were moved to " + moved + "; starting a new chain with a full backup");
-  level_ = CaptureLevel::kFull;
+  BFS_RETURN_IF_ERROR(NewChainInstead(why, /*move_old=*/true));
   return Plan();
 }
 

@@ -15,6 +15,7 @@ namespace {
 
 constexpr size_t kBufferSize = 1u << 20;
 constexpr uint64_t kWritebackStep = 8u << 20;
+constexpr size_t kBackgroundCompressMin = 1u << 20;
 
 std::span<const uint8_t> AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -285,10 +286,13 @@ Status StreamWriter::CompressPendingInBackground() {
     uint64_t checksum;
   };
   const int level = *options_.lz4_level;
-  std::shared_future<Packed> packed =
-      std::async(std::launch::async, [data = std::move(pending_), level] {
-        return Packed{Lz4CompressChunk(data, level), Xxh3(data)};
-      }).share();
+  // A thread per small chunk (a 64 KiB frame of a scattered inc) costs more than compressing
+  // it: those are compressed when their turn to be written comes, on this thread.
+  const auto policy =
+      pending_.size() >= kBackgroundCompressMin ? std::launch::async : std::launch::deferred;
+  std::shared_future<Packed> packed = std::async(policy, [data = std::move(pending_), level] {
+                                        return Packed{Lz4CompressChunk(data, level), Xxh3(data)};
+                                      }).share();
   pending_ = {};
   Chunk c = chunk_;
   c.length = frame_done_ - (c.offset - frame_start_);
