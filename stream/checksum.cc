@@ -1,6 +1,6 @@
 #include "stream/checksum.h"
 
-#include <zlib.h>
+#include <libdeflate.h>
 #include "stream/xxh3.h"
 
 #include <charconv>
@@ -12,14 +12,10 @@ namespace backupfs {
 
 uint64_t Xxh3(std::span<const uint8_t> bytes) { return XXH3_64bits(bytes.data(), bytes.size()); }
 
+// libdeflate's adler32 (AVX2 or SSE2, chosen at run time) is an order of magnitude faster than
+// zlib 1.2.13's scalar one, which took a quarter of a capture's CPU time.
 void Adler32::Update(std::span<const uint8_t> bytes) {
-  // zlib takes uInt lengths: feed gigabyte spans in pieces.
-  constexpr size_t kStep = 1u << 30;
-  while (!bytes.empty()) {
-    size_t n = std::min(bytes.size(), kStep);
-    value_ = static_cast<uint32_t>(adler32(value_, bytes.data(), static_cast<uInt>(n)));
-    bytes = bytes.subspan(n);
-  }
+  value_ = libdeflate_adler32(value_, bytes.data(), bytes.size());
 }
 
 BackgroundAdler32::BackgroundAdler32() : thread_([this] { Run(); }) {}

@@ -14,7 +14,7 @@ namespace backupfs {
 
 uint64_t Xxh3(std::span<const uint8_t> bytes);
 
-// Running adler32 (zlib's, start value 1) over a whole file written in pieces.
+// Running adler32 (as zlib's adler32(), start value 1) over a whole file written in pieces.
 class Adler32 {
  public:
   void Update(std::span<const uint8_t> bytes);
