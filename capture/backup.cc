@@ -123,6 +123,7 @@ class Run {
   Result<std::string> ChainBroken(const std::vector<std::string>& list);
   Status RestoreCheckpoint(const std::string& name);
   Status SelectDisks();
+  Status RefuseNbdinfoOnIothreads() const;
   Status RefuseExistingBackup(const ChainStep& step);
   Result<ChainStep> PlanChain();
   Result<ChainStep> Plan();
@@ -150,6 +151,9 @@ class Run {
   CaptureLevel level_ = CaptureLevel::kFull;  // o_.level resolved (auto, offline)
   bool offline_ = false;                      // read through qemu-nbd, no libvirt job
   bool frozen_ = false;
+  // Our connections to the job's export: closed only after the job has ended (declared before
+  // job_, so that on error paths the job is aborted first; see NbdHandlePark).
+  NbdHandlePark nbd_park_;
   std::unique_ptr<BackupJob> job_;
   std::atomic<bool> failed_{false};  // a disk failed: the others stop too
 };
@@ -367,11 +371,26 @@ Status Run::SelectDisks() {
     job_disks_.push_back({d.target, true, qcow2});
     disks_.push_back({std::move(d), !qcow2});
   }
+  BFS_RETURN_IF_ERROR(RefuseNbdinfoOnIothreads());
   if (disks_.empty())
     return Status::InvalidArgument(
         Dom() +
         " has no disk to back up (only qcow2 disks keep the bitmaps that backups need; --raw adds "
         "others to copy and full backups)");
+  return Status::Ok();
+}
+
+// -q maps the disks with nbdinfo, a client of its own whose disconnect from the job's export
+// would crash a domain whose disk runs in an iothread (see NbdHandlePark).
+Status Run::RefuseNbdinfoOnIothreads() const {
+  if (!o_.qemu_extents || offline_) return Status::Ok();
+  for (const SelectedDisk& d : disks_) {
+    if (d.disk.iothread.empty()) continue;
+    return Status::FailedPrecondition(
+        Dom() + " disk " + d.disk.target + " runs in iothread " + d.disk.iothread +
+        ": -q cannot be used, because nbdinfo's disconnect from the backup export makes QEMU "
+        "abort the domain (QEMU 7.2, blockdev-nbd.c); run without -q");
+  }
   return Status::Ok();
 }
 
@@ -560,6 +579,7 @@ Result<std::vector<CapturedDisk>> Run::CaptureAll(const ChainStep& step, const s
         }
       } else {
         src.job_socket = socket;
+        src.park = &nbd_park_;
         if (Inc()) src.dirty_context = "qemu:dirty-bitmap:backup-" + d.disk.target;
       }
       DiskTargetPlan dst;
@@ -672,6 +692,7 @@ Result<BackupSummary> Run::Execute() {
   }
   BFS_ASSIGN_OR_RETURN(std::vector<CapturedDisk> captured, CaptureAll(step, work->path()));
   if (job_) BFS_RETURN_IF_ERROR(job_->End());
+  nbd_park_.CloseAll();
   state_->Resume();
   if (Cancelled()) return Status::Cancelled("stopped on request before the files were finished");
   BFS_RETURN_IF_ERROR(FinishAll(captured));

@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 #include <vector>
 
 #include "capture/libvirt.h"
@@ -74,6 +76,24 @@ bool OwnerGone(const std::filesystem::path& dir) {
   return kill(pid, 0) != 0 && errno == ESRCH;
 }
 
+// virDomainAbortJob returns once libvirt has asked QEMU to cancel the job; libvirt stops the
+// NBD server and drops the job later, when QEMU's block jobs have concluded. Waits for that.
+// Our NBD connections must stay open until then (see NbdHandlePark): measured here, closing
+// them right after virDomainAbortJob returned crashed a domain whose disks run in iothreads.
+Status WaitForBackupEnd(virDomainPtr dom, const std::string& domain) {
+  using namespace std::chrono_literals;
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (true) {
+    BFS_ASSIGN_OR_RETURN(std::string socket, RunningJobSocket(dom, domain));
+    if (socket.empty()) return Status::Ok();
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status::IOError("domain " + domain + ": the backup job was aborted but is still " +
+                             "listed after 120 s");
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
 }  // namespace
 
 Result<bool> AbortStaleJob(virDomainPtr dom, const std::string& domain) {
@@ -87,6 +107,7 @@ Result<bool> AbortStaleJob(virDomainPtr dom, const std::string& domain) {
   if (virDomainAbortJob(dom) < 0) {
     return LibvirtError("domain " + domain + ": cannot abort the backup job left by a killed run");
   }
+  BFS_RETURN_IF_ERROR(WaitForBackupEnd(dom, domain));
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   return true;
@@ -98,6 +119,7 @@ Result<bool> AbortAnyBackupJob(virDomainPtr dom, const std::string& domain) {
   if (virDomainAbortJob(dom) < 0) {
     return LibvirtError("domain " + domain + ": cannot abort its backup job");
   }
+  BFS_RETURN_IF_ERROR(WaitForBackupEnd(dom, domain));
   return true;
 }
 
@@ -125,7 +147,7 @@ Status BackupJob::End() {
   if (virDomainAbortJob(dom_) < 0) {
     return LibvirtError("domain " + domain_ + ": cannot end the backup job");
   }
-  return Status::Ok();
+  return WaitForBackupEnd(dom_, domain_);
 }
 
 BackupJob::~BackupJob() {

@@ -54,7 +54,8 @@ class BackupJob {
   BackupJob(const BackupJob&) = delete;
   BackupJob& operator=(const BackupJob&) = delete;
 
-  // Ends the pull-mode job (virDomainAbortJob). Idempotent.
+  // Ends the pull-mode job (virDomainAbortJob) and waits until libvirt has dropped it (its NBD
+  // server stopped). Idempotent.
   Status End();
   // The backup succeeded: the destructor keeps the checkpoint.
   void KeepCheckpoint() { checkpoint_.clear(); }

@@ -59,7 +59,7 @@ Result<CapturedDisk> CaptureDisk(const DomainDisk& disk, const DiskSourcePlan& p
                                  const DiskTargetPlan& target, ProgressBoard& progress,
                                  const std::function<bool()>& cancelled, RunLog& log) {
   std::unique_ptr<QemuNbdServer> server;  // offline: lives until the disk is read
-  NbdConnectOptions c{plan.job_socket, disk.target, true, plan.dirty_context};
+  NbdConnectOptions c{plan.job_socket, disk.target, true, plan.dirty_context, plan.park};
   if (plan.job_socket.empty()) {
     log.Info("disk " + disk.target + ": starting qemu-nbd on " + disk.source +
              (plan.offline_bitmap.empty() ? "" : ", bitmap " + plan.offline_bitmap));

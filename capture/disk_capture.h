@@ -29,6 +29,8 @@ struct DiskSourcePlan {
   // The dirty bitmap context to read (inc, diff); "" reads the allocation only (copy, full).
   std::string dirty_context;
   std::string offline_bitmap;  // offline inc/diff: the checkpoint whose bitmap qemu-nbd serves
+  // Online: where the connection goes when the disk is done, so that it outlives the job.
+  NbdHandlePark* park = nullptr;
 };
 
 // What to write for the disk.

@@ -49,6 +49,7 @@ Result<DomainDisk> ParseDisk(const xmlNode* n, const std::string& domain) {
   d.type = Attr(n, "type");
   d.target = Attr(Child(n, "target"), "dev");
   d.format = Attr(Child(n, "driver"), "type");
+  d.iothread = Attr(Child(n, "driver"), "iothread");
   d.source = SourceOf(n);
   if (d.target.empty()) {
     return Status::InvalidArgument("domain " + domain + ": a disk has no <target dev=...>");

@@ -19,7 +19,7 @@ constexpr char kTwoDisksAndCdrom[] = R"(<domain type='qemu'>
       <target dev='sda' bus='sata'/>
     </disk>
     <disk type='block' device='disk'>
-      <driver name='qemu' type='raw'/>
+      <driver name='qemu' type='raw' iothread='2'/>
       <source dev='/dev/vg/data'/>
       <target dev='vdb' bus='virtio'/>
     </disk>
@@ -38,11 +38,13 @@ TEST(DomainXmlTest, ListsDisksAndSkipsCdromAndFloppy) {
   EXPECT_EQ(a.format, "qcow2");
   EXPECT_EQ(a.device, "disk");
   EXPECT_EQ(a.type, "file");
+  EXPECT_EQ(a.iothread, "");
   const DomainDisk& b = (*disks)[1];
   EXPECT_EQ(b.target, "vdb");
   EXPECT_EQ(b.source, "/dev/vg/data");
   EXPECT_EQ(b.format, "raw");
   EXPECT_EQ(b.type, "block");
+  EXPECT_EQ(b.iothread, "2");
 }
 
 TEST(DomainXmlTest, DomainWithoutDevicesHasNoDisks) {

@@ -12,8 +12,19 @@ Status NbdSource::Error(const std::string& what) const {
   return Status::IOError(what + " on " + name_ + ": " + (text ? text : "unknown libnbd error"));
 }
 
+void NbdHandlePark::Keep(nbd_handle* handle) {
+  std::lock_guard lock(mu_);
+  handles_.push_back(handle);
+}
+
+void NbdHandlePark::CloseAll() {
+  std::lock_guard lock(mu_);
+  for (nbd_handle* h : handles_) nbd_close(h);
+  handles_.clear();
+}
+
 Result<NbdSource> NbdSource::Connect(const NbdConnectOptions& options) {
-  std::unique_ptr<nbd_handle, Closer> handle(nbd_create());
+  std::unique_ptr<nbd_handle, Closer> handle(nbd_create(), Closer{options.park});
   if (!handle) {
     return Status::IOError("nbd_create for " + options.socket + ": " + nbd_get_error());
   }

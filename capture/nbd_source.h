@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "stream/status.h"
 
@@ -17,12 +19,36 @@ namespace backupfs {
 inline constexpr uint64_t kDefaultNbdMaxBlock = 32u << 20;
 inline constexpr char kBaseAllocation[] = "base:allocation";
 
+// Connections to libvirt's pull-mode export that must stay open until the backup job has
+// ended. QEMU 7.2 aborts the domain (blockdev-nbd.c:62, `qemu_in_main_thread()`) when a client
+// disconnects from the export of a disk that runs in an iothread: it handles the disconnect in
+// that iothread. Once the job has ended, QEMU has closed the connections itself from its main
+// loop, and closing our ends is harmless (measured here: a client that disconnects first
+// crashes the domain every time; one that stays connected past the job's end never does).
+class NbdHandlePark {
+ public:
+  NbdHandlePark() = default;
+  NbdHandlePark(const NbdHandlePark&) = delete;
+  NbdHandlePark& operator=(const NbdHandlePark&) = delete;
+  ~NbdHandlePark() { CloseAll(); }
+
+  void Keep(nbd_handle* handle);  // thread-safe; takes ownership
+  void CloseAll();
+
+ private:
+  std::mutex mu_;
+  std::vector<nbd_handle*> handles_;
+};
+
 struct NbdConnectOptions {
   std::string socket;       // path of the unix socket
   std::string export_name;  // e.g. "vda" for libvirt, "" for qemu-nbd's default
   bool allocation = true;   // request base:allocation
   // A dirty-bitmap context to request, e.g. "qemu:dirty-bitmap:backup-vda"; "" for none.
   std::string dirty_context;
+  // When set, the connection is handed to it rather than closed when the source goes away,
+  // on every path (failed negotiation included).
+  NbdHandlePark* park = nullptr;
 };
 
 class NbdSource {
@@ -44,7 +70,14 @@ class NbdSource {
 
  private:
   struct Closer {
-    void operator()(nbd_handle* h) const { nbd_close(h); }
+    NbdHandlePark* park = nullptr;
+    void operator()(nbd_handle* h) const {
+      if (park != nullptr) {
+        park->Keep(h);
+      } else {
+        nbd_close(h);
+      }
+    }
   };
   NbdSource(std::unique_ptr<nbd_handle, Closer> handle, NbdConnectOptions options);
   Status Negotiate();

@@ -17,6 +17,9 @@
 #            auto on a shut-off domain without a chain fails saying what to do.
 #   raw:     a raw disk is skipped unless --raw, which takes it whole (as <disk>.copy.data) in
 #            full and copy backups, online and offline, never in an inc.
+#   iothreads: disks served by iothreads (QEMU 7.2 aborts the domain when an NBD client
+#            disconnects from such an export before the job has ended): full -w 2, inc, a
+#            SIGTERM mid-inc, -q refused; the domain keeps running through all of them.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/harness.sh
@@ -261,6 +264,38 @@ run_raw() {
     harness_log "raw: done in $((SECONDS - start))s"
 }
 
+# expect_running WHAT : the domain still runs (QEMU did not abort during WHAT).
+expect_running() {
+    local state
+    state="$(harness_virsh domstate "$DOM")" || harness_fail "virsh domstate $DOM failed"
+    [[ "$state" == running* ]] ||
+        harness_fail "$1: domain $DOM is '$state': $(tail -n 2 "/var/log/libvirt/qemu/$DOM.log")"
+}
+
+run_iothreads() {
+    local start=$SECONDS
+    HARNESS_IOTHREADS=1 start_variant iothreads 2
+    rnd vda 0 "$M"
+    rnd vdb $((2 * M)) "$M"
+    capture full -w 2
+    expect_running "iothreads: full -w 2"
+    pat vda 0x3c $((7 * M)) $((64 * K))
+    rnd vdb $((9 * M)) $((256 * K))
+    capture inc -w 1
+    expect_running "iothreads: inc"
+    expect_fail "iothreads: -q" "runs in iothread" "$CAPTURE" -d "$DOM" -l inc -o "$OUT" -q
+    expect_running "iothreads: -q refused"
+    check_sigterm
+    expect_running "iothreads: SIGTERM mid-inc"
+    rnd vda $((3 * M)) $((128 * K))
+    capture inc
+    expect_running "iothreads: inc after SIGTERM"
+    check_files
+    check_mount
+    harness_log "iothreads: done in $((SECONDS - start))s"
+}
+
+run_iothreads
 run_disks
 run_raw
 run_chain

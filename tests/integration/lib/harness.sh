@@ -171,7 +171,9 @@ _harness_disk_index() {
 _harness_ref() { printf '%s/ref/%s.%s.raw' "$HARNESS_DIR" "$1" "$2"; }
 
 harness_create_domain() {
-    local name="$1" size_mib="$2" ndisks="${3:-1}" i disk img fmt disks_xml=""
+    local name="$1" size_mib="$2" ndisks="${3:-1}" i disk img fmt disks_xml="" iothread_attr
+    local iothreads_xml=""
+    [[ "${HARNESS_IOTHREADS:-0}" == 1 ]] && iothreads_xml="<iothreads>$ndisks</iothreads>"
     [[ "$name" =~ ^[A-Za-z0-9_.-]+$ ]] || harness_fail "bad domain name '$name'"
     ((ndisks >= 1 && ndisks <= 8)) || harness_fail "bad disk count $ndisks"
     if harness_virsh dominfo "$name" >/dev/null 2>&1; then
@@ -187,7 +189,10 @@ harness_create_domain() {
         qemu-img create -q -f "$fmt" "$img" "${size_mib}M"
         chmod 0666 "$img"
         truncate -s "${size_mib}M" "$(_harness_ref "$name" "$disk")"
-        disks_xml+="<disk type='file' device='disk'><driver name='qemu' type='$fmt'/>"
+        # HARNESS_IOTHREADS=1: each disk served by its own iothread, not QEMU's main loop.
+        iothread_attr=""
+        [[ "${HARNESS_IOTHREADS:-0}" == 1 ]] && iothread_attr=" iothread='$((i + 1))'"
+        disks_xml+="<disk type='file' device='disk'><driver name='qemu' type='$fmt'$iothread_attr/>"
         disks_xml+="<source file='$img'/><target dev='$disk' bus='virtio'/></disk>"
     done
     local xml="$HARNESS_DIR/$name.xml" agent_xml=""
@@ -198,7 +203,7 @@ harness_create_domain() {
 <domain type='qemu'>
   <name>$name</name>
   <memory unit='MiB'>96</memory>
-  <vcpu>1</vcpu>
+  <vcpu>1</vcpu>$iothreads_xml
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
   <on_poweroff>destroy</on_poweroff>
   <devices>$disks_xml$agent_xml</devices>
