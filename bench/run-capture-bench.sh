@@ -17,6 +17,11 @@
 #      when its --help lists no --worker); virtnbdbackup -w 1 and -w 2 for reference.
 #   D  -z (lz4, default level) on A's disk: ours with -z vs ours without (must keep pace),
 #      and virtnbdbackup -z.
+# Floors (informational): dd of A's bytes and of B's bytes from the page cache into a file with
+# conv=fdatasync, the time this disk takes to make that many bytes durable, which ours (fsync)
+# cannot beat; virtnbdbackup never fsyncs, so its figures are also given with a sync of its
+# file. C is also run into tmpfs (TMPFS, default /dev/shm: no disk at all) to tell whether
+# -w 2 is held back by the disk or by the reads.
 # Round 1 also checks every output byte for byte (backupfs mounts of the savesets, cmp of
 # nbdcopy's file) against the random source and, for B, the source with the writes applied.
 #
@@ -27,6 +32,7 @@
 #   REPS=3         rounds (median reported)
 #   CHECK=1        round-1 byte checks (0 skips them)
 #   BENCH_ROOT=/var/tmp/backupfs-bench   scratch parent (needs ~6x DISK_MIB); KEEP=1 keeps it
+#   TMPFS=/dev/shm  tmpfs for C's second pair of figures (needs DISK_MIB free); "" skips them
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -44,6 +50,7 @@ capture=$build/tools/backupfs-capture
 size=$((disk_mib << 20))
 size2=$(((disk_mib / 2) << 20)) # each disk of C
 wsize=65536
+tmpfs=${TMPFS-/dev/shm}
 
 harness_init # root (else exit 77), scratch dir $HARNESS_DIR, cleanup trap (domains, mounts)
 ((disk_mib >= 2 && disk_mib % 2 == 0)) || harness_fail "DISK_MIB must be even and >= 2"
@@ -65,6 +72,12 @@ info=$T/info.tsv   # key, value
 out=$T/out         # one output at a time
 mkdir -p "$out"
 mkdir -m 0777 "$T/job" "$T/scratch"
+if [[ -n $tmpfs ]]; then
+  [[ $(stat -f -c %T "$tmpfs" 2>/dev/null) == tmpfs ]] || harness_fail "TMPFS=$tmpfs is not a tmpfs"
+  tmp_out=$(mktemp -d "$tmpfs/backupfs-bench.XXXXXX")
+  rm_tmp_out() { rm -rf "$tmp_out"; }
+  harness_on_exit rm_tmp_out
+fi
 note() { printf '%s\t%s\n' "$1" "$2" >>"$info"; }
 
 src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
@@ -184,11 +197,12 @@ EOF
   printf '%s\t%d\t%d\t%d\n' "$name" $((t1 - t0)) "$size" "$(tail -n 1 "$T/nbdcopy.rss")" >>"$tsv"
 }
 
-# ours NAME BYTES DOM LEVEL [OPTION...] / vnb ...: one backup into $out/saveset.
+# ours NAME BYTES DOM LEVEL [OPTION...] / vnb ...: one backup into $saveset ($out/saveset).
+saveset=$out/saveset
 ours() {
   local name=$1 bytes=$2 dom=$3 level=$4
   shift 4
-  timed "$name" "$bytes" "$T/last.log" "$capture" -d "$dom" -l "$level" -o "$out/saveset" \
+  timed "$name" "$bytes" "$T/last.log" "$capture" -d "$dom" -l "$level" -o "$saveset" \
     "${ours_common[@]}" "$@"
 }
 vnb() {
@@ -202,7 +216,7 @@ vnb() {
 # check_saveset WHAT DISK REFERENCE : round 1 only: latest/DISK.raw of the saveset == REFERENCE.
 check_saveset() {
   ((round == 1 && check)) || return 0
-  harness_mount_backupfs "$build" "$out/saveset" "$T/mnt"
+  harness_mount_backupfs "$build" "$saveset" "$T/mnt"
   harness_cmp "$1" "$3" "$T/mnt/latest/$2.raw"
   harness_unmount "$T/mnt"
 }
@@ -260,6 +274,24 @@ with open(sys.argv[1], "r+b") as f:
 PY
 fi
 
+# synced NAME BYTES FILE : the figure just recorded (the last line of $tsv) plus a sync of FILE,
+# recorded as NAME: what a tool that never fsyncs would take to leave its file durable.
+synced() {
+  local t0 t1
+  t0=${EPOCHREALTIME/./}
+  sync "$3"
+  t1=${EPOCHREALTIME/./}
+  printf '%s\t%d\t%d\t0\n' "$1" $(($(tail -n 1 "$tsv" | cut -f 2) + t1 - t0)) "$2" >>"$tsv"
+}
+
+# floor NAME BYTES : dd of BYTES of the random source (in page cache) into a file, fdatasync
+# included: how long this disk takes to make that many bytes durable.
+floor() {
+  fresh "$dom_a"
+  timed "$1" "$2" "$T/dd.log" dd if="$ref" of="$out/floor.raw" bs=64K count=$(($2 / 65536)) \
+    conv=fdatasync status=none
+}
+
 # data_size FILE : the dataSize of a stream data file's metadata (its first frame).
 data_size() {
   python3 - "$1" <<'PY'
@@ -280,6 +312,7 @@ diff_figure() {
   "$tool" "$name" $((writes * wsize)) "$dom_b" diff
   f=$(find "$out/saveset" -name 'vda.diff.*.data')
   [[ $(wc -l <<<"$f") == 1 && -s $f ]] || harness_fail "$name wrote no single vda.diff.*.data"
+  [[ $tool != vnb ]] || synced "$name, then sync of its file" $((writes * wsize)) "$f"
   got=$(data_size "$f") || harness_fail "$name: no stream metadata in $f"
   [[ $got == $((writes * wsize)) ]] || harness_fail "$name: dataSize $got in $f, want $((writes * wsize))"
   check_saveset "$name: latest (the diff) == the guest's vda" vda "$T/ref/b.raw"
@@ -299,12 +332,10 @@ round() {
     sh -c 'virsh -q -c "$0" backup-begin "$1" "$2" && virsh -q -c "$0" domjobabort "$1"' \
     "$HARNESS_URI" "$dom_a" "$T/backup.xml"
   fresh "$dom_a"
+  floor "A dd of the same bytes, fdatasync (the disk's floor)" "$size"
+  fresh "$dom_a"
   vnb "A virtnbdbackup -l copy" "$size" "$dom_a" copy
-  t0=${EPOCHREALTIME/./}
-  sync "$out/saveset/vda.copy.data" # what it would cost to make it durable (it never fsyncs)
-  t1=${EPOCHREALTIME/./}
-  printf '%s\t%d\t%d\t0\n' "A virtnbdbackup -l copy, then sync of its file" \
-    $(($(tail -n 1 "$tsv" | cut -f 2) + t1 - t0)) "$size" >>"$tsv"
+  synced "A virtnbdbackup -l copy, then sync of its file" "$size" "$out/saveset/vda.copy.data"
   check_saveset "A virtnbdbackup -l copy" vda "$ref"
   fresh "$dom_a"
   ours "A backupfs-capture -l copy" "$size" "$dom_a" copy
@@ -321,6 +352,7 @@ round() {
   ours "D backupfs-capture -l copy -z" "$size" "$dom_a" copy -z
   check_saveset "D backupfs-capture -l copy -z" vda "$ref"
   # B
+  floor "B dd of the same bytes, fdatasync (the disk's floor)" $((writes * wsize))
   diff_figure "B virtnbdbackup -l diff" vnb
   diff_figure "B backupfs-capture -l diff" ours
   # C
@@ -338,6 +370,17 @@ round() {
     check_saveset "C backupfs-capture -w $w vda" vda "$T/ref/c.vda.raw"
     check_saveset "C backupfs-capture -w $w vdb" vdb "$T/ref/c.vdb.raw"
   done
+  if ((has_worker)) && [[ -n $tmpfs ]]; then
+    for w in 1 2; do
+      fresh "$dom_c"
+      rm -rf "$tmp_out/saveset"
+      saveset=$tmp_out/saveset ours "C backupfs-capture -l copy -w $w, into tmpfs" \
+        $((2 * size2)) "$dom_c" copy -w "$w"
+      saveset=$tmp_out/saveset check_saveset "C tmpfs -w $w vda" vda "$T/ref/c.vda.raw"
+      saveset=$tmp_out/saveset check_saveset "C tmpfs -w $w vdb" vdb "$T/ref/c.vdb.raw"
+      rm -rf "$tmp_out/saveset"
+    done
+  fi
   rm -rf "$out"
 }
 
@@ -395,15 +438,23 @@ ratio("A virtnbdbackup -l copy / ours -l copy (speedup)", "A virtnbdbackup -l co
 ratio("A virtnbdbackup -l full / ours -l full (speedup)", "A virtnbdbackup -l full", ours_full, (">", 1.0))
 ratio("A virtnbdbackup -l copy + sync / ours -l copy (speedup)",
       "A virtnbdbackup -l copy, then sync of its file", ours_copy)
+ratio("A ours -l copy / dd fdatasync of its bytes (the floor)", ours_copy,
+      "A dd of the same bytes, fdatasync (the disk's floor)")
 peak = max(max(v) for k, v in rss.items() if "backupfs-capture" in k)
 rows.append(("A..D ours peak RSS, any run (MiB)", f"{peak / 1024:.1f}", f"< 256 {verdict(peak < 256 * 1024)}"))
 ratio("B virtnbdbackup -l diff / ours -l diff (speedup)", "B virtnbdbackup -l diff",
       "B backupfs-capture -l diff", (">=", 3.0))
+ratio("B virtnbdbackup -l diff + sync / ours -l diff (speedup)",
+      "B virtnbdbackup -l diff, then sync of its file", "B backupfs-capture -l diff")
+ratio("B ours -l diff / dd fdatasync of its bytes (the floor)", "B backupfs-capture -l diff",
+      "B dd of the same bytes, fdatasync (the disk's floor)")
 if has_worker == "1":
     ratio("C ours -w 1 / ours -w 2 (speedup of -w 2)", "C backupfs-capture -l copy -w 1",
           "C backupfs-capture -l copy -w 2", (">", 1.0))
 else:
     rows.append(("C ours -w 1 / ours -w 2 (speedup of -w 2)", "not available", "(no --worker)"))
+ratio("C ours -w 1 / ours -w 2, into tmpfs (speedup of -w 2)",
+      "C backupfs-capture -l copy -w 1, into tmpfs", "C backupfs-capture -l copy -w 2, into tmpfs")
 ratio("C virtnbdbackup -w 1 / virtnbdbackup -w 2 (its speedup)", "C virtnbdbackup -l copy -w 1",
       "C virtnbdbackup -l copy -w 2")
 ratio("D ours -z / ours without -z (time)", "D backupfs-capture -l copy -z", ours_copy, ("<=", 1.10))

@@ -41,13 +41,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// <creationTime>1764150000</creationTime> of a checkpoint's XML; "" when absent.
-std::string CreationTime(const std::string& xml) {
-  const size_t a = xml.find("<creationTime>");
-  const size_t b = a == std::string::npos ? a : xml.find("</creationTime>", a);
-  return b == std::string::npos ? "" : xml.substr(a + 14, b - a - 14);
-}
-
 // Where this run stands in the chain.
 struct ChainStep {
   std::string checkpoint;         // the metadata's checkpointName
@@ -270,11 +263,17 @@ Result<std::string> Run::ChainBroken(const std::vector<std::string>& list) {
       if (!s.ok()) return s.message();
       continue;
     }
-    BFS_ASSIGN_OR_RETURN(std::string live, CheckpointXml(cpt->get(), o_.domain));
-    Result<std::string> saved = ReadWholeFile(CheckpointDir() + "/" + name + ".xml");
-    if (saved.ok() && CreationTime(*saved) != CreationTime(live)) {
-      return "libvirt's checkpoint " + name + " (created " + CreationTime(live) +
-             ") is not this saveset's (created " + CreationTime(*saved) +
+    const std::string path = CheckpointDir() + "/" + name + ".xml";
+    Result<std::string> saved_xml = ReadWholeFile(path);
+    if (!saved_xml.ok()) continue;  // an older saveset without checkpoints/: nothing to compare
+    BFS_ASSIGN_OR_RETURN(std::string live_xml, CheckpointXml(cpt->get(), o_.domain));
+    BFS_ASSIGN_OR_RETURN(CheckpointInfo live,
+                         ParseCheckpointXml(live_xml, "libvirt's checkpoint " + name));
+    Result<CheckpointInfo> saved = ParseCheckpointXml(*saved_xml, path);
+    if (!saved.ok()) return saved.status().message();
+    if (saved->creation_time != live.creation_time) {
+      return "libvirt's checkpoint " + name + " (created " + live.creation_time +
+             ") is not this saveset's (created " + saved->creation_time +
              "): another chain of the domain replaced it";
     }
   }

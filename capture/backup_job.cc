@@ -9,12 +9,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "capture/domain_xml.h"
 #include "capture/libvirt.h"
 #include "stream/file.h"
 
@@ -47,33 +48,41 @@ WorkDir::~WorkDir() {
 
 namespace {
 
-// The socket='...' of the running backup job's XML; "" when the domain runs no backup job.
-Result<std::string> RunningJobSocket(virDomainPtr dom, const std::string& domain) {
+// The running backup job; nullopt when the domain runs none.
+Result<std::optional<BackupJobInfo>> RunningJob(virDomainPtr dom, const std::string& domain) {
   char* xml = virDomainBackupGetXMLDesc(dom, 0);
   if (xml == nullptr) {
     virErrorPtr err = virGetLastError();
-    if (err != nullptr && err->code == VIR_ERR_NO_DOMAIN_BACKUP) return std::string();
+    if (err != nullptr && err->code == VIR_ERR_NO_DOMAIN_BACKUP) {
+      return std::optional<BackupJobInfo>();
+    }
     return LibvirtError("domain " + domain + ": cannot read its backup job");
   }
   const std::string text(xml);
   std::free(xml);
-  for (const char* key : {"socket='", "socket=\""}) {
-    size_t at = text.find(key);
-    if (at == std::string::npos) continue;
-    at += std::strlen(key);
-    size_t end = text.find(key[std::strlen(key) - 1], at);
-    if (end != std::string::npos) return text.substr(at, end - at);
-  }
-  return std::string("?");  // a job, but not on a unix socket: not ours
+  BFS_ASSIGN_OR_RETURN(BackupJobInfo job,
+                       ParseBackupJobXml(text, "domain " + domain + ": its backup job's XML"));
+  return std::optional<BackupJobInfo>(std::move(job));
 }
 
-// True when `dir` is one of our work directories and the process that made it is gone.
+// True when the process that made our work directory `dir` is gone.
 bool OwnerGone(const std::filesystem::path& dir) {
-  if (!dir.filename().string().starts_with(kWorkDirPrefix)) return false;
   std::ifstream in(dir / "owner.pid");
   pid_t pid = 0;
   if (!(in >> pid) || pid <= 0) return true;
   return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+// The work directory of ours that a job uses: its socket's (the default) or its scratch files'
+// (always, -f SOCKET included); "" when the job is another tool's.
+std::filesystem::path OurWorkDir(const BackupJobInfo& job) {
+  std::vector<std::string> paths = job.scratch_files;
+  paths.push_back(job.socket);
+  for (const std::string& p : paths) {
+    const std::filesystem::path dir = std::filesystem::path(p).parent_path();
+    if (dir.filename().string().starts_with(kWorkDirPrefix)) return dir;
+  }
+  return {};
 }
 
 // virDomainAbortJob returns once libvirt has asked QEMU to cancel the job; libvirt stops the
@@ -84,8 +93,8 @@ Status WaitForBackupEnd(virDomainPtr dom, const std::string& domain) {
   using namespace std::chrono_literals;
   const auto deadline = std::chrono::steady_clock::now() + 120s;
   while (true) {
-    BFS_ASSIGN_OR_RETURN(std::string socket, RunningJobSocket(dom, domain));
-    if (socket.empty()) return Status::Ok();
+    BFS_ASSIGN_OR_RETURN(std::optional<BackupJobInfo> job, RunningJob(dom, domain));
+    if (!job) return Status::Ok();
     if (std::chrono::steady_clock::now() > deadline) {
       return Status::IOError("domain " + domain + ": the backup job was aborted but is still " +
                              "listed after 120 s");
@@ -97,12 +106,13 @@ Status WaitForBackupEnd(virDomainPtr dom, const std::string& domain) {
 }  // namespace
 
 Result<bool> AbortStaleJob(virDomainPtr dom, const std::string& domain) {
-  BFS_ASSIGN_OR_RETURN(std::string socket, RunningJobSocket(dom, domain));
-  if (socket.empty()) return false;
-  const std::filesystem::path dir = std::filesystem::path(socket).parent_path();
-  if (!OwnerGone(dir)) {
+  BFS_ASSIGN_OR_RETURN(std::optional<BackupJobInfo> job, RunningJob(dom, domain));
+  if (!job) return false;
+  const std::filesystem::path dir = OurWorkDir(*job);
+  if (dir.empty() || !OwnerGone(dir)) {
     return Status::InvalidArgument("domain " + domain + " already runs a backup job (NBD socket " +
-                                   socket + "): another backup is in progress");
+                                   (job->socket.empty() ? "?" : job->socket) +
+                                   "): another backup is in progress");
   }
   if (virDomainAbortJob(dom) < 0) {
     return LibvirtError("domain " + domain + ": cannot abort the backup job left by a killed run");
@@ -114,8 +124,8 @@ Result<bool> AbortStaleJob(virDomainPtr dom, const std::string& domain) {
 }
 
 Result<bool> AbortAnyBackupJob(virDomainPtr dom, const std::string& domain) {
-  BFS_ASSIGN_OR_RETURN(std::string socket, RunningJobSocket(dom, domain));
-  if (socket.empty()) return false;
+  BFS_ASSIGN_OR_RETURN(std::optional<BackupJobInfo> job, RunningJob(dom, domain));
+  if (!job) return false;
   if (virDomainAbortJob(dom) < 0) {
     return LibvirtError("domain " + domain + ": cannot abort its backup job");
   }

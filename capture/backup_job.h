@@ -34,8 +34,9 @@ class WorkDir {
 inline constexpr char kWorkDirPrefix[] = "backupfs-capture.";
 
 // Aborts a pull-mode backup job that a killed backupfs-capture run left on the domain: one whose
-// NBD socket lies in a work directory of ours whose owner process is gone (that directory is
-// removed too). Jobs of live runs and of other tools are left alone. Returns whether it aborted.
+// NBD socket or scratch files lie in a work directory of ours whose owner process is gone (that
+// directory is removed too; with -f the socket lies elsewhere, the scratch files do not). Jobs of
+// live runs and of other tools are left alone. Returns whether it aborted.
 Result<bool> AbortStaleJob(virDomainPtr dom, const std::string& domain);
 
 // Aborts whatever pull-mode backup job runs on the domain, whoever started it (-k). Returns

@@ -3,6 +3,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include <charconv>
 #include <memory>
 
 namespace backupfs {
@@ -63,15 +64,21 @@ namespace {
 
 using UniqueDoc = std::unique_ptr<xmlDoc, DocFreer>;
 
-Result<UniqueDoc> ParseDomain(std::string_view xml, const std::string& domain,
-                              const xmlNode*& root) {
-  UniqueDoc doc(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr,
+// Parses `xml`, whose root element must be `root_name`; `what` names it in the error.
+Result<UniqueDoc> ParseRoot(std::string_view xml, const char* root_name, const std::string& what,
+                            const xmlNode*& root) {
+  UniqueDoc doc(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "libvirt.xml", nullptr,
                               XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
   root = doc ? xmlDocGetRootElement(doc.get()) : nullptr;
-  if (root == nullptr || !Named(root, "domain")) {
-    return Status::InvalidArgument("domain " + domain + ": its XML is not a <domain> document");
+  if (root == nullptr || !Named(root, root_name)) {
+    return Status::InvalidArgument(what + " is not a <" + root_name + "> document");
   }
   return doc;
+}
+
+Result<UniqueDoc> ParseDomain(std::string_view xml, const std::string& domain,
+                              const xmlNode*& root) {
+  return ParseRoot(xml, "domain", "domain " + domain + ": its XML", root);
 }
 
 std::string Text(const xmlNode* n) {
@@ -123,6 +130,47 @@ Result<bool> HasGuestAgentChannel(std::string_view xml, const std::string& domai
     }
   }
   return false;
+}
+
+Result<std::string> ParseDomainName(std::string_view xml, const std::string& what) {
+  const xmlNode* root = nullptr;
+  BFS_ASSIGN_OR_RETURN(UniqueDoc doc, ParseRoot(xml, "domain", what, root));
+  return Text(Child(root, "name"));
+}
+
+Result<CheckpointInfo> ParseCheckpointXml(std::string_view xml, const std::string& what) {
+  const xmlNode* root = nullptr;
+  BFS_ASSIGN_OR_RETURN(UniqueDoc doc, ParseRoot(xml, "domaincheckpoint", what, root));
+  CheckpointInfo out;
+  out.creation_time = Text(Child(root, "creationTime"));
+  const xmlNode* disks = Child(root, "disks");
+  for (const xmlNode* c = disks ? disks->children : nullptr; c != nullptr; c = c->next) {
+    if (!Named(c, "disk")) continue;
+    const std::string size = Attr(c, "size");
+    if (size.empty()) continue;
+    uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(size.data(), size.data() + size.size(), n);
+    if (ec != std::errc() || end != size.data() + size.size()) {
+      return Status::InvalidArgument(what + ": disk " + Attr(c, "name") + " has size='" + size +
+                                     "', not a number of bytes");
+    }
+    out.changed_bytes += n;
+  }
+  return out;
+}
+
+Result<BackupJobInfo> ParseBackupJobXml(std::string_view xml, const std::string& what) {
+  const xmlNode* root = nullptr;
+  BFS_ASSIGN_OR_RETURN(UniqueDoc doc, ParseRoot(xml, "domainbackup", what, root));
+  BackupJobInfo out;
+  out.socket = Attr(Child(root, "server"), "socket");
+  const xmlNode* disks = Child(root, "disks");
+  for (const xmlNode* c = disks ? disks->children : nullptr; c != nullptr; c = c->next) {
+    if (!Named(c, "disk")) continue;
+    const std::string file = Attr(Child(c, "scratch"), "file");
+    if (!file.empty()) out.scratch_files.push_back(file);
+  }
+  return out;
 }
 
 }  // namespace backupfs

@@ -1,6 +1,8 @@
-// The disks of a libvirt domain, from its XML (virDomainGetXMLDesc).
+// What backupfs-capture reads from libvirt's XML documents (domain, checkpoint, backup job),
+// parsed with libxml2.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,5 +36,24 @@ Result<std::vector<BootFile>> ParseBootFiles(std::string_view xml, const std::st
 // Whether the domain has a guest agent channel (org.qemu.guest_agent.0); whether an agent
 // answers on it is another matter.
 Result<bool> HasGuestAgentChannel(std::string_view xml, const std::string& domain);
+
+// <domain><name> (of a saved vmconfig.*.xml, say); `what` names the document in errors.
+Result<std::string> ParseDomainName(std::string_view xml, const std::string& what);
+
+// A <domaincheckpoint> (virDomainCheckpointGetXMLDesc, or a saved checkpoints/*.xml).
+struct CheckpointInfo {
+  std::string creation_time;  // <creationTime>; "" when absent
+  // The sum of <disks><disk size=...>: the bytes changed since the checkpoint, present with
+  // VIR_DOMAIN_CHECKPOINT_XML_SIZE.
+  uint64_t changed_bytes = 0;
+};
+Result<CheckpointInfo> ParseCheckpointXml(std::string_view xml, const std::string& what);
+
+// A running <domainbackup> job (virDomainBackupGetXMLDesc).
+struct BackupJobInfo {
+  std::string socket;                      // <server socket=...>; "" when not on a unix socket
+  std::vector<std::string> scratch_files;  // <disks><disk><scratch file=...>
+};
+Result<BackupJobInfo> ParseBackupJobXml(std::string_view xml, const std::string& what);
 
 }  // namespace backupfs

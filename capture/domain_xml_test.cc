@@ -80,5 +80,60 @@ TEST(DomainXmlTest, MalformedXmlIsAnError) {
   }
 }
 
+// libvirt 9's virDomainCheckpointGetXMLDesc(..., VIR_DOMAIN_CHECKPOINT_XML_SIZE), abridged.
+constexpr char kCheckpoint[] = R"(<domaincheckpoint>
+  <name>virtnbdbackup.1</name>
+  <parent><name>virtnbdbackup.0</name></parent>
+  <creationTime>1764150000</creationTime>
+  <disks>
+    <disk name='vda' checkpoint='bitmap' bitmap='virtnbdbackup.1' size='1048576'/>
+    <disk name='vdb' checkpoint='bitmap' bitmap='virtnbdbackup.1' size='65536'/>
+    <disk name='sda' checkpoint='no'/>
+  </disks>
+  <domain type='qemu'><name>vm1</name><description>disk size='999'</description></domain>
+</domaincheckpoint>)";
+
+TEST(CheckpointXmlTest, CreationTimeAndChangedBytesOfItsOwnDisks) {
+  auto info = ParseCheckpointXml(kCheckpoint, "checkpoint virtnbdbackup.1");
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->creation_time, "1764150000");
+  // Only <disks><disk size=...>: not a size='...' that the embedded domain XML happens to hold.
+  EXPECT_EQ(info->changed_bytes, 1048576u + 65536u);
+}
+
+TEST(CheckpointXmlTest, BadSizeAndWrongDocumentAreErrorsNamingIt) {
+  auto bad = ParseCheckpointXml(
+      "<domaincheckpoint><disks><disk name='vda' size='12x'/></disks></domaincheckpoint>", "cpt 3");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("cpt 3: disk vda has size='12x'"), std::string::npos);
+  auto wrong = ParseCheckpointXml("<domain/>", "checkpoints/x.xml");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find("checkpoints/x.xml"), std::string::npos);
+}
+
+TEST(DomainNameTest, NameOfASavedDomainXml) {
+  auto name = ParseDomainName(kTwoDisksAndCdrom, "vmconfig.virtnbdbackup.0.xml");
+  ASSERT_TRUE(name.ok());
+  EXPECT_EQ(*name, "vm1");
+  EXPECT_FALSE(ParseDomainName("<domain><name>", "vmconfig.x.xml").ok());
+}
+
+TEST(BackupJobXmlTest, SocketAndScratchFiles) {
+  auto job = ParseBackupJobXml(R"(<domainbackup mode='pull'>
+  <server transport='unix' socket='/run/user.sock'/>
+  <disks>
+    <disk name='vda' backup='yes' type='file' exportname='vda'>
+      <scratch file='/var/tmp/backupfs-capture.Ab12Cd/vda.scratch'/>
+    </disk>
+    <disk name='vdb' backup='no'/>
+  </disks>
+</domainbackup>)",
+                               "job");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->socket, "/run/user.sock");
+  EXPECT_EQ(job->scratch_files,
+            std::vector<std::string>{"/var/tmp/backupfs-capture.Ab12Cd/vda.scratch"});
+}
+
 }  // namespace
 }  // namespace backupfs

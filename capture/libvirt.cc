@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include "capture/domain_xml.h"
+
 namespace backupfs {
 
 namespace {
@@ -135,15 +137,12 @@ Result<uint64_t> CheckpointChangedBytes(virDomainCheckpointPtr cpt, const std::s
     return LibvirtError("domain " + domain + ": cannot read the size of checkpoint " +
                         virDomainCheckpointGetName(cpt));
   }
-  std::string text(xml);
+  const std::string text(xml);
   std::free(xml);
-  // <disk name='vda' checkpoint='bitmap' bitmap='...' size='1048576'/>: sum every size='N'.
-  uint64_t total = 0;
-  for (size_t at = text.find(" size='"); at != std::string::npos; at = text.find(" size='", at)) {
-    at += 7;
-    total += std::strtoull(text.c_str() + at, nullptr, 10);
-  }
-  return total;
+  BFS_ASSIGN_OR_RETURN(CheckpointInfo info,
+                       ParseCheckpointXml(text, "domain " + domain + ": checkpoint " +
+                                                    virDomainCheckpointGetName(cpt)));
+  return info.changed_bytes;
 }
 
 Status StartDomainPaused(virDomainPtr dom, const std::string& domain) {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "capture/checkpoints.h"
+#include "capture/domain_xml.h"
 #include "capture/libvirt.h"
 #include "capture/subprocess.h"
 #include "stream/file.h"
@@ -23,13 +24,6 @@ namespace fs = std::filesystem;
 Status WriteText(const std::string& path, const std::string& text) {
   return WriteFileAtomically(
       path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0644);
-}
-
-// "<name>webvm</name>" of a saved domain XML; "" when not found.
-std::string DomainNameOf(const std::string& xml) {
-  const size_t a = xml.find("<name>");
-  const size_t b = a == std::string::npos ? a : xml.find("</name>", a);
-  return b == std::string::npos ? "" : xml.substr(a + 6, b - a - 6);
 }
 
 std::string ProcessName(const std::string& pid) {
@@ -51,9 +45,11 @@ Status CheckSavesetDomain(const std::string& dir, const std::string& domain) {
     }
     if (name.starts_with("vmconfig.") && name.ends_with(".xml")) {
       Result<std::string> xml = ReadWholeFile(entry.path().string());
-      const std::string other = xml.ok() ? DomainNameOf(*xml) : "";
-      if (!other.empty() && other != domain) {
-        return Status::InvalidArgument(dir + " holds the saveset of another domain, " + other +
+      Result<std::string> other =
+          xml.ok() ? ParseDomainName(*xml, entry.path().string()) : xml.status();
+      // An unreadable or foreign file proves nothing about the saveset's domain: only a name.
+      if (other.ok() && !other->empty() && *other != domain) {
+        return Status::InvalidArgument(dir + " holds the saveset of another domain, " + *other +
                                        " (" + name + "): use a directory per domain");
       }
     }

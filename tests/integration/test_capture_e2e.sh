@@ -7,7 +7,8 @@
 #   plain: one disk; full, inc, inc, an inc killed mid-copy (SIGKILL) then an inc that must
 #          clean up after it, then a copy; a run on a locked directory fails; a full backup
 #          into a full disk fails cleanly; virtnbdrestore restores our full backup.
-#   lz4:   -z, two disks; full, inc, inc, auto (becomes inc), diff.
+#   lz4:   -z, two disks; full, inc, inc, an inc with -f SOCKET killed mid-copy then an inc
+#          that must recognise its stale job, auto (becomes inc), diff.
 # Every restore point, mounted with backupfs, equals the guest-disk reference byte for byte
 # (trimmed ranges read as zeros). Also checked: the .cpt list, checkpoints/, vmconfig and
 # qcow.json files, no .partial left, backupfs-restore -a verify, clean failures for an unknown
@@ -54,6 +55,9 @@ run_lz4() {
     start_variant lz4 2
     rnd vdb $((3 * M + 512)) $((5 * M))
     first_points -z
+    # A socket of the user's (-f): the stale job is still recognised by its scratch files.
+    mkdir -m 0777 "$T/sockets"
+    check_killed_run -z -f "$T/sockets/lz4.sock"
     rnd vdb $((10 * M)) "$M"
     harness_guest_trim "$DOM" vdb $((4 * M)) $((2 * M))
     capture auto -z

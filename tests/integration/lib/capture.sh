@@ -130,14 +130,15 @@ check_disk_full() {
     harness_log "ok: disk full: $(head -n 1 "$T/full.out")"
 }
 
-# An inc killed (SIGKILL) while it copies leaves its job running, its checkpoint and a .partial
-# file; a run while another holds the directory fails at once; the next inc cleans up.
+# check_killed_run [OPTION...] : an inc (with OPTIONs, -f SOCKET say) killed (SIGKILL) while it
+# copies leaves its job running, its checkpoint and a .partial file; a run while another holds
+# the directory fails at once; the next inc (same OPTIONs) cleans up.
 check_killed_run() {
     local partial="$OUT/vda.inc.virtnbdbackup.$CHECKPOINTS.data.partial" pid deadline
     rnd vda $((8 * M + 512)) $((48 * M)) # enough to copy for a while
     expect_fail "run while the directory is locked" "in use by another" \
         flock "$OUT" "$CAPTURE" -d "$DOM" -l inc -o "$OUT"
-    "$CAPTURE" -d "$DOM" -l inc -o "$OUT" >"$T/killed.out" 2>&1 &
+    "$CAPTURE" -d "$DOM" -l inc -o "$OUT" "$@" >"$T/killed.out" 2>&1 &
     pid=$!
     deadline=$((SECONDS + 60))
     until [[ -e "$partial" ]] || ((SECONDS > deadline)); do
@@ -151,8 +152,8 @@ check_killed_run() {
         harness_fail "the killed run left no checkpoint virtnbdbackup.$CHECKPOINTS"
     ! harness_virsh domjobinfo "$DOM" | grep -qE 'Job type: +None' ||
         harness_fail "the killed run left no backup job"
-    harness_log "ok: inc killed mid-copy (job, checkpoint and .partial left behind)"
-    capture inc
+    harness_log "ok: inc killed mid-copy (job, checkpoint and .partial left behind) $*"
+    capture inc "$@"
     grep -qF "aborted the backup job of an interrupted run" "$T/capture.$((${#POINTS[@]} - 1)).out" ||
         harness_fail "the next run did not report the stale job"
 }
