@@ -24,9 +24,9 @@ LZ4F_preferences_t Preferences(size_t size, int level) {
 
 }  // namespace
 
-std::vector<uint8_t> Lz4CompressChunk(std::span<const uint8_t> input, int level) {
+Lz4Bytes Lz4CompressChunk(std::span<const uint8_t> input, int level) {
   LZ4F_preferences_t prefs = Preferences(input.size(), level);
-  std::vector<uint8_t> out(LZ4F_compressFrameBound(input.size(), &prefs));
+  Lz4Bytes out(LZ4F_compressFrameBound(input.size(), &prefs));
   size_t n = LZ4F_compressFrame(out.data(), out.size(), input.data(), input.size(), &prefs);
   // With a buffer of compressFrameBound bytes, compression cannot fail.
   if (LZ4F_isError(n)) std::abort();

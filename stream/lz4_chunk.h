@@ -3,16 +3,37 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "stream/status.h"
 
 namespace backupfs {
 
+// A std::allocator whose value-initialisation leaves bytes as they are: resize() of a buffer
+// that is written next skips the zero fill (measured: 4% of a `-z` capture's CPU).
+template <typename T>
+struct NoInitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = NoInitAllocator<U>;
+  };
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+using Lz4Bytes = std::vector<uint8_t, NoInitAllocator<uint8_t>>;
+
 // Compresses `input` into one LZ4 frame at `level` (0 is lz4's default fast mode).
-std::vector<uint8_t> Lz4CompressChunk(std::span<const uint8_t> input, int level);
+Lz4Bytes Lz4CompressChunk(std::span<const uint8_t> input, int level);
 
 // Decodes one LZ4 frame that must expand to exactly out.size() bytes and must end exactly at
 // the end of `input`. lz4's own checksums are checked unless `skip_lz4_checksums`: the caller

@@ -266,7 +266,7 @@ Status StreamWriter::AppendCompressed(std::span<const uint8_t> bytes) {
 Status StreamWriter::CompressPending() {
   frame_chunks_++;
   if (options_.compress_threads > 1) return CompressPendingInBackground();
-  std::vector<uint8_t> packed = Lz4CompressChunk(pending_, *options_.lz4_level);
+  Lz4Bytes packed = Lz4CompressChunk(pending_, *options_.lz4_level);
   chunk_.length = pending_.size();
   chunk_.stored_size = packed.size();
   chunk_.file_offset = file_pos_;
@@ -282,7 +282,7 @@ Status StreamWriter::CompressPending() {
 // reading; at most compress_threads chunks are in flight, then the oldest is written.
 Status StreamWriter::CompressPendingInBackground() {
   struct Packed {
-    std::vector<uint8_t> bytes;
+    Lz4Bytes bytes;
     uint64_t checksum;
   };
   const int level = *options_.lz4_level;
