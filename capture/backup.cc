@@ -8,6 +8,7 @@
 #include <ctime>
 #include <filesystem>
 #include <memory>
+#include <system_error>
 #include <thread>
 
 #include "capture/backup_job.h"
@@ -144,8 +145,11 @@ class Run {
   CaptureLevel level_ = CaptureLevel::kFull;  // o_.level resolved (auto, offline)
   bool offline_ = false;                      // read through qemu-nbd, no libvirt job
   bool frozen_ = false;
-  // Our connections to the job's export: closed only after the job has ended (declared before
-  // job_, so that on error paths the job is aborted first; see NbdHandlePark).
+  // Declared before job_, so that on every early return the job is aborted first, then our
+  // connections to its export close (see NbdHandlePark), then its work directory (holding the
+  // socket, the scratch files and owner.pid, by which other runs tell a live job from a stale
+  // one) goes.
+  std::unique_ptr<WorkDir> work_;
   NbdHandlePark nbd_park_;
   std::unique_ptr<BackupJob> job_;
   std::atomic<bool> failed_{false};  // a disk failed: the others stop too
@@ -382,7 +386,7 @@ Status Run::SelectDisks() {
 // -q maps the disks with nbdinfo, a client of its own whose disconnect from the job's export
 // would crash a domain whose disk runs in an iothread (see NbdHandlePark).
 Status Run::RefuseNbdinfoOnIothreads() const {
-  if (!o_.qemu_extents || offline_) return Status::Ok();
+  if (!o_.qemu_extents || offline_ || o_.print_only) return Status::Ok();
   for (const SelectedDisk& d : disks_) {
     if (d.disk.iothread.empty()) continue;
     return Status::FailedPrecondition(
@@ -591,13 +595,25 @@ Result<std::vector<CapturedDisk>> Run::CaptureAll(const ChainStep& step, const s
       dst.meta.checkpoint_name = step.checkpoint;
       dst.meta.parent_checkpoint = step.parent;
       dst.meta.incremental = Inc();
-      results[i] = CaptureDisk(d.disk, src, dst, progress, cancelled, log_);
+      // An exception must not end the thread (std::terminate: the job would never be aborted).
+      try {
+        results[i] = CaptureDisk(d.disk, src, dst, progress, cancelled, log_);
+      } catch (const std::exception& e) {
+        results[i] = Status::IOError(std::string("unexpected error: ") + e.what());
+      }
       if (!results[i]->ok()) failed_ = true;
     }
   };
   const size_t threads = std::min<size_t>(n, o_.workers == 0 ? n : o_.workers);
   std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; t++) pool.emplace_back(worker);
+  for (size_t t = 1; t < threads; t++) {
+    try {
+      pool.emplace_back(worker);
+    } catch (const std::system_error& e) {  // no more threads (systemd's TasksMax, say)
+      log_.Warn(std::string("reading disks on fewer threads: ") + e.what());
+      break;
+    }
+  }
   worker();
   for (std::thread& t : pool) t.join();
   std::vector<CapturedDisk> out;
@@ -680,16 +696,16 @@ Result<BackupSummary> Run::Execute() {
   BFS_ASSIGN_OR_RETURN(ChainStep step, Plan());
   BFS_ASSIGN_OR_RETURN(bool skip, SkipByEstimate(step));
   if (skip) return BackupSummary{level_, step.checkpoint, step.parent, true, {}};
-  BFS_ASSIGN_OR_RETURN(std::unique_ptr<WorkDir> work, WorkDir::Create(o_.scratch_dir));
+  BFS_ASSIGN_OR_RETURN(work_, WorkDir::Create(o_.scratch_dir));
   if (Online()) {
-    Status started = StartJob(step, work->path());
+    Status started = StartJob(step, work_->path());
     if (started.code() == StatusCode::kFailedPrecondition && Inc()) {
       BFS_ASSIGN_OR_RETURN(step, RestartChain(started.message()));
-      started = StartJob(step, work->path());
+      started = StartJob(step, work_->path());
     }
     BFS_RETURN_IF_ERROR(started);
   }
-  BFS_ASSIGN_OR_RETURN(std::vector<CapturedDisk> captured, CaptureAll(step, work->path()));
+  BFS_ASSIGN_OR_RETURN(std::vector<CapturedDisk> captured, CaptureAll(step, work_->path()));
   if (job_) BFS_RETURN_IF_ERROR(job_->End());
   nbd_park_.CloseAll();
   state_->Resume();

@@ -48,8 +48,9 @@ WorkDir::~WorkDir() {
 
 namespace {
 
-// The running backup job; nullopt when the domain runs none.
+// The running backup job; nullopt when the domain runs none (or does not run).
 Result<std::optional<BackupJobInfo>> RunningJob(virDomainPtr dom, const std::string& domain) {
+  if (virDomainIsActive(dom) == 0) return std::optional<BackupJobInfo>();  // stopped: no job
   char* xml = virDomainBackupGetXMLDesc(dom, 0);
   if (xml == nullptr) {
     virErrorPtr err = virGetLastError();
@@ -85,22 +86,30 @@ std::filesystem::path OurWorkDir(const BackupJobInfo& job) {
   return {};
 }
 
+// Whether two listings name the same job: a job of another tool (or run) may start as soon as
+// ours is gone.
+bool SameJob(const BackupJobInfo& a, const BackupJobInfo& b) {
+  return a.socket == b.socket && a.scratch_files == b.scratch_files;
+}
+
 // virDomainAbortJob returns once libvirt has asked QEMU to cancel the job; libvirt stops the
-// NBD server and drops the job later, when QEMU's block jobs have concluded. Waits for that.
-// Our NBD connections must stay open until then (see NbdHandlePark): measured here, closing
-// them right after virDomainAbortJob returned crashed a domain whose disks run in iothreads.
-Status WaitForBackupEnd(virDomainPtr dom, const std::string& domain) {
+// NBD server and drops the job later, when QEMU's block jobs have concluded. Waits until
+// `ours` is no longer listed (no job, another job, or the domain gone). Our NBD connections
+// must stay open until then (see NbdHandlePark): measured here, closing them right after
+// virDomainAbortJob returned crashed a domain whose disks run in iothreads. A failed listing
+// is retried until the deadline (60 s, under systemd's default stop timeout of 90 s).
+Status WaitForBackupEnd(virDomainPtr dom, const std::string& domain, const BackupJobInfo& ours) {
   using namespace std::chrono_literals;
-  const auto deadline = std::chrono::steady_clock::now() + 120s;
-  while (true) {
-    BFS_ASSIGN_OR_RETURN(std::optional<BackupJobInfo> job, RunningJob(dom, domain));
-    if (!job) return Status::Ok();
-    if (std::chrono::steady_clock::now() > deadline) {
-      return Status::IOError("domain " + domain + ": the backup job was aborted but is still " +
-                             "listed after 120 s");
-    }
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  Status last = Status::Ok();
+  while (std::chrono::steady_clock::now() < deadline) {
+    Result<std::optional<BackupJobInfo>> job = RunningJob(dom, domain);
+    if (job.ok() && (!*job || !SameJob(**job, ours))) return Status::Ok();
+    if (!job.ok()) last = job.status();
     std::this_thread::sleep_for(5ms);
   }
+  return Status::IOError("domain " + domain + ": the backup job was aborted but is still " +
+                         "listed after 60 s" + (last.ok() ? "" : " (" + last.message() + ")"));
 }
 
 }  // namespace
@@ -117,7 +126,7 @@ Result<bool> AbortStaleJob(virDomainPtr dom, const std::string& domain) {
   if (virDomainAbortJob(dom) < 0) {
     return LibvirtError("domain " + domain + ": cannot abort the backup job left by a killed run");
   }
-  BFS_RETURN_IF_ERROR(WaitForBackupEnd(dom, domain));
+  BFS_RETURN_IF_ERROR(WaitForBackupEnd(dom, domain, *job));
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   return true;
@@ -129,7 +138,7 @@ Result<bool> AbortAnyBackupJob(virDomainPtr dom, const std::string& domain) {
   if (virDomainAbortJob(dom) < 0) {
     return LibvirtError("domain " + domain + ": cannot abort its backup job");
   }
-  BFS_RETURN_IF_ERROR(WaitForBackupEnd(dom, domain));
+  BFS_RETURN_IF_ERROR(WaitForBackupEnd(dom, domain, *job));
   return true;
 }
 
@@ -151,13 +160,22 @@ Result<std::unique_ptr<BackupJob>> BackupJob::Begin(virDomainPtr dom, const std:
       new BackupJob(dom, domain, checkpoint_xml.empty() ? "" : checkpoint));
 }
 
+// The job is known by its listing, read before it is aborted. When that read or the abort
+// fails, the job stays active: the destructor tries again before the parked NBD connections
+// close.
 Status BackupJob::End() {
   if (!active_) return Status::Ok();
-  active_ = false;
+  Result<std::optional<BackupJobInfo>> listed = RunningJob(dom_, domain_);
+  if (!listed.ok()) return listed.status();
+  if (!*listed) {  // gone already (the domain stopped, say)
+    active_ = false;
+    return Status::Ok();
+  }
   if (virDomainAbortJob(dom_) < 0) {
     return LibvirtError("domain " + domain_ + ": cannot end the backup job");
   }
-  return WaitForBackupEnd(dom_, domain_);
+  active_ = false;
+  return WaitForBackupEnd(dom_, domain_, **listed);
 }
 
 BackupJob::~BackupJob() {

@@ -4,6 +4,7 @@
 #include <libxml/tree.h>
 
 #include <charconv>
+#include <map>
 #include <memory>
 
 namespace backupfs {
@@ -97,10 +98,23 @@ Result<std::vector<DomainDisk>> ParseDomainDisks(std::string_view xml, const std
   std::vector<DomainDisk> disks;
   const xmlNode* devices = Child(root, "devices");
   if (devices == nullptr) return disks;
+  // A SCSI disk runs in its controller's iothread: <controller type='scsi' index='N'>
+  // <driver iothread='M'/>, the disk naming it in <address controller='N'> (default 0).
+  std::map<std::string, std::string> scsi_iothreads;
+  for (const xmlNode* c = devices->children; c != nullptr; c = c->next) {
+    if (!Named(c, "controller") || Attr(c, "type") != "scsi") continue;
+    const std::string index = Attr(c, "index");
+    scsi_iothreads[index.empty() ? "0" : index] = Attr(Child(c, "driver"), "iothread");
+  }
   for (const xmlNode* c = devices->children; c != nullptr; c = c->next) {
     if (!Named(c, "disk")) continue;
     BFS_ASSIGN_OR_RETURN(DomainDisk d, ParseDisk(c, domain));
     if (d.device == "cdrom" || d.device == "floppy") continue;
+    if (d.iothread.empty() && Attr(Child(c, "target"), "bus") == "scsi") {
+      std::string controller = Attr(Child(c, "address"), "controller");
+      auto it = scsi_iothreads.find(controller.empty() ? "0" : controller);
+      if (it != scsi_iothreads.end()) d.iothread = it->second;
+    }
     disks.push_back(std::move(d));
   }
   return disks;

@@ -12,12 +12,14 @@
 namespace backupfs {
 
 struct DomainDisk {
-  std::string target;    // <target dev='vda'>: the disk's name in backups and NBD exports
-  std::string source;    // <source file=...> (or dev=/name= for block and network disks)
-  std::string format;    // <driver type='qcow2'>, "raw", ... ("" when absent)
-  std::string device;    // "disk" or "lun" (cdrom and floppy are never listed)
-  std::string type;      // <disk type=...>: "file", "block", "network", "volume"
-  std::string iothread;  // <driver iothread=...>: the iothread serving it ("" for the main loop)
+  std::string target;  // <target dev='vda'>: the disk's name in backups and NBD exports
+  std::string source;  // <source file=...> (or dev=/name= for block and network disks)
+  std::string format;  // <driver type='qcow2'>, "raw", ... ("" when absent)
+  std::string device;  // "disk" or "lun" (cdrom and floppy are never listed)
+  std::string type;    // <disk type=...>: "file", "block", "network", "volume"
+  // The iothread serving it ("" for QEMU's main loop): <driver iothread=...>, or for a SCSI
+  // disk its controller's.
+  std::string iothread;
 };
 
 // The domain's backup candidates in document order: every <devices><disk> except cdrom and

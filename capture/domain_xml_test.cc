@@ -47,6 +47,23 @@ TEST(DomainXmlTest, ListsDisksAndSkipsCdromAndFloppy) {
   EXPECT_EQ(b.iothread, "2");
 }
 
+TEST(DomainXmlTest, ScsiDisksRunInTheirControllersIothread) {
+  auto disks = ParseDomainDisks(R"(<domain><devices>
+    <controller type='scsi' index='0' model='virtio-scsi'/>
+    <controller type='scsi' index='1' model='virtio-scsi'><driver iothread='3'/></controller>
+    <disk type='file' device='disk'><target dev='sda' bus='scsi'/></disk>
+    <disk type='file' device='disk'><target dev='sdb' bus='scsi'/>
+      <address type='drive' controller='1' bus='0' target='0' unit='1'/></disk>
+    <disk type='file' device='disk'><driver iothread='2'/><target dev='vda' bus='virtio'/></disk>
+  </devices></domain>)",
+                                "vm1");
+  ASSERT_TRUE(disks.ok()) << disks.status().ToString();
+  ASSERT_EQ(disks->size(), 3u);
+  EXPECT_EQ((*disks)[0].iothread, "");
+  EXPECT_EQ((*disks)[1].iothread, "3");
+  EXPECT_EQ((*disks)[2].iothread, "2");
+}
+
 TEST(DomainXmlTest, DomainWithoutDevicesHasNoDisks) {
   auto disks = ParseDomainDisks("<domain><name>x</name></domain>", "x");
   ASSERT_TRUE(disks.ok());
@@ -133,6 +150,16 @@ TEST(BackupJobXmlTest, SocketAndScratchFiles) {
   EXPECT_EQ(job->socket, "/run/user.sock");
   EXPECT_EQ(job->scratch_files,
             std::vector<std::string>{"/var/tmp/backupfs-capture.Ab12Cd/vda.scratch"});
+}
+
+TEST(BackupJobXmlTest, PushModeJobHasNoSocket) {
+  auto job = ParseBackupJobXml(R"(<domainbackup mode='push'><disks>
+    <disk name='vda' backup='yes' type='file'><target file='/backup/vda.img'/></disk>
+  </disks></domainbackup>)",
+                               "job");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->socket, "");
+  EXPECT_TRUE(job->scratch_files.empty());
 }
 
 }  // namespace

@@ -15,6 +15,7 @@ uint64_t Xxh3(std::span<const uint8_t> bytes) { return XXH3_64bits(bytes.data(),
 // libdeflate's adler32 (AVX2 or SSE2, chosen at run time) is an order of magnitude faster than
 // zlib 1.2.13's scalar one, which took a quarter of a capture's CPU time.
 void Adler32::Update(std::span<const uint8_t> bytes) {
+  if (bytes.empty()) return;  // libdeflate_adler32(sum, NULL, 0) returns 1, not `sum`
   value_ = libdeflate_adler32(value_, bytes.data(), bytes.size());
 }
 

@@ -28,10 +28,15 @@ TEST(Adler32Test, KnownValue) {
   EXPECT_EQ(sum.value(), 0x11E60398u);
 }
 
-TEST(Adler32Test, EmptyInputKeepsTheStartValue) {
+TEST(Adler32Test, EmptyInputKeepsTheRunningValue) {
   Adler32 sum;
   sum.Update({});
   EXPECT_EQ(sum.value(), 1u);
+  const std::string text = "Wikipedia";
+  sum.Update({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+  sum.Update(std::span<const uint8_t>());  // null data: libdeflate would return 1
+  sum.Update(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), 0));
+  EXPECT_EQ(sum.value(), 0x11E60398u);
 }
 
 // All-0xff input is where the sums grow fastest: it catches a missed modulo in vector code.

@@ -271,6 +271,17 @@ std::optional<std::string> BuildOptions(const Args& a, const CLI::Option* z,
   return std::nullopt;
 }
 
+// Caught so that the stack unwinds: the run's destructors abort the libvirt job and remove
+// the .partial files, which an uncaught exception would skip.
+backupfs::Result<backupfs::BackupSummary> RunCatchingExceptions(
+    const backupfs::BackupOptions& options) {
+  try {
+    return backupfs::RunBackup(options);
+  } catch (const std::exception& e) {
+    return backupfs::Status::IOError(std::string("unexpected error: ") + e.what());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -299,7 +310,7 @@ int main(int argc, char** argv) {
   options.log = &log;
   options.version = BACKUPFS_VERSION;
   const auto begin = std::chrono::steady_clock::now();
-  auto summary = backupfs::RunBackup(options);
+  auto summary = RunCatchingExceptions(options);
   if (!summary.ok()) {
     if (signals.signal() != 0) {
       log.Error("interrupted by signal " + std::to_string(signals.signal()) +

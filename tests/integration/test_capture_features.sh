@@ -18,8 +18,9 @@
 #   raw:     a raw disk is skipped unless --raw, which takes it whole (as <disk>.copy.data) in
 #            full and copy backups, online and offline, never in an inc.
 #   iothreads: disks served by iothreads (QEMU 7.2 aborts the domain when an NBD client
-#            disconnects from such an export before the job has ended): full -w 2, inc, a
-#            SIGTERM mid-inc, -q refused; the domain keeps running through all of them.
+#            disconnects from such an export before the job has ended): a full into a full
+#            disk, full -w 2, inc, a SIGTERM mid-inc, -q refused; the domain keeps running
+#            through all of them.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/harness.sh
@@ -264,18 +265,24 @@ run_raw() {
     harness_log "raw: done in $((SECONDS - start))s"
 }
 
-# expect_running WHAT : the domain still runs (QEMU did not abort during WHAT).
+# expect_running WHAT : the domain still runs (QEMU did not abort during WHAT), checked for a
+# second: libvirt learns of a crash asynchronously.
 expect_running() {
-    local state
-    state="$(harness_virsh domstate "$DOM")" || harness_fail "virsh domstate $DOM failed"
-    [[ "$state" == running* ]] ||
-        harness_fail "$1: domain $DOM is '$state': $(tail -n 2 "/var/log/libvirt/qemu/$DOM.log")"
+    local state i
+    for i in 1 2 3; do
+        sleep 0.3
+        state="$(harness_virsh domstate "$DOM")" || harness_fail "virsh domstate $DOM failed"
+        [[ "$state" == running* ]] ||
+            harness_fail "$1: domain $DOM is '$state': $(tail -n 2 "/var/log/libvirt/qemu/$DOM.log")"
+    done
 }
 
 run_iothreads() {
     local start=$SECONDS
     HARNESS_IOTHREADS=1 start_variant iothreads 2
-    rnd vda 0 "$M"
+    rnd vda 0 "$M" # vda alone overflows check_disk_full's 1 MiB tmpfs, and is named
+    check_disk_full # a failure path: the job must end before the connections close
+    expect_running "iothreads: a full into a full disk"
     rnd vdb $((2 * M)) "$M"
     capture full -w 2
     expect_running "iothreads: full -w 2"

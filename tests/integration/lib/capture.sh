@@ -144,8 +144,12 @@ check_killed_run() {
     until [[ -e "$partial" ]] || ((SECONDS > deadline)); do
         kill -0 "$pid" 2>/dev/null || break
     done
+    local workdir
+    workdir="$(grep -lx "$pid" /var/tmp/backupfs-capture.*/owner.pid 2>/dev/null || true)"
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    [[ -n "$workdir" ]] || harness_fail "no work directory of the killed run (pid $pid) in /var/tmp"
+    workdir="$(dirname "$workdir")"
     [[ -e "$partial" && ! -e "${partial%.partial}" ]] ||
         harness_fail "could not kill the inc mid-copy: $(ls "$OUT"; cat "$T/killed.out")"
     harness_virsh checkpoint-info "$DOM" "virtnbdbackup.$CHECKPOINTS" >/dev/null ||
@@ -156,6 +160,7 @@ check_killed_run() {
     capture inc "$@"
     grep -qF "aborted the backup job of an interrupted run" "$T/capture.$((${#POINTS[@]} - 1)).out" ||
         harness_fail "the next run did not report the stale job"
+    [[ ! -e "$workdir" ]] || harness_fail "the killed run's work directory $workdir is still there"
 }
 
 # start_variant NAME NDISKS : a fresh domain and output directory, inc refused without a chain.
