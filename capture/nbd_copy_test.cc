@@ -210,6 +210,24 @@ TEST_F(NbdCopyTest, SourceReportsSizeAndLimits) {
   EXPECT_LE(source.max_block(), kDefaultNbdMaxBlock);
 }
 
+// The park keeps every connection of a source that goes away, a failed negotiation's too:
+// only CloseAll() closes them (after the backup job has ended; see NbdHandlePark).
+TEST_F(NbdCopyTest, ParkedSourcesHandTheirConnectionOverOnEveryPath) {
+  NbdHandlePark park;
+  {
+    Result<NbdSource> ok = NbdSource::Connect({socket_, "", true, kBitmapContext, &park});
+    ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+    EXPECT_EQ(park.size(), 0u);
+  }
+  EXPECT_EQ(park.size(), 1u);
+  Result<NbdSource> bad =
+      NbdSource::Connect({socket_, "", true, "qemu:dirty-bitmap:nosuch", &park});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(park.size(), 2u);
+  park.CloseAll();
+  EXPECT_EQ(park.size(), 0u);
+}
+
 TEST_F(NbdCopyTest, MissingBitmapIsNotFound) {
   Result<NbdSource> s = NbdSource::Connect({socket_, "", true, "qemu:dirty-bitmap:nope"});
   ASSERT_FALSE(s.ok());

@@ -17,6 +17,11 @@ void NbdHandlePark::Keep(nbd_handle* handle) {
   handles_.push_back(handle);
 }
 
+size_t NbdHandlePark::size() const {
+  std::lock_guard lock(mu_);
+  return handles_.size();
+}
+
 void NbdHandlePark::CloseAll() {
   std::lock_guard lock(mu_);
   for (nbd_handle* h : handles_) nbd_close(h);

@@ -34,9 +34,10 @@ class NbdHandlePark {
 
   void Keep(nbd_handle* handle);  // thread-safe; takes ownership
   void CloseAll();
+  size_t size() const;  // connections held
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::vector<nbd_handle*> handles_;
 };
 
