@@ -19,8 +19,9 @@
 #            full and copy backups, online and offline, never in an inc.
 #   iothreads: disks served by iothreads (QEMU 7.2 aborts the domain when an NBD client
 #            disconnects from such an export before the job has ended): a full into a full
-#            disk, full -w 2, inc, a SIGTERM mid-inc, -q refused; the domain keeps running
-#            through all of them.
+#            disk, full -w 2, inc, a second run while an inc of ours (stopped with SIGSTOP)
+#            or another tool's job runs, a SIGTERM mid-inc, -q refused; the domain keeps
+#            running through all of them.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/harness.sh
@@ -277,6 +278,40 @@ expect_running() {
     done
 }
 
+# Another backup job on the domain: a second run fails at once naming it and leaves it alone,
+# whether the job is a live run of ours (stopped with SIGSTOP mid-copy, so that it cannot
+# finish first) into another directory, or another tool's (virsh backup-begin).
+check_concurrent() {
+    local partial="$OUT/vda.inc.virtnbdbackup.$CHECKPOINTS.data.partial" pid rc=0 deadline
+    rnd vda $((8 * M)) $((40 * M))
+    "$CAPTURE" -d "$DOM" -l inc -o "$OUT" >"$T/first.out" 2>&1 &
+    pid=$!
+    deadline=$((SECONDS + 60))
+    until [[ -e "$partial" ]] || ((SECONDS > deadline)); do
+        kill -0 "$pid" 2>/dev/null || break
+    done
+    kill -STOP "$pid" 2>/dev/null || true
+    [[ -e "$partial" ]] || harness_fail "concurrent: the first run did not start: $(cat "$T/first.out")"
+    expect_fail "concurrent: a second run during ours" "another backup is in progress" \
+        "$CAPTURE" -d "$DOM" -l copy -o "$T/second"
+    kill -CONT "$pid"
+    wait "$pid" || rc=$?
+    ((rc == 0)) || harness_fail "concurrent: the first run failed (exit $rc): $(cat "$T/first.out")"
+    record_point inc
+    [[ -z "$(find "$T/second" -name '*.data')" ]] || harness_fail "concurrent: the second run wrote data"
+    mkdir -m 0777 "$T/other-tool"
+    printf '%s\n' "<domainbackup mode='pull'><server transport='unix' socket='$T/other-tool/nbd.sock'/></domainbackup>" \
+        >"$T/other-tool/backup.xml"
+    harness_virsh backup-begin "$DOM" "$T/other-tool/backup.xml" >/dev/null ||
+        harness_fail "concurrent: virsh backup-begin failed"
+    expect_fail "concurrent: a run during another tool's job" "$T/other-tool/nbd.sock" \
+        "$CAPTURE" -d "$DOM" -l inc -o "$OUT"
+    harness_virsh domjobinfo "$DOM" | grep -qE 'Job type: +Unbounded' ||
+        harness_fail "concurrent: the other tool's job is gone: $(harness_virsh domjobinfo "$DOM")"
+    harness_virsh domjobabort "$DOM" >/dev/null
+    no_job "concurrent"
+}
+
 run_iothreads() {
     local start=$SECONDS
     HARNESS_IOTHREADS=1 start_variant iothreads 2
@@ -290,6 +325,8 @@ run_iothreads() {
     rnd vdb $((9 * M)) $((256 * K))
     capture inc -w 1
     expect_running "iothreads: inc"
+    check_concurrent
+    expect_running "iothreads: concurrent runs"
     expect_fail "iothreads: -q" "runs in iothread" "$CAPTURE" -d "$DOM" -l inc -o "$OUT" -q
     expect_running "iothreads: -q refused"
     check_sigterm

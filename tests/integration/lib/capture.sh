@@ -31,12 +31,20 @@ pat() { harness_guest_write "$DOM" "$1" "$3" "$4" pattern "$2"; } # pat DISK 0xN
 # KIND=diff|copy|inc names the point as that kind (a shut-off domain's inc is a diff);
 # WANT_RC=N expects that exit code (2: warnings with -e).
 capture() {
-    local level="$1" start=$SECONDS point d log rc=0 kind="${KIND:-$1}" ids
+    local level="$1" start=$SECONDS log rc=0
     shift
     log="$T/capture.${#POINTS[@]}.out"
     "$CAPTURE" -d "$DOM" -l "$level" -o "$OUT" -v "$@" >"$log" 2>&1 || rc=$?
     ((rc == ${WANT_RC:-0})) ||
         harness_fail "backupfs-capture -l $level $*: exit $rc, want ${WANT_RC:-0}: $(cat "$log")"
+    record_point "${KIND:-$level}"
+    harness_log "-l $level $* -> ${POINTS[-1]} ($((SECONDS - start))s): $(tail -n 1 "$log")"
+}
+
+# record_point KIND : a run of that kind (full, inc, auto, diff, copy) just succeeded: snapshot
+# the references as its restore point.
+record_point() {
+    local kind="$1" point d ids
     case "$kind" in
     copy) point=copy ;;
     diff)
@@ -55,7 +63,6 @@ capture() {
         harness_snapshot_ref "$DOM" "$d" "$OUT.ref/$point.$d.raw"
     done
     POINTS+=("$point")
-    harness_log "-l $level $* -> $point ($((SECONDS - start))s): $(tail -n 1 "$log")"
 }
 
 check_files() {
