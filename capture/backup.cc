@@ -405,13 +405,12 @@ Status Run::RefuseExistingBackup(const ChainStep& step) {
   for (const SelectedDisk& d : disks_) {
     const fs::path file = fs::path(o_.output_dir) / DataFileName(d, step);
     if (!fs::exists(file, ec)) continue;
-    if (level_ == CaptureLevel::kFull || level_ == CaptureLevel::kCopy) {
-      return Status::InvalidArgument(o_.output_dir + " already holds " + file.filename().string() +
-                                     ": a new chain (or copy) needs an empty directory");
-    }
-    return Status::InvalidArgument(o_.output_dir + " already holds " + file.filename().string() +
-                                   ", which this run would write: move it away if it is not "
-                                   "part of the chain, or start a new chain");
+    const bool new_chain = level_ == CaptureLevel::kFull || level_ == CaptureLevel::kCopy;
+    return Status::InvalidArgument(
+        o_.output_dir + " already holds " + file.filename().string() +
+        (new_chain ? ": a new chain (or copy) needs an empty directory"
+                   : ", which this run would write: move it away if it is not part of the "
+                     "chain, or start a new chain"));
   }
   return Status::Ok();
 }

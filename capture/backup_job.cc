@@ -50,13 +50,11 @@ namespace {
 
 // The running backup job; nullopt when the domain runs none (or does not run).
 Result<std::optional<BackupJobInfo>> RunningJob(virDomainPtr dom, const std::string& domain) {
-  if (virDomainIsActive(dom) == 0) return std::optional<BackupJobInfo>();  // stopped: no job
+  BFS_ASSIGN_OR_RETURN(bool active, DomainIsActive(dom, domain));
+  if (!active) return std::optional<BackupJobInfo>();  // stopped: no job
   char* xml = virDomainBackupGetXMLDesc(dom, 0);
   if (xml == nullptr) {
-    virErrorPtr err = virGetLastError();
-    if (err != nullptr && err->code == VIR_ERR_NO_DOMAIN_BACKUP) {
-      return std::optional<BackupJobInfo>();
-    }
+    if (LastErrorIs(VIR_ERR_NO_DOMAIN_BACKUP)) return std::optional<BackupJobInfo>();
     return LibvirtError("domain " + domain + ": cannot read its backup job");
   }
   const std::string text(xml);
@@ -150,10 +148,8 @@ Result<std::unique_ptr<BackupJob>> BackupJob::Begin(virDomainPtr dom, const std:
   if (virDomainBackupBegin(dom, backup_xml.c_str(), cxml, 0) < 0) {
     Status s = LibvirtError("domain " + domain + ": cannot start the backup job");
     // A bitmap the incremental job needs is gone or broken: the chain cannot continue.
-    virErrorPtr e = virGetLastError();
-    if (e != nullptr && e->code == VIR_ERR_CHECKPOINT_INCONSISTENT) {
+    if (LastErrorIs(VIR_ERR_CHECKPOINT_INCONSISTENT))
       return Status::FailedPrecondition(s.message());
-    }
     return s;
   }
   return std::unique_ptr<BackupJob>(

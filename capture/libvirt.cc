@@ -17,12 +17,12 @@ std::string LastError() {
   return msg != nullptr ? msg : "unknown libvirt error";
 }
 
+}  // namespace
+
 bool LastErrorIs(int code) {
   virErrorPtr err = virGetLastError();
   return err != nullptr && err->code == code;
 }
-
-}  // namespace
 
 void SilenceLibvirtErrors() {
   // The global handler also serves every connection that sets none of its own.

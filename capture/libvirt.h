@@ -35,6 +35,8 @@ void SilenceLibvirtErrors();
 
 // An IOError "<what>: <libvirt's last error message>".
 Status LibvirtError(const std::string& what);
+// Whether the last libvirt error of this thread has `code` (a virErrorNumber).
+bool LastErrorIs(int code);
 
 // Opens a read-write connection to `uri` (kDefaultLibvirtUri when empty).
 Result<UniqueConnect> ConnectLibvirt(const std::string& uri);

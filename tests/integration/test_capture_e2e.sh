@@ -17,25 +17,11 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/harness.sh
 source "$HERE/lib/harness.sh"
-
-[[ $# -eq 1 ]] || harness_fail "usage: $0 BUILD_DIR"
-BUILD_DIR="$(realpath "$1")"
-CAPTURE="$BUILD_DIR/tools/backupfs-capture"
-RESTORE="$BUILD_DIR/tools/backupfs-restore"
-for b in "$CAPTURE" "$RESTORE" "$BUILD_DIR/tools/backupfs"; do
-    [[ -x "$b" ]] || harness_fail "$b not built"
-done
-
-harness_init
-harness_need_fuse
-harness_require cmp python3 qemu-img virtnbdrestore flock
-harness_start_libvirtd
-T="$HARNESS_DIR"
-K=1024
-M=$((1024 * 1024))
-
 # shellcheck source=lib/capture.sh
 source "$HERE/lib/capture.sh"
+
+[[ $# -eq 1 ]] || harness_fail "usage: $0 BUILD_DIR"
+capture_test_setup "$1" cmp python3 qemu-img virtnbdrestore flock
 
 run_plain() {
     local start=$SECONDS

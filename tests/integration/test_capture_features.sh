@@ -26,25 +26,11 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/harness.sh
 source "$HERE/lib/harness.sh"
-
-[[ $# -eq 1 ]] || harness_fail "usage: $0 BUILD_DIR"
-BUILD_DIR="$(realpath "$1")"
-CAPTURE="$BUILD_DIR/tools/backupfs-capture"
-RESTORE="$BUILD_DIR/tools/backupfs-restore"
-for b in "$CAPTURE" "$RESTORE" "$BUILD_DIR/tools/backupfs"; do
-    [[ -x "$b" ]] || harness_fail "$b not built"
-done
-
-harness_init
-harness_need_fuse
-harness_require cmp python3 qemu-img qemu-io qemu-nbd nbdinfo
-harness_start_libvirtd
-T="$HARNESS_DIR"
-K=1024
-M=$((1024 * 1024))
-
 # shellcheck source=lib/capture.sh
 source "$HERE/lib/capture.sh"
+
+[[ $# -eq 1 ]] || harness_fail "usage: $0 BUILD_DIR"
+capture_test_setup "$1" cmp python3 qemu-img qemu-io qemu-nbd nbdinfo
 
 last_log() { printf '%s/capture.%d.out' "$T" "$((${#POINTS[@]} - 1))"; }
 
@@ -61,18 +47,13 @@ no_job() {
 
 # SIGTERM while an inc copies: exit 1, nothing of the run left, the chain intact.
 check_sigterm() {
-    local partial="$OUT/vda.inc.virtnbdbackup.$CHECKPOINTS.data.partial" pid rc=0 deadline
+    local partial="$OUT/vda.inc.virtnbdbackup.$CHECKPOINTS.data.partial" rc=0
     local cpt_before
     cpt_before="$(cat "$OUT/$DOM.cpt")"
     rnd vda $((8 * M)) $((40 * M))
-    "$CAPTURE" -d "$DOM" -l inc -o "$OUT" >"$T/term.out" 2>&1 &
-    pid=$!
-    deadline=$((SECONDS + 60))
-    until [[ -e "$partial" ]] || ((SECONDS > deadline)); do
-        kill -0 "$pid" 2>/dev/null || break
-    done
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" || rc=$?
+    inc_in_background "$T/term.out"
+    kill -TERM "$INC_PID" 2>/dev/null || true
+    wait "$INC_PID" || rc=$?
     [[ -e "${partial%.partial}" ]] && harness_fail "SIGTERM: the run finished before the signal"
     ((rc == 1)) || harness_fail "SIGTERM: exit $rc, want 1: $(cat "$T/term.out")"
     expect_in_log "$T/term.out" "interrupted by signal 15"
@@ -282,20 +263,15 @@ expect_running() {
 # whether the job is a live run of ours (stopped with SIGSTOP mid-copy, so that it cannot
 # finish first) into another directory, or another tool's (virsh backup-begin).
 check_concurrent() {
-    local partial="$OUT/vda.inc.virtnbdbackup.$CHECKPOINTS.data.partial" pid rc=0 deadline
+    local partial="$OUT/vda.inc.virtnbdbackup.$CHECKPOINTS.data.partial" rc=0
     rnd vda $((8 * M)) $((40 * M))
-    "$CAPTURE" -d "$DOM" -l inc -o "$OUT" >"$T/first.out" 2>&1 &
-    pid=$!
-    deadline=$((SECONDS + 60))
-    until [[ -e "$partial" ]] || ((SECONDS > deadline)); do
-        kill -0 "$pid" 2>/dev/null || break
-    done
-    kill -STOP "$pid" 2>/dev/null || true
+    inc_in_background "$T/first.out"
+    kill -STOP "$INC_PID" 2>/dev/null || true
     [[ -e "$partial" ]] || harness_fail "concurrent: the first run did not start: $(cat "$T/first.out")"
     expect_fail "concurrent: a second run during ours" "another backup is in progress" \
         "$CAPTURE" -d "$DOM" -l copy -o "$T/second"
-    kill -CONT "$pid"
-    wait "$pid" || rc=$?
+    kill -CONT "$INC_PID"
+    wait "$INC_PID" || rc=$?
     ((rc == 0)) || harness_fail "concurrent: the first run failed (exit $rc): $(cat "$T/first.out")"
     record_point inc
     [[ -z "$(find "$T/second" -name '*.data')" ]] || harness_fail "concurrent: the second run wrote data"

@@ -1,7 +1,28 @@
 # Shared by the backupfs-capture integration tests (test_capture_*.sh): the variant state,
 # capture (run and snapshot the references), and the checks of a saveset's files and mount.
-# Needs: harness.sh sourced and initialised, BUILD_DIR, CAPTURE, RESTORE, T, K, M set.
+# Needs harness.sh sourced; capture_test_setup sets up the rest.
 # shellcheck shell=bash
+
+# capture_test_setup BUILD_DIR PROGRAM... : the start of every test_capture_*.sh: the built
+# programs (BUILD_DIR, CAPTURE, RESTORE), the harness (root, FUSE, the PROGRAMs, libvirtd), and
+# T (the scratch directory), K, M.
+capture_test_setup() {
+    local b
+    BUILD_DIR="$(realpath "$1")"
+    shift
+    CAPTURE="$BUILD_DIR/tools/backupfs-capture"
+    RESTORE="$BUILD_DIR/tools/backupfs-restore"
+    for b in "$CAPTURE" "$RESTORE" "$BUILD_DIR/tools/backupfs"; do
+        [[ -x "$b" ]] || harness_fail "$b not built"
+    done
+    harness_init
+    harness_need_fuse
+    harness_require "$@"
+    harness_start_libvirtd
+    T="$HARNESS_DIR"
+    K=1024
+    M=$((1024 * 1024))
+}
 
 # The variant being run.
 DOM=""
@@ -137,21 +158,30 @@ check_disk_full() {
     harness_log "ok: disk full: $(head -n 1 "$T/full.out")"
 }
 
+# inc_in_background LOG [OPTION...] : starts an inc of $DOM into $OUT in the background (its
+# pid in INC_PID, its output in LOG) and returns once vda's .partial file is there (or the run
+# has ended, or after 60 s). The run is then mid-copy: the tests signal it there.
+inc_in_background() {
+    local log="$1" deadline partial="$OUT/vda.inc.virtnbdbackup.$CHECKPOINTS.data.partial"
+    shift
+    "$CAPTURE" -d "$DOM" -l inc -o "$OUT" "$@" >"$log" 2>&1 &
+    INC_PID=$!
+    deadline=$((SECONDS + 60))
+    until [[ -e "$partial" ]] || ((SECONDS > deadline)); do
+        kill -0 "$INC_PID" 2>/dev/null || break
+    done
+}
+
 # check_killed_run [OPTION...] : an inc (with OPTIONs, -f SOCKET say) killed (SIGKILL) while it
 # copies leaves its job running, its checkpoint and a .partial file; a run while another holds
 # the directory fails at once; the next inc (same OPTIONs) cleans up.
 check_killed_run() {
-    local partial="$OUT/vda.inc.virtnbdbackup.$CHECKPOINTS.data.partial" pid deadline
+    local partial="$OUT/vda.inc.virtnbdbackup.$CHECKPOINTS.data.partial" pid workdir
     rnd vda $((8 * M + 512)) $((48 * M)) # enough to copy for a while
     expect_fail "run while the directory is locked" "in use by another" \
         flock "$OUT" "$CAPTURE" -d "$DOM" -l inc -o "$OUT"
-    "$CAPTURE" -d "$DOM" -l inc -o "$OUT" "$@" >"$T/killed.out" 2>&1 &
-    pid=$!
-    deadline=$((SECONDS + 60))
-    until [[ -e "$partial" ]] || ((SECONDS > deadline)); do
-        kill -0 "$pid" 2>/dev/null || break
-    done
-    local workdir
+    inc_in_background "$T/killed.out" "$@"
+    pid=$INC_PID
     workdir="$(grep -lx "$pid" /var/tmp/backupfs-capture.*/owner.pid 2>/dev/null || true)"
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true

@@ -260,6 +260,12 @@ _harness_ref_apply() {
         seek="$2" count="$3" conv=notrunc status=none
 }
 
+# _harness_pattern_file LENGTH 0xNN FILE : FILE holds LENGTH bytes of the pattern byte.
+_harness_pattern_file() {
+    [[ "$2" =~ ^0x[0-9a-fA-F]{1,2}$ ]] || harness_fail "bad pattern '$2'"
+    head -c "$1" /dev/zero | tr '\000' "\\$(printf '%03o' "$(($2))")" >"$3"
+}
+
 # harness_guest_write DOM DISK OFFSET LENGTH pattern 0xNN | file PATH
 harness_guest_write() {
     local dom="$1" disk="$2" off="$3" len="$4" how="$5" arg="$6"
@@ -271,8 +277,7 @@ harness_guest_write() {
     src="$(mktemp "$HARNESS_DIR/io/src.XXXXXX")"
     case "$how" in
     pattern)
-        [[ "$arg" =~ ^0x[0-9a-fA-F]{1,2}$ ]] || harness_fail "bad pattern '$arg'"
-        head -c "$len" /dev/zero | tr '\000' "\\$(printf '%03o' "$((arg))")" >"$src"
+        _harness_pattern_file "$len" "$arg" "$src"
         _harness_qemu_io "$dom" "$disk" "$off" "$len" "write -P $arg $off $len"
         ;;
     file)
@@ -301,7 +306,7 @@ harness_offline_write() {
         harness_fail "qemu-io write on $img failed: $out"
     grep -qF "wrote $len/$len bytes at offset $off" <<<"$out" || harness_fail "qemu-io on $img: $out"
     src="$(mktemp "$HARNESS_DIR/io/src.XXXXXX")"
-    head -c "$len" /dev/zero | tr '\000' "\\$(printf '%03o' "$((pat))")" >"$src"
+    _harness_pattern_file "$len" "$pat" "$src"
     _harness_ref_apply "$ref" "$off" "$len" "$src"
     rm -f -- "$src"
 }
