@@ -1,10 +1,12 @@
 #include "backupfs/chain.h"
 
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 namespace backupfs {
 namespace {
@@ -16,6 +18,32 @@ struct DiskFiles {
   std::map<std::string, std::shared_ptr<StreamReader>> by_checkpoint;        // full + incs
   std::vector<std::pair<std::string, std::shared_ptr<StreamReader>>> diffs;  // id, reader
 };
+
+enum class PointKind { kCheckpoint, kDiff, kCopy };
+
+// Where a point goes in the order (the rule is in chain.h), gathered over its disks.
+struct Placement {
+  PointKind kind = PointKind::kCheckpoint;
+  std::string anchor;  // the checkpoint it follows: its own, or a diff's parent
+  size_t depth = 0;    // files from the full backup up to the anchor, longest over the disks
+  uint64_t time = 0;   // a diff's unix time; 0 when its name is not a number
+};
+
+// The sort key of a point: copies last, then chain position, .cpt rank, diffs after their
+// checkpoint by time, and the name so that the order is total.
+using OrderKey = std::tuple<bool, size_t, size_t, PointKind, uint64_t, std::string>;
+
+uint64_t DiffTime(const std::string& id) {
+  uint64_t t = 0;
+  auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), t);
+  return ec == std::errc() && end == id.data() + id.size() ? t : 0;
+}
+
+// The mount shows a point as a directory: its name must be one, and not `latest`.
+bool ShownAsDirectory(const std::string& point) {
+  return !point.empty() && point != "." && point != ".." && point != "latest" &&
+         point.find('/') == std::string::npos && point.find('\0') == std::string::npos;
+}
 
 // The checkpoint list `<domain>.cpt`, when there is exactly one; used to order points.
 std::vector<std::string> ReadCheckpointList(const std::string& dir,
@@ -53,11 +81,14 @@ std::string NameMismatch(const DataFileName& n, const StreamReader& r) {
   return "";
 }
 
-// Follows parent links from `checkpoint` back to the full backup.
-Result<std::vector<std::shared_ptr<StreamReader>>> ChainTo(const DiskFiles& files,
-                                                           const std::string& disk,
-                                                           const std::string& checkpoint) {
-  std::vector<std::shared_ptr<StreamReader>> chain;
+using Chain = std::vector<std::shared_ptr<StreamReader>>;
+
+// Follows parent links from `checkpoint` back to the full backup; `top` (a diff), when given,
+// goes on top of it. A missing parent or a loop is reported naming the file that points there.
+Result<Chain> ChainTo(const DiskFiles& files, const std::string& disk,
+                      const std::string& checkpoint, std::shared_ptr<StreamReader> top = nullptr) {
+  Chain chain;  // newest first while walking
+  if (top) chain.push_back(std::move(top));
   std::set<std::string> seen;
   std::string at = checkpoint;
   for (;;) {
@@ -67,7 +98,8 @@ Result<std::vector<std::shared_ptr<StreamReader>>> ChainTo(const DiskFiles& file
                               (chain.empty() ? "" : " (parent of " + chain.back()->path() + ")"));
     }
     if (!seen.insert(at).second) {
-      return Status::Corruption("disk " + disk + ": checkpoint links loop at '" + at + "'");
+      return Status::Corruption("disk " + disk + ": " + chain.back()->path() +
+                                ": parent checkpoint '" + at + "' loops back into its own chain");
     }
     chain.push_back(it->second);
     if (it->second == files.full) break;
@@ -134,69 +166,79 @@ class Resolver {
     }
   }
 
-  void Add(const std::string& point, const std::string& id, const std::string& disk,
-           std::vector<std::shared_ptr<StreamReader>> chain) {
-    // The name becomes a directory of the mount: it must be one, and not `latest`.
-    if (point.empty() || point == "." || point == ".." || point == "latest" ||
-        point.find('/') != std::string::npos || point.find('\0') != std::string::npos) {
+  // Adds one disk's chain to a point; `anchor` is the checkpoint the point follows.
+  void Add(const std::string& point, PointKind kind, const std::string& anchor,
+           const std::string& disk, Chain chain) {
+    if (!ShownAsDirectory(point)) {
       model_->problems.push_back(chain.back()->path() + ": restore point name '" + point +
                                  "' cannot be shown as a directory; skipped");
       return;
     }
+    Placement& at = placements_[point];
+    at.kind = kind;
+    at.anchor = anchor;
+    at.depth = std::max(at.depth, chain.size() - (kind == PointKind::kDiff ? 1 : 0));
+    if (kind == PointKind::kDiff) at.time = DiffTime(point);
     RestorePoint& p = points_[point];
     p.name = point;
-    p.id = id;
+    p.id = point;
     const StreamMetadata& newest = chain.back()->meta();
     p.date = std::max(p.date, newest.date);
     p.disks.push_back({disk, std::move(chain), newest.virtual_size});
   }
 
   void ResolveDisk(const std::string& disk, const DiskFiles& files) {
-    if (files.copy) Add("copy", "copy", disk, {files.copy});
+    if (files.copy) Add("copy", PointKind::kCopy, "", disk, {files.copy});
+    if (!files.full) {
+      for (const auto& [checkpoint, reader] : files.by_checkpoint) NoFull(disk, *reader);
+      for (const auto& [id, reader] : files.diffs) NoFull(disk, *reader);
+      return;
+    }
     for (const auto& [checkpoint, reader] : files.by_checkpoint) {
-      if (!files.full) {
-        model_->problems.push_back(reader->path() + ": no full backup of disk " + disk +
-                                   " to apply it to");
-        continue;
-      }
-      auto chain = ChainTo(files, disk, checkpoint);
-      if (!chain.ok()) {
-        model_->problems.push_back("restore point " + checkpoint +
-                                   " unavailable: " + chain.status().message());
-        continue;
-      }
-      Add(checkpoint, checkpoint, disk, std::move(chain).value());
+      Resolved(checkpoint, PointKind::kCheckpoint, checkpoint, disk,
+               ChainTo(files, disk, checkpoint));
     }
     for (const auto& [id, reader] : files.diffs) {
-      auto chain = files.full ? ChainTo(files, disk, reader->meta().parent_checkpoint)
-                              : Result<std::vector<std::shared_ptr<StreamReader>>>(
-                                    Status::NotFound("no full backup of disk " + disk));
-      if (!chain.ok()) {
-        model_->problems.push_back("restore point " + id +
-                                   " unavailable: " + chain.status().message());
-        continue;
-      }
-      chain->push_back(reader);
-      Add(id, id, disk, std::move(chain).value());
+      const std::string& parent = reader->meta().parent_checkpoint;
+      Resolved(id, PointKind::kDiff, parent, disk, ChainTo(files, disk, parent, reader));
     }
   }
 
-  // Orders points: those in the .cpt list in its order, then the rest by date; latest = newest.
+  void NoFull(const std::string& disk, const StreamReader& reader) {
+    model_->problems.push_back(reader.path() + ": no full backup of disk " + disk +
+                               " to apply it to");
+  }
+
+  // Adds a resolved chain to its point, or reports why the point is unavailable.
+  void Resolved(const std::string& point, PointKind kind, const std::string& anchor,
+                const std::string& disk, Result<Chain> chain) {
+    if (!chain.ok()) {
+      model_->problems.push_back("restore point " + point +
+                                 " unavailable: " + chain.status().message());
+      return;
+    }
+    Add(point, kind, anchor, disk, std::move(chain).value());
+  }
+
+  OrderKey Key(const std::string& name, const std::vector<std::string>& order) const {
+    const Placement& at = placements_.at(name);
+    // Not listed (or a copy's empty anchor): after every listed checkpoint.
+    const auto rank =
+        static_cast<size_t>(std::find(order.begin(), order.end(), at.anchor) - order.begin());
+    return {at.kind == PointKind::kCopy, at.depth, rank, at.kind, at.time, name};
+  }
+
+  // Orders the points by the rule in chain.h (never by date); latest = the last one.
   void Finish(const std::vector<std::string>& order) {
+    std::vector<std::pair<OrderKey, RestorePoint*>> sorted;
     for (auto& [name, p] : points_) {
       std::sort(p.disks.begin(), p.disks.end(),
                 [](const DiskChain& a, const DiskChain& b) { return a.disk < b.disk; });
-      model_->points.push_back(std::move(p));
+      sorted.emplace_back(Key(name, order), &p);
     }
-    auto rank = [&](const RestorePoint& p) {
-      auto it = std::find(order.begin(), order.end(), p.name);
-      return it == order.end() ? order.size() : static_cast<size_t>(it - order.begin());
-    };
-    std::stable_sort(model_->points.begin(), model_->points.end(),
-                     [&](const RestorePoint& a, const RestorePoint& b) {
-                       return std::make_tuple(a.date, rank(a), a.name) <
-                              std::make_tuple(b.date, rank(b), b.name);
-                     });
+    std::sort(sorted.begin(), sorted.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [key, p] : sorted) model_->points.push_back(std::move(*p));
     if (!model_->points.empty()) model_->latest = model_->points.back().name;
   }
 
@@ -205,6 +247,7 @@ class Resolver {
   SavesetModel* model_;
   std::map<std::string, DiskFiles> disks_;
   std::map<std::string, RestorePoint> points_;
+  std::map<std::string, Placement> placements_;  // by point name, beside points_
 };
 
 }  // namespace

@@ -1,9 +1,24 @@
 // Restore points of a saveset: for each point and disk, the chain of data files to apply, in
 // order, resolved through the metadata's checkpoint/parent links (never file mtimes).
 //
-// A point whose chain is broken (a missing parent, a file that does not scan, metadata that
-// contradicts the file name) is unavailable for that disk, with the reason; the rest of the
-// saveset stays available.
+// A point whose chain is broken (a missing parent, a loop of parent links, a file that does not
+// scan, metadata that contradicts the file name) is unavailable for that disk, with the reason;
+// the rest of the saveset stays available.
+//
+// Order of the points (oldest first). The metadata's date is local time without a zone: it
+// repeats or goes backwards across a DST change or a move of the backup host to another zone,
+// so it plays no part. The rule, by what each kind of point carries:
+//  1. A checkpoint (full or inc) goes by its position in the chain: the number of files from
+//     the full backup up to it through the parent links, the longest over the point's disks
+//     (a disk added mid-chain has a shorter chain and must not pull the point back). Points at
+//     the same position (branches) follow `<domain>.cpt`, then the name.
+//  2. A diff sits right after the checkpoint it was taken against (its parent) and before the
+//     next one: virtnbdbackup and backupfs-capture take a diff against the newest checkpoint,
+//     so any later checkpoint was created after it. Diffs against one checkpoint follow the
+//     unix time of their file name `<disk>.diff.<unixtime>.data` (zone-free), then the name.
+//  3. A copy has neither a checkpoint nor a zone-free time. Both tools write a copy only into
+//     an empty directory, so a copy beside a chain was put there after it: it sorts last.
+// `latest` is the last point in this order.
 #pragma once
 
 #include <memory>
@@ -31,13 +46,13 @@ struct DiskChain {
 struct RestorePoint {
   std::string name;  // checkpoint (virtnbdbackup.N), "copy", or a diff's identifier
   std::string id;    // the suffix of its per-point files (vmconfig.<id>.xml, ...)
-  std::string date;  // metadata date of its newest file
+  std::string date;  // metadata date of its newest file (shown, never used for order)
   std::vector<DiskChain> disks;
 };
 
 struct SavesetModel {
   std::string dir;
-  std::vector<RestorePoint> points;   // oldest first
+  std::vector<RestorePoint> points;   // oldest first, by the rule above
   std::string latest;                 // name of the newest point, "" if none
   std::vector<std::string> problems;  // what is unavailable and why, one message each
 };

@@ -1,6 +1,9 @@
 // stream-tool: a test and benchmark driver for the stream library (not installed).
 //   write: turns a raw image (or chosen extents of it) into a data file with our writer;
-//   apply: applies data files in order onto a raw image, as a restore of a chain would.
+//   apply: applies data files in order onto a raw image, as a restore of a chain would. It
+//          reads through backupfs's DiskImage, the mount's and backupfs-restore's reader, so
+//          that comparing its output with a reference tests that reader too. The output is
+//          replaced: a sparse file of the newest file's size, holding the data extents.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -8,6 +11,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "backupfs/chain.h"
+#include "backupfs/image.h"
 #include "stream/file.h"
 #include "stream/reader.h"
 #include "stream/writer.h"
@@ -103,22 +108,58 @@ bfs::Status Write(const WriteArgs& a) {
   return w->Finish();
 }
 
-bfs::Status Apply(const std::string& output, const std::vector<std::string>& files) {
-  BFS_ASSIGN_OR_RETURN(bfs::UniqueFd out, bfs::OpenFile(output, O_RDWR | O_CREAT, 0644));
-  std::vector<uint8_t> buf;
+// The files as one disk's chain, in the order given (oldest first, later files win): the
+// caller chose them, so no parent links are checked. The image has the newest file's size.
+bfs::Result<bfs::DiskChain> OpenChain(const std::vector<std::string>& files) {
+  bfs::DiskChain chain;
   for (const std::string& f : files) {
-    BFS_ASSIGN_OR_RETURN(auto r, bfs::StreamReader::Open(f));
-    if (::ftruncate(out.get(), static_cast<off_t>(r->meta().virtual_size)) != 0) {
-      return bfs::Status::FromErrno("cannot resize " + output, errno);
-    }
-    for (const bfs::Chunk& c : r->index().chunks) {
-      buf.resize(c.length);
-      BFS_RETURN_IF_ERROR(r->ReadChunk(c, 0, buf));
-      if (::pwrite(out.get(), buf.data(), buf.size(), static_cast<off_t>(c.offset)) !=
-          static_cast<ssize_t>(buf.size())) {
-        return bfs::Status::FromErrno("cannot write " + output, errno);
-      }
-    }
+    BFS_ASSIGN_OR_RETURN(std::shared_ptr<bfs::StreamReader> r, bfs::StreamReader::Open(f));
+    chain.disk = r->meta().disk_name;
+    chain.virtual_size = r->meta().virtual_size;
+    chain.files.push_back(std::move(r));
+  }
+  return chain;
+}
+
+// pwrite of all of `bytes` at `offset` (retrying short writes and EINTR).
+bfs::Status WriteAllAt(int fd, std::span<const uint8_t> bytes, uint64_t offset,
+                       const std::string& name) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return bfs::Status::FromErrno("cannot write " + name, n < 0 ? errno : EIO);
+    bytes = bytes.subspan(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+  return bfs::Status::Ok();
+}
+
+// Copies [from, to) of the image into `out` at the same offset.
+bfs::Status CopyRange(const bfs::DiskImage& image, uint64_t from, uint64_t to, int out,
+                      const std::string& output, std::vector<uint8_t>& buf) {
+  for (uint64_t pos = from; pos < to;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), to - pos));
+    std::span<uint8_t> piece = std::span(buf).first(n);
+    BFS_RETURN_IF_ERROR(image.Read(pos, piece));
+    BFS_RETURN_IF_ERROR(WriteAllAt(out, piece, pos, output));
+    pos += n;
+  }
+  return bfs::Status::Ok();
+}
+
+// Writes the image's data extents into a fresh `output`; zero extents and holes stay holes.
+bfs::Status Apply(const std::string& output, const std::vector<std::string>& files) {
+  BFS_ASSIGN_OR_RETURN(bfs::DiskChain chain, OpenChain(files));
+  std::shared_ptr<bfs::DiskImage> image = bfs::DiskImage::Build(chain);
+  BFS_ASSIGN_OR_RETURN(bfs::UniqueFd out, bfs::OpenFile(output, O_RDWR | O_CREAT | O_TRUNC, 0644));
+  if (::ftruncate(out.get(), static_cast<off_t>(image->size())) != 0) {
+    return bfs::Status::FromErrno("cannot resize " + output, errno);
+  }
+  std::vector<uint8_t> buf(8 << 20);
+  for (uint64_t pos = image->NextData(0); pos < image->size();) {
+    const uint64_t end = image->NextHole(pos);
+    BFS_RETURN_IF_ERROR(CopyRange(*image, pos, end, out.get(), output, buf));
+    pos = image->NextData(end);
   }
   return bfs::Status::Ok();
 }
