@@ -14,9 +14,9 @@
 #include "capture/backup_job.h"
 #include "capture/checkpoints.h"
 #include "capture/disk_capture.h"
-#include "capture/domain_xml.h"
+#include "common/domain_xml.h"
 #include "capture/libvirt.h"
-#include "capture/qemu_nbd.h"
+#include "common/qemu_nbd.h"
 #include "capture/saveset_files.h"
 #include "stream/file.h"
 

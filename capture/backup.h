@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "capture/run_log.h"
+#include "common/run_log.h"
 #include "stream/status.h"
 
 namespace backupfs {

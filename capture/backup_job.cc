@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "capture/domain_xml.h"
+#include "common/domain_xml.h"
 #include "capture/libvirt.h"
 #include "stream/file.h"
 

@@ -8,12 +8,12 @@
 
 #include <filesystem>
 
-#include "capture/domain_xml.h"
+#include "common/domain_xml.h"
 #include "capture/nbdinfo_map.h"
-#include "capture/raw_image.h"
-#include "capture/run_log.h"
+#include "common/raw_image.h"
+#include "common/run_log.h"
 #include "capture/saveset_files.h"
-#include "capture/subprocess.h"
+#include "common/subprocess.h"
 #include "stream/file.h"
 #include "stream/test_util.h"
 

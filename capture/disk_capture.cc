@@ -6,7 +6,7 @@
 #include "capture/block_status.h"
 #include "capture/extents.h"
 #include "capture/nbdinfo_map.h"
-#include "capture/qemu_nbd.h"
+#include "common/qemu_nbd.h"
 
 namespace backupfs {
 

@@ -11,10 +11,10 @@
 #include <string>
 
 #include "capture/backup.h"
-#include "capture/domain_xml.h"
+#include "common/domain_xml.h"
 #include "capture/nbd_copy.h"
-#include "capture/progress.h"
-#include "capture/raw_image.h"
+#include "common/progress.h"
+#include "common/raw_image.h"
 #include "stream/writer.h"
 
 namespace backupfs {

@@ -4,7 +4,7 @@
 
 #include <cstdlib>
 
-#include "capture/domain_xml.h"
+#include "common/domain_xml.h"
 
 namespace backupfs {
 
@@ -45,6 +45,20 @@ Result<UniqueDomain> LookupDomain(virConnectPtr conn, const std::string& name) {
     return Status::NotFound("domain " + name + " not found: " + LastError());
   }
   return LibvirtError("cannot look up domain " + name);
+}
+
+Result<UniqueDomain> DefineDomain(virConnectPtr conn, const std::string& xml,
+                                  const std::string& name) {
+  UniqueDomain dom(virDomainDefineXML(conn, xml.c_str()));
+  if (!dom) return LibvirtError("cannot define domain " + name);
+  return dom;
+}
+
+Status SetAutostart(virDomainPtr dom, const std::string& domain, bool autostart) {
+  if (virDomainSetAutostart(dom, autostart ? 1 : 0) < 0) {
+    return LibvirtError("domain " + domain + ": cannot set autostart");
+  }
+  return Status::Ok();
 }
 
 Result<bool> DomainIsActive(virDomainPtr dom, const std::string& name) {

@@ -90,6 +90,11 @@ Result<int> FreezeFilesystems(virDomainPtr dom, const std::string& domain,
 Status ThawFilesystems(virDomainPtr dom, const std::string& domain,
                        const std::vector<std::string>& mountpoints);
 
+// Defines a persistent domain from `xml` (virDomainDefineXML); `name` is for messages.
+Result<UniqueDomain> DefineDomain(virConnectPtr conn, const std::string& xml,
+                                  const std::string& name);
+Status SetAutostart(virDomainPtr dom, const std::string& domain, bool autostart);
+
 // Whether libvirt starts the domain at boot.
 Result<bool> DomainAutostart(virDomainPtr dom, const std::string& domain);
 

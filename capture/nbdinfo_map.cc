@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "capture/subprocess.h"
+#include "common/subprocess.h"
 
 namespace backupfs {
 

@@ -10,9 +10,9 @@
 #include <sstream>
 
 #include "capture/checkpoints.h"
-#include "capture/domain_xml.h"
+#include "common/domain_xml.h"
 #include "capture/libvirt.h"
-#include "capture/subprocess.h"
+#include "common/subprocess.h"
 #include "stream/file.h"
 
 namespace backupfs {

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "capture/domain_xml.h"
-#include "capture/run_log.h"
+#include "common/domain_xml.h"
+#include "common/run_log.h"
 #include "stream/status.h"
 
 namespace backupfs {

@@ -16,7 +16,8 @@
 #include <thread>
 
 #include "capture/backup.h"
-#include "capture/run_log.h"
+#include "common/run_log.h"
+#include "common/signal_watcher.h"
 
 namespace {
 
@@ -93,49 +94,6 @@ void PrintSummary(const backupfs::BackupSummary& s, double seconds) {
               static_cast<unsigned long long>(written), seconds,
               seconds > 0 ? static_cast<double>(read) / (1 << 20) / seconds : 0.0);
 }
-
-// SIGINT, SIGTERM and SIGHUP are blocked in every thread and taken by one watcher thread,
-// which sets the cancel flag: the run then stops at its next read, aborts the libvirt job,
-// deletes the new checkpoint and the .partial files, and exits 1. A second signal while the
-// cleanup runs is taken as impatience and ignored (the cleanup is short).
-class SignalWatcher {
- public:
-  SignalWatcher() {
-    sigemptyset(&set_);
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, s);
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-    sigaddset(&set_, SIGUSR1);  // blocked since main's start, see BlockWakeup
-    thread_ = std::thread([this] {
-      int sig = 0;
-      while (sigwait(&set_, &sig) == 0) {
-        if (sig == SIGUSR1 && done_) return;  // our own wake-up at exit
-        if (sig == SIGUSR1) continue;
-        signal_ = sig;
-        cancel_ = true;
-      }
-    });
-  }
-  ~SignalWatcher() {
-    done_ = true;
-    pthread_kill(thread_.native_handle(), SIGUSR1);
-    thread_.join();
-  }
-  const std::atomic<bool>* flag() const { return &cancel_; }
-  int signal() const { return signal_; }
-  static void BlockWakeup() {
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &s, nullptr);
-  }
-
- private:
-  sigset_t set_;
-  std::thread thread_;
-  std::atomic<bool> cancel_{false};
-  std::atomic<bool> done_{false};
-  std::atomic<int> signal_{0};
-};
 
 // Remote backups need ssh and TCP/TLS NBD: not built yet, refused before anything happens.
 std::optional<std::string> RemoteRefusal(const Args& a) {
@@ -285,7 +243,7 @@ backupfs::Result<backupfs::BackupSummary> RunCatchingExceptions(
 }  // namespace
 
 int main(int argc, char** argv) {
-  SignalWatcher::BlockWakeup();
+  backupfs::SignalWatcher::BlockWakeup();
   CLI::App app{
       "backupfs-capture: copy, full, incremental and differential backups of libvirt domains"};
   Args args;
@@ -305,7 +263,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "backupfs-capture: %s\n", error->c_str());
     return kExitFailure;
   }
-  SignalWatcher signals;
+  backupfs::SignalWatcher signals;
   options.cancel = signals.flag();
   options.log = &log;
   options.version = BACKUPFS_VERSION;

@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "capture/run_log.h"
+#include "common/run_log.h"
 
 namespace backupfs {
 

@@ -1,6 +1,7 @@
-#include "capture/raw_image.h"
+#include "common/raw_image.h"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -49,6 +50,16 @@ Status RawImageWriter::Write(uint64_t offset, std::span<const uint8_t> bytes) {
     done += static_cast<size_t>(n);
   }
   written_ += bytes.size();
+  return Status::Ok();
+}
+
+Status RawImageWriter::Zero(unsigned, uint64_t offset, uint64_t length) {
+  // The file was created sparse; punching keeps a rewritten range thin all the same.
+  if (fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                static_cast<off_t>(length)) != 0) {
+    return Status::FromErrno(
+        "cannot punch a hole in " + Partial(path_) + " at offset " + std::to_string(offset), errno);
+  }
   return Status::Ok();
 }
 

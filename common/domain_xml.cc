@@ -1,4 +1,4 @@
-#include "capture/domain_xml.h"
+#include "common/domain_xml.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>

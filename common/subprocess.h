@@ -31,6 +31,9 @@ class ChildProcess {
   pid_t pid() const { return pid_; }
   // nullopt while it runs; else "exited with N" or "was killed by signal N" (reaped).
   std::optional<std::string> Exited();
+  // Asks it to end (SIGTERM) and waits up to 30 s: Ok when it exited with 0, else an IOError
+  // naming `what`, how it ended and its last stderr line (killed after the 30 s).
+  Status Stop(const std::string& what);
   // The last line the program wrote to stderr ("" when none).
   std::string LastStderrLine() const;
 

@@ -1,4 +1,4 @@
-#include "capture/run_log.h"
+#include "common/run_log.h"
 
 #include <fcntl.h>
 #include <syslog.h>

@@ -1,4 +1,4 @@
-#include "capture/subprocess.h"
+#include "common/subprocess.h"
 
 #include <gtest/gtest.h>
 

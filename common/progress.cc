@@ -1,4 +1,4 @@
-#include "capture/progress.h"
+#include "common/progress.h"
 
 #include <unistd.h>
 

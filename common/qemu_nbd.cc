@@ -1,4 +1,4 @@
-#include "capture/qemu_nbd.h"
+#include "common/qemu_nbd.h"
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -28,18 +28,36 @@ bool Listening(const std::string& path) {
   return connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
 }
 
+// A value inside QEMU's key=value,... option syntax: commas are doubled.
+std::string QemuOptValue(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    out += c;
+    if (c == ',') out += ',';
+  }
+  return out;
+}
+
+std::vector<std::string> Argv(const QemuNbdOptions& o) {
+  std::vector<std::string> argv = {"qemu-nbd", "--persistent", "--shared=0", "--socket=" + o.socket,
+                                   "--export-name=" + o.export_name};
+  if (!o.writable) argv.push_back("--read-only");
+  if (!o.bitmap.empty()) argv.push_back("--bitmap=" + o.bitmap);
+  if (o.compress) {
+    argv.push_back("--image-opts");
+    argv.push_back("driver=compress,file.driver=" + o.format +
+                   ",file.file.driver=file,file.file.filename=" + QemuOptValue(o.image));
+  } else {
+    argv.push_back("--format=" + o.format);
+    argv.push_back(o.image);
+  }
+  return argv;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<QemuNbdServer>> QemuNbdServer::Start(const QemuNbdOptions& o) {
-  std::vector<std::string> argv = {"qemu-nbd",
-                                   "--read-only",
-                                   "--persistent",
-                                   "--shared=0",
-                                   "--format=" + o.format,
-                                   "--socket=" + o.socket,
-                                   "--export-name=" + o.export_name};
-  if (!o.bitmap.empty()) argv.push_back("--bitmap=" + o.bitmap);
-  argv.push_back(o.image);
+  const std::vector<std::string> argv = Argv(o);
   BFS_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child, ChildProcess::Start(argv, o.log_path));
   const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
   while (!Listening(o.socket)) {

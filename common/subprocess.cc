@@ -1,4 +1,4 @@
-#include "capture/subprocess.h"
+#include "common/subprocess.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -134,6 +134,27 @@ std::string ChildProcess::LastStderrLine() const {
   char buf[4096];
   for (ssize_t n; (n = read(fd.get(), buf, sizeof buf)) > 0;) text.append(buf, n);
   return LastLine(text);
+}
+
+Status ChildProcess::Stop(const std::string& what) {
+  if (reaped_) return Status::IOError(what + " had already ended");
+  kill(pid_, SIGTERM);
+  int status = 0;
+  pid_t r = 0;
+  for (int i = 0; i < 3000 && r == 0; i++) {  // 30 s in 10 ms steps: it may be flushing
+    r = waitpid(pid_, &status, WNOHANG);
+    if (r == 0) usleep(10000);
+  }
+  if (r == 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    reaped_ = true;
+    return Status::IOError(what + " did not stop within 30 s of SIGTERM; killed");
+  }
+  reaped_ = true;
+  if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
+  return Status::IOError(what + " " + (r < 0 ? "is gone" : HowEnded(status)) + ": " +
+                         LastStderrLine());
 }
 
 ChildProcess::~ChildProcess() {

@@ -1,0 +1,86 @@
+#include "common/block_device_writer.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+namespace backupfs {
+
+bool IsBlockDevice(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 && S_ISBLK(st.st_mode);
+}
+
+Result<std::unique_ptr<BlockDeviceWriter>> BlockDeviceWriter::Open(const std::string& device,
+                                                                   uint64_t size) {
+  if (!IsBlockDevice(device)) {
+    return Status::InvalidArgument(device + " is not a block device");
+  }
+  UniqueFd fd(open(device.c_str(), O_WRONLY | O_EXCL | O_CLOEXEC));
+  if (!fd.valid()) {
+    return Status::FromErrno("cannot open " + device + " for writing (mounted or in use?)", errno);
+  }
+  uint64_t device_size = 0;
+  if (ioctl(fd.get(), BLKGETSIZE64, &device_size) != 0) {
+    return Status::FromErrno("cannot read the size of " + device, errno);
+  }
+  if (device_size < size) {
+    return Status::InvalidArgument(device + " holds " + std::to_string(device_size) +
+                                   " bytes, the image needs " + std::to_string(size));
+  }
+  return std::unique_ptr<BlockDeviceWriter>(new BlockDeviceWriter(device, std::move(fd)));
+}
+
+Status BlockDeviceWriter::Write(unsigned, uint64_t offset, std::span<const uint8_t> bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = pwrite(fd_.get(), bytes.data() + done, bytes.size() - done,
+                       static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return Status::FromErrno(
+          "cannot write " + device_ + " at offset " + std::to_string(offset + done),
+          n < 0 ? errno : ENOSPC);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status BlockDeviceWriter::Zero(unsigned, uint64_t offset, uint64_t length) {
+  const off_t off = static_cast<off_t>(offset), len = static_cast<off_t>(length);
+  // Punching a hole in a block device discards with guaranteed zeroes; zero-range writes
+  // zeroes (possibly by unmapping); both fail with EOPNOTSUPP where the device cannot.
+  if (fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0) {
+    return Status::Ok();
+  }
+  if (fallocate(fd_.get(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len) == 0) {
+    return Status::Ok();
+  }
+  uint64_t range[2] = {offset, length};
+  if (offset % 512 == 0 && length % 512 == 0 && ioctl(fd_.get(), BLKZEROOUT, range) == 0) {
+    return Status::Ok();
+  }
+  return WriteZeros(offset, length);
+}
+
+Status BlockDeviceWriter::WriteZeros(uint64_t offset, uint64_t length) {
+  static const std::vector<uint8_t> zeros(1u << 20);
+  while (length > 0) {
+    const uint64_t n = std::min<uint64_t>(length, zeros.size());
+    BFS_RETURN_IF_ERROR(Write(0, offset, std::span(zeros.data(), n)));
+    offset += n;
+    length -= n;
+  }
+  return Status::Ok();
+}
+
+Status BlockDeviceWriter::Finish() { return FsyncFile(fd_.get(), device_); }
+
+}  // namespace backupfs

@@ -1,0 +1,110 @@
+#include "common/nbd_image_writer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common/subprocess.h"
+#include "stream/file.h"
+
+namespace backupfs {
+
+Result<std::unique_ptr<NbdImageWriter>> NbdImageWriter::Create(const NbdImageOptions& options) {
+  std::unique_ptr<NbdImageWriter> w(new NbdImageWriter(options));
+  BFS_RETURN_IF_ERROR(w->CreateImage());
+  BFS_RETURN_IF_ERROR(w->StartServer());
+  BFS_RETURN_IF_ERROR(w->Connect());
+  return w;
+}
+
+NbdImageWriter::~NbdImageWriter() {
+  conns_.clear();
+  server_.reset();  // SIGTERM: nothing of an unfinished image is kept anyway
+  if (created_ && !finished_) unlink(partial().c_str());
+  if (!options_.socket.empty()) unlink(options_.socket.c_str());
+}
+
+Status NbdImageWriter::CreateImage() {
+  // O_EXCL claims the name first: qemu-img would silently truncate an existing file.
+  UniqueFd claim(open(partial().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!claim.valid()) return Status::FromErrno("cannot create " + partial(), errno);
+  created_ = true;
+  std::string opts = "size=" + std::to_string(options_.size);
+  if (options_.preallocate) opts += ",preallocation=full";
+  for (const std::string& o : options_.create_options) opts += "," + o;
+  auto out = RunCapture({"qemu-img", "create", "-q", "-f", options_.format, "-o", opts, partial()});
+  if (!out.ok())
+    return Status::IOError("cannot create " + partial() + ": " + out.status().message());
+  return Status::Ok();
+}
+
+Status NbdImageWriter::StartServer() {
+  QemuNbdOptions q;
+  q.image = partial();
+  q.format = options_.format;
+  q.socket = options_.socket;
+  q.export_name = options_.export_name;
+  q.log_path = options_.socket + ".log";
+  q.writable = true;
+  q.compress = options_.compress;
+  auto server = QemuNbdServer::Start(q);
+  unlink(q.log_path.c_str());  // qemu-nbd keeps its descriptor; the name only litters
+  if (!server.ok()) return server.status();
+  server_ = std::move(server).value();
+  return Status::Ok();
+}
+
+Status NbdImageWriter::Connect() {
+  for (unsigned i = 0; i < std::max(1u, options_.connections); ++i) {
+    Handle h(nbd_create());
+    if (!h) return Status::IOError(std::string("nbd_create: ") + nbd_get_error());
+    if (nbd_set_export_name(h.get(), options_.export_name.c_str()) == -1 ||
+        nbd_connect_unix(h.get(), options_.socket.c_str()) == -1) {
+      return Status::IOError("cannot connect to qemu-nbd for " + partial() + ": " +
+                             nbd_get_error());
+    }
+    conns_.push_back(std::move(h));
+  }
+  return Status::Ok();
+}
+
+Status NbdImageWriter::NbdError(const std::string& what, uint64_t offset) const {
+  const int err = nbd_get_errno();
+  std::string msg = "cannot " + what + " " + partial() + " at offset " + std::to_string(offset) +
+                    ": " + nbd_get_error();
+  return err == ENOSPC ? Status::FromErrno(msg, ENOSPC) : Status::IOError(msg);
+}
+
+Status NbdImageWriter::Write(unsigned lane, uint64_t offset, std::span<const uint8_t> bytes) {
+  if (nbd_pwrite(conns_[lane].get(), bytes.data(), bytes.size(), offset, 0) == -1) {
+    return NbdError("write", offset);
+  }
+  return Status::Ok();
+}
+
+Status NbdImageWriter::Zero(unsigned lane, uint64_t offset, uint64_t length) {
+  if (nbd_zero(conns_[lane].get(), length, offset, 0) == -1) return NbdError("zero", offset);
+  return Status::Ok();
+}
+
+Status NbdImageWriter::Finish() {
+  // Every connection flushes what it wrote; qemu-nbd then closes the image (its metadata
+  // caches written back) before the file is fsynced and renamed.
+  for (auto& h : conns_) {
+    if (nbd_flush(h.get(), 0) == -1) return NbdError("flush", 0);
+  }
+  for (auto& h : conns_) nbd_shutdown(h.get(), 0);
+  conns_.clear();
+  BFS_RETURN_IF_ERROR(server_->Stop());
+  server_.reset();
+  BFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(partial(), O_RDONLY));
+  BFS_RETURN_IF_ERROR(FsyncFile(fd.get(), partial()));
+  if (rename(partial().c_str(), options_.path.c_str()) != 0) {
+    return Status::FromErrno("cannot rename " + partial(), errno);
+  }
+  finished_ = true;
+  return FsyncParentDir(options_.path);
+}
+
+}  // namespace backupfs
