@@ -1,16 +1,25 @@
-// backupfs-restore: dump and verify savesets (virtnbdrestore's option names).
-// Parses arguments and maps results to exit codes; the work is in backupfs/.
+// backupfs-restore: restore, dump and verify savesets, with virtnbdrestore's option names.
+// Parses arguments, installs the signal handling and maps results to exit codes; the work is
+// in backupfs/ (dump, verify) and restore/.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "backupfs/dump.h"
 #include "backupfs/saveset.h"
 #include "backupfs/verify.h"
+#include "common/run_log.h"
+#include "common/signal_watcher.h"
+#include "restore/restore.h"
 #include "stream/file.h"
 
 namespace {
 
+// Documented in backupfs-restore(1). Usage errors exit 2, as virtnbdrestore's argparse does.
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
@@ -20,7 +29,17 @@ struct Args {
   std::string action = "restore";
   std::string output;
   std::string disk;
-  bool verbose = false;
+  std::string until, sequence, socket_file, config_file = "vmconfig.xml", name, logfile;
+  std::string format = "auto";
+  std::vector<std::string> devices;
+  unsigned workers = 0;
+  unsigned long buffsize = 0;
+  bool verbose = false, noprogress = false, raw = false, adjust = false, define = false;
+  bool preallocate = false, compress = false, force = false, syslog = false;
+  // Remote restore: parsed so that a virtnbdrestore command line gets a clear refusal.
+  std::string uri, user, ssh_user, password, nbd_ip, tls_cert, ssh_key;
+  unsigned nbd_port = 0, ssh_port = 0;
+  bool tls = false;
 };
 
 class PrintingReporter final : public backupfs::VerifyReporter {
@@ -91,19 +110,205 @@ int Dump(const Args& args) {
   return rc;
 }
 
+// "vda,vdb" -> {"vda", "vdb"}; empty items dropped.
+std::vector<std::string> SplitList(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    if (comma > start) out.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// Remote restores need ssh and TCP/TLS NBD: not built yet, refused before anything happens.
+std::optional<std::string> RemoteRefusal(const Args& a) {
+  const bool remote_uri =
+      a.uri.find("://") != std::string::npos && a.uri.find(":///") == std::string::npos;
+  if (remote_uri || a.uri.find("+ssh") != std::string::npos ||
+      a.uri.find("+tcp") != std::string::npos || a.uri.find("+tls") != std::string::npos) {
+    return "-U " + a.uri + " names a remote host";
+  }
+  if (!a.user.empty()) return "--user";
+  if (!a.ssh_user.empty()) return "--ssh-user";
+  if (a.ssh_port != 0) return "--ssh-port";
+  if (!a.ssh_key.empty()) return "--ssh-private-key";
+  if (!a.password.empty()) return "--password";
+  if (a.nbd_port != 0) return "-P/--nbd-port";
+  if (!a.nbd_ip.empty()) return "-I/--nbd-ip";
+  if (a.tls || !a.tls_cert.empty()) return "--tls";
+  return std::nullopt;
+}
+
+// Fills the options; a usage message when the arguments do not go together.
+std::optional<std::string> BuildOptions(const Args& a, backupfs::RestoreOptions& o) {
+  if (auto what = RemoteRefusal(a)) {
+    return *what + ": remote restores are not supported yet; run backupfs-restore on the host";
+  }
+  if (a.output.empty()) return "-o/--output is required: the directory the images go to";
+  o.input = a.input;
+  o.output = a.output;
+  o.until = a.until;
+  o.sequence = SplitList(a.sequence);
+  o.disk = a.disk;
+  o.workers = a.workers;
+  o.progress = !a.noprogress;
+  o.socket_file = a.socket_file;
+  o.raw = a.raw;
+  // As virtnbdrestore: -D implies -c, and -s restores one image without config.
+  o.define = a.define && o.sequence.empty();
+  o.adjust_config = (a.adjust || a.define) && o.sequence.empty();
+  o.config_file = a.config_file;
+  o.name = a.name;
+  o.preallocate = a.preallocate;
+  o.compress = a.compress;
+  o.force = a.force;
+  o.uri = a.uri;
+  o.format = a.format == "qcow2" ? backupfs::OutputFormat::kQcow2
+             : a.format == "raw" ? backupfs::OutputFormat::kRaw
+                                 : backupfs::OutputFormat::kAuto;
+  if (o.compress && o.format == backupfs::OutputFormat::kRaw) {
+    return "--compress writes compressed qcow2 clusters: it cannot go with --format raw";
+  }
+  for (const std::string& d : a.devices) {
+    const size_t eq = d.find('=');
+    if (eq == 0 || eq == std::string::npos || eq + 1 == d.size()) {
+      return "--device " + d + ": expected DISK=BLOCKDEVICE (vda=/dev/vg/lv)";
+    }
+    o.devices[d.substr(0, eq)] = d.substr(eq + 1);
+  }
+  if (!o.sequence.empty() && (a.adjust || a.define)) {
+    std::fprintf(stderr, "backupfs-restore: -s restores data files only: -c and -D are ignored\n");
+  }
+  return std::nullopt;
+}
+
+void PrintSummary(const backupfs::RestoreSummary& s, const std::string& output, double seconds) {
+  std::printf(
+      "restored %s: %zu image(s) into %s, %llu bytes of data, %llu written in %.2f s "
+      "(%.1f MiB/s)%s%s\n",
+      s.point.c_str(), s.images.size(), output.c_str(),
+      static_cast<unsigned long long>(s.data_bytes),
+      static_cast<unsigned long long>(s.written_bytes), seconds,
+      seconds > 0 ? static_cast<double>(s.data_bytes) / (1 << 20) / seconds : 0.0,
+      s.defined.empty() ? "" : ", defined as domain ", s.defined.c_str());
+}
+
+int Restore(const Args& args) {
+  backupfs::RestoreOptions options;
+  if (auto error = BuildOptions(args, options)) {
+    std::fprintf(stderr, "backupfs-restore: %s\n", error->c_str());
+    return kExitUsage;
+  }
+  backupfs::RunLog log(args.verbose, args.syslog);
+  if (!args.logfile.empty()) {
+    if (backupfs::Status s = log.OpenFile(args.logfile); !s.ok()) {
+      log.Error(s.message());
+      return kExitFailure;
+    }
+  }
+  backupfs::SignalWatcher signals;
+  const auto begin = std::chrono::steady_clock::now();
+  backupfs::Result<backupfs::RestoreSummary> summary = backupfs::Status::Ok();
+  try {
+    summary = backupfs::RunRestore(options, log, *signals.flag());
+  } catch (const std::exception& e) {  // unwinds, so the partial images are removed
+    summary = backupfs::Status::IOError(std::string("unexpected error: ") + e.what());
+  }
+  if (!summary.ok()) {
+    if (signals.signal() != 0) {
+      log.Error("interrupted by signal " + std::to_string(signals.signal()) +
+                ": the partial images were removed");
+    }
+    log.Error(summary.status().message());
+    return kExitFailure;
+  }
+  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - begin;
+  PrintSummary(*summary, args.output, elapsed.count());
+  return kExitOk;
+}
+
+void AddOptions(CLI::App& app, Args& a) {
+  auto* general = "General options";
+  app.add_option("-a,--action", a.action, "dump, verify or restore (default: restore)")
+      ->check(CLI::IsMember({"dump", "verify", "restore"}))
+      ->group(general);
+  app.add_option("-i,--input", a.input, "directory holding the saveset")
+      ->required()
+      ->group(general);
+  app.add_option("-o,--output", a.output,
+                 "restore: the target directory; dump: a file for the JSON ('dump' or '-': "
+                 "standard output); 'verify' as -a verify")
+      ->group(general);
+  app.add_option("-u,--until", a.until,
+                 "restore point: a checkpoint, a diff's id or 'copy' (default: the newest)")
+      ->group(general);
+  app.add_option("-s,--sequence", a.sequence,
+                 "restore these data files of the saveset, in order (full or copy first)")
+      ->group(general);
+  app.add_option("-d,--disk", a.disk, "only this disk (target dev, e.g. vda)")->group(general);
+  app.add_option("-w,--worker", a.workers, "disks restored in parallel (default: up to 4)")
+      ->check(CLI::Range(1, 64))
+      ->group(general);
+  app.add_flag("-n,--noprogress", a.noprogress, "no progress bar")->group(general);
+  app.add_option("-f,--socketfile", a.socket_file,
+                 "qemu-nbd's socket (a disk suffix is added; default: a private directory)")
+      ->group(general);
+  app.add_flag("-r,--raw", a.raw, "copy raw disks' raw-image data files as they are")
+      ->group(general);
+  app.add_flag("-c,--adjust-config", a.adjust,
+               "adjust the domain XML: new name, no UUID, disks at the restored images")
+      ->group(general);
+  app.add_flag("-D,--define", a.define, "define the restored domain in libvirt (implies -c)")
+      ->group(general);
+  app.add_option("-C,--config-file", a.config_file,
+                 "name of the domain XML written to the output (default: vmconfig.xml); an "
+                 "existing file is taken as the XML to restore with")
+      ->group(general);
+  app.add_option("-N,--name", a.name, "name of the restored domain (default: restore_<name>)")
+      ->group(general);
+  app.add_option("-B,--buffsize", a.buffsize, "accepted for virtnbdrestore; reads go by chunk")
+      ->group(general);
+  app.add_flag("-A,--preallocate", a.preallocate, "fully allocate the restored images")
+      ->group(general);
+  app.add_flag("--compress", a.compress, "write compressed qcow2 clusters")->group(general);
+  app.add_option("--format", a.format, "image format: auto (each disk's own), qcow2 or raw")
+      ->check(CLI::IsMember({"auto", "qcow2", "raw"}))
+      ->group(general);
+  app.add_option("--device", a.devices, "write DISK into an existing block device: vda=/dev/vg/lv")
+      ->group(general);
+  app.add_flag("--force", a.force, "replace existing images and files in the output directory")
+      ->group(general);
+
+  auto* remote = "Remote restore options (not supported yet: refused)";
+  app.add_option("-U,--uri", a.uri, "libvirt URI for -D (default: qemu:///system)")->group(remote);
+  app.add_option("--user", a.user, "libvirt user")->group(remote);
+  app.add_option("--password", a.password, "libvirt password")->group(remote);
+  app.add_option("--ssh-user", a.ssh_user, "ssh user")->group(remote);
+  app.add_option("--ssh-port", a.ssh_port, "ssh port")->group(remote);
+  app.add_option("--ssh-private-key", a.ssh_key, "ssh private key")->group(remote);
+  app.add_option("-P,--nbd-port", a.nbd_port, "remote NBD port")->group(remote);
+  app.add_option("-I,--nbd-ip", a.nbd_ip, "remote NBD address")->group(remote);
+  app.add_flag("--tls", a.tls, "TLS for NBD")->group(remote);
+  app.add_option("--tls-cert", a.tls_cert, "TLS certificate directory")->group(remote);
+
+  auto* logging = "Logging options";
+  app.add_option("-L,--logfile", a.logfile, "also write the log to this file")->group(logging);
+  app.add_flag("--syslog", a.syslog, "also log to syslog")->group(logging);
+  app.add_flag("-v,--verbose", a.verbose, "debug lines and notes too")->group(logging);
+  app.set_version_flag("-V,--version", "backupfs-restore " BACKUPFS_VERSION);
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
-  CLI::App app{"Dump and verify backupfs and virtnbdbackup savesets", "backupfs-restore"};
+  backupfs::SignalWatcher::BlockWakeup();
+  CLI::App app{"backupfs-restore: restore, dump and verify backupfs and virtnbdbackup savesets",
+               "backupfs-restore"};
   Args args;
-  app.set_version_flag("-V,--version", "backupfs-restore " BACKUPFS_VERSION);
-  app.add_option("-i,--input", args.input, "Directory holding the saveset")->required();
-  app.add_option("-a,--action", args.action, "Action: dump or verify (default: restore)")
-      ->check(CLI::IsMember({"dump", "verify", "restore"}));
-  app.add_option("-o,--output", args.output,
-                 "Output: for dump, a file for the JSON ('dump' or '-': standard output)");
-  app.add_option("-d,--disk", args.disk, "Process only this disk (target dev, e.g. vda)");
-  app.add_flag("-v,--verbose", args.verbose, "Also print notes (files without checksums...)");
+  AddOptions(app, args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -113,11 +318,10 @@ int Main(int argc, char** argv) {
   if (args.action == "dump" || (args.action == "restore" && args.output == "dump")) {
     return Dump(args);
   }
-  if (args.action == "verify") return Verify(args);
-  std::fprintf(stderr,
-               "backupfs-restore: action 'restore' is not available in this version; "
-               "use -a dump or -a verify\n");
-  return kExitUsage;
+  if (args.action == "verify" || (args.action == "restore" && args.output == "verify")) {
+    return Verify(args);
+  }
+  return Restore(args);
 }
 
 int main(int argc, char** argv) {

@@ -1,0 +1,162 @@
+#include "restore/copy.h"
+
+#include <algorithm>
+#include <cstring>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "common/thread_annotations.h"
+
+namespace backupfs {
+namespace {
+
+struct Piece {
+  uint64_t offset;
+  uint64_t length;
+  bool data;  // else a range to zero
+};
+
+// Data extents cut at piece_bytes boundaries of the disk, and (when the writer needs them)
+// the ranges between them to zero: neighbouring zero extents and holes become one range.
+std::vector<Piece> PlanPieces(const DiskImage& image, uint64_t piece_bytes, bool need_zeros) {
+  std::vector<Piece> out;
+  uint64_t pos = 0;
+  auto zero_until = [&](uint64_t end) {
+    if (need_zeros && end > pos) out.push_back({pos, end - pos, false});
+    pos = std::max(pos, end);
+  };
+  for (const ImageExtent& e : image.extents()) {
+    if (e.zero) continue;
+    zero_until(e.offset);
+    for (uint64_t off = e.offset; off < e.end();) {
+      const uint64_t boundary = (off / piece_bytes + 1) * piece_bytes;
+      const uint64_t end = std::min(e.end(), boundary);
+      out.push_back({off, end - off, true});
+      off = end;
+    }
+    pos = e.end();
+  }
+  zero_until(image.size());
+  return out;
+}
+
+bool AllZero(const uint8_t* p, size_t n) {
+  return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0);
+}
+
+// Shared by the copy threads: the next piece to take, the first error, and the totals.
+class CopyState {
+ public:
+  CopyState(std::vector<Piece> pieces, const CopyOptions& o) : pieces_(std::move(pieces)), o_(o) {}
+
+  // The next piece, or nullptr once all are taken, an error was met or a cancel came.
+  const Piece* Next() {
+    if (failed_.load() || (o_.cancel != nullptr && o_.cancel->load())) return nullptr;
+    size_t i = next_.fetch_add(1);
+    return i < pieces_.size() ? &pieces_[i] : nullptr;
+  }
+  void Fail(Status s) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    if (error_.ok()) error_ = std::move(s);
+    failed_ = true;
+  }
+  void Done(uint64_t data, uint64_t written) {
+    data_.fetch_add(data);
+    written_.fetch_add(written);
+    if (o_.progress) o_.progress(data);
+  }
+  Result<CopyStats> Outcome() EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    if (!error_.ok()) return error_;
+    if (o_.cancel != nullptr && o_.cancel->load()) return Status::Cancelled("interrupted");
+    return CopyStats{data_.load(), written_.load()};
+  }
+
+ private:
+  const std::vector<Piece> pieces_;
+  const CopyOptions& o_;
+  std::atomic<size_t> next_{0};
+  std::atomic<bool> failed_{false};
+  std::atomic<uint64_t> data_{0}, written_{0};
+  Mutex mu_;
+  Status error_ GUARDED_BY(mu_);
+};
+
+// Writes the non-zero 64 KiB blocks of `buf` (the bytes at `offset`); zeroes the zero runs
+// when the writer needs it. Returns the bytes written.
+Result<uint64_t> WriteNonZero(ImageWriter& out, unsigned lane, uint64_t offset,
+                              std::span<const uint8_t> buf) {
+  uint64_t written = 0;
+  size_t i = 0;
+  while (i < buf.size()) {
+    // Blocks follow the disk's 64 KiB grid, so a skipped block is a whole cluster.
+    auto block_end = [&](size_t at) {
+      return std::min<size_t>(buf.size(),
+                              (offset + at) / kZeroBlock * kZeroBlock + kZeroBlock - offset);
+    };
+    const bool zero = AllZero(buf.data() + i, block_end(i) - i);
+    size_t j = block_end(i);
+    while (j < buf.size() && AllZero(buf.data() + j, block_end(j) - j) == zero) j = block_end(j);
+    if (!zero) {
+      BFS_RETURN_IF_ERROR(out.Write(lane, offset + i, buf.subspan(i, j - i)));
+      written += j - i;
+    } else if (!out.zeroed_at_start()) {
+      BFS_RETURN_IF_ERROR(out.Zero(lane, offset + i, j - i));
+    }
+    i = j;
+  }
+  return written;
+}
+
+void CopyLane(const DiskImage& image, ImageWriter& out, unsigned lane, uint64_t piece_bytes,
+              CopyState& state) {
+  std::vector<uint8_t> buf(piece_bytes);
+  while (const Piece* p = state.Next()) {
+    if (!p->data) {
+      Status s = out.Zero(lane, p->offset, p->length);
+      if (!s.ok()) state.Fail(std::move(s));
+      continue;
+    }
+    std::span<uint8_t> bytes(buf.data(), p->length);
+    Status s = image.Read(p->offset, bytes);
+    if (!s.ok()) {
+      state.Fail(std::move(s));
+      return;
+    }
+    Result<uint64_t> written = WriteNonZero(out, lane, p->offset, bytes);
+    if (!written.ok()) {
+      state.Fail(written.status());
+      return;
+    }
+    state.Done(p->length, *written);
+  }
+}
+
+}  // namespace
+
+uint64_t DataBytes(const DiskImage& image) {
+  uint64_t n = 0;
+  for (const ImageExtent& e : image.extents()) n += e.zero ? 0 : e.length;
+  return n;
+}
+
+Result<CopyStats> CopyImage(const DiskImage& image, ImageWriter& out, const CopyOptions& o) {
+  if (o.piece_bytes == 0 || o.piece_bytes % kZeroBlock != 0) {
+    return Status::InvalidArgument("copy piece size must be a multiple of 64 KiB");
+  }
+  CopyState state(PlanPieces(image, o.piece_bytes, !out.zeroed_at_start()), o);
+  std::vector<std::thread> threads;
+  for (unsigned lane = 1; lane < out.lanes(); ++lane) {
+    try {
+      threads.emplace_back([&, lane] { CopyLane(image, out, lane, o.piece_bytes, state); });
+    } catch (const std::system_error&) {
+      break;  // no more threads to be had: the lanes started do the work
+    }
+  }
+  CopyLane(image, out, 0, o.piece_bytes, state);
+  for (auto& t : threads) t.join();
+  return state.Outcome();
+}
+
+}  // namespace backupfs

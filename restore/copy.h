@@ -1,0 +1,44 @@
+// Copies one restore point's disk image (backupfs's DiskImage: the same extent map the mount
+// serves) into an ImageWriter, with one thread per writer lane so that several reads and
+// writes are in flight.
+//
+// Only data is written. Zero extents and holes are left alone where the new image already
+// reads as zeros (qcow2, sparse files), and zeroed otherwise (block devices); data that is all
+// zeros in 64 KiB blocks is treated the same way, as `qemu-img convert` does, so the result
+// is as thin as the backup allows. Every data byte is read through the image reader's checks:
+// a corrupt chunk stops the copy with an error naming the data file and offset.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+
+#include "backupfs/image.h"
+#include "common/image_writer.h"
+#include "stream/status.h"
+
+namespace backupfs {
+
+struct CopyOptions {
+  uint64_t piece_bytes = 4u << 20;  // one read and one write; a multiple of kZeroBlock
+  // Polled between pieces: once true, the copy stops with a Cancelled status.
+  const std::atomic<bool>* cancel = nullptr;
+  // Called (from any copy thread) with the data bytes of each piece once it is written.
+  std::function<void(uint64_t)> progress;
+};
+
+struct CopyStats {
+  uint64_t data_bytes = 0;     // data extents read
+  uint64_t written_bytes = 0;  // of which written (the rest were zeros)
+};
+
+// The granule of zero detection in data (the usual qcow2 cluster size).
+inline constexpr uint64_t kZeroBlock = 64u << 10;
+
+// The bytes CopyImage reads: the sum of the image's data extents.
+uint64_t DataBytes(const DiskImage& image);
+
+// Writes `image` into `out` (of at least image.size() bytes); does not call out.Finish().
+Result<CopyStats> CopyImage(const DiskImage& image, ImageWriter& out, const CopyOptions& options);
+
+}  // namespace backupfs

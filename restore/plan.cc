@@ -1,0 +1,319 @@
+#include "restore/plan.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "common/domain_xml.h"
+#include "stream/file.h"
+
+namespace backupfs {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool Exists(const std::string& path) {
+  struct stat st {};
+  return lstat(path.c_str(), &st) == 0;  // a dangling or planted symlink counts
+}
+
+// The ids of `point` and the points before it, newest first: where to look for a per-point
+// file (vmconfig, qcow.json, boot file copy) that this point's run did not write.
+std::vector<std::string> IdsUpTo(const SavesetModel& model, const RestorePoint& point) {
+  std::vector<std::string> ids;
+  for (const RestorePoint& p : model.points) {
+    ids.push_back(p.id);
+    if (p.name == point.name) break;
+  }
+  std::reverse(ids.begin(), ids.end());
+  return ids;
+}
+
+// DIR/<prefix><id><suffix> for the newest id that has one; "" when none does.
+std::string NewestPerPoint(const std::string& dir, const std::vector<std::string>& ids,
+                           const std::string& prefix, const std::string& suffix) {
+  for (const std::string& id : ids) {
+    std::string path = dir + "/" + prefix + id + suffix;
+    if (fs::is_regular_file(path)) return path;
+  }
+  return "";
+}
+
+Result<const RestorePoint*> FindPoint(const SavesetModel& model, const std::string& until) {
+  const std::string name = until.empty() ? model.latest : until;
+  for (const RestorePoint& p : model.points) {
+    if (p.name == name) return &p;
+  }
+  if (model.points.empty()) {
+    std::string why = model.problems.empty() ? "" : ": " + model.problems.front();
+    return Status::NotFound(model.dir + ": no restore point can be restored" + why);
+  }
+  std::string msg = model.dir + ": no restore point '" + name + "'";
+  for (const std::string& problem : model.problems) {
+    if (problem.find("restore point " + name + " ") != std::string::npos)
+      msg += " (" + problem + ")";
+  }
+  msg += "; the saveset has:";
+  for (const RestorePoint& p : model.points) msg += " " + p.name;
+  return Status::NotFound(msg);
+}
+
+// A file name taken from the saveset or its XML, which must stay inside OUTDIR.
+Status CheckName(const std::string& name, const std::string& from) {
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.find('\0') != std::string::npos) {
+    return Status::InvalidArgument(from + ": '" + name +
+                                   "' cannot be a file name in the output directory");
+  }
+  return Status::Ok();
+}
+
+// OUTDIR/name, refused when it (or a leftover .partial) exists and --force was not given.
+Result<std::string> Target(const RestoreOptions& o, const std::string& name,
+                           const std::string& from) {
+  BFS_RETURN_IF_ERROR(CheckName(name, from));
+  const std::string path = o.output + "/" + name;
+  if (fs::is_directory(fs::symlink_status(path))) {
+    return Status::FailedPrecondition(path + " is a directory");
+  }
+  if (o.force) return path;
+  for (const std::string& p : {path, path + ".partial"}) {
+    if (Exists(p)) return Status::FailedPrecondition(p + " exists; --force replaces it");
+  }
+  return path;
+}
+
+std::string FormatOf(const RestoreOptions& o, const DiskChain& chain) {
+  if (o.format == OutputFormat::kQcow2) return "qcow2";
+  if (o.format == OutputFormat::kRaw) return "raw";
+  return chain.files.back()->meta().disk_format == "raw" ? "raw" : "qcow2";
+}
+
+const DiskChain* ChainOf(const RestorePoint& point, const std::string& disk) {
+  for (const DiskChain& c : point.disks) {
+    if (c.disk == disk) return &c;
+  }
+  return nullptr;
+}
+
+// True when `path` is not a stream (virtnbdbackup's -t raw writes plain raw images).
+bool IsRawImageFile(const std::string& path) {
+  auto head = FileSource::Open(path);
+  uint8_t magic[5] = {};
+  return head.ok() && (head->size() < 5 || !head->ReadAt(0, magic).ok() ||
+                       std::string(reinterpret_cast<char*>(magic), 5) != "meta ");
+}
+
+class Planner {
+ public:
+  Planner(const SavesetModel& model, const RestoreOptions& o) : model_(model), o_(o) {}
+
+  Result<RestorePlan> Run() {
+    BFS_ASSIGN_OR_RETURN(point_, FindPoint(model_, o_.until));
+    plan_.point = point_->name;
+    plan_.id = point_->id;
+    ids_ = IdsUpTo(model_, *point_);
+    BFS_RETURN_IF_ERROR(LoadConfig());
+    BFS_RETURN_IF_ERROR(PlanDisks());
+    if (plan_.disks.empty()) {
+      return Status::NotFound(model_.dir + ": restore point " + plan_.point + " has no disk" +
+                              (o_.disk.empty() ? "" : " " + o_.disk) + " to restore");
+    }
+    BFS_RETURN_IF_ERROR(PlanBootFiles());
+    BFS_ASSIGN_OR_RETURN(plan_.config_target,
+                         Target(o_, fs::path(o_.config_file).filename().string(), "-C"));
+    const std::string autostart = model_.dir + "/autostart." + plan_.id;
+    if (fs::exists(autostart)) plan_.autostart_file = autostart;
+    return std::move(plan_);
+  }
+
+ private:
+  Status LoadConfig() {
+    plan_.vmconfig_path = ConfigSource();
+    if (plan_.vmconfig_path.empty()) {
+      if (o_.adjust_config || o_.define) {
+        return Status::NotFound(model_.dir + ": no vmconfig.*.xml for restore point " +
+                                plan_.point + ": -c and -D need the domain XML");
+      }
+      plan_.warnings.push_back(model_.dir + ": no domain XML saved for " + plan_.point +
+                               "; images are named after their disks");
+      return Status::Ok();
+    }
+    BFS_ASSIGN_OR_RETURN(plan_.vmconfig_xml, ReadWholeFile(plan_.vmconfig_path));
+    return Status::Ok();
+  }
+
+  // -C names an existing file (a path, or a file of the saveset): that XML; else the point's.
+  std::string ConfigSource() {
+    for (const std::string& c : {o_.config_file, model_.dir + "/" + o_.config_file}) {
+      if (o_.config_file != "vmconfig.xml" && fs::is_regular_file(c)) return c;
+    }
+    std::string own = NewestPerPoint(model_.dir, {plan_.id}, "vmconfig.", ".xml");
+    if (!own.empty()) return own;
+    std::string older = NewestPerPoint(model_.dir, ids_, "vmconfig.", ".xml");
+    if (!older.empty()) {
+      plan_.warnings.push_back("restore point " + plan_.point + " has no vmconfig." + plan_.id +
+                               ".xml; using " + older);
+    }
+    return older;
+  }
+
+  // The disks of the domain XML (or of the point when there is none), in document order.
+  Result<std::vector<DomainDisk>> Disks() {
+    std::vector<DomainDisk> disks;
+    if (!plan_.vmconfig_xml.empty()) {
+      BFS_ASSIGN_OR_RETURN(disks, ParseDomainDisks(plan_.vmconfig_xml, plan_.vmconfig_path));
+    }
+    for (const DiskChain& c : point_->disks) {
+      bool listed = std::any_of(disks.begin(), disks.end(),
+                                [&](const DomainDisk& d) { return d.target == c.disk; });
+      if (!listed)
+        disks.push_back({c.disk, "", c.files.back()->meta().disk_format, "disk", "file", ""});
+    }
+    return disks;
+  }
+
+  Status PlanDisks() {
+    BFS_ASSIGN_OR_RETURN(std::vector<DomainDisk> disks, Disks());
+    if (!o_.disk.empty() && std::none_of(disks.begin(), disks.end(), [&](const DomainDisk& d) {
+          return d.target == o_.disk;
+        })) {
+      return Status::NotFound(model_.dir + ": restore point " + plan_.point + " has no disk " +
+                              o_.disk);
+    }
+    std::set<std::string> names;
+    for (const DomainDisk& d : disks) {
+      if (!o_.disk.empty() && d.target != o_.disk) continue;
+      BFS_RETURN_IF_ERROR(PlanDisk(d, names));
+    }
+    return Status::Ok();
+  }
+
+  Status PlanDisk(const DomainDisk& d, std::set<std::string>& names) {
+    DiskPlan p;
+    p.disk = d.target;
+    if (o_.raw && d.format == "raw") p.raw_copy = RawImageFile(d.target);
+    const DiskChain* chain = ChainOf(*point_, d.target);
+    if (chain == nullptr && p.raw_copy.empty()) {
+      plan_.warnings.push_back("disk " + d.target + " has no backup at restore point " +
+                               plan_.point + " (excluded, or added later); not restored");
+      if (!o_.disk.empty())
+        return Status::NotFound("disk " + d.target + " has no backup at restore point " +
+                                plan_.point);
+      return Status::Ok();
+    }
+    if (chain != nullptr) p.chain = *chain;
+    p.format = p.raw_copy.empty() ? FormatOf(o_, p.chain) : "raw";
+    auto device = o_.devices.find(d.target);
+    if (device != o_.devices.end()) {
+      p.target = device->second;
+      p.block_device = true;
+      p.format = "raw";
+    } else {
+      std::string name = d.source.empty() ? d.target : fs::path(d.source).filename().string();
+      if (!names.insert(name).second) name = d.target + "." + name;  // two disks, one basename
+      names.insert(name);
+      BFS_ASSIGN_OR_RETURN(p.target,
+                           Target(o_, name, "disk " + d.target + " source '" + d.source + "'"));
+    }
+    p.qcow_json = NewestPerPoint(model_.dir, ids_, d.target + ".", ".qcow.json");
+    plan_.disks.push_back(std::move(p));
+    return Status::Ok();
+  }
+
+  // -r: virtnbdbackup's raw-image copy of a raw disk, when the saveset holds one.
+  std::string RawImageFile(const std::string& disk) {
+    for (const char* level : {"copy", "full"}) {
+      std::string path = model_.dir + "/" + disk + "." + level + ".data";
+      if (fs::is_regular_file(path) && IsRawImageFile(path)) return path;
+    }
+    return "";
+  }
+
+  Status PlanBootFiles() {
+    if (plan_.vmconfig_xml.empty()) return Status::Ok();
+    BFS_ASSIGN_OR_RETURN(std::vector<BootFile> files,
+                         ParseBootFiles(plan_.vmconfig_xml, plan_.vmconfig_path));
+    for (const BootFile& f : files) {
+      const std::string base = fs::path(f.path).filename().string();
+      BootFilePlan b{f.setting, f.path, NewestPerPoint(model_.dir, ids_, base + ".", ""), ""};
+      if (b.saved.empty() && fs::is_regular_file(model_.dir + "/" + base))
+        b.saved = model_.dir + "/" + base;
+      if (b.saved.empty()) {
+        plan_.warnings.push_back("the " + f.setting + " " + f.path + " has no copy in " +
+                                 model_.dir + "; the restored domain needs it in place");
+        continue;
+      }
+      BFS_ASSIGN_OR_RETURN(b.target, Target(o_, base, f.setting + " '" + f.path + "'"));
+      plan_.boot_files.push_back(std::move(b));
+    }
+    return Status::Ok();
+  }
+
+  const SavesetModel& model_;
+  const RestoreOptions& o_;
+  const RestorePoint* point_ = nullptr;
+  std::vector<std::string> ids_;
+  RestorePlan plan_;
+};
+
+}  // namespace
+
+Result<RestorePlan> PlanRestore(const SavesetModel& model, const RestoreOptions& options) {
+  return Planner(model, options).Run();
+}
+
+Result<DiskChain> ChainFromSequence(const RestoreOptions& o, const OpenOptions& open) {
+  DiskChain chain;
+  for (const std::string& name : o.sequence) {
+    BFS_RETURN_IF_ERROR(CheckName(name, "-s"));
+    BFS_ASSIGN_OR_RETURN(std::unique_ptr<StreamReader> r,
+                         StreamReader::Open(o.input + "/" + name, open.reader));
+    const StreamMetadata& m = r->meta();
+    if (chain.files.empty() && m.incremental) {
+      return Status::InvalidArgument(r->path() +
+                                     ": a sequence must start with a full or copy backup");
+    }
+    if (!chain.files.empty()) {
+      const StreamMetadata& prev = chain.files.back()->meta();
+      if (!m.incremental || m.disk_name != prev.disk_name) {
+        return Status::InvalidArgument(r->path() + ": not an incremental of disk " +
+                                       prev.disk_name);
+      }
+      if (m.parent_checkpoint != prev.checkpoint_name) {
+        return Status::InvalidArgument(r->path() + ": its parent checkpoint is '" +
+                                       m.parent_checkpoint + "', the file before it is of '" +
+                                       prev.checkpoint_name + "'");
+      }
+    }
+    chain.disk = m.disk_name;
+    chain.virtual_size = m.virtual_size;
+    chain.files.push_back(std::move(r));
+  }
+  if (chain.files.empty()) return Status::InvalidArgument("-s: no data files named");
+  return chain;
+}
+
+Result<RestorePlan> PlanSequence(DiskChain chain, const RestoreOptions& o) {
+  RestorePlan plan;
+  plan.point = chain.files.back()->meta().checkpoint_name;
+  plan.id = plan.point;
+  DiskPlan p;
+  p.disk = chain.disk;
+  p.format = FormatOf(o, chain);
+  p.chain = std::move(chain);
+  auto device = o.devices.find(p.disk);
+  if (device != o.devices.end()) {
+    p.target = device->second;
+    p.block_device = true;
+    p.format = "raw";
+  } else {
+    BFS_ASSIGN_OR_RETURN(p.target, Target(o, p.disk, "disk name in the metadata"));
+  }
+  plan.disks.push_back(std::move(p));
+  return plan;
+}
+
+}  // namespace backupfs

@@ -1,0 +1,55 @@
+// What a restore will write, decided before anything is written: the restore point, each
+// disk's chain and target, the domain XML, the boot files. Every refusal (an unknown point, a
+// name that would escape the output directory, an existing file without --force) happens here,
+// so a refused restore leaves the output directory as it was.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "backupfs/chain.h"
+#include "restore/options.h"
+#include "stream/status.h"
+
+namespace backupfs {
+
+struct DiskPlan {
+  std::string disk;    // target dev
+  DiskChain chain;     // full (or copy) first
+  std::string target;  // the image to write: OUTDIR/<name>, or a block device
+  std::string format;  // "qcow2" or "raw"
+  bool block_device = false;
+  std::string qcow_json;  // `qemu-img info` of the backed-up image ("" when none was saved)
+  std::string raw_copy;   // -r: a raw image data file to copy as it is ("" = restore the chain)
+};
+
+struct BootFilePlan {
+  std::string setting;   // loader, nvram, kernel, initrd
+  std::string original;  // the path in the domain XML
+  std::string saved;     // the copy in the saveset ("" when none was found)
+  std::string target;    // OUTDIR/<basename>
+};
+
+struct RestorePlan {
+  std::string point;           // restore point name (checkpoint, diff id, copy)
+  std::string id;              // the suffix of its per-point files
+  std::string vmconfig_path;   // the domain XML used ("" when the saveset has none)
+  std::string vmconfig_xml;    // its text
+  std::string config_target;   // OUTDIR/<-C name>
+  std::string autostart_file;  // autostart.<id> when the domain started at boot ("" when not)
+  std::vector<DiskPlan> disks;
+  std::vector<BootFilePlan> boot_files;
+  std::vector<std::string> warnings;  // disks not restored, files not found, ...
+};
+
+// Plans a restore of `model` (a loaded saveset) as `options` ask.
+Result<RestorePlan> PlanRestore(const SavesetModel& model, const RestoreOptions& options);
+
+// -s: the chain named by data file names in options.input (oldest first, a full or copy
+// first; each incremental's parent is the checkpoint before it).
+Result<DiskChain> ChainFromSequence(const RestoreOptions& options, const OpenOptions& open);
+
+// -s: a plan for the one disk of `chain` (no config, no boot files, as virtnbdrestore).
+Result<RestorePlan> PlanSequence(DiskChain chain, const RestoreOptions& options);
+
+}  // namespace backupfs

@@ -1,0 +1,326 @@
+#include "restore/restore.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "backupfs/image.h"
+#include "capture/libvirt.h"
+#include "common/block_device_writer.h"
+#include "common/domain_xml.h"
+#include "common/nbd_image_writer.h"
+#include "common/progress.h"
+#include "common/qcow_options.h"
+#include "common/raw_image.h"
+#include "common/thread_annotations.h"
+#include "common/vmconfig_adjust.h"
+#include "restore/copy.h"
+#include "restore/plan.h"
+
+namespace backupfs {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Decoded lz4 chunks shared by every disk's readers: bounds the restore's memory.
+constexpr uint64_t kChunkCacheBytes = 96u << 20;
+constexpr unsigned kMaxParallelDisks = 4;
+
+std::string Mib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+template <typename T>
+Result<std::unique_ptr<ImageWriter>> AsWriter(Result<std::unique_ptr<T>> r) {
+  if (!r.ok()) return r.status();
+  return std::unique_ptr<ImageWriter>(std::move(r).value());
+}
+
+// A private directory for qemu-nbd's sockets, removed with everything in it.
+class SocketDir {
+ public:
+  static Result<SocketDir> Create() {
+    char tmpl[] = "/tmp/backupfs-restore.XXXXXX";
+    if (mkdtemp(tmpl) == nullptr)
+      return Status::FromErrno("cannot create a directory in /tmp", errno);
+    return SocketDir(tmpl);
+  }
+  SocketDir(SocketDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+  ~SocketDir() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit SocketDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+class Restore {
+ public:
+  Restore(const RestoreOptions& o, RunLog& log, std::atomic<bool>& stop)
+      : o_(o), log_(log), stop_(stop) {}
+
+  Result<RestoreSummary> Run() {
+    BFS_ASSIGN_OR_RETURN(plan_, Plan());
+    for (const std::string& w : plan_.warnings) log_.Warn(w);
+    summary_.point = plan_.point;
+    BFS_RETURN_IF_ERROR(PrepareDefine());
+    std::error_code ec;
+    fs::create_directories(o_.output, ec);
+    if (ec) return Status::IOError("cannot create " + o_.output + ": " + ec.message());
+    if (o_.socket_file.empty()) {
+      BFS_ASSIGN_OR_RETURN(SocketDir dir, SocketDir::Create());
+      socket_dir_ = std::make_unique<SocketDir>(std::move(dir));
+    }
+    BFS_RETURN_IF_ERROR(RestoreDisks());
+    BFS_RETURN_IF_ERROR(RestoreBootFiles());
+    BFS_RETURN_IF_ERROR(WriteConfig());
+    BFS_RETURN_IF_ERROR(Define());
+    return std::move(summary_);
+  }
+
+ private:
+  Result<RestorePlan> Plan() {
+    OpenOptions open;
+    open.reader.cache = std::make_shared<ChunkCache>(kChunkCacheBytes);
+    if (!o_.sequence.empty()) {
+      BFS_ASSIGN_OR_RETURN(DiskChain chain, ChainFromSequence(o_, open));
+      return PlanSequence(std::move(chain), o_);
+    }
+    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, open));
+    for (const std::string& p : model.problems) log_.Warn(p);
+    return PlanRestore(model, o_);
+  }
+
+  // -D: the new name must be free before anything is written.
+  Status PrepareDefine() {
+    if (!o_.adjust_config && !o_.define) return Status::Ok();
+    BFS_ASSIGN_OR_RETURN(std::string original,
+                         ParseDomainName(plan_.vmconfig_xml, plan_.vmconfig_path));
+    name_ = o_.name.empty() ? DefaultRestoredName(original) : o_.name;
+    if (!o_.define) return Status::Ok();
+    SilenceLibvirtErrors();
+    BFS_ASSIGN_OR_RETURN(conn_, ConnectLibvirt(o_.uri));
+    auto existing = LookupDomain(conn_.get(), name_);
+    if (existing.ok()) {
+      return Status::FailedPrecondition("a domain named " + name_ +
+                                        " exists already; -N gives the restored one another name");
+    }
+    if (existing.status().code() != StatusCode::kNotFound) return existing.status();
+    return Status::Ok();
+  }
+
+  std::string SocketFor(const DiskPlan& d) const {
+    return socket_dir_ ? socket_dir_->path() + "/" + d.disk + ".sock"
+                       : o_.socket_file + "." + d.disk;
+  }
+
+  Result<std::unique_ptr<ImageWriter>> OpenWriter(const DiskPlan& d, uint64_t size) {
+    if (d.block_device) return AsWriter(BlockDeviceWriter::Open(d.target, size));
+    if (o_.force) {
+      unlink((d.target + ".partial").c_str());  // a leftover of a killed restore
+    }
+    if (d.format == "raw" && !o_.preallocate)
+      return AsWriter(RawImageWriter::Create(d.target, size));
+    NbdImageOptions n;
+    n.path = d.target;
+    n.format = d.format;
+    n.size = size;
+    n.preallocate = o_.preallocate;
+    n.compress = o_.compress;
+    n.socket = SocketFor(d);
+    if (d.format == "qcow2" && !d.qcow_json.empty()) {
+      BFS_ASSIGN_OR_RETURN(std::string json, ReadWholeFile(d.qcow_json));
+      auto q = ParseQcowCreateOptions(json, d.qcow_json);
+      if (q.ok()) {
+        n.create_options = q->options;
+        for (const std::string& note : q->notes) log_.Warn(note);
+      } else {
+        log_.Warn(q.status().message() + "; the image gets qemu-img's defaults");
+      }
+    }
+    return AsWriter(NbdImageWriter::Create(n));
+  }
+
+  Status RestoreDisk(const DiskPlan& d, ProgressBoard& board) {
+    if (!d.raw_copy.empty()) return CopyRawFile(d);
+    std::shared_ptr<DiskImage> image = DiskImage::Build(d.chain);
+    const uint64_t data = DataBytes(*image);
+    log_.Info("disk " + d.disk + ": restore point " + plan_.point + " (" +
+              std::to_string(d.chain.files.size()) + " data files, " + Mib(data) +
+              " of data) into " + d.target + " (" + d.format + ")");
+    BFS_ASSIGN_OR_RETURN(std::unique_ptr<ImageWriter> out, OpenWriter(d, image->size()));
+    ProgressBoard::Disk& progress = board.Start(d.disk, data);
+    CopyOptions copy;
+    copy.cancel = &stop_;
+    copy.progress = [&progress](uint64_t n) { progress.Add(n); };
+    Result<CopyStats> stats = CopyImage(*image, *out, copy);
+    board.Finish(progress);
+    if (!stats.ok()) return Failed(d, stats.status());
+    if (Status s = out->Finish(); !s.ok()) return Failed(d, s);
+    Record(d, *stats);
+    return Status::Ok();
+  }
+
+  Status Failed(const DiskPlan& d, const Status& s) {
+    if (d.block_device) log_.Error("block device " + d.target + " is only partly written");
+    return s.code() == StatusCode::kCancelled ? s : s.WithPrefix("disk " + d.disk);
+  }
+
+  void Record(const DiskPlan& d, const CopyStats& stats) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    data_bytes_ += stats.data_bytes;
+    written_bytes_ += stats.written_bytes;
+    log_.Info("disk " + d.disk + ": " + d.target + " complete (" + Mib(stats.written_bytes) +
+              " written)");
+  }
+
+  // -r: a raw image data file, copied as it is (sparse).
+  Status CopyRawFile(const DiskPlan& d) {
+    log_.Info("disk " + d.disk + ": copying the raw image " + d.raw_copy + " to " + d.target);
+    BFS_ASSIGN_OR_RETURN(FileSource src, FileSource::Open(d.raw_copy));
+    if (o_.force) unlink((d.target + ".partial").c_str());
+    BFS_ASSIGN_OR_RETURN(std::unique_ptr<RawImageWriter> out,
+                         RawImageWriter::Create(d.target, src.size()));
+    std::vector<uint8_t> buf(4u << 20);
+    for (off_t pos = 0; static_cast<uint64_t>(pos) < src.size() && !stop_.load();) {
+      off_t data = lseek(src.fd(), pos, SEEK_DATA);
+      if (data < 0) break;  // only a hole follows
+      off_t hole = lseek(src.fd(), data, SEEK_HOLE);
+      for (pos = data; pos < hole && !stop_.load();) {
+        const uint64_t n = std::min<uint64_t>(buf.size(), static_cast<uint64_t>(hole - pos));
+        BFS_RETURN_IF_ERROR(src.ReadAt(pos, std::span(buf.data(), n)));
+        BFS_RETURN_IF_ERROR(out->Write(pos, std::span<const uint8_t>(buf.data(), n)));
+        pos += static_cast<off_t>(n);
+      }
+    }
+    if (stop_.load()) return Status::Cancelled("interrupted");
+    BFS_RETURN_IF_ERROR(out->Finish());
+    Record(d, {out->bytes_written(), out->bytes_written()});
+    return Status::Ok();
+  }
+
+  // Disks run on up to -w threads; the first failure stops the others.
+  Status RestoreDisks() {
+    ProgressBoard board(log_, o_.progress && isatty(STDERR_FILENO));
+    const size_t n = plan_.disks.size();
+    const unsigned workers =
+        std::max<unsigned>(1, std::min<size_t>(n, o_.workers ? o_.workers : kMaxParallelDisks));
+    std::atomic<size_t> next{0};
+    std::vector<Status> results(n);
+    auto work = [&] {
+      for (size_t i; (i = next.fetch_add(1)) < n && !stop_.load();) {
+        results[i] = RestoreDisk(plan_.disks[i], board);
+        if (!results[i].ok()) stop_ = true;
+      }
+    };
+    std::vector<std::thread> threads;
+    for (unsigned w = 1; w < workers; ++w) {
+      try {
+        threads.emplace_back(work);
+      } catch (const std::system_error&) {
+        break;
+      }
+    }
+    work();
+    for (auto& t : threads) t.join();
+    return FirstFailure(results);
+  }
+
+  // The first real failure; a disk that only stopped because another failed says less.
+  Status FirstFailure(const std::vector<Status>& results) EXCLUDES(mu_) {
+    const Status* cancelled = nullptr;
+    for (const Status& s : results) {
+      if (s.ok()) continue;
+      if (s.code() != StatusCode::kCancelled) return s;
+      cancelled = &s;
+    }
+    if (cancelled != nullptr || stop_.load())
+      return Status::Cancelled("restore interrupted; partial images removed");
+    for (const DiskPlan& d : plan_.disks) summary_.images.push_back(d.target);
+    MutexLock lock(mu_);
+    summary_.data_bytes = data_bytes_;
+    summary_.written_bytes = written_bytes_;
+    return Status::Ok();
+  }
+
+  Status RestoreBootFiles() {
+    for (const BootFilePlan& b : plan_.boot_files) {
+      BFS_ASSIGN_OR_RETURN(std::string bytes, ReadWholeFile(b.saved));
+      BFS_RETURN_IF_ERROR(WriteFileAtomically(
+          b.target, std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), 0600));
+      log_.Info("the " + b.setting + " " + b.original + " restored as " + b.target);
+    }
+    return Status::Ok();
+  }
+
+  Result<std::string> AdjustedConfig() {
+    VmConfigChanges changes;
+    changes.name = name_;
+    for (const DiskPlan& d : plan_.disks) {
+      changes.disks[d.disk] = {fs::absolute(d.target).lexically_normal().string(), d.format,
+                               d.block_device};
+    }
+    for (const BootFilePlan& b : plan_.boot_files) {
+      changes.boot_files[b.setting] = fs::absolute(b.target).lexically_normal().string();
+    }
+    return AdjustDomainXml(plan_.vmconfig_xml, changes, plan_.vmconfig_path);
+  }
+
+  Status WriteConfig() {
+    if (plan_.vmconfig_xml.empty()) return Status::Ok();
+    std::string xml = plan_.vmconfig_xml;
+    if (o_.adjust_config || o_.define) {
+      BFS_ASSIGN_OR_RETURN(xml, AdjustedConfig());
+      adjusted_ = xml;
+    }
+    BFS_RETURN_IF_ERROR(WriteFileAtomically(
+        plan_.config_target, std::span(reinterpret_cast<const uint8_t*>(xml.data()), xml.size()),
+        0600));
+    summary_.config = plan_.config_target;
+    log_.Info(std::string(adjusted_.empty() ? "domain XML (as saved) " : "adjusted domain XML ") +
+              "written to " + plan_.config_target);
+    return Status::Ok();
+  }
+
+  Status Define() {
+    if (!o_.define) return Status::Ok();
+    BFS_ASSIGN_OR_RETURN(UniqueDomain dom, DefineDomain(conn_.get(), adjusted_, name_));
+    if (!plan_.autostart_file.empty()) BFS_RETURN_IF_ERROR(SetAutostart(dom.get(), name_, true));
+    summary_.defined = name_;
+    log_.Info("domain " + name_ + " defined");
+    return Status::Ok();
+  }
+
+  const RestoreOptions& o_;
+  RunLog& log_;
+  std::atomic<bool>& stop_;
+  RestorePlan plan_;
+  std::string name_;      // of the restored domain (-c, -D)
+  std::string adjusted_;  // the adjusted domain XML
+  UniqueConnect conn_;    // -D
+  std::unique_ptr<SocketDir> socket_dir_;
+  RestoreSummary summary_;
+  Mutex mu_;  // the disks' threads add up what they wrote
+  uint64_t data_bytes_ GUARDED_BY(mu_) = 0;
+  uint64_t written_bytes_ GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
+
+Result<RestoreSummary> RunRestore(const RestoreOptions& options, RunLog& log,
+                                  std::atomic<bool>& stop) {
+  return Restore(options, log, stop).Run();
+}
+
+}  // namespace backupfs
