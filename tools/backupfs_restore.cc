@@ -35,7 +35,7 @@ struct Args {
   unsigned workers = 0;
   unsigned long buffsize = 0;
   bool verbose = false, noprogress = false, raw = false, adjust = false, define = false;
-  bool preallocate = false, compress = false, force = false, syslog = false;
+  bool preallocate = false, compress = false, force = false, syslog = false, nocolor = false;
   // Remote restore: parsed so that a virtnbdrestore command line gets a clear refusal.
   std::string uri, user, ssh_user, password, nbd_ip, tls_cert, ssh_key;
   unsigned nbd_port = 0, ssh_port = 0;
@@ -298,6 +298,8 @@ void AddOptions(CLI::App& app, Args& a) {
   app.add_option("-L,--logfile", a.logfile, "also write the log to this file")->group(logging);
   app.add_flag("--syslog", a.syslog, "also log to syslog")->group(logging);
   app.add_flag("-v,--verbose", a.verbose, "debug lines and notes too")->group(logging);
+  app.add_flag("--nocolor", a.nocolor, "accepted for virtnbdrestore; our lines have no colours")
+      ->group(logging);
   app.set_version_flag("-V,--version", "backupfs-restore " BACKUPFS_VERSION);
 }
 
