@@ -48,6 +48,7 @@ Status NbdImageWriter::StartServer() {
   q.log_path = options_.socket + ".log";
   q.writable = true;
   q.compress = options_.compress;
+  q.die_with_thread = true;  // the writer, and so the server, never outlive this thread
   auto server = QemuNbdServer::Start(q);
   unlink(q.log_path.c_str());  // qemu-nbd keeps its descriptor; the name only litters
   if (!server.ok()) return server.status();

@@ -58,7 +58,8 @@ std::vector<std::string> Argv(const QemuNbdOptions& o) {
 
 Result<std::unique_ptr<QemuNbdServer>> QemuNbdServer::Start(const QemuNbdOptions& o) {
   const std::vector<std::string> argv = Argv(o);
-  BFS_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child, ChildProcess::Start(argv, o.log_path));
+  BFS_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child,
+                       ChildProcess::Start(argv, o.log_path, o.die_with_thread));
   const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
   while (!Listening(o.socket)) {
     if (auto ended = child->Exited()) {

@@ -26,7 +26,8 @@ struct QemuNbdOptions {
   std::string bitmap;       // "" for none
   std::string log_path;     // qemu-nbd's stderr
   bool writable = false;
-  bool compress = false;  // with writable: QEMU's compress filter (qcow2 only)
+  bool compress = false;         // with writable: QEMU's compress filter (qcow2 only)
+  bool die_with_thread = false;  // see ChildProcess::Start
 };
 
 class QemuNbdServer {

@@ -53,8 +53,9 @@ RunLog::~RunLog() {
   if (syslog_) closelog();
 }
 
-Status RunLog::OpenFile(const std::string& path) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+Status RunLog::OpenFile(const std::string& path, bool append) {
+  const int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (append ? 0 : O_EXCL);
+  int fd = open(path.c_str(), flags, 0600);
   if (fd < 0 && errno == EEXIST) return Status::FailedPrecondition(path + " exists");
   if (fd < 0) return Status::FromErrno("cannot create the log file " + path, errno);
   std::lock_guard<std::mutex> lock(mu_);

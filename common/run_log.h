@@ -25,9 +25,10 @@ class RunLog {
   RunLog& operator=(const RunLog&) = delete;
 
   // Starts copying every line into `path` (created, mode 0600: it names disks and paths). A
-  // file that exists already is FailedPrecondition: every run gets a file of its own.
+  // file that exists already is FailedPrecondition (every capture run gets a file of its
+  // own), unless `append` (a log file named by the user, as virtnbdrestore's -L).
   // The lines logged before are written first, so the file tells the whole run.
-  Status OpenFile(const std::string& path);
+  Status OpenFile(const std::string& path, bool append = false);
   const std::string& file_path() const { return file_path_; }
 
   void Debug(const std::string& line) { Emit(Level::kDebug, line); }

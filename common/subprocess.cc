@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,7 +28,11 @@ Result<Pipe> MakePipe() {
 }
 
 // In the child: wires the pipes to stdout/stderr and execs; never returns.
-[[noreturn]] void Exec(const std::vector<std::string>& argv, int out, int err) {
+[[noreturn]] void Exec(const std::vector<std::string>& argv, int out, int err, pid_t die_with = 0) {
+  // A server whose owner is killed (SIGKILL) must not keep its image open for ever. The
+  // signal comes when the forking *thread* ends: only owners whose thread outlives the child
+  // ask for it.
+  if (die_with != 0 && (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != die_with)) _exit(127);
   // Signals that backupfs-capture's watcher thread takes are blocked in the parent; a child
   // must see them again (SIGTERM ends a qemu-nbd server).
   sigset_t none;
@@ -106,15 +111,17 @@ std::string HowEnded(int status) {
 }  // namespace
 
 Result<std::unique_ptr<ChildProcess>> ChildProcess::Start(const std::vector<std::string>& argv,
-                                                          const std::string& stderr_path) {
+                                                          const std::string& stderr_path,
+                                                          bool die_with_thread) {
   if (argv.empty()) return Status::InvalidArgument("ChildProcess: empty argument vector");
   UniqueFd err(open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!err.valid()) return Status::FromErrno("cannot create " + stderr_path, errno);
   UniqueFd null(open("/dev/null", O_WRONLY | O_CLOEXEC));
   if (!null.valid()) return Status::FromErrno("cannot open /dev/null", errno);
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return Status::FromErrno("fork for " + argv[0], errno);
-  if (pid == 0) Exec(argv, null.get(), err.get());
+  if (pid == 0) Exec(argv, null.get(), err.get(), die_with_thread ? parent : 0);
   return std::unique_ptr<ChildProcess>(new ChildProcess(pid, stderr_path));
 }
 

@@ -22,8 +22,12 @@ Result<std::string> RunCapture(const std::vector<std::string>& argv);
 // (SIGTERM, then SIGKILL after 5 s) and reaps it.
 class ChildProcess {
  public:
+  // `die_with_thread`: the child gets SIGTERM when the calling thread ends, so that it does
+  // not outlive an owner killed with SIGKILL; only for owners that stop it before their
+  // thread ends.
   static Result<std::unique_ptr<ChildProcess>> Start(const std::vector<std::string>& argv,
-                                                     const std::string& stderr_path);
+                                                     const std::string& stderr_path,
+                                                     bool die_with_thread = false);
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;

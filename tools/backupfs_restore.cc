@@ -204,7 +204,7 @@ int Restore(const Args& args) {
   }
   backupfs::RunLog log(args.verbose, args.syslog);
   if (!args.logfile.empty()) {
-    if (backupfs::Status s = log.OpenFile(args.logfile); !s.ok()) {
+    if (backupfs::Status s = log.OpenFile(args.logfile, /*append=*/true); !s.ok()) {
       log.Error(s.message());
       return kExitFailure;
     }
@@ -249,7 +249,7 @@ void AddOptions(CLI::App& app, Args& a) {
                  "restore these data files of the saveset, in order (full or copy first)")
       ->group(general);
   app.add_option("-d,--disk", a.disk, "only this disk (target dev, e.g. vda)")->group(general);
-  app.add_option("-w,--worker", a.workers, "disks restored in parallel (default: up to 4)")
+  app.add_option("-w,--worker", a.workers, "disks restored in parallel (default: 2)")
       ->check(CLI::Range(1, 64))
       ->group(general);
   app.add_flag("-n,--noprogress", a.noprogress, "no progress bar")->group(general);
