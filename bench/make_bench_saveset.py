@@ -7,8 +7,14 @@
          OUT/plain/ (uncompressed), OUT/lz4/ (--lz4 1, optional); and the equivalent qcow2 chain
          OUT/qcow2/base.qcow2 <- ov1.qcow2 <- ... (qemu-io applies the same writes to each
          overlay), checked once against the reference with qemu-img compare.
+         --no-qcow2 skips the chain (restore benchmarks need only the savesets and the
+         reference); --full-ref also keeps OUT/ref.full.raw, the image of the full backup.
   chain: a long chain of small scattered writes over a sparse disk (full + LINKS-1 incs), for
          mount time and memory.
+  sparse: a full backup of a big sparse disk holding only DATA_BYTES of random data, scattered
+         (non-overlapping writes of MIN..MAX bytes, 4 KiB aligned) or in one region (the middle
+         of the disk); the rest are zero extents. Writes OUT/ref.raw (sparse: holes where the
+         disk holds no data), OUT/plain/ and with --lz4 OUT/lz4/. For bench/run-restore-bench.sh.
 
 Every saveset gets what virtnbdrestore needs: a domain XML (vmconfig.virtnbdbackup.0.xml,
 disk vda), a checkpoint list, and data file mtimes in chain order. Deterministic per --seed.
@@ -146,38 +152,50 @@ def make_disk(a):
         savesets.append(Saveset(a.stream_tool, os.path.join(a.out, "lz4"), True))
     full = f"data:0:{a.size}"
     base = os.path.join(qdir, "base.qcow2")
-    run_all([s.write_argv(ref, full) for s in savesets] +
-            [["qemu-img", "convert", "-f", "raw", "-O", "qcow2", ref, base]])
+    qcow2 = [] if a.no_qcow2 else [["qemu-img", "convert", "-f", "raw", "-O", "qcow2", ref, base]]
+    run_all([s.write_argv(ref, full) for s in savesets] + qcow2)
+    if a.full_ref:
+        with open(ref, "rb") as src, open(os.path.join(a.out, "ref.full.raw"), "wb") as dst:
+            while chunk := src.read(8 * MiB):
+                dst.write(chunk)
     backing, log = base, []
     for i in range(1, a.incs + 1):
         writes = plan_writes(rng, a.size, a.inc_bytes, a.min_write, a.max_write)
         log.append(writes)
         overlay = os.path.join(qdir, f"ov{i}.qcow2")
-        run("qemu-img", "create", "-q", "-f", "qcow2", "-b", os.path.basename(backing), "-F",
-            "qcow2", overlay)
+        if not a.no_qcow2:
+            run("qemu-img", "create", "-q", "-f", "qcow2", "-b", os.path.basename(backing), "-F",
+                "qcow2", overlay)
         qemu_io = ["qemu-io", "-f", "qcow2", overlay]
         with open(ref, "r+b") as f:
             for k, (off, length) in enumerate(writes):
                 data = rng.randbytes(length)
                 f.seek(off)
                 f.write(data)
+                if a.no_qcow2:
+                    continue
                 src = os.path.join(qdir, f"src.{k}")
                 with open(src, "wb") as s:
                     s.write(data)
                 qemu_io += ["-c", f"write -q -s {src} {off} {length}"]
         ext = extents_arg(merged(writes))
-        run_all([s.write_argv(ref, ext) for s in savesets] + [qemu_io])
-        for k in range(len(writes)):
-            os.unlink(os.path.join(qdir, f"src.{k}"))
+        run_all([s.write_argv(ref, ext) for s in savesets] + ([] if a.no_qcow2 else [qemu_io]))
+        if not a.no_qcow2:
+            for k in range(len(writes)):
+                os.unlink(os.path.join(qdir, f"src.{k}"))
         backing = overlay
     for s in savesets:
         s.finish()
     # The qcow2 chain must show exactly the reference (backupfs is checked by the script).
-    run("qemu-img", "compare", "-q", "-f", "qcow2", "-F", "raw", backing, ref)
+    if a.no_qcow2:
+        os.rmdir(qdir)
+    else:
+        run("qemu-img", "compare", "-q", "-f", "qcow2", "-F", "raw", backing, ref)
     with open(os.path.join(a.out, "writes.json"), "w") as f:
         json.dump({"size": a.size, "incs": log}, f)
     print(f"{a.out}: {a.size >> 20} MiB disk, {a.incs} incs of {a.inc_bytes >> 20} MiB "
-          f"({sum(map(len, log))} writes); qcow2 chain matches the reference")
+          f"({sum(map(len, log))} writes); " +
+          ("no qcow2 chain" if a.no_qcow2 else "qcow2 chain matches the reference"))
 
 
 def make_chain(a):
@@ -204,6 +222,38 @@ def make_chain(a):
     print(f"{a.out}: {a.links} links over a {a.size >> 20} MiB sparse disk, {nwrites} writes")
 
 
+def make_sparse(a):
+    if a.data_bytes % ALIGN or not 0 < a.data_bytes <= a.size:
+        sys.exit(f"--data-bytes must be a multiple of {ALIGN} in 1..--size")
+    if a.layout == "scattered" and a.data_bytes > a.size // 2:
+        sys.exit("--layout scattered places writes at random: --data-bytes must be <= --size / 2")
+    ref = os.path.join(a.out, "ref.raw")
+    os.makedirs(a.out, exist_ok=True)
+    rng = random.Random(a.seed)
+    if a.layout == "region":
+        off = (a.size - a.data_bytes) // 2 // MiB * MiB
+        writes = [(off, a.data_bytes)]
+    else:
+        writes = plan_writes(rng, a.size, a.data_bytes, a.min_write, a.max_write)
+    with open(ref, "wb") as f:
+        f.truncate(a.size)
+        for off, length in writes:
+            f.seek(off)
+            for pos in range(0, length, 8 * MiB):
+                f.write(rng.randbytes(min(8 * MiB, length - pos)))
+    savesets = [Saveset(a.stream_tool, os.path.join(a.out, "plain"), False)]
+    if a.lz4:
+        savesets.append(Saveset(a.stream_tool, os.path.join(a.out, "lz4"), True))
+    ext = extents_arg(merged(writes), a.size)
+    run_all([s.write_argv(ref, ext) for s in savesets])
+    for s in savesets:
+        s.finish()
+    with open(os.path.join(a.out, "writes.json"), "w") as f:
+        json.dump({"size": a.size, "full": writes}, f)
+    print(f"{a.out}: {a.size >> 20} MiB sparse disk, {a.data_bytes >> 20} MiB of data "
+          f"({a.layout}: {len(writes)} extents), a full backup")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--stream-tool", required=True)
@@ -217,17 +267,25 @@ def main():
     d.add_argument("--lz4", action="store_true")
     d.add_argument("--min-write", type=int, default=64 * KiB)
     d.add_argument("--max-write", type=int, default=4 * MiB)
+    d.add_argument("--no-qcow2", action="store_true", help="no qcow2 chain")
+    d.add_argument("--full-ref", action="store_true", help="also OUT/ref.full.raw")
     c = sub.add_parser("chain")
     c.add_argument("--links", type=int, default=100)
     c.add_argument("--full-writes", type=int, default=256)
     c.add_argument("--writes", type=int, default=16)
     c.add_argument("--min-write", type=int, default=4 * KiB)
     c.add_argument("--max-write", type=int, default=256 * KiB)
+    s = sub.add_parser("sparse")
+    s.add_argument("--data-bytes", type=int, default=1024 * MiB)
+    s.add_argument("--layout", choices=("scattered", "region"), default="scattered")
+    s.add_argument("--lz4", action="store_true")
+    s.add_argument("--min-write", type=int, default=64 * KiB)
+    s.add_argument("--max-write", type=int, default=4 * MiB)
     a = p.parse_args()
     for n in ("size", "min_write", "max_write"):
         if getattr(a, n) % ALIGN:
             sys.exit(f"--{n.replace('_', '-')} must be a multiple of {ALIGN}")
-    make_disk(a) if a.cmd == "disk" else make_chain(a)
+    {"disk": make_disk, "chain": make_chain, "sparse": make_sparse}[a.cmd](a)
 
 
 if __name__ == "__main__":
