@@ -130,10 +130,21 @@ class Resolver {
   }
 
  private:
+  // A problem that costs restore points (see SavesetModel::damage); `point` "*" for all.
+  void Damage(const std::string& message, const std::string& point = "",
+              const std::string& disk = "") {
+    model_->problems.push_back(message);
+    model_->damage.push_back(message);
+    if (!disk.empty()) model_->unavailable[point][disk] = message;
+  }
+  static std::string PointOf(const DataFileName& n) {
+    return n.level == BackupLevel::kInc || n.level == BackupLevel::kDiff ? n.id : "*";
+  }
+
   void Open(const DataFileName& n) {
     auto r = StreamReader::Open(dir_ + "/" + n.file, options_.reader);
     if (!r.ok()) {
-      model_->problems.push_back(r.status().message());
+      Damage(r.status().message(), PointOf(n), n.disk);
       return;
     }
     std::shared_ptr<StreamReader> reader = std::move(r).value();
@@ -142,7 +153,7 @@ class Resolver {
     }
     std::string mismatch = NameMismatch(n, *reader);
     if (!mismatch.empty()) {
-      model_->problems.push_back(mismatch);
+      Damage(mismatch, PointOf(n), n.disk);
       return;
     }
     DiskFiles& files = disks_[n.disk];
@@ -156,8 +167,8 @@ class Resolver {
         break;
       case BackupLevel::kInc:
         if (!files.by_checkpoint.emplace(n.id, reader).second) {
-          model_->problems.push_back(reader->path() + ": checkpoint '" + n.id +
-                                     "' is already the full backup's; ignored");
+          Damage(reader->path() + ": checkpoint '" + n.id +
+                 "' is already the full backup's; ignored");
         }
         break;
       case BackupLevel::kDiff:
@@ -170,8 +181,8 @@ class Resolver {
   void Add(const std::string& point, PointKind kind, const std::string& anchor,
            const std::string& disk, Chain chain) {
     if (!ShownAsDirectory(point)) {
-      model_->problems.push_back(chain.back()->path() + ": restore point name '" + point +
-                                 "' cannot be shown as a directory; skipped");
+      Damage(chain.back()->path() + ": restore point name '" + point +
+             "' cannot be shown as a directory; skipped");
       return;
     }
     Placement& at = placements_[point];
@@ -205,16 +216,14 @@ class Resolver {
   }
 
   void NoFull(const std::string& disk, const StreamReader& reader) {
-    model_->problems.push_back(reader.path() + ": no full backup of disk " + disk +
-                               " to apply it to");
+    Damage(reader.path() + ": no full backup of disk " + disk + " to apply it to", "*", disk);
   }
 
   // Adds a resolved chain to its point, or reports why the point is unavailable.
   void Resolved(const std::string& point, PointKind kind, const std::string& anchor,
                 const std::string& disk, Result<Chain> chain) {
     if (!chain.ok()) {
-      model_->problems.push_back("restore point " + point +
-                                 " unavailable: " + chain.status().message());
+      Damage("restore point " + point + " unavailable: " + chain.status().message(), point, disk);
       return;
     }
     Add(point, kind, anchor, disk, std::move(chain).value());

@@ -21,6 +21,7 @@
 // `latest` is the last point in this order.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,13 @@ struct SavesetModel {
   std::vector<RestorePoint> points;   // oldest first, by the rule above
   std::string latest;                 // name of the newest point, "" if none
   std::vector<std::string> problems;  // what is unavailable and why, one message each
+  // The part of `problems` that is damage (a data file that cannot be used, a chain that does
+  // not resolve), as opposed to leftovers of interrupted runs and rebuilt indexes: what a
+  // restore of "the newest point" must not silently step around.
+  std::vector<std::string> damage;
+  // Why a disk has no chain at a point although it has data files: point -> disk -> message.
+  // Point "*" holds a disk whose full or copy backup cannot be used (no point has it).
+  std::map<std::string, std::map<std::string, std::string>> unavailable;
 };
 
 struct OpenOptions {

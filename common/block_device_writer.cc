@@ -17,6 +17,29 @@ bool IsBlockDevice(const std::string& path) {
   return stat(path.c_str(), &st) == 0 && S_ISBLK(st.st_mode);
 }
 
+namespace {
+
+Status CheckSize(int fd, const std::string& device, uint64_t size) {
+  uint64_t device_size = 0;
+  if (ioctl(fd, BLKGETSIZE64, &device_size) != 0) {
+    return Status::FromErrno("cannot read the size of " + device, errno);
+  }
+  if (device_size < size) {
+    return Status::InvalidArgument(device + " holds " + std::to_string(device_size) +
+                                   " bytes, the image needs " + std::to_string(size));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status CheckBlockDevice(const std::string& path, uint64_t size) {
+  if (!IsBlockDevice(path)) return Status::InvalidArgument(path + " is not a block device");
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("cannot open " + path, errno);
+  return CheckSize(fd.get(), path, size);
+}
+
 Result<std::unique_ptr<BlockDeviceWriter>> BlockDeviceWriter::Open(const std::string& device,
                                                                    uint64_t size) {
   if (!IsBlockDevice(device)) {
@@ -26,14 +49,7 @@ Result<std::unique_ptr<BlockDeviceWriter>> BlockDeviceWriter::Open(const std::st
   if (!fd.valid()) {
     return Status::FromErrno("cannot open " + device + " for writing (mounted or in use?)", errno);
   }
-  uint64_t device_size = 0;
-  if (ioctl(fd.get(), BLKGETSIZE64, &device_size) != 0) {
-    return Status::FromErrno("cannot read the size of " + device, errno);
-  }
-  if (device_size < size) {
-    return Status::InvalidArgument(device + " holds " + std::to_string(device_size) +
-                                   " bytes, the image needs " + std::to_string(size));
-  }
+  BFS_RETURN_IF_ERROR(CheckSize(fd.get(), device, size));
   return std::unique_ptr<BlockDeviceWriter>(new BlockDeviceWriter(device, std::move(fd)));
 }
 

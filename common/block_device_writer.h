@@ -41,4 +41,8 @@ class BlockDeviceWriter final : public ImageWriter {
 // True when `path` names a block device (following symlinks, as /dev/vg/lv is one).
 bool IsBlockDevice(const std::string& path);
 
+// Ok when `path` is a block device of at least `size` bytes (checked before a restore starts;
+// Open() checks again, and takes it exclusively).
+Status CheckBlockDevice(const std::string& path, uint64_t size);
+
 }  // namespace backupfs

@@ -44,9 +44,10 @@ void WriteAll(int fd, const std::string& text) {
 
 }  // namespace
 
-RunLog::RunLog(bool verbose, bool syslog, bool to_stderr)
-    : verbose_(verbose), syslog_(syslog), to_stderr_(to_stderr) {
-  if (syslog_) openlog("backupfs-capture", LOG_PID, LOG_USER);
+RunLog::RunLog(bool verbose, bool syslog, bool to_stderr, const char* ident)
+    : verbose_(verbose), syslog_(syslog), to_stderr_(to_stderr), ident_(ident) {
+  // openlog keeps the pointer: the identity must outlive the log (a string literal does).
+  if (syslog_) openlog(ident_, LOG_PID, LOG_USER);
 }
 
 RunLog::~RunLog() {

@@ -1,4 +1,5 @@
-// The log of one backupfs-capture run: stderr, the run's log file and optionally syslog.
+// The log of one backupfs-capture or backupfs-restore run: stderr, the run's log file and
+// optionally syslog.
 //
 // Lines carry a time stamp and a level, as virtnbdbackup's do, so that cron mail and the log
 // file read alike. Info and warnings go to stderr; debug lines only with verbose. The log file
@@ -19,7 +20,8 @@ namespace backupfs {
 class RunLog {
  public:
   // `to_stderr`: print info and warning lines there (debug too with `verbose`).
-  RunLog(bool verbose, bool syslog, bool to_stderr = true);
+  // `ident`: the syslog identity, a string that lives as long as the program.
+  RunLog(bool verbose, bool syslog, bool to_stderr = true, const char* ident = "backupfs-capture");
   ~RunLog();
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;
@@ -50,6 +52,7 @@ class RunLog {
   const bool verbose_;
   const bool syslog_;
   const bool to_stderr_;
+  const char* const ident_;
   mutable std::mutex mu_;
   UniqueFd file_;            // protected by mu_
   std::string file_path_;    // protected by mu_

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 
+#include "common/block_device_writer.h"
 #include "common/domain_xml.h"
 #include "stream/file.h"
 
@@ -41,7 +42,22 @@ std::string NewestPerPoint(const std::string& dir, const std::vector<std::string
   return "";
 }
 
+// Without -u, "the newest point" of a damaged saveset may be an older point than the admin
+// thinks (the newest file did not open): refuse, and say which point -u would restore.
+Status RefuseDamage(const SavesetModel& model) {
+  std::string msg = model.dir + " is damaged: " + model.damage.front();
+  if (model.damage.size() > 1) {
+    msg += " (and " + std::to_string(model.damage.size() - 1) + " more problems, listed above)";
+  }
+  if (!model.latest.empty()) {
+    msg += "; the newest point that can be restored is " + model.latest + ": give -u " +
+           model.latest + " (or an earlier point) to restore it";
+  }
+  return Status::FailedPrecondition(msg);
+}
+
 Result<const RestorePoint*> FindPoint(const SavesetModel& model, const std::string& until) {
+  if (until.empty() && !model.damage.empty()) return RefuseDamage(model);
   const std::string name = until.empty() ? model.latest : until;
   for (const RestorePoint& p : model.points) {
     if (p.name == name) return &p;
@@ -106,6 +122,36 @@ bool IsRawImageFile(const std::string& path) {
                        std::string(reinterpret_cast<char*>(magic), 5) != "meta ");
 }
 
+// An explicit --format over a name that says otherwise ("web.qcow2" written raw) gets the
+// extension of what it holds; names without a known extension are kept.
+std::string WithFormatExtension(const std::string& name, const std::string& format,
+                                OutputFormat asked) {
+  if (asked == OutputFormat::kAuto) return name;
+  const std::string ext = fs::path(name).extension().string();
+  const bool qcow = ext == ".qcow2" || ext == ".qcow";
+  const bool raw = ext == ".raw" || ext == ".img";
+  if ((format == "raw" && qcow) || (format == "qcow2" && raw)) {
+    return fs::path(name).replace_extension(format == "raw" ? ".raw" : ".qcow2").string();
+  }
+  return name;
+}
+
+// --device: every named disk is restored, into a block device large enough; checked before
+// anything is written.
+Status CheckDevices(const RestoreOptions& o, const RestorePlan& plan) {
+  for (const auto& [disk, device] : o.devices) {
+    auto d = std::find_if(plan.disks.begin(), plan.disks.end(),
+                          [&](const DiskPlan& p) { return p.disk == disk; });
+    if (d == plan.disks.end()) {
+      return Status::InvalidArgument("--device " + disk + "=" + device + ": restore point " +
+                                     plan.point + " restores no disk " + disk);
+    }
+    const uint64_t size = d->chain.files.empty() ? 0 : d->chain.virtual_size;
+    BFS_RETURN_IF_ERROR(CheckBlockDevice(device, size).WithPrefix("disk " + disk));
+  }
+  return Status::Ok();
+}
+
 class Planner {
  public:
   Planner(const SavesetModel& model, const RestoreOptions& o) : model_(model), o_(o) {}
@@ -121,9 +167,12 @@ class Planner {
       return Status::NotFound(model_.dir + ": restore point " + plan_.point + " has no disk" +
                               (o_.disk.empty() ? "" : " " + o_.disk) + " to restore");
     }
+    BFS_RETURN_IF_ERROR(CheckDevices(o_, plan_));
     BFS_RETURN_IF_ERROR(PlanBootFiles());
-    BFS_ASSIGN_OR_RETURN(plan_.config_target,
-                         Target(o_, fs::path(o_.config_file).filename().string(), "-C"));
+    if (!plan_.vmconfig_xml.empty()) {
+      BFS_ASSIGN_OR_RETURN(plan_.config_target,
+                           Target(o_, fs::path(o_.config_file).filename().string(), "-C"));
+    }
     const std::string autostart = model_.dir + "/autostart." + plan_.id;
     if (fs::exists(autostart)) plan_.autostart_file = autostart;
     return std::move(plan_);
@@ -197,6 +246,10 @@ class Planner {
     if (o_.raw && d.format == "raw") p.raw_copy = RawImageFile(d.target);
     const DiskChain* chain = ChainOf(*point_, d.target);
     if (chain == nullptr && p.raw_copy.empty()) {
+      if (std::string why = Unavailable(d.target); !why.empty()) {
+        return Status::Corruption("disk " + d.target + " cannot be restored at " + plan_.point +
+                                  ": " + why + " (-d restores the other disks one by one)");
+      }
       plan_.warnings.push_back("disk " + d.target + " has no backup at restore point " +
                                plan_.point + " (excluded, or added later); not restored");
       if (!o_.disk.empty())
@@ -213,14 +266,32 @@ class Planner {
       p.format = "raw";
     } else {
       std::string name = d.source.empty() ? d.target : fs::path(d.source).filename().string();
+      name = WithFormatExtension(name, p.format, o_.format);
       if (!names.insert(name).second) name = d.target + "." + name;  // two disks, one basename
       names.insert(name);
       BFS_ASSIGN_OR_RETURN(p.target,
                            Target(o_, name, "disk " + d.target + " source '" + d.source + "'"));
     }
     p.qcow_json = NewestPerPoint(model_.dir, ids_, d.target + ".", ".qcow.json");
+    if (o_.compress && p.format != "qcow2") {
+      plan_.warnings.push_back("disk " + d.target + " is restored as " + p.format +
+                               (p.block_device ? " into " + p.target : "") +
+                               ": --compress applies to qcow2 images only");
+    }
     plan_.disks.push_back(std::move(p));
     return Status::Ok();
+  }
+
+  // Why `disk` has no chain at this point although the saveset has its files ("" when it
+  // simply has none: excluded, or added later).
+  std::string Unavailable(const std::string& disk) const {
+    for (const std::string& point : {plan_.point, std::string("*")}) {
+      auto at = model_.unavailable.find(point);
+      if (at == model_.unavailable.end()) continue;
+      auto why = at->second.find(disk);
+      if (why != at->second.end()) return why->second;
+    }
+    return "";
   }
 
   // -r: virtnbdbackup's raw-image copy of a raw disk, when the saveset holds one.
@@ -313,6 +384,7 @@ Result<RestorePlan> PlanSequence(DiskChain chain, const RestoreOptions& o) {
     BFS_ASSIGN_OR_RETURN(p.target, Target(o, p.disk, "disk name in the metadata"));
   }
   plan.disks.push_back(std::move(p));
+  BFS_RETURN_IF_ERROR(CheckDevices(o, plan));
   return plan;
 }
 

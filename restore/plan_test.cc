@@ -163,14 +163,41 @@ TEST_F(PlanTest, TwoDisksWithOneBasenameGetDistinctImages) {
   EXPECT_NE(plan->disks[0].target, plan->disks[1].target);
 }
 
-TEST_F(PlanTest, DeviceOptionWritesRawIntoTheDevice) {
+// Writing into a real device is the integration test's (a loop device); here, the refusals.
+TEST_F(PlanTest, DeviceOptionIsCheckedBeforeAnythingIsWritten) {
   TwoDiskSaveset();
-  options_.devices["vdb"] = "/dev/vg0/data";
+  options_.devices["vdb"] = "/dev/null";  // a character device
   auto plan = Plan();
-  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
-  EXPECT_TRUE(plan->disks[1].block_device);
-  EXPECT_EQ(plan->disks[1].target, "/dev/vg0/data");
-  EXPECT_EQ(plan->disks[1].format, "raw");
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("disk vdb: /dev/null is not a block device"),
+            std::string::npos)
+      << plan.status().ToString();
+  options_.devices.clear();
+  options_.devices["vdz"] = "/dev/null";
+  plan = Plan();
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("restores no disk vdz"), std::string::npos)
+      << plan.status().ToString();
+}
+
+TEST_F(PlanTest, DamagedSavesetNeedsAnExplicitPoint) {
+  TwoDiskSaveset();
+  ASSERT_EQ(unlink(in_.File("vdb.inc." + Cp(2) + ".data").c_str()), 0);
+  testing::WriteFileBytes(in_.File("vdb.inc." + Cp(2) + ".data"), {'j', 'u', 'n', 'k'});
+  auto newest = Plan();
+  ASSERT_FALSE(newest.ok()) << "a damaged newest file must not turn into an older point";
+  EXPECT_NE(newest.status().message().find("vdb.inc." + Cp(2) + ".data"), std::string::npos)
+      << newest.status().ToString();
+  options_.until = Cp(2);
+  auto broken = Plan();
+  ASSERT_FALSE(broken.ok()) << "vdb is listed at this point: leaving it out is wrong";
+  EXPECT_NE(broken.status().message().find("disk vdb cannot be restored at " + Cp(2)),
+            std::string::npos)
+      << broken.status().ToString();
+  options_.until = Cp(1);
+  auto earlier = Plan();
+  ASSERT_TRUE(earlier.ok()) << earlier.status().ToString();
+  EXPECT_EQ(earlier->disks.size(), 2u);
 }
 
 TEST_F(PlanTest, ConfigAdjustmentNeedsTheDomainXml) {

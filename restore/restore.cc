@@ -186,29 +186,40 @@ class Restore {
               " written)");
   }
 
-  // -r: a raw image data file, copied as it is (sparse).
+  // -r: a raw image data file, copied as it is: its data ranges written, its holes left
+  // (or zeroed on a device).
   Status CopyRawFile(const DiskPlan& d) {
     log_.Info("disk " + d.disk + ": copying the raw image " + d.raw_copy + " to " + d.target);
     BFS_ASSIGN_OR_RETURN(FileSource src, FileSource::Open(d.raw_copy));
-    if (o_.force) unlink((d.target + ".partial").c_str());
-    BFS_ASSIGN_OR_RETURN(std::unique_ptr<RawImageWriter> out,
-                         RawImageWriter::Create(d.target, src.size()));
-    std::vector<uint8_t> buf(4u << 20);
-    for (off_t pos = 0; static_cast<uint64_t>(pos) < src.size() && !stop_.load();) {
-      off_t data = lseek(src.fd(), pos, SEEK_DATA);
-      if (data < 0) break;  // only a hole follows
-      off_t hole = lseek(src.fd(), data, SEEK_HOLE);
-      for (pos = data; pos < hole && !stop_.load();) {
-        const uint64_t n = std::min<uint64_t>(buf.size(), static_cast<uint64_t>(hole - pos));
-        BFS_RETURN_IF_ERROR(src.ReadAt(pos, std::span(buf.data(), n)));
-        BFS_RETURN_IF_ERROR(out->Write(pos, std::span<const uint8_t>(buf.data(), n)));
-        pos += static_cast<off_t>(n);
-      }
-    }
-    if (stop_.load()) return Status::Cancelled("interrupted");
-    BFS_RETURN_IF_ERROR(out->Finish());
-    Record(d, {out->bytes_written(), out->bytes_written()});
+    if (o_.force && !d.block_device) unlink((d.target + ".partial").c_str());
+    BFS_ASSIGN_OR_RETURN(std::unique_ptr<ImageWriter> out,
+                         d.block_device ? AsWriter(BlockDeviceWriter::Open(d.target, src.size()))
+                                        : AsWriter(RawImageWriter::Create(d.target, src.size())));
+    BFS_ASSIGN_OR_RETURN(uint64_t written, CopyFileRanges(src, *out));
+    if (stop_.load()) return Failed(d, Status::Cancelled("interrupted"));
+    if (Status s = out->Finish(); !s.ok()) return Failed(d, s);
+    Record(d, {written, written});
     return Status::Ok();
+  }
+
+  Result<uint64_t> CopyFileRanges(const FileSource& src, ImageWriter& out) {
+    std::vector<uint8_t> buf(4u << 20);
+    uint64_t pos = 0, written = 0;
+    while (pos < src.size() && !stop_.load()) {
+      off_t data = lseek(src.fd(), static_cast<off_t>(pos), SEEK_DATA);
+      const uint64_t from = data < 0 ? src.size() : static_cast<uint64_t>(data);
+      if (from > pos && !out.zeroed_at_start()) BFS_RETURN_IF_ERROR(out.Zero(0, pos, from - pos));
+      if (data < 0) break;  // only a hole follows
+      const uint64_t to = static_cast<uint64_t>(lseek(src.fd(), data, SEEK_HOLE));
+      for (pos = from; pos < to && !stop_.load(); pos += buf.size()) {
+        const uint64_t n = std::min<uint64_t>(buf.size(), to - pos);
+        BFS_RETURN_IF_ERROR(src.ReadAt(pos, std::span(buf.data(), n)));
+        BFS_RETURN_IF_ERROR(out.Write(0, pos, std::span<const uint8_t>(buf.data(), n)));
+        written += n;
+      }
+      pos = to;
+    }
+    return written;
   }
 
   // Disks run on up to -w threads; the first failure stops the others.
@@ -218,7 +229,7 @@ class Restore {
     const unsigned workers =
         std::max<unsigned>(1, std::min<size_t>(n, o_.workers ? o_.workers : kMaxParallelDisks));
     std::atomic<size_t> next{0};
-    std::vector<Status> results(n);
+    std::vector<Status> results(n, Status::Cancelled("not started"));
     auto work = [&] {
       for (size_t i; (i = next.fetch_add(1)) < n && !stop_.load();) {
         results[i] = RestoreDisk(plan_.disks[i], board);
@@ -238,16 +249,29 @@ class Restore {
     return FirstFailure(results);
   }
 
-  // The first real failure; a disk that only stopped because another failed says less.
-  Status FirstFailure(const std::vector<Status>& results) EXCLUDES(mu_) {
-    const Status* cancelled = nullptr;
-    for (const Status& s : results) {
-      if (s.ok()) continue;
-      if (s.code() != StatusCode::kCancelled) return s;
-      cancelled = &s;
+  // "; complete and kept: a, b": the images finished before a failure or stop (they are
+  // whole and correct, so they stay).
+  std::string Completed(const std::vector<Status>& results) const {
+    std::string done;
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (results[i].ok())
+        done += (done.empty() ? "; complete and kept: " : ", ") + plan_.disks[i].target;
     }
-    if (cancelled != nullptr || stop_.load())
-      return Status::Cancelled("restore interrupted; partial images removed");
+    return done;
+  }
+
+  // The first real failure (a disk that only stopped because another failed says less),
+  // or the interruption; Ok when every disk is complete.
+  Status FirstFailure(const std::vector<Status>& results) EXCLUDES(mu_) {
+    for (const Status& s : results) {
+      if (!s.ok() && s.code() != StatusCode::kCancelled) return s.WithSuffix(Completed(results));
+    }
+    for (const Status& s : results) {
+      if (!s.ok()) {
+        return Status::Cancelled("restore interrupted; partial images removed" +
+                                 Completed(results));
+      }
+    }
     for (const DiskPlan& d : plan_.disks) summary_.images.push_back(d.target);
     MutexLock lock(mu_);
     summary_.data_bytes = data_bytes_;

@@ -37,4 +37,9 @@ Status Status::WithPrefix(const std::string& prefix) const {
   return Status(code_, prefix + ": " + message_);
 }
 
+Status Status::WithSuffix(const std::string& suffix) const {
+  if (ok()) return *this;
+  return Status(code_, message_ + suffix);
+}
+
 }  // namespace backupfs

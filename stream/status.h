@@ -48,6 +48,8 @@ class [[nodiscard]] Status {
   std::string ToString() const;
   // The same status with "prefix: " put in front of its message (adds the file name, say).
   Status WithPrefix(const std::string& prefix) const;
+  // The same status with `suffix` appended to its message.
+  Status WithSuffix(const std::string& suffix) const;
 
  private:
   Status(StatusCode code, std::string msg) : code_(code), message_(std::move(msg)) {}

@@ -172,6 +172,10 @@ std::optional<std::string> BuildOptions(const Args& a, backupfs::RestoreOptions&
   if (o.compress && o.format == backupfs::OutputFormat::kRaw) {
     return "--compress writes compressed qcow2 clusters: it cannot go with --format raw";
   }
+  if (o.compress && o.preallocate) {
+    return "--compress and -A do not go together: compressed clusters cannot be written over "
+           "preallocated ones";
+  }
   for (const std::string& d : a.devices) {
     const size_t eq = d.find('=');
     if (eq == 0 || eq == std::string::npos || eq + 1 == d.size()) {
@@ -202,7 +206,7 @@ int Restore(const Args& args) {
     std::fprintf(stderr, "backupfs-restore: %s\n", error->c_str());
     return kExitUsage;
   }
-  backupfs::RunLog log(args.verbose, args.syslog);
+  backupfs::RunLog log(args.verbose, args.syslog, /*to_stderr=*/true, "backupfs-restore");
   if (!args.logfile.empty()) {
     if (backupfs::Status s = log.OpenFile(args.logfile, /*append=*/true); !s.ok()) {
       log.Error(s.message());
