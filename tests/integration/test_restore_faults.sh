@@ -202,9 +202,13 @@ case_enospc() {
     mkdir -p "$mnt"
     rf_on_cleanup umount "$mnt"
     mount -t tmpfs -o size=8m tmpfs "$mnt" || harness_fail "cannot mount a tmpfs on $mnt"
+    local img
     for fmt in qcow2 raw; do
+        # An explicit --format raw names the image after what it holds: .qcow2 becomes .raw.
+        img="$IMG"
+        [[ "$fmt" == raw ]] && img="${IMG%.qcow2}.raw"
         rf_run "$fmt" -i "$STD/plain" -o "$mnt/out-$fmt" --format "$fmt"
-        rf_expect_fail 1 "No space left" "$mnt/out-$fmt/$IMG"
+        rf_expect_fail 1 "No space left" "$mnt/out-$fmt/$img"
         rf_only_files "$mnt/out-$fmt"
         rf_no_qemu_nbd "$mnt/out-$fmt"
         # Nothing holds the removed partial file open: its space is free again.
