@@ -21,6 +21,9 @@ class ImageWriter {
 
   // How many threads may write at once, each passing its own lane in [0, lanes()).
   virtual unsigned lanes() const = 0;
+  // Writes start and end on multiples of this (except at the end of the image), and cover
+  // each such block at most once: a qcow2 writer's cluster size; 1 for most writers.
+  virtual uint64_t grain() const { return 1; }
   virtual Status Write(unsigned lane, uint64_t offset, std::span<const uint8_t> bytes) = 0;
   // Makes [offset, offset + length) read as zeros (needed only where !zeroed_at_start()).
   virtual Status Zero(unsigned lane, uint64_t offset, uint64_t length) = 0;

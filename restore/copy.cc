@@ -17,27 +17,35 @@ struct Piece {
   bool data;  // else a range to zero
 };
 
-// Data extents cut at piece_bytes boundaries of the disk, and (when the writer needs them)
-// the ranges between them to zero: neighbouring zero extents and holes become one range.
-std::vector<Piece> PlanPieces(const DiskImage& image, uint64_t piece_bytes, bool need_zeros) {
-  std::vector<Piece> out;
-  uint64_t pos = 0;
-  auto zero_until = [&](uint64_t end) {
-    if (need_zeros && end > pos) out.push_back({pos, end - pos, false});
-    pos = std::max(pos, end);
-  };
+// The data extents rounded out to `block` boundaries (a block is read, zero-checked and
+// written whole, and writers with a grain need whole clusters) and merged where they then
+// touch; each range cut at piece_bytes boundaries of the disk. When the writer needs them,
+// the ranges in between (zero extents and holes) become ranges to zero.
+std::vector<Piece> PlanPieces(const DiskImage& image, uint64_t piece_bytes, uint64_t block,
+                              bool need_zeros) {
+  std::vector<std::pair<uint64_t, uint64_t>> data;  // [from, to), ascending, disjoint
   for (const ImageExtent& e : image.extents()) {
     if (e.zero) continue;
-    zero_until(e.offset);
-    for (uint64_t off = e.offset; off < e.end();) {
-      const uint64_t boundary = (off / piece_bytes + 1) * piece_bytes;
-      const uint64_t end = std::min(e.end(), boundary);
+    const uint64_t from = e.offset / block * block;
+    const uint64_t to = std::min(image.size(), (e.end() + block - 1) / block * block);
+    if (!data.empty() && from <= data.back().second) {
+      data.back().second = std::max(data.back().second, to);
+    } else {
+      data.emplace_back(from, to);
+    }
+  }
+  std::vector<Piece> out;
+  uint64_t pos = 0;
+  for (const auto& [from, to] : data) {
+    if (need_zeros && from > pos) out.push_back({pos, from - pos, false});
+    for (uint64_t off = from; off < to;) {
+      const uint64_t end = std::min(to, (off / piece_bytes + 1) * piece_bytes);
       out.push_back({off, end - off, true});
       off = end;
     }
-    pos = e.end();
+    pos = to;
   }
-  zero_until(image.size());
+  if (need_zeros && image.size() > pos) out.push_back({pos, image.size() - pos, false});
   return out;
 }
 
@@ -83,17 +91,16 @@ class CopyState {
   Status error_ GUARDED_BY(mu_);
 };
 
-// Writes the non-zero 64 KiB blocks of `buf` (the bytes at `offset`); zeroes the zero runs
-// when the writer needs it. Returns the bytes written.
-Result<uint64_t> WriteNonZero(ImageWriter& out, unsigned lane, uint64_t offset,
+// Writes the non-zero blocks of `buf` (the bytes at `offset`, a multiple of `block`); zeroes
+// the zero runs when the writer needs it. Returns the bytes written.
+Result<uint64_t> WriteNonZero(ImageWriter& out, unsigned lane, uint64_t offset, uint64_t block,
                               std::span<const uint8_t> buf) {
   uint64_t written = 0;
   size_t i = 0;
   while (i < buf.size()) {
-    // Blocks follow the disk's 64 KiB grid, so a skipped block is a whole cluster.
+    // Blocks follow the disk's grid, so a skipped block is whole clusters.
     auto block_end = [&](size_t at) {
-      return std::min<size_t>(buf.size(),
-                              (offset + at) / kZeroBlock * kZeroBlock + kZeroBlock - offset);
+      return std::min<size_t>(buf.size(), (offset + at) / block * block + block - offset);
     };
     const bool zero = AllZero(buf.data() + i, block_end(i) - i);
     size_t j = block_end(i);
@@ -110,7 +117,7 @@ Result<uint64_t> WriteNonZero(ImageWriter& out, unsigned lane, uint64_t offset,
 }
 
 void CopyLane(const DiskImage& image, ImageWriter& out, unsigned lane, uint64_t piece_bytes,
-              CopyState& state) {
+              uint64_t block, CopyState& state) {
   std::vector<uint8_t> buf(piece_bytes);
   while (const Piece* p = state.Next()) {
     if (!p->data) {
@@ -124,7 +131,7 @@ void CopyLane(const DiskImage& image, ImageWriter& out, unsigned lane, uint64_t 
       state.Fail(std::move(s));
       return;
     }
-    Result<uint64_t> written = WriteNonZero(out, lane, p->offset, bytes);
+    Result<uint64_t> written = WriteNonZero(out, lane, p->offset, block, bytes);
     if (!written.ok()) {
       state.Fail(written.status());
       return;
@@ -135,26 +142,29 @@ void CopyLane(const DiskImage& image, ImageWriter& out, unsigned lane, uint64_t 
 
 }  // namespace
 
-uint64_t DataBytes(const DiskImage& image) {
+uint64_t BytesToRead(const DiskImage& image, const ImageWriter& out, const CopyOptions& o) {
+  const uint64_t block = std::max(kZeroBlock, out.grain());
   uint64_t n = 0;
-  for (const ImageExtent& e : image.extents()) n += e.zero ? 0 : e.length;
+  for (const Piece& p : PlanPieces(image, o.piece_bytes, block, false)) n += p.length;
   return n;
 }
 
 Result<CopyStats> CopyImage(const DiskImage& image, ImageWriter& out, const CopyOptions& o) {
-  if (o.piece_bytes == 0 || o.piece_bytes % kZeroBlock != 0) {
-    return Status::InvalidArgument("copy piece size must be a multiple of 64 KiB");
+  const uint64_t block = std::max(kZeroBlock, out.grain());
+  if (o.piece_bytes == 0 || o.piece_bytes % block != 0 || block % out.grain() != 0) {
+    return Status::InvalidArgument("copy piece size must be a multiple of 64 KiB and of " +
+                                   out.path() + "'s grain");
   }
-  CopyState state(PlanPieces(image, o.piece_bytes, !out.zeroed_at_start()), o);
+  CopyState state(PlanPieces(image, o.piece_bytes, block, !out.zeroed_at_start()), o);
   std::vector<std::thread> threads;
   for (unsigned lane = 1; lane < out.lanes(); ++lane) {
     try {
-      threads.emplace_back([&, lane] { CopyLane(image, out, lane, o.piece_bytes, state); });
+      threads.emplace_back([&, lane] { CopyLane(image, out, lane, o.piece_bytes, block, state); });
     } catch (const std::system_error&) {
       break;  // no more threads to be had: the lanes started do the work
     }
   }
-  CopyLane(image, out, 0, o.piece_bytes, state);
+  CopyLane(image, out, 0, o.piece_bytes, block, state);
   for (auto& t : threads) t.join();
   return state.Outcome();
 }

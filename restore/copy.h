@@ -2,10 +2,11 @@
 // serves) into an ImageWriter, with one thread per writer lane so that several reads and
 // writes are in flight.
 //
-// Only data is written. Zero extents and holes are left alone where the new image already
-// reads as zeros (qcow2, sparse files), and zeroed otherwise (block devices); data that is all
-// zeros in 64 KiB blocks is treated the same way, as `qemu-img convert` does, so the result
-// is as thin as the backup allows. Every data byte is read through the image reader's checks:
+// Only data is written, in whole 64 KiB blocks of the disk (or the writer's larger grain, a
+// qcow2 cluster). Zero extents and holes are left alone where the new image already reads as
+// zeros (qcow2, sparse files), and zeroed otherwise (block devices); a block of data that is
+// all zeros is treated the same way, as `qemu-img convert` does, so the result is as thin as
+// the backup allows. Every data byte is read through the image reader's checks:
 // a corrupt chunk stops the copy with an error naming the data file and offset.
 #pragma once
 
@@ -28,15 +29,16 @@ struct CopyOptions {
 };
 
 struct CopyStats {
-  uint64_t data_bytes = 0;     // data extents read
+  uint64_t data_bytes = 0;     // data read (BytesToRead)
   uint64_t written_bytes = 0;  // of which written (the rest were zeros)
 };
 
 // The granule of zero detection in data (the usual qcow2 cluster size).
 inline constexpr uint64_t kZeroBlock = 64u << 10;
 
-// The bytes CopyImage reads: the sum of the image's data extents.
-uint64_t DataBytes(const DiskImage& image);
+// The bytes CopyImage reads into `out`: the image's data extents, rounded out to whole
+// blocks of kZeroBlock (or of out.grain(), when larger).
+uint64_t BytesToRead(const DiskImage& image, const ImageWriter& out, const CopyOptions& options);
 
 // Writes `image` into `out` (of at least image.size() bytes); does not call out.Finish().
 Result<CopyStats> CopyImage(const DiskImage& image, ImageWriter& out, const CopyOptions& options);

@@ -29,6 +29,7 @@ struct RestoreOptions {
   std::string name;                          // -N ("" = restore_<name>)
   bool preallocate = false;                  // -A
   bool compress = false;                     // --compress
+  bool qemu_writer = false;                  // --qemu-writer: qcow2 through qemu-nbd
   OutputFormat format = OutputFormat::kAuto;
   std::map<std::string, std::string> devices;  // --device DISK=BLOCKDEV
   bool force = false;                          // replace existing files

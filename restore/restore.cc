@@ -16,6 +16,7 @@
 #include "common/domain_xml.h"
 #include "common/nbd_image_writer.h"
 #include "common/progress.h"
+#include "common/qcow2_writer.h"
 #include "common/qcow_options.h"
 #include "common/raw_image.h"
 #include "common/thread_annotations.h"
@@ -140,29 +141,40 @@ class Restore {
     n.preallocate = o_.preallocate;
     n.compress = o_.compress;
     n.socket = SocketFor(d);
-    if (d.format == "qcow2" && !d.qcow_json.empty()) {
-      BFS_ASSIGN_OR_RETURN(std::string json, ReadWholeFile(d.qcow_json));
-      auto q = ParseQcowCreateOptions(json, d.qcow_json);
-      if (q.ok()) {
-        n.create_options = q->options;
-        for (const std::string& note : q->notes) log_.Warn(note);
-      } else {
-        log_.Warn(q.status().message() + "; the image gets qemu-img's defaults");
-      }
+    if (d.format == "qcow2") {
+      BFS_ASSIGN_OR_RETURN(n.create_options, CreateOptions(d));
+    }
+    Qcow2Layout direct;
+    if (d.format == "qcow2" && !o_.qemu_writer && !o_.preallocate && !o_.compress &&
+        Qcow2WriterFits(n.create_options, &direct)) {
+      return AsWriter(Qcow2Writer::Create(d.target, size, direct));
     }
     return AsWriter(NbdImageWriter::Create(n));
+  }
+
+  // The backed-up image's qcow2 settings, when its qemu-img info was saved.
+  Result<std::vector<std::string>> CreateOptions(const DiskPlan& d) {
+    if (d.qcow_json.empty()) return std::vector<std::string>();
+    BFS_ASSIGN_OR_RETURN(std::string json, ReadWholeFile(d.qcow_json));
+    auto q = ParseQcowCreateOptions(json, d.qcow_json);
+    if (!q.ok()) {
+      log_.Warn(q.status().message() + "; the image gets qemu-img's defaults");
+      return std::vector<std::string>();
+    }
+    for (const std::string& note : q->notes) log_.Warn(note);
+    return q->options;
   }
 
   Status RestoreDisk(const DiskPlan& d, ProgressBoard& board) {
     if (!d.raw_copy.empty()) return CopyRawFile(d);
     std::shared_ptr<DiskImage> image = DiskImage::Build(d.chain);
-    const uint64_t data = DataBytes(*image);
+    BFS_ASSIGN_OR_RETURN(std::unique_ptr<ImageWriter> out, OpenWriter(d, image->size()));
+    CopyOptions copy;
+    const uint64_t data = BytesToRead(*image, *out, copy);
     log_.Info("disk " + d.disk + ": restore point " + plan_.point + " (" +
               std::to_string(d.chain.files.size()) + " data files, " + Mib(data) +
               " of data) into " + d.target + " (" + d.format + ")");
-    BFS_ASSIGN_OR_RETURN(std::unique_ptr<ImageWriter> out, OpenWriter(d, image->size()));
     ProgressBoard::Disk& progress = board.Start(d.disk, data);
-    CopyOptions copy;
     copy.cancel = &stop_;
     copy.progress = [&progress](uint64_t n) { progress.Add(n); };
     Result<CopyStats> stats = CopyImage(*image, *out, copy);

@@ -36,6 +36,7 @@ struct Args {
   unsigned long buffsize = 0;
   bool verbose = false, noprogress = false, raw = false, adjust = false, define = false;
   bool preallocate = false, compress = false, force = false, syslog = false, nocolor = false;
+  bool qemu_writer = false;
   // Remote restore: parsed so that a virtnbdrestore command line gets a clear refusal.
   std::string uri, user, ssh_user, password, nbd_ip, tls_cert, ssh_key;
   unsigned nbd_port = 0, ssh_port = 0;
@@ -164,6 +165,7 @@ std::optional<std::string> BuildOptions(const Args& a, backupfs::RestoreOptions&
   o.name = a.name;
   o.preallocate = a.preallocate;
   o.compress = a.compress;
+  o.qemu_writer = a.qemu_writer;
   o.force = a.force;
   o.uri = a.uri;
   o.format = a.format == "qcow2" ? backupfs::OutputFormat::kQcow2
@@ -278,6 +280,9 @@ void AddOptions(CLI::App& app, Args& a) {
   app.add_flag("-A,--preallocate", a.preallocate, "fully allocate the restored images")
       ->group(general);
   app.add_flag("--compress", a.compress, "write compressed qcow2 clusters")->group(general);
+  app.add_flag("--qemu-writer", a.qemu_writer,
+               "write qcow2 images through qemu-nbd (QEMU's qcow2 driver) instead of directly")
+      ->group(general);
   app.add_option("--format", a.format, "image format: auto (each disk's own), qcow2 or raw")
       ->check(CLI::IsMember({"auto", "qcow2", "raw"}))
       ->group(general);
