@@ -369,7 +369,13 @@ Result<DiskChain> ChainFromSequence(const RestoreOptions& o, const OpenOptions& 
 
 Result<RestorePlan> PlanSequence(DiskChain chain, const RestoreOptions& o) {
   RestorePlan plan;
-  plan.point = chain.files.back()->meta().checkpoint_name;
+  // The point is named as the mount and -u name it: a diff by its file's id (its metadata
+  // names the checkpoint the next inc will get), a copy "copy".
+  const std::optional<DataFileName> last = ParseDataFileName(o.sequence.back());
+  plan.point = !last                               ? chain.files.back()->meta().checkpoint_name
+               : last->level == BackupLevel::kCopy ? "copy"
+               : last->level == BackupLevel::kFull ? chain.files.back()->meta().checkpoint_name
+                                                   : last->id;
   plan.id = plan.point;
   DiskPlan p;
   p.disk = chain.disk;
