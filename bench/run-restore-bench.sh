@@ -340,10 +340,15 @@ timed() { python3 "$runner" run "$tsv" "$1" "$2" "$3" "$4" -- "${@:5}"; }
 # same_as IMAGE REF : qemu-img compare of a qcow2 image with a raw reference.
 same_as() { qemu-img compare -q -f qcow2 -F raw "$1" "$2" >"$out/compare.log" 2>&1; }
 
-ours() { # ours SET ROUND [OPTION...]
+ours() { # ours SET ROUND [-u virtnbdbackup.0 | --qemu-writer]
   local set=$1 r=$2 key="$1 ours" img=$out/ours/bfsbench.vda.qcow2 ref=$work/${1%/*}/ref.raw
   shift 2
-  (($# == 0)) || { key="$set ours -u full"; ref=$work/${set%/*}/ref.full.raw; }
+  if [[ ${1:-} == --qemu-writer ]]; then
+    key="$set ours --qemu-writer" # the same restore through qemu-nbd: what the direct writer saves
+  elif (($# > 0)); then
+    key="$set ours -u full"
+    ref=$work/${set%/*}/ref.full.raw
+  fi
   prepare "$work/$set"
   timed "$key" "$r" "$out/ours.log" "$img" "$restore" -i "$work/$set" -o "$out/ours" -n "$@" ||
     fail "$key failed (round $r): $(tail -n 20 "$out/ours.log")"
@@ -423,7 +428,8 @@ for ((r = 1; r <= reps; r++)); do
   t=$SECONDS
   note "load round $r" "$(cut -d ' ' -f 1-3 /proc/loadavg)"
   run_group "$r" "floor a $r $a_mib" "limit a $r" "ours a/plain $r" "vr a/plain $r" \
-    "ours a/lz4 $r" "vr a/lz4 $r" "ours a/plain $r -u virtnbdbackup.0"
+    "ours a/lz4 $r" "vr a/lz4 $r" "ours a/plain $r -u virtnbdbackup.0" \
+    "ours a/plain $r --qemu-writer"
   if ((r <= reps_4g)); then
     run_group "$r" "floor b $r $b_mib" "limit b $r" "ours b/plain $r" "vr b/plain $r" \
       "ours b/lz4 $r" "vr b/lz4 $r"
