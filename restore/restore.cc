@@ -80,10 +80,6 @@ class Restore {
     std::error_code ec;
     fs::create_directories(o_.output, ec);
     if (ec) return Status::IOError("cannot create " + o_.output + ": " + ec.message());
-    if (o_.socket_file.empty()) {
-      BFS_ASSIGN_OR_RETURN(SocketDir dir, SocketDir::Create());
-      socket_dir_ = std::make_unique<SocketDir>(std::move(dir));
-    }
     BFS_RETURN_IF_ERROR(RestoreDisks());
     BFS_RETURN_IF_ERROR(RestoreBootFiles());
     BFS_RETURN_IF_ERROR(WriteConfig());
@@ -122,9 +118,16 @@ class Restore {
     return Status::Ok();
   }
 
-  std::string SocketFor(const DiskPlan& d) const {
-    return socket_dir_ ? socket_dir_->path() + "/" + d.disk + ".sock"
-                       : o_.socket_file + "." + d.disk;
+  // qemu-nbd's socket for a disk: -f's name with the disk's, else in a private directory
+  // made when the first image written through qemu-nbd needs one.
+  Result<std::string> SocketFor(const DiskPlan& d) EXCLUDES(mu_) {
+    if (!o_.socket_file.empty()) return o_.socket_file + "." + d.disk;
+    MutexLock lock(mu_);
+    if (!socket_dir_) {
+      BFS_ASSIGN_OR_RETURN(SocketDir dir, SocketDir::Create());
+      socket_dir_ = std::make_unique<SocketDir>(std::move(dir));
+    }
+    return socket_dir_->path() + "/" + d.disk + ".sock";
   }
 
   Result<std::unique_ptr<ImageWriter>> OpenWriter(const DiskPlan& d, uint64_t size) {
@@ -140,7 +143,6 @@ class Restore {
     n.size = size;
     n.preallocate = o_.preallocate;
     n.compress = o_.compress;
-    n.socket = SocketFor(d);
     if (d.format == "qcow2") {
       BFS_ASSIGN_OR_RETURN(n.create_options, CreateOptions(d));
     }
@@ -149,6 +151,7 @@ class Restore {
         Qcow2WriterFits(n.create_options, &direct)) {
       return AsWriter(Qcow2Writer::Create(d.target, size, direct));
     }
+    BFS_ASSIGN_OR_RETURN(n.socket, SocketFor(d));
     return AsWriter(NbdImageWriter::Create(n));
   }
 
@@ -346,9 +349,9 @@ class Restore {
   std::string name_;      // of the restored domain (-c, -D)
   std::string adjusted_;  // the adjusted domain XML
   UniqueConnect conn_;    // -D
-  std::unique_ptr<SocketDir> socket_dir_;
   RestoreSummary summary_;
-  Mutex mu_;  // the disks' threads add up what they wrote
+  Mutex mu_;  // the disks' threads add up what they wrote, and share the socket directory
+  std::unique_ptr<SocketDir> socket_dir_ GUARDED_BY(mu_);
   uint64_t data_bytes_ GUARDED_BY(mu_) = 0;
   uint64_t written_bytes_ GUARDED_BY(mu_) = 0;
 };
