@@ -14,10 +14,10 @@
 #include "capture/backup_job.h"
 #include "capture/checkpoints.h"
 #include "capture/disk_capture.h"
-#include "common/domain_xml.h"
 #include "capture/libvirt.h"
-#include "common/qemu_nbd.h"
 #include "capture/saveset_files.h"
+#include "common/domain_xml.h"
+#include "common/qemu_nbd.h"
 #include "stream/file.h"
 
 namespace backupfs {

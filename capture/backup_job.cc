@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include "common/domain_xml.h"
 #include "capture/libvirt.h"
+#include "common/domain_xml.h"
 #include "stream/file.h"
 
 namespace backupfs {

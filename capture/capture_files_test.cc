@@ -8,11 +8,11 @@
 
 #include <filesystem>
 
-#include "common/domain_xml.h"
 #include "capture/nbdinfo_map.h"
+#include "capture/saveset_files.h"
+#include "common/domain_xml.h"
 #include "common/raw_image.h"
 #include "common/run_log.h"
-#include "capture/saveset_files.h"
 #include "common/subprocess.h"
 #include "stream/file.h"
 #include "stream/test_util.h"

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "capture/backup.h"
-#include "common/domain_xml.h"
 #include "capture/nbd_copy.h"
+#include "common/domain_xml.h"
 #include "common/progress.h"
 #include "common/raw_image.h"
 #include "stream/writer.h"

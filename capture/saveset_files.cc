@@ -10,8 +10,8 @@
 #include <sstream>
 
 #include "capture/checkpoints.h"
-#include "common/domain_xml.h"
 #include "capture/libvirt.h"
+#include "common/domain_xml.h"
 #include "common/subprocess.h"
 #include "stream/file.h"
 
