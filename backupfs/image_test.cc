@@ -196,7 +196,9 @@ TEST_P(ImageOracleTest, ReadMatchesOracleOverRandomChains) {
       std::vector<uint8_t> got(length, 0xee);
       Status st = image->Read(offset, got);
       ASSERT_TRUE(st.ok()) << st.ToString();
-      ASSERT_EQ(0, std::memcmp(got.data(), oracle_.bytes.data() + offset, length))
+      // std::equal, not memcmp: an empty read has no data pointer.
+      ASSERT_TRUE(std::equal(got.begin(), got.end(),
+                             oracle_.bytes.begin() + static_cast<std::ptrdiff_t>(offset)))
           << "round " << round << " read of " << length << " at " << offset;
     }
     std::vector<uint8_t> past(2);
@@ -215,7 +217,8 @@ void ExpectPiecesMatch(const std::vector<DiskImage::RawPiece>& pieces, const Ora
                 static_cast<ssize_t>(got.size()));
     }
     ASSERT_LE(pos + p.length, oracle.bytes.size());
-    ASSERT_EQ(0, std::memcmp(got.data(), oracle.bytes.data() + pos, got.size()))
+    ASSERT_TRUE(
+        std::equal(got.begin(), got.end(), oracle.bytes.begin() + static_cast<std::ptrdiff_t>(pos)))
         << "piece at " << pos << " of a raw read of " << length << " at " << offset;
     pos += p.length;
   }

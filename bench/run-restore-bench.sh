@@ -397,6 +397,12 @@ floor() { # floor DISK ROUND MIB : dd of MIB from ref.raw (in page cache) into a
     fail "dd failed: $(cat "$out/dd.log")"
 }
 
+readall() { # readall SET ROUND : the saveset's data files read cold (cat): the reads a restore needs at most
+  prepare "$work/$1"
+  timed "$1 read" "$2" "$out/read.log" "" bash -c 'cat "$@" >/dev/null' _ "$work/$1"/*.data ||
+    fail "reading $1 failed: $(cat "$out/read.log")"
+}
+
 declare -A checked=()
 note "source" "${src:-?} at $rev; build type ${btype:-unset (the project default, RelWithDebInfo)}; binary built $(date -u -r "$restore" '+%F %T UTC')"
 note "machine" "$(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 " GiB RAM" }'), kernel $(uname -r)"
@@ -428,13 +434,16 @@ for ((r = 1; r <= reps; r++)); do
   t=$SECONDS
   note "load round $r" "$(cut -d ' ' -f 1-3 /proc/loadavg)"
   run_group "$r" "floor a $r $a_mib" "limit a $r" "ours a/plain $r" "vr a/plain $r" \
+    "readall a/plain $r" "readall a/lz4 $r" \
     "ours a/lz4 $r" "vr a/lz4 $r" "ours a/plain $r -u virtnbdbackup.0" \
     "ours a/plain $r --qemu-writer"
   if ((r <= reps_4g)); then
     run_group "$r" "floor b $r $b_mib" "limit b $r" "ours b/plain $r" "vr b/plain $r" \
+      "readall b/plain $r" "readall b/lz4 $r" \
       "ours b/lz4 $r" "vr b/lz4 $r"
   fi
-  run_group "$r" "floor c $r $c_data_mib" "limit c $r" "ours c/plain $r" "vr c/plain $r"
+  run_group "$r" "floor c $r $c_data_mib" "limit c $r" "ours c/plain $r" "vr c/plain $r" \
+    "readall c/plain $r"
   rm -rf "$out"
   log "round $r of $reps done in $((SECONDS - t)) s"
 done
@@ -470,7 +479,9 @@ print(f"  a: {a_mib} MiB disk fully written + {incs} incs of {inc_mib} MiB (newe
 print(f"  b: {b_mib} MiB disk fully written + {b_incs} incs of {inc_mib} MiB")
 print(f"  c: {c_mib} MiB sparse disk, {c_data} MiB of data ({layout}), one full")
 print("  limit: qemu-img convert -O qcow2 of the newest point's raw reference (c's sparse);"
-      " floor: dd of the bytes (a, b: the disk; c: its data) from page cache, conv=fdatasync")
+      " floor: dd of the bytes (a, b: the disk; c: its data) from page cache, conv=fdatasync;"
+      " read: cat of the saveset's data files, cold (io floor = read + floor: a restore reads"
+      " the chain and writes the image durably)")
 print("  durable: + wait until the image is closed by every process + fsync of it (ours/limit"
       " durable: the ratio of those)")
 print("  peak RSS: wait4's maxrss (the largest of the process and the children it reaped; at least"
@@ -486,10 +497,10 @@ for key, runs in rows.items():
           f"| {mib(max(v[4] for v in runs.values())):11.1f} |")
 
 print(f"\n| {'saveset':8} | {'ours s':>7} | {'vr s':>7} | {'limit s':>7} | {'vr/ours':>14} "
-      f"| {'ours/limit':>17} | {'durable':>7} | {'ours/floor':>10} | {'ours peak RSS MiB':>18} "
-      f"| virtnbdrestore's image |")
-print(f"|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 16}|{'-' * 19}|{'-' * 9}|{'-' * 12}|{'-' * 20}"
-      f"|{'-' * 24}|")
+      f"| {'ours/limit':>17} | {'durable':>7} | {'ours/floor':>10} | {'ours/io floor':>13} "
+      f"| {'ours peak RSS MiB':>18} | virtnbdrestore's image |")
+print(f"|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 16}|{'-' * 19}|{'-' * 9}|{'-' * 12}|{'-' * 15}"
+      f"|{'-' * 20}|{'-' * 24}|")
 misses = []
 for s in ("a/plain", "a/lz4", "b/plain", "b/lz4", "c/plain"):
     d = s.split("/")[0]
@@ -507,6 +518,7 @@ for s in ("a/plain", "a/lz4", "b/plain", "b/lz4", "c/plain"):
     print(f"| {s:8} | {med(o):7.3f} | {med(v):7.3f} | {med(l):7.3f} "
           f"| {speed:5.2f} >= 5 {verdict(speed >= 5)} | {over:5.2f} <= 1.25 {verdict(over <= 1.25)} "
           f"| {med(o, 1) / med(l, 1):7.2f} | {med(o) / med(f):10.2f} "
+          f"| {med(o) / (med(f) + med(f'{s} read')):13.2f} "
           f"| {peak:6.1f} < 256 {verdict(peak < 256)} | {check} |")
     misses += [f"{s} vr/ours"] * (speed < 5) + [f"{s} ours/limit"] * (over > 1.25) + [f"{s} RSS"] * (peak >= 256)
 
