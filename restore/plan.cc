@@ -139,7 +139,9 @@ std::string WithFormatExtension(const std::string& name, const std::string& form
 // --device: every named disk is restored, into a block device large enough; checked before
 // anything is written.
 Status CheckDevices(const RestoreOptions& o, const RestorePlan& plan) {
-  for (const auto& [disk, device] : o.devices) {
+  for (const auto& entry : o.devices) {
+    const std::string& disk = entry.first;  // (clang 14 cannot capture a structured binding)
+    const std::string& device = entry.second;
     auto d = std::find_if(plan.disks.begin(), plan.disks.end(),
                           [&](const DiskPlan& p) { return p.disk == disk; });
     if (d == plan.disks.end()) {
