@@ -29,9 +29,9 @@ struct Placement {
   uint64_t time = 0;   // a diff's unix time; 0 when its name is not a number
 };
 
-// The sort key of a point: copies last, then chain position, .cpt rank, diffs after their
-// checkpoint by time, and the name so that the order is total.
-using OrderKey = std::tuple<bool, size_t, size_t, PointKind, uint64_t, std::string>;
+// The sort key of a point: chain position, .cpt rank, then checkpoint before its diffs (by
+// time) before a copy, and the name so that the order is total.
+using OrderKey = std::tuple<size_t, size_t, PointKind, uint64_t, std::string>;
 
 uint64_t DiffTime(const std::string& id) {
   uint64_t t = 0;
@@ -188,7 +188,9 @@ class Resolver {
     Placement& at = placements_[point];
     at.kind = kind;
     at.anchor = anchor;
-    at.depth = std::max(at.depth, chain.size() - (kind == PointKind::kDiff ? 1 : 0));
+    if (kind != PointKind::kCopy) {
+      at.depth = std::max(at.depth, chain.size() - (kind == PointKind::kDiff ? 1 : 0));
+    }
     if (kind == PointKind::kDiff) at.time = DiffTime(point);
     RestorePoint& p = points_[point];
     p.name = point;
@@ -234,11 +236,29 @@ class Resolver {
     // Not listed (or a copy's empty anchor): after every listed checkpoint.
     const auto rank =
         static_cast<size_t>(std::find(order.begin(), order.end(), at.anchor) - order.begin());
-    return {at.kind == PointKind::kCopy, at.depth, rank, at.kind, at.time, name};
+    return {at.depth, rank, at.kind, at.time, name};
   }
 
-  // Orders the points by the rule in chain.h (never by date); latest = the last one.
+  // A copy follows the deepest checkpoint whose date is not later than its own (rule 3 in
+  // chain.h); with none, it comes first.
+  void PlaceCopy() {
+    auto copy = points_.find("copy");
+    if (copy == points_.end() || placements_.at("copy").kind != PointKind::kCopy) return;
+    Placement& at = placements_.at("copy");
+    for (const auto& [name, placement] : placements_) {
+      if (placement.kind != PointKind::kCheckpoint || points_.at(name).date > copy->second.date) {
+        continue;
+      }
+      if (at.anchor.empty() || placement.depth > at.depth) {
+        at.anchor = name;
+        at.depth = placement.depth;
+      }
+    }
+  }
+
+  // Orders the points by the rule in chain.h; latest = the last one.
   void Finish(const std::vector<std::string>& order) {
+    PlaceCopy();
     std::vector<std::pair<OrderKey, RestorePoint*>> sorted;
     for (auto& [name, p] : points_) {
       std::sort(p.disks.begin(), p.disks.end(),

@@ -7,7 +7,7 @@
 //
 // Order of the points (oldest first). The metadata's date is local time without a zone: it
 // repeats or goes backwards across a DST change or a move of the backup host to another zone,
-// so it plays no part. The rule, by what each kind of point carries:
+// so it orders nothing that carries something better. The rule, by what each point carries:
 //  1. A checkpoint (full or inc) goes by its position in the chain: the number of files from
 //     the full backup up to it through the parent links, the longest over the point's disks
 //     (a disk added mid-chain has a shorter chain and must not pull the point back). Points at
@@ -16,8 +16,10 @@
 //     next one: virtnbdbackup and backupfs-capture take a diff against the newest checkpoint,
 //     so any later checkpoint was created after it. Diffs against one checkpoint follow the
 //     unix time of their file name `<disk>.diff.<unixtime>.data` (zone-free), then the name.
-//  3. A copy has neither a checkpoint nor a zone-free time. Both tools write a copy only into
-//     an empty directory, so a copy beside a chain was put there after it: it sorts last.
+//  3. A copy has neither a checkpoint nor a zone-free time: it follows the deepest checkpoint
+//     whose date is not later than its own (after that checkpoint's diffs), or comes first when
+//     there is none. Only a copy taken within the hour a DST change repeats can be misplaced,
+//     by one checkpoint, and only among the points of the mount, never inside a chain.
 // `latest` is the last point in this order.
 #pragma once
 

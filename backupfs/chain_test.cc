@@ -277,15 +277,26 @@ TEST_F(ChainTest, DiskAddedMidChainJoinsLaterPoints) {
   EXPECT_EQ(ChainFiles(m, Cp(2), "vda").size(), 3u);
 }
 
-TEST_F(ChainTest, CopySortsAfterTheChain) {
-  Copy("vda", "2020-01-01T00:00:00");  // the oldest date string: it does not matter
+TEST_F(ChainTest, CopyFollowsTheCheckpointsBeforeItsDate) {
+  Copy("vda", "2020-01-01T00:00:00");  // before every checkpoint: first
   Full("vda", 0);
   Inc("vda", 1, 0);
   Diff("vda", 1700000000, 1);
   SavesetModel m = Load();
-  EXPECT_EQ(Names(m), (std::vector<std::string>{Cp(0), Cp(1), "1700000000", "copy"}));
-  EXPECT_EQ(m.latest, "copy");
+  EXPECT_EQ(Names(m), (std::vector<std::string>{"copy", Cp(0), Cp(1), "1700000000"}));
+  EXPECT_EQ(m.latest, "1700000000");
   EXPECT_EQ(ChainFiles(m, "copy", "vda"), std::vector<std::string>{Path("vda.copy.data")});
+}
+
+TEST_F(ChainTest, CopyTakenBetweenTwoIncsSitsBetweenThem) {
+  Full("vda", 0, "2026-01-01T10:00:00");
+  Inc("vda", 1, 0, "2026-01-01T11:00:00");
+  Diff("vda", 1700000000, 1, "2026-01-01T11:30:00");
+  Copy("vda", "2026-01-01T11:45:00");
+  Inc("vda", 2, 1, "2026-01-01T12:00:00");
+  SavesetModel m = Load();
+  EXPECT_EQ(Names(m), (std::vector<std::string>{Cp(0), Cp(1), "1700000000", "copy", Cp(2)}));
+  EXPECT_EQ(m.latest, Cp(2));
 }
 
 TEST_F(ChainTest, CopyAloneIsLatest) {

@@ -289,20 +289,26 @@ case_names() {
 
 # --- 7, 8. signals -------------------------------------------------------------------------------
 
+# The writer the signal cases use: the direct qcow2 writer (default), or qemu-nbd.
+RF_WRITER=()
+
 # start_big OUT [PREFIX...] : a restore of BIG into OUT in the background; RF_PID.
 start_big() {
     local out="$1"
     shift
     RF_ERR="$RF_DIR/logs/$(basename "$out").err"
-    harness_log "run: $* backupfs-restore -n -i $BIG/plain -o $out"
-    "$@" "$RF_RESTORE" -n -i "$BIG/plain" -o "$out" >"$RF_DIR/logs/$(basename "$out").out" 2>"$RF_ERR" &
+    harness_log "run: $* backupfs-restore -n -i $BIG/plain -o $out ${RF_WRITER[*]}"
+    "$@" "$RF_RESTORE" -n -i "$BIG/plain" -o "$out" "${RF_WRITER[@]}" \
+        >"$RF_DIR/logs/$(basename "$out").out" 2>"$RF_ERR" &
     RF_PID=$!
     rf_on_cleanup pid "$RF_PID" "$out"
 }
 
-# copying OUT : the partial image has grown past 16 MiB and qemu-nbd serves it.
+# copying OUT : the partial image has grown past 16 MiB (and qemu-nbd serves it, when the
+# image goes through qemu-nbd).
 copying() {
-    rf_size_at_least "$1/$IMG.partial" $((16 * MiB)) && [[ -n "$(rf_qemu_nbd_pids "$1")" ]]
+    rf_size_at_least "$1/$IMG.partial" $((16 * MiB)) &&
+        { ((${#RF_WRITER[@]} == 0)) || [[ -n "$(rf_qemu_nbd_pids "$1")" ]]; }
 }
 
 # The socket directory of the qemu-nbd serving OUT (from its command line).
@@ -352,8 +358,12 @@ case_sigkill() {
     rf_wait_while_running "$RF_PID" 60 "the copy into $out/$IMG.partial to be under way" copying "$out"
     nbd="$(rf_qemu_nbd_pids "$out" | head -n 1)"
     sockdir="$(socket_dir_of "$out")"
-    [[ -n "$nbd" ]] || harness_fail "no qemu-nbd serves $out/$IMG.partial during the copy"
-    rf_on_cleanup pid "$nbd" "$out/$IMG.partial"
+    if ((${#RF_WRITER[@]} > 0)); then
+        [[ -n "$nbd" ]] || harness_fail "no qemu-nbd serves $out/$IMG.partial during the copy"
+        rf_on_cleanup pid "$nbd" "$out/$IMG.partial"
+    else
+        [[ -z "$nbd" ]] || harness_fail "the direct writer started qemu-nbd (pid $nbd)"
+    fi
     [[ -z "$sockdir" ]] || rf_on_cleanup rmdir "$sockdir"
     kill -KILL "$RF_PID"
     rf_wait_exit "$RF_PID" 60
@@ -372,7 +382,7 @@ case_sigkill() {
 
     # The killed restore's qemu-nbd (--persistent, serving the unlinked partial image) must not
     # outlive it: nothing else will ever stop it.
-    if ! harness_wait_for 10 "qemu-nbd $nbd to exit" eval '! rf_alive '"$nbd"; then
+    if [[ -n "$nbd" ]] && ! harness_wait_for 10 "qemu-nbd $nbd to exit" eval '! rf_alive '"$nbd"; then
         harness_fail "qemu-nbd (pid $nbd) of the SIGKILLed restore still runs 10 s later: $({ tr '\0' ' ' <"/proc/$nbd/cmdline"; } 2>/dev/null || true)"
     fi
 }
@@ -567,6 +577,10 @@ rf_case 6 "names that would escape the output directory" case_names
 rf_case 7a "SIGINT to the process group as the partial appears" case_sigint
 rf_case 7b "SIGTERM mid-copy" case_sigterm
 rf_case 8 "SIGKILL mid-copy, then a second run" case_sigkill
+RF_WRITER=(--qemu-writer)
+rf_case 7c "SIGTERM mid-copy through qemu-nbd" case_sigterm
+rf_case 8b "SIGKILL mid-copy through qemu-nbd, then a second run" case_sigkill
+RF_WRITER=()
 rf_case 9 "a disk added mid-chain" case_disk_added
 rf_case 10 "an incremental without data for one disk" case_quiet_inc
 rf_case 11 "usage errors exit 2" case_usage
