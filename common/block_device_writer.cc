@@ -54,19 +54,7 @@ Result<std::unique_ptr<BlockDeviceWriter>> BlockDeviceWriter::Open(const std::st
 }
 
 Status BlockDeviceWriter::Write(unsigned, uint64_t offset, std::span<const uint8_t> bytes) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = pwrite(fd_.get(), bytes.data() + done, bytes.size() - done,
-                       static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      return Status::FromErrno(
-          "cannot write " + device_ + " at offset " + std::to_string(offset + done),
-          n < 0 ? errno : ENOSPC);
-    }
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
+  return PwriteAll(fd_.get(), bytes, offset, device_);
 }
 
 Status BlockDeviceWriter::Zero(unsigned, uint64_t offset, uint64_t length) {

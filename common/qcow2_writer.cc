@@ -43,21 +43,6 @@ bool ClusterBits(const char* v, uint32_t* bits) {
   return false;
 }
 
-Status PwriteAll(int fd, const uint8_t* data, uint64_t n, uint64_t offset,
-                 const std::string& name) {
-  for (uint64_t done = 0; done < n;) {
-    ssize_t w = pwrite(fd, data + done, n - done, static_cast<off_t>(offset + done));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      return Status::FromErrno(
-          "cannot write " + name + " at offset " + std::to_string(offset + done),
-          w < 0 ? errno : ENOSPC);
-    }
-    done += static_cast<uint64_t>(w);
-  }
-  return Status::Ok();
-}
-
 }  // namespace
 
 bool Qcow2WriterFits(const std::vector<std::string>& create_options, Qcow2Layout* layout) {
@@ -122,12 +107,11 @@ Status Qcow2Writer::Write(unsigned, uint64_t offset, std::span<const uint8_t> by
   }
   const uint64_t clusters = CeilDiv(bytes.size(), cluster_);
   const uint64_t host = next_cluster_.fetch_add(clusters);
-  BFS_RETURN_IF_ERROR(PwriteAll(fd_.get(), bytes.data(), bytes.size(), host * cluster_, partial()));
+  BFS_RETURN_IF_ERROR(PwriteAll(fd_.get(), bytes, host * cluster_, partial()));
   if (const uint64_t pad = clusters * cluster_ - bytes.size(); pad > 0) {
     // The last cluster of an image whose size is not a multiple: the file holds it whole.
     const std::vector<uint8_t> zeros(pad);
-    BFS_RETURN_IF_ERROR(
-        PwriteAll(fd_.get(), zeros.data(), pad, host * cluster_ + bytes.size(), partial()));
+    BFS_RETURN_IF_ERROR(PwriteAll(fd_.get(), zeros, host * cluster_ + bytes.size(), partial()));
   }
   return MapClusters(offset / cluster_, clusters, host);
 }
@@ -163,7 +147,7 @@ Status Qcow2Writer::WriteMetadata() {
   for (uint64_t i = 0; i < l1_size_; ++i) {
     if (!l2_[i]) continue;
     for (uint64_t e = 0; e < l2_entries_; ++e) PutBig(&buf[e * 8], l2_[i][e]);
-    BFS_RETURN_IF_ERROR(PwriteAll(fd_.get(), buf.data(), cluster_, at * cluster_, partial()));
+    BFS_RETURN_IF_ERROR(PwriteAll(fd_.get(), buf, at * cluster_, partial()));
     l1[i] = at * cluster_ | kCopied;
     ++at;
   }
@@ -171,7 +155,7 @@ Status Qcow2Writer::WriteMetadata() {
   const uint64_t l1_clusters = CeilDiv(std::max<uint64_t>(l1_size_, 1) * 8, cluster_);
   std::vector<uint8_t> l1_bytes(l1_clusters * cluster_, 0);
   for (uint64_t i = 0; i < l1_size_; ++i) PutBig(&l1_bytes[i * 8], l1[i]);
-  BFS_RETURN_IF_ERROR(PwriteAll(fd_.get(), l1_bytes.data(), l1_bytes.size(), l1_offset, partial()));
+  BFS_RETURN_IF_ERROR(PwriteAll(fd_.get(), l1_bytes, l1_offset, partial()));
   at += l1_clusters;
   // Refcount blocks and the table after them; both count themselves, so iterate to a fixpoint.
   const uint64_t per_block = cluster_ / 2;
@@ -187,13 +171,11 @@ Status Qcow2Writer::WriteMetadata() {
   const uint64_t total = at + blocks + table;
   std::vector<uint8_t> refcounts(blocks * cluster_, 0);
   for (uint64_t c = 0; c < total; ++c) PutBig<uint16_t>(&refcounts[c * 2], 1);
-  BFS_RETURN_IF_ERROR(
-      PwriteAll(fd_.get(), refcounts.data(), refcounts.size(), at * cluster_, partial()));
+  BFS_RETURN_IF_ERROR(PwriteAll(fd_.get(), refcounts, at * cluster_, partial()));
   std::vector<uint8_t> table_bytes(table * cluster_, 0);
   for (uint64_t b = 0; b < blocks; ++b) PutBig(&table_bytes[b * 8], (at + b) * cluster_);
   const uint64_t table_offset = (at + blocks) * cluster_;
-  BFS_RETURN_IF_ERROR(
-      PwriteAll(fd_.get(), table_bytes.data(), table_bytes.size(), table_offset, partial()));
+  BFS_RETURN_IF_ERROR(PwriteAll(fd_.get(), table_bytes, table_offset, partial()));
   // The header last: until it is there, the file is no qcow2 image at all.
   uint8_t h[kHeaderLength + 8] = {};
   PutBig<uint32_t>(h + 0, kMagic);
@@ -208,7 +190,7 @@ Status Qcow2Writer::WriteMetadata() {
   PutBig<uint32_t>(h + 96, kRefcountOrder);
   PutBig<uint32_t>(h + 100, kHeaderLength);
   // h[104..112): the end-of-extensions marker (type 0, length 0).
-  return PwriteAll(fd_.get(), h, sizeof h, 0, partial());
+  return PwriteAll(fd_.get(), std::span<const uint8_t>(h, sizeof h), 0, partial());
 }
 
 Status Qcow2Writer::Finish() {

@@ -37,18 +37,7 @@ Status RawImageWriter::Write(uint64_t offset, std::span<const uint8_t> bytes) {
     return Status::InvalidArgument("write at " + std::to_string(offset) + " past the end of " +
                                    Partial(path_));
   }
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = pwrite(fd_.get(), bytes.data() + done, bytes.size() - done,
-                       static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      return Status::FromErrno(
-          "cannot write " + Partial(path_) + " at offset " + std::to_string(offset + done),
-          n < 0 ? errno : EIO);
-    }
-    done += static_cast<size_t>(n);
-  }
+  BFS_RETURN_IF_ERROR(PwriteAll(fd_.get(), bytes, offset, Partial(path_)));
   written_ += bytes.size();
   return Status::Ok();
 }

@@ -49,6 +49,21 @@ Status WriteAll(int fd, std::span<const uint8_t> bytes, const std::string& name)
   return Status::Ok();
 }
 
+Status PwriteAll(int fd, std::span<const uint8_t> bytes, uint64_t offset, const std::string& name) {
+  for (uint64_t done = 0; done < bytes.size();) {
+    ssize_t n =
+        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return Status::FromErrno(
+          "cannot write " + name + " at offset " + std::to_string(offset + done),
+          n < 0 ? errno : ENOSPC);
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
 Status PreadExact(int fd, std::span<uint8_t> out, uint64_t offset, const std::string& name) {
   uint64_t pos = offset;
   while (!out.empty()) {

@@ -35,6 +35,9 @@ class UniqueFd {
 Result<UniqueFd> OpenFile(const std::string& path, int flags, int mode = 0);
 // Writes all of `bytes` (retrying short writes and EINTR).
 Status WriteAll(int fd, std::span<const uint8_t> bytes, const std::string& name);
+// Writes all of `bytes` at `offset` (retrying short writes and EINTR); the error names `name`
+// and the offset. A write that makes no progress is ENOSPC.
+Status PwriteAll(int fd, std::span<const uint8_t> bytes, uint64_t offset, const std::string& name);
 // Reads exactly out.size() bytes at `offset`; a short read (end of file) is Corruption.
 Status PreadExact(int fd, std::span<uint8_t> out, uint64_t offset, const std::string& name);
 Status FsyncFile(int fd, const std::string& name);

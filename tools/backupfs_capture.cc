@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "capture/backup.h"
+#include "common/command_line.h"
 #include "common/run_log.h"
 #include "common/signal_watcher.h"
 
@@ -56,19 +57,6 @@ backupfs::CaptureLevel ParseLevel(const std::string& level) {
   return CaptureLevel::kFull;
 }
 
-// "vda,vdb" -> {"vda", "vdb"}; empty items dropped.
-std::vector<std::string> SplitList(const std::string& list) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= list.size()) {
-    size_t comma = list.find(',', start);
-    if (comma == std::string::npos) comma = list.size();
-    if (comma > start) out.push_back(list.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
-
 // "copy", "full, checkpoint virtnbdbackup.0", "diff, changes since virtnbdbackup.1".
 std::string What(const backupfs::BackupSummary& s) {
   std::string what = backupfs::CaptureLevelName(s.level);
@@ -97,12 +85,7 @@ void PrintSummary(const backupfs::BackupSummary& s, double seconds) {
 
 // Remote backups need ssh and TCP/TLS NBD: not built yet, refused before anything happens.
 std::optional<std::string> RemoteRefusal(const Args& a) {
-  const bool remote_uri =
-      a.uri.find("://") != std::string::npos && a.uri.find(":///") == std::string::npos;
-  if (remote_uri || a.uri.find("+ssh") != std::string::npos ||
-      a.uri.find("+tcp") != std::string::npos || a.uri.find("+tls") != std::string::npos) {
-    return "-U " + a.uri + " names a remote host";
-  }
+  if (backupfs::IsRemoteUri(a.uri)) return "-U " + a.uri + " names a remote host";
   if (!a.user.empty()) return "--user";
   if (!a.ssh_user.empty()) return "--ssh-user";
   if (!a.password.empty()) return "--password";
@@ -203,8 +186,8 @@ std::optional<std::string> BuildOptions(const Args& a, const CLI::Option* z,
   }
   if (z->count() > 0) o.lz4_level = a.compress.empty() ? kDefaultLz4Level : std::stoi(a.compress);
   if (o.lz4_level && o.type == backupfs::OutputType::kRaw) return "-z needs -t stream";
-  o.include = SplitList(a.include);
-  o.exclude = SplitList(a.exclude);
+  o.include = backupfs::SplitList(a.include);
+  o.exclude = backupfs::SplitList(a.exclude);
   o.include_raw = a.raw;
   o.checkpoint_dir = a.checkpoint_dir;
   o.scratch_dir = a.scratch_dir;
@@ -219,7 +202,7 @@ std::optional<std::string> BuildOptions(const Args& a, const CLI::Option* z,
              "starts a shut-off domain");
   }
   o.pause = a.pause;
-  o.freeze_mountpoints = SplitList(a.freeze);
+  o.freeze_mountpoints = backupfs::SplitList(a.freeze);
   o.workers = a.workers;
   if (a.threshold > 0) o.threshold = a.threshold;
   o.qemu_extents = a.qemu;

@@ -12,6 +12,7 @@
 #include "backupfs/dump.h"
 #include "backupfs/saveset.h"
 #include "backupfs/verify.h"
+#include "common/command_line.h"
 #include "common/run_log.h"
 #include "common/signal_watcher.h"
 #include "restore/restore.h"
@@ -111,27 +112,9 @@ int Dump(const Args& args) {
   return rc;
 }
 
-// "vda,vdb" -> {"vda", "vdb"}; empty items dropped.
-std::vector<std::string> SplitList(const std::string& list) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= list.size()) {
-    size_t comma = list.find(',', start);
-    if (comma == std::string::npos) comma = list.size();
-    if (comma > start) out.push_back(list.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
-
 // Remote restores need ssh and TCP/TLS NBD: not built yet, refused before anything happens.
 std::optional<std::string> RemoteRefusal(const Args& a) {
-  const bool remote_uri =
-      a.uri.find("://") != std::string::npos && a.uri.find(":///") == std::string::npos;
-  if (remote_uri || a.uri.find("+ssh") != std::string::npos ||
-      a.uri.find("+tcp") != std::string::npos || a.uri.find("+tls") != std::string::npos) {
-    return "-U " + a.uri + " names a remote host";
-  }
+  if (backupfs::IsRemoteUri(a.uri)) return "-U " + a.uri + " names a remote host";
   if (!a.user.empty()) return "--user";
   if (!a.ssh_user.empty()) return "--ssh-user";
   if (a.ssh_port != 0) return "--ssh-port";
@@ -152,7 +135,7 @@ std::optional<std::string> BuildOptions(const Args& a, backupfs::RestoreOptions&
   o.input = a.input;
   o.output = a.output;
   o.until = a.until;
-  o.sequence = SplitList(a.sequence);
+  o.sequence = backupfs::SplitList(a.sequence);
   o.disk = a.disk;
   o.workers = a.workers;
   o.progress = !a.noprogress;
