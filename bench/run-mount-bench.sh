@@ -28,11 +28,9 @@ read -ra ras <<<"${RAS:-128 1024 4096 16384}"
 bench_dir=$(realpath "${BENCH_DIR:-/var/tmp}")
 size=$((disk_mib << 20))
 
-fail() {
-  printf 'run-mount-bench: %s\n' "$*" >&2
-  exit 1
-}
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+BENCH_NAME=run-mount-bench
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [[ $(id -u) == 0 ]] || { echo "SKIP: needs root (FUSE mounts, sysfs readahead, virtnbdrestore)"; exit 77; }
 for c in ninja python3 fusermount3 mountpoint qemu-img qemu-io qemu-storage-daemon virtnbdrestore \
@@ -190,21 +188,6 @@ timed() {
   t1=${EPOCHREALTIME/./}
   printf '%s\t%d\t%d\n' "$name" $((t1 - t0)) "$bytes" >>"$tsv"
 }
-note() { printf '%s\t%s\n' "$1" "$2" >>"$info"; }
-
-libvirt_answers() { timeout 30 virsh -q -c qemu:///system version >/dev/null 2>&1; }
-start_libvirtd() {
-  libvirt_answers && return 0
-  log "starting virtlogd and libvirtd (virtnbdrestore connects to libvirt)"
-  pgrep -x virtlogd >/dev/null || virtlogd -d </dev/null >/dev/null 2>&1 || true
-  pgrep -x libvirtd >/dev/null || libvirtd -d </dev/null >/dev/null 2>&1 || true
-  local deadline=$((SECONDS + 120))
-  until libvirt_answers; do
-    ((SECONDS < deadline)) || fail "libvirtd does not answer on qemu:///system after 120s"
-    sleep 0.5
-  done
-}
-
 # --- test data --------------------------------------------------------------------------------
 
 start_libvirtd

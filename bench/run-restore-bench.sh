@@ -67,11 +67,9 @@ cache=${CACHE:-cold}
 work_root=${WORK:-/var/tmp/bfs-restore-bench}
 export HOME=${HOME:-/root} # virtnbdrestore's argparse reads $HOME
 
-fail() {
-  printf 'run-restore-bench: %s\n' "$*" >&2
-  exit 1
-}
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+BENCH_NAME=run-restore-bench
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [[ $(id -u) == 0 ]] || { echo "SKIP: needs root (drop_caches, qemu-nbd, virtnbdrestore)"; exit 77; }
 int() { [[ $2 =~ ^[0-9]+$ ]] || fail "$1 must be a non-negative integer, not '$2'"; }
@@ -282,21 +280,6 @@ else:
     assert argv[0] == "--"
     sys.exit(run(tsv, key, rnd, logfile, image, argv[1:]))
 PY
-
-note() { printf '%s\t%s\n' "$1" "$2" >>"$info"; }
-
-libvirt_answers() { timeout 30 virsh -q -c qemu:///system version >/dev/null 2>&1; }
-start_libvirtd() {
-  libvirt_answers && return 0
-  log "starting virtlogd and libvirtd (virtnbdrestore connects to libvirt)"
-  pgrep -x virtlogd >/dev/null || virtlogd -d </dev/null >/dev/null 2>&1 || true
-  pgrep -x libvirtd >/dev/null || libvirtd -d </dev/null >/dev/null 2>&1 || true
-  local deadline=$((SECONDS + 120))
-  until libvirt_answers; do
-    ((SECONDS < deadline)) || fail "libvirtd does not answer on qemu:///system after 120s"
-    sleep 0.5
-  done
-}
 
 # --- test data --------------------------------------------------------------------------------
 

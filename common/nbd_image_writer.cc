@@ -22,7 +22,10 @@ NbdImageWriter::~NbdImageWriter() {
   conns_.clear();
   server_.reset();  // SIGTERM: nothing of an unfinished image is kept anyway
   if (created_ && !finished_) unlink(partial().c_str());
-  if (!options_.socket.empty()) unlink(options_.socket.c_str());
+  if (!options_.socket.empty()) {
+    unlink(options_.socket.c_str());
+    unlink((options_.socket + ".log").c_str());
+  }
 }
 
 Status NbdImageWriter::CreateImage() {
@@ -45,12 +48,11 @@ Status NbdImageWriter::StartServer() {
   q.format = options_.format;
   q.socket = options_.socket;
   q.export_name = options_.export_name;
-  q.log_path = options_.socket + ".log";
+  q.log_path = options_.socket + ".log";  // kept until the end: Stop() quotes its last line
   q.writable = true;
   q.compress = options_.compress;
   q.die_with_thread = true;  // the writer, and so the server, never outlive this thread
   auto server = QemuNbdServer::Start(q);
-  unlink(q.log_path.c_str());  // qemu-nbd keeps its descriptor; the name only litters
   if (!server.ok()) return server.status();
   server_ = std::move(server).value();
   return Status::Ok();

@@ -12,7 +12,6 @@
 #endif
 
 #define GUARDED_BY(x) BFS_THREAD_ANNOTATION(guarded_by(x))
-#define REQUIRES(...) BFS_THREAD_ANNOTATION(requires_capability(__VA_ARGS__))
 #define EXCLUDES(...) BFS_THREAD_ANNOTATION(locks_excluded(__VA_ARGS__))
 #define CAPABILITY(x) BFS_THREAD_ANNOTATION(capability(x))
 #define SCOPED_CAPABILITY BFS_THREAD_ANNOTATION(scoped_lockable)
@@ -26,7 +25,6 @@ class CAPABILITY("mutex") Mutex {
  public:
   void Lock() ACQUIRE() { mu_.lock(); }
   void Unlock() RELEASE() { mu_.unlock(); }
-  std::mutex& native() { return mu_; }
 
  private:
   std::mutex mu_;

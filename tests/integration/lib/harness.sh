@@ -230,17 +230,27 @@ _harness_check_range() {
 # QEMU 7.2 (not even errors): qemu-io prints to QEMU's stderr, which virtlogd
 # appends to /var/log/libvirt/qemu/DOM.log. The HMP command is synchronous;
 # the log line may lag a little behind it, so poll the log for the result.
-_harness_qemu_io() {
-    local dom="$1" disk="$2" off="$3" len="$4" cmd="$5" idx out pos new
-    local log="/var/log/libvirt/qemu/$dom.log"
-    local want="wrote $len/$len bytes at offset $off"
+# _harness_hmp_qemu_io DOM DISK CMD : runs qemu-io CMD on DISK through HMP. Its output lands
+# in the domain's log: HARNESS_QEMU_IO_LOG is that log, HARNESS_QEMU_IO_POS its size before.
+_harness_hmp_qemu_io() {
+    local dom="$1" disk="$2" cmd="$3" idx out
+    HARNESS_QEMU_IO_LOG="/var/log/libvirt/qemu/$dom.log"
     idx="$(_harness_disk_index "$disk")"
-    [[ -f "$log" ]] || harness_fail "domain log $log missing (cannot confirm qemu-io writes)"
-    pos="$(stat -c %s "$log")"
+    [[ -f "$HARNESS_QEMU_IO_LOG" ]] ||
+        harness_fail "domain log $HARNESS_QEMU_IO_LOG missing (cannot see qemu-io's output)"
+    HARNESS_QEMU_IO_POS="$(stat -c %s "$HARNESS_QEMU_IO_LOG")"
     out="$(harness_virsh qemu-monitor-command "$dom" --hmp \
         "qemu-io -d /machine/peripheral/virtio-disk$idx/virtio-backend \"$cmd\"")" ||
         harness_fail "qemu-monitor-command on $dom failed for '$cmd': $out"
     [[ -z "${out//[[:space:]]/}" ]] || harness_fail "qemu-io '$cmd' on $dom/$disk: $out"
+}
+
+_harness_qemu_io() {
+    local dom="$1" disk="$2" off="$3" len="$4" cmd="$5" pos new log
+    local want="wrote $len/$len bytes at offset $off"
+    _harness_hmp_qemu_io "$dom" "$disk" "$cmd"
+    log="$HARNESS_QEMU_IO_LOG"
+    pos="$HARNESS_QEMU_IO_POS"
     local deadline=$((SECONDS + 30))
     while :; do
         (($(stat -c %s "$log") >= pos)) || pos=0 # rotated by virtlogd

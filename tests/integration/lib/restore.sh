@@ -113,15 +113,11 @@ _restore_log_has() { tail -c "+$(($2 + 1))" "$1" | grep -qxF -- "$3"; }
 # by "Pattern verification failed at offset ..." when the bytes are not the pattern; its output
 # goes to the domain's log (HMP returns nothing), which is polled for the read line.
 restore_guest_read() {
-    local dom="$1" disk="$2" off="$3" len="$4" pat="$5" want="$6" idx out pos new
-    local log="/var/log/libvirt/qemu/$dom.log" done_line="read $4/$4 bytes at offset $3"
-    idx="$(_harness_disk_index "$disk")"
-    [[ -f "$log" ]] || harness_fail "domain log $log missing"
-    pos="$(stat -c %s "$log")"
-    out="$(harness_virsh qemu-monitor-command "$dom" --hmp \
-        "qemu-io -d /machine/peripheral/virtio-disk$idx/virtio-backend \"read -P $pat $off $len\"")" ||
-        harness_fail "qemu-monitor-command on $dom failed for read: $out"
-    [[ -z "${out//[[:space:]]/}" ]] || harness_fail "qemu-io read on $dom/$disk: $out"
+    local dom="$1" disk="$2" off="$3" len="$4" pat="$5" want="$6" log pos new
+    local done_line="read $4/$4 bytes at offset $3"
+    _harness_hmp_qemu_io "$dom" "$disk" "read -P $pat $off $len"
+    log="$HARNESS_QEMU_IO_LOG"
+    pos="$HARNESS_QEMU_IO_POS"
     harness_wait_for 30 "'$done_line' in $log" _restore_log_has "$log" "$pos" "$done_line" ||
         harness_fail "qemu-io read -P $pat $off $len on $dom/$disk: no '$done_line' in $log: $(tail -c "+$((pos + 1))" "$log")"
     new="$(tail -c "+$((pos + 1))" "$log")"
