@@ -5,7 +5,7 @@ set -euo pipefail
 build_packages=(
   build-essential cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
   libfuse3-dev libvirt-dev libnbd-dev liblz4-dev libxxhash-dev libdeflate-dev
-  nlohmann-json3-dev libcli11-dev libxml2-dev libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libcli11-dev libxml2-dev libmount-dev libgtest-dev libgmock-dev libbenchmark-dev
 )
 runtime_packages=(
   fuse3 qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu

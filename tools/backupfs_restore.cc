@@ -15,6 +15,8 @@
 #include "common/command_line.h"
 #include "common/run_log.h"
 #include "common/signal_watcher.h"
+#include "restore/export.h"
+#include "restore/instant.h"
 #include "restore/restore.h"
 #include "stream/file.h"
 
@@ -38,6 +40,9 @@ struct Args {
   bool verbose = false, noprogress = false, raw = false, adjust = false, define = false;
   bool preallocate = false, compress = false, force = false, syslog = false, nocolor = false;
   bool qemu_writer = false;
+  // Instant recovery, live restore, NBD export.
+  std::string migrate_to, nbd_socket, nbd_tcp;
+  bool no_start = false, writable = false;
   // Remote restore: parsed so that a virtnbdrestore command line gets a clear refusal.
   std::string uri, user, ssh_user, password, nbd_ip, tls_cert, ssh_key;
   unsigned nbd_port = 0, ssh_port = 0;
@@ -185,6 +190,14 @@ void PrintSummary(const backupfs::RestoreSummary& s, const std::string& output, 
       s.defined.empty() ? "" : ", defined as domain ", s.defined.c_str());
 }
 
+// -L: the log also goes to a file; false (said in the log) when it cannot be opened.
+bool OpenLogFile(const Args& args, backupfs::RunLog& log) {
+  if (args.logfile.empty()) return true;
+  backupfs::Status s = log.OpenFile(args.logfile, /*append=*/true);
+  if (!s.ok()) log.Error(s.message());
+  return s.ok();
+}
+
 int Restore(const Args& args) {
   backupfs::RestoreOptions options;
   if (auto error = BuildOptions(args, options)) {
@@ -192,12 +205,7 @@ int Restore(const Args& args) {
     return kExitUsage;
   }
   backupfs::RunLog log(args.verbose, args.syslog, /*to_stderr=*/true, "backupfs-restore");
-  if (!args.logfile.empty()) {
-    if (backupfs::Status s = log.OpenFile(args.logfile, /*append=*/true); !s.ok()) {
-      log.Error(s.message());
-      return kExitFailure;
-    }
-  }
+  if (!OpenLogFile(args, log)) return kExitFailure;
   backupfs::SignalWatcher signals;
   const auto begin = std::chrono::steady_clock::now();
   backupfs::Result<backupfs::RestoreSummary> summary = backupfs::Status::Ok();
@@ -219,14 +227,140 @@ int Restore(const Args& args) {
   return kExitOk;
 }
 
+// What each action needs beyond the parser's checks.
+std::optional<std::string> CheckActionArgs(const Args& a) {
+  const std::string& act = a.action;
+  const bool by_name = act == "instant-migrate" || act == "instant-resume" || act == "instant-end";
+  if (by_name && a.name.empty()) return "-a " + act + " needs -N NAME, the instant domain";
+  if (act == "instant-migrate" && a.migrate_to.empty()) {
+    return "-a instant-migrate needs --migrate-to DIR, where the disks go";
+  }
+  if (act == "instant-list" || by_name) {
+    if (auto what = RemoteRefusal(a)) return *what + ": instant recovery runs on the host";
+    return std::nullopt;
+  }
+  if (a.input.empty()) return "-i/--input is required: the saveset directory";
+  if (act == "instant") {
+    if (auto what = RemoteRefusal(a)) return *what + ": instant recovery runs on the host";
+    if (a.output.empty()) {
+      return "-a instant needs -o WORKDIR: the overlays, boot files and the mount go there";
+    }
+  }
+  if (act == "export" && a.nbd_socket.empty() == a.nbd_tcp.empty()) {
+    return "-a export needs either --socket PATH or --tcp HOST:PORT";
+  }
+  const bool instant_only = !a.migrate_to.empty() || a.no_start;
+  if (instant_only && act != "instant" && act != "instant-migrate" && act != "instant-resume") {
+    return "--migrate-to and --no-start go with the instant actions";
+  }
+  if ((!a.nbd_socket.empty() || !a.nbd_tcp.empty() || a.writable) && act != "export") {
+    return "--socket, --tcp and --writable go with -a export";
+  }
+  return std::nullopt;
+}
+
+std::string Mib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+int ListInstant(const Args& args) {
+  auto listing = backupfs::ListInstant(args.uri);
+  if (!listing.ok()) {
+    std::fprintf(stderr, "backupfs-restore: %s\n", listing.status().message().c_str());
+    return kExitFailure;
+  }
+  std::printf("%-24s %-8s %-20s %10s  %-12s %s\n", "NAME", "STATE", "POINT", "OVERLAY", "MOUNT",
+              "MIGRATION");
+  for (const auto& e : listing->domains) {
+    const char* mount = e.mount == backupfs::MountState::kServing ? "mounted"
+                        : e.mount == backupfs::MountState::kStale ? "stale"
+                                                                  : "missing";
+    std::printf("%-24s %-8s %-20s %10s  %-12s %s\n", e.name.c_str(),
+                e.running ? "running" : "shut-off", e.record.point.c_str(),
+                Mib(e.overlay_bytes).c_str(), mount, e.migration.c_str());
+    std::printf("    saveset %s, work directory %s\n", e.record.saveset.c_str(),
+                e.record.workdir.c_str());
+    if (!e.advice.empty()) std::printf("    to do: %s\n", e.advice.c_str());
+  }
+  for (const std::string& l : listing->leftovers) std::printf("leftover: %s\n", l.c_str());
+  return kExitOk;
+}
+
+int Instant(const Args& args) {
+  if (args.action == "instant-list") return ListInstant(args);
+  backupfs::RunLog log(args.verbose, args.syslog, /*to_stderr=*/true, "backupfs-restore");
+  if (!OpenLogFile(args, log)) return kExitFailure;
+  backupfs::SignalWatcher signals;
+  backupfs::Status status = backupfs::Status::Ok();
+  if (args.action == "instant") {
+    backupfs::InstantOptions o;
+    o.input = args.input;
+    o.workdir = args.output;
+    o.until = args.until;
+    o.name = args.name;
+    o.uri = args.uri;
+    o.migrate_to = args.migrate_to;
+    o.start = !args.no_start;
+    o.progress = !args.noprogress;
+    const auto begin = std::chrono::steady_clock::now();
+    auto summary = backupfs::RunInstant(o, log, *signals.flag());
+    if (summary.ok()) {
+      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - begin;
+      std::printf("instant recovery of %s: domain %s %s on %zu overlay(s) in %s (%.2f s)\n",
+                  summary->point.c_str(), summary->name.c_str(),
+                  summary->started ? "running" : "defined", summary->overlays.size(),
+                  args.output.c_str(), took.count());
+    }
+    status = summary.status();
+  } else if (args.action == "instant-migrate") {
+    backupfs::MigrateOptions m{args.uri, args.name, args.migrate_to, !args.noprogress};
+    status = backupfs::MigrateInstant(m, log, *signals.flag());
+  } else if (args.action == "instant-resume") {
+    status = backupfs::ResumeInstant(args.uri, args.name, !args.no_start, log);
+  } else {
+    status = backupfs::EndInstant(args.uri, args.name, log);
+  }
+  if (!status.ok()) {
+    log.Error(status.message());
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+int Export(const Args& args) {
+  backupfs::RunLog log(args.verbose, args.syslog, /*to_stderr=*/true, "backupfs-restore");
+  if (!OpenLogFile(args, log)) return kExitFailure;
+  backupfs::SignalWatcher signals;
+  backupfs::ExportOptions o;
+  o.input = args.input;
+  o.until = args.until;
+  o.disk = args.disk;
+  o.socket = args.nbd_socket;
+  o.tcp = args.nbd_tcp;
+  o.writable = args.writable;
+  backupfs::Status s = backupfs::RunExport(o, log, *signals.flag(), [](const std::string& uri) {
+    std::printf("%s\n", uri.c_str());
+    std::fflush(stdout);
+  });
+  // A signal is how an export is meant to end.
+  if (!s.ok() && signals.signal() == 0) {
+    log.Error(s.message());
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
 void AddOptions(CLI::App& app, Args& a) {
   auto* general = "General options";
-  app.add_option("-a,--action", a.action, "dump, verify or restore (default: restore)")
-      ->check(CLI::IsMember({"dump", "verify", "restore"}))
+  app.add_option("-a,--action", a.action,
+                 "dump, verify, restore (default), instant, instant-migrate, instant-list, "
+                 "instant-resume, instant-end or export")
+      ->check(CLI::IsMember({"dump", "verify", "restore", "instant", "instant-migrate",
+                             "instant-list", "instant-resume", "instant-end", "export"}))
       ->group(general);
-  app.add_option("-i,--input", a.input, "directory holding the saveset")
-      ->required()
-      ->group(general);
+  app.add_option("-i,--input", a.input, "directory holding the saveset")->group(general);
   app.add_option("-o,--output", a.output,
                  "restore: the target directory; dump: a file for the JSON ('dump' or '-': "
                  "standard output); 'verify' as -a verify")
@@ -274,6 +408,20 @@ void AddOptions(CLI::App& app, Args& a) {
   app.add_flag("--force", a.force, "replace existing images and files in the output directory")
       ->group(general);
 
+  auto* instant = "Instant recovery and export options";
+  app.add_option("--migrate-to", a.migrate_to,
+                 "instant, instant-migrate: copy the running domain's disks into this directory "
+                 "and switch it onto them (live restore)")
+      ->group(instant);
+  app.add_flag("--no-start", a.no_start, "instant, instant-resume: define, do not start")
+      ->group(instant);
+  app.add_option("--socket", a.nbd_socket, "export: serve on this unix socket")->group(instant);
+  app.add_option("--tcp", a.nbd_tcp, "export: serve on this TCP address, HOST:PORT")
+      ->group(instant);
+  app.add_flag("--writable", a.writable,
+               "export: accept writes, into an overlay discarded when the export ends")
+      ->group(instant);
+
   auto* remote = "Remote restore options (not supported yet: refused)";
   app.add_option("-U,--uri", a.uri, "libvirt URI for -D (default: qemu:///system)")->group(remote);
   app.add_option("--user", a.user, "libvirt user")->group(remote);
@@ -309,6 +457,12 @@ int Main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
   }
+  if (auto error = CheckActionArgs(args)) {
+    std::fprintf(stderr, "backupfs-restore: %s\n", error->c_str());
+    return kExitUsage;
+  }
+  if (args.action.rfind("instant", 0) == 0) return Instant(args);
+  if (args.action == "export") return Export(args);
   if (args.action == "dump" || (args.action == "restore" && args.output == "dump")) {
     return Dump(args);
   }

@@ -1,0 +1,44 @@
+// A saveset mounted by the backupfs daemon for other programs to read: QEMU (instant
+// recovery), qemu-nbd (export). The daemon runs detached from us, so that a mount under a
+// running domain outlives the command that made it; these functions start it, find it again
+// (libmount) and end it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stream/status.h"
+
+namespace backupfs {
+
+struct SavesetMountOptions {
+  std::string saveset;     // the saveset directory
+  std::string mountpoint;  // an existing empty directory
+  // Let other users (the QEMU user) in, with every file owned by `owner`.
+  bool allow_other = false;
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+};
+
+// Runs the backupfs program (the one beside this executable, else the one in PATH) and
+// returns once the mount is up; an error quotes the daemon's complaint.
+Status MountSaveset(const SavesetMountOptions& options);
+
+enum class MountState {
+  kAbsent,   // nothing mounted there
+  kServing,  // a backupfs mount that answers
+  kStale,    // a backupfs mount whose daemon is gone (reads fail: ENOTCONN)
+};
+const char* MountStateName(MountState s);
+Result<MountState> ProbeMount(const std::string& mountpoint);
+
+// Unmounts (lazily when the daemon is gone or a file is still open); the daemon then exits.
+Status UnmountSaveset(const std::string& mountpoint);
+
+// The mount points of every backupfs mount of this host (from /proc/self/mountinfo).
+Result<std::vector<std::string>> BackupfsMounts();
+
+}  // namespace backupfs
