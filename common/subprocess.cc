@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <csignal>
+#include <fstream>
 
 #include "stream/file.h"
 
@@ -99,6 +100,47 @@ Result<std::string> RunCapture(const std::vector<std::string>& argv) {
                               ? "exited with " + std::to_string(WEXITSTATUS(status))
                               : "was killed by signal " + std::to_string(WTERMSIG(status));
   return Status::IOError(argv[0] + " " + how + ": " + LastLine(stderr_text));
+}
+
+Result<pid_t> SpawnDetached(const std::vector<std::string>& argv, const std::string& log_path) {
+  if (argv.empty()) return Status::InvalidArgument("SpawnDetached: empty argument vector");
+  UniqueFd log(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!log.valid()) return Status::FromErrno("cannot open " + log_path, errno);
+  BFS_ASSIGN_OR_RETURN(Pipe report, MakePipe());
+  pid_t child = fork();
+  if (child < 0) return Status::FromErrno("fork for " + argv[0], errno);
+  if (child == 0) {
+    // The middle process: a new session, then the daemon, then gone at once.
+    setsid();
+    pid_t daemon = fork();
+    if (daemon == 0) Exec(argv, log.get(), log.get());
+    (void)!write(report.write.get(), &daemon, sizeof daemon);
+    _exit(daemon < 0 ? 127 : 0);
+  }
+  report.write = UniqueFd();
+  pid_t daemon = -1;
+  ssize_t n = read(report.read.get(), &daemon, sizeof daemon);
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (n != sizeof daemon || daemon < 0) return Status::IOError("cannot start " + argv[0]);
+  return daemon;
+}
+
+bool ProcessRuns(pid_t pid) {
+  // /proc files report size 0: read them as a stream.
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(in, text)) return false;
+  // "pid (comm) S ...": the state follows the last ')'.
+  const size_t paren = text.rfind(')');
+  return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] != 'Z' &&
+         text[paren + 2] != 'X';
+}
+
+std::string LastLineOfFile(const std::string& path) {
+  auto text = ReadWholeFile(path);
+  return text.ok() ? LastLine(*text) : "";
 }
 
 namespace {

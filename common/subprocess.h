@@ -17,6 +17,16 @@ namespace backupfs {
 // program and carrying the last line of its stderr. Blocks until the program ends.
 Result<std::string> RunCapture(const std::vector<std::string>& argv);
 
+// Starts a daemon: argv in a new session, not our child (reparented to init), so that it
+// outlives us; stdout and stderr appended to `log_path`. Returns its pid.
+Result<pid_t> SpawnDetached(const std::vector<std::string>& argv, const std::string& log_path);
+
+// Whether the process `pid` still runs (a zombie does not).
+bool ProcessRuns(pid_t pid);
+
+// The last line of the file at `path` ("" when it cannot be read).
+std::string LastLineOfFile(const std::string& path);
+
 // A program running in the background (argv, never a shell), stdin and stdout on /dev/null,
 // stderr into `stderr_path` so that its complaints can be quoted. The destructor ends it
 // (SIGTERM, then SIGKILL after 5 s) and reaps it.

@@ -133,9 +133,11 @@ class Instant {
       return Status::FromErrno("cannot create the mount point " + mnt, errno);
     }
     undo_.Add([mnt] { rmdir(mnt.c_str()); });
+    const std::string log = InstantLogFile(record_);
+    undo_.Add([log] { unlink(log.c_str()); });
     BFS_RETURN_IF_ERROR(MountForQemu(record_, qemu_));
     undo_.Add([mnt] { (void)UnmountSaveset(mnt); });
-    log_.Info("saveset " + record_.saveset + " mounted on " + mnt);
+    log_.Info("saveset " + record_.saveset + " mounted on " + mnt + " (its log: " + log + ")");
     return Status::Ok();
   }
 

@@ -45,6 +45,7 @@ Status MountForQemu(const InstantRecord& record, const std::optional<UserIdentit
   SavesetMountOptions m;
   m.saveset = record.saveset;
   m.mountpoint = record.mount;
+  m.log_file = InstantLogFile(record);
   if (qemu) {
     m.allow_other = true;
     m.uid = qemu->uid;
@@ -78,6 +79,7 @@ Status RemoveInstantFiles(const InstantRecord& record, bool keep_files, RunLog& 
   } else if (*state != MountState::kAbsent) {
     note(UnmountSaveset(record.mount));
   }
+  unlink(InstantLogFile(record).c_str());
   if (rmdir(record.mount.c_str()) != 0 && errno != ENOENT) {
     note(Status::FromErrno("cannot remove the mount point " + record.mount, errno));
   }

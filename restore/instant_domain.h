@@ -31,6 +31,11 @@ Status SaveRecord(OpenedInstant& in);
 // libvirt runs QEMU as the caller (session daemon).
 Result<std::optional<UserIdentity>> QemuIdentity(virConnectPtr conn);
 
+// The mount daemon's log: what the guest's reads met (a corrupt chunk, with file and offset).
+inline std::string InstantLogFile(const InstantRecord& record) {
+  return record.workdir + "/backupfs-instant.log";
+}
+
 // Mounts `record.saveset` on `record.mount` for QEMU: allow_other, files owned by its user.
 Status MountForQemu(const InstantRecord& record, const std::optional<UserIdentity>& qemu);
 

@@ -5,8 +5,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 #include "common/subprocess.h"
 
@@ -16,6 +19,8 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kFsType[] = "fuse.backupfs";
+// Loading a saveset of thousands of files without sidecar indexes takes a while.
+constexpr auto kMountTimeout = std::chrono::seconds(60);
 
 // The backupfs program installed with this one (same directory), else whatever PATH finds:
 // a build tree and an installation both keep the programs together.
@@ -54,14 +59,31 @@ Status MountSaveset(const SavesetMountOptions& o) {
   if (o.uid) opts += ",uid=" + std::to_string(*o.uid);
   if (o.gid) opts += ",gid=" + std::to_string(*o.gid);
   // Absolute paths: never taken for options, whatever their names.
-  argv.insert(argv.end(),
-              {"-o", opts, fs::absolute(o.saveset).string(), fs::absolute(o.mountpoint).string()});
-  // Without -f the daemon forks once the mount is up; its parent's exit tells us so.
-  auto r = RunCapture(argv);
-  if (!r.ok()) {
-    return r.status().WithPrefix("cannot mount the saveset " + o.saveset + " on " + o.mountpoint);
+  const std::string mountpoint = fs::absolute(o.mountpoint).string();
+  argv.insert(argv.end(), {"-o", opts, fs::absolute(o.saveset).string(), mountpoint});
+  const std::string what = "cannot mount the saveset " + o.saveset + " on " + o.mountpoint;
+  if (o.log_file.empty()) {
+    // Without -f the daemon forks once the mount is up; its parent's exit tells us so.
+    auto r = RunCapture(argv);
+    return r.ok() ? Status::Ok() : r.status().WithPrefix(what);
   }
-  return Status::Ok();
+  // In the foreground (its messages on stderr, into the log), detached from us: the mount
+  // is up once the mount table shows it answering.
+  argv.insert(argv.begin() + 1, "-f");
+  BFS_ASSIGN_OR_RETURN(pid_t pid, SpawnDetached(argv, o.log_file));
+  const auto deadline = std::chrono::steady_clock::now() + kMountTimeout;
+  for (;;) {
+    BFS_ASSIGN_OR_RETURN(MountState state, ProbeMount(mountpoint));
+    if (state == MountState::kServing) return Status::Ok();
+    if (!ProcessRuns(pid)) {
+      return Status::IOError(what + ": backupfs ended: " + LastLineOfFile(o.log_file));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGTERM);
+      return Status::IOError(what + ": not mounted after 60 s (see " + o.log_file + ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 const char* MountStateName(MountState s) {

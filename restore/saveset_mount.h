@@ -21,6 +21,9 @@ struct SavesetMountOptions {
   bool allow_other = false;
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
+  // The daemon's messages (a corrupt chunk a reader met, with file and offset) are appended
+  // here; "" sends them to syslog.
+  std::string log_file;
 };
 
 // Runs the backupfs program (the one beside this executable, else the one in PATH) and
