@@ -2,6 +2,7 @@
 
 #include <libmount/libmount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -107,8 +108,9 @@ Result<MountState> ProbeMount(const std::string& mountpoint) {
     return Status::FailedPrecondition(mountpoint + " has another filesystem mounted on it (" +
                                       (type ? type : "?") + "), not a backupfs mount");
   }
-  struct stat st;
-  if (stat(mountpoint.c_str(), &st) != 0 && errno == ENOTCONN) return MountState::kStale;
+  // statfs always reaches the daemon (a stat may be answered from the kernel's cache).
+  struct statfs st;
+  if (statfs(mountpoint.c_str(), &st) != 0 && errno == ENOTCONN) return MountState::kStale;
   return MountState::kServing;
 }
 
