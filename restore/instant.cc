@@ -85,6 +85,7 @@ class Instant {
     r.input = o_.input;
     r.output = workdir_;
     r.until = o_.until;
+    r.disk = o_.disk;
     r.format = OutputFormat::kQcow2;  // the overlays
     r.adjust_config = true;
     r.name = o_.name;

@@ -27,6 +27,7 @@ struct InstantOptions {
   std::string input;       // -i: the saveset
   std::string workdir;     // -o: overlays, boot file copies, the mount
   std::string until;       // -u: the restore point ("" = the newest)
+  std::string disk;        // -d: only this disk ("" = all; the others leave the XML, as -c)
   std::string name;        // -N: the new domain ("" = restore_<name>)
   std::string uri;         // -U ("" = qemu:///system)
   std::string migrate_to;  // --migrate-to: live restore into this directory right away

@@ -299,6 +299,7 @@ int Instant(const Args& args) {
     o.input = args.input;
     o.workdir = args.output;
     o.until = args.until;
+    o.disk = args.disk;
     o.name = args.name;
     o.uri = args.uri;
     o.migrate_to = args.migrate_to;
