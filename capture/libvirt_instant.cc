@@ -124,18 +124,32 @@ Result<BlockJobState> GetBlockJob(virDomainPtr dom, const std::string& domain,
 }
 
 Status StartBlockCopy(virDomainPtr dom, const std::string& domain, const std::string& disk,
-                      const std::string& target) {
+                      const std::string& target, uint64_t bytes_per_second) {
   // The target is a file name in a document: escape it as XML text.
   std::unique_ptr<xmlChar, decltype(xmlFree)> escaped(
       xmlEncodeSpecialChars(nullptr, reinterpret_cast<const xmlChar*>(target.c_str())), xmlFree);
   const std::string xml = "<disk type='file'><driver type='qcow2'/><source file='" +
                           std::string(reinterpret_cast<const char*>(escaped.get())) + "'/></disk>";
   const unsigned flags = VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB;
-  if (virDomainBlockCopy(dom, disk.c_str(), xml.c_str(), nullptr, 0, flags) == 0) {
+  virTypedParameter limit{};
+  std::snprintf(limit.field, sizeof limit.field, "%s", VIR_DOMAIN_BLOCK_COPY_BANDWIDTH);
+  limit.type = VIR_TYPED_PARAM_ULLONG;
+  limit.value.ul = bytes_per_second;
+  const int nparams = bytes_per_second > 0 ? 1 : 0;
+  if (virDomainBlockCopy(dom, disk.c_str(), xml.c_str(), &limit, nparams, flags) == 0) {
     return Status::Ok();
   }
   return LibvirtError("domain " + domain + " disk " + disk + ": cannot start the copy to " +
                       target);
+}
+
+Status SetBlockJobSpeed(virDomainPtr dom, const std::string& domain, const std::string& disk,
+                        uint64_t bytes_per_second) {
+  if (virDomainBlockJobSetSpeed(dom, disk.c_str(), bytes_per_second,
+                                VIR_DOMAIN_BLOCK_JOB_SPEED_BANDWIDTH_BYTES) == 0) {
+    return Status::Ok();
+  }
+  return LibvirtError("domain " + domain + " disk " + disk + ": cannot set its copy's speed");
 }
 
 Status PivotBlockCopy(virDomainPtr dom, const std::string& domain, const std::string& disk) {

@@ -53,9 +53,13 @@ Result<BlockJobState> GetBlockJob(virDomainPtr dom, const std::string& domain,
                                   const std::string& disk);
 
 // Starts a full (not shallow) copy of `disk` into a new qcow2 file `target` that QEMU creates,
-// as a transient job (libvirt allows copies of persistent domains only so).
+// as a transient job (libvirt allows copies of persistent domains only so), at most
+// `bytes_per_second` fast (0: unlimited).
 Status StartBlockCopy(virDomainPtr dom, const std::string& domain, const std::string& disk,
-                      const std::string& target);
+                      const std::string& target, uint64_t bytes_per_second);
+// Changes a running job's speed limit (0: unlimited).
+Status SetBlockJobSpeed(virDomainPtr dom, const std::string& domain, const std::string& disk,
+                        uint64_t bytes_per_second);
 // Switches the disk to the copy (the job must be ready); libvirt updates both definitions.
 Status PivotBlockCopy(virDomainPtr dom, const std::string& domain, const std::string& disk);
 // Ends the job without switching: the disk stays on its source.

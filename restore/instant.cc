@@ -240,6 +240,7 @@ Result<InstantSummary> RunInstant(const InstantOptions& o, RunLog& log, std::ato
     m.name = summary.name;
     m.target_dir = o.migrate_to;
     m.progress = o.progress;
+    m.bandwidth = o.bandwidth;
     BFS_RETURN_IF_ERROR(MigrateInstant(m, log, stop)
                             .WithPrefix("domain " + summary.name +
                                         " runs from its backup, but the live restore failed"));
@@ -342,10 +343,14 @@ std::string Advice(const InstantEntry& e) {
     return "saveset not mounted (host rebooted?): backupfs-restore -a instant-resume -N " + n +
            ", or -a instant-end -N " + n + " to remove it";
   }
-  if (e.migration.rfind("interrupted", 0) == 0 || e.migration.rfind("copied", 0) == 0 ||
-      e.migration.rfind("failed", 0) == 0) {
-    return "backupfs-restore -a instant-migrate -N " + n + " --migrate-to " + e.record.migrate_to +
-           " continues it";
+  const std::string migrate =
+      "backupfs-restore -a instant-migrate -N " + n + " --migrate-to " + e.record.migrate_to;
+  // A copy job runs in libvirt whether or not a command still watches it.
+  if (e.migration.rfind("copying", 0) == 0 || e.migration.rfind("copied", 0) == 0) {
+    return "unless an instant-migrate runs for it, " + migrate + " takes the copy over";
+  }
+  if (e.migration.rfind("interrupted", 0) == 0 || e.migration.rfind("failed", 0) == 0) {
+    return migrate + " tries again";
   }
   return "";
 }

@@ -31,6 +31,7 @@ struct InstantOptions {
   std::string name;        // -N: the new domain ("" = restore_<name>)
   std::string uri;         // -U ("" = qemu:///system)
   std::string migrate_to;  // --migrate-to: live restore into this directory right away
+  uint64_t bandwidth = 0;  // --bandwidth, bytes per second per disk (0 = unlimited)
   bool start = true;       // not --no-start
   bool progress = true;    // not -n
 };
@@ -51,6 +52,7 @@ struct MigrateOptions {
   std::string name;        // the instant domain
   std::string target_dir;  // where the standalone images go
   bool progress = true;
+  uint64_t bandwidth = 0;  // bytes per second per disk; 0 = unlimited
 };
 // Copies every disk of the running instant domain into TARGET_DIR/<overlay's name> and pivots
 // onto the copies; then removes the overlays, unmounts the saveset and drops the record. A

@@ -88,8 +88,12 @@ class Migration {
   Status StartCopies() {
     for (size_t i = 0; i < in_.record.disks.size(); ++i) {
       const std::string& disk = in_.record.disks[i].target;
-      if (taken_over_.count(disk)) continue;
-      BFS_RETURN_IF_ERROR(StartBlockCopy(dom(), o_.name, disk, targets_[i]));
+      if (taken_over_.count(disk)) {
+        // A killed run's copy keeps the speed it was given; this run's applies.
+        BFS_RETURN_IF_ERROR(SetBlockJobSpeed(dom(), o_.name, disk, o_.bandwidth));
+        continue;
+      }
+      BFS_RETURN_IF_ERROR(StartBlockCopy(dom(), o_.name, disk, targets_[i], o_.bandwidth));
       started_.insert(disk);
       log_.Info("disk " + disk + ": copying into " + targets_[i] + " while the domain runs");
     }

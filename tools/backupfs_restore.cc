@@ -43,6 +43,7 @@ struct Args {
   // Instant recovery, live restore, NBD export.
   std::string migrate_to, nbd_socket, nbd_tcp;
   bool no_start = false, writable = false;
+  unsigned bandwidth_mib = 0;
   // Remote restore: parsed so that a virtnbdrestore command line gets a clear refusal.
   std::string uri, user, ssh_user, password, nbd_ip, tls_cert, ssh_key;
   unsigned nbd_port = 0, ssh_port = 0;
@@ -249,9 +250,9 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
   if (act == "export" && a.nbd_socket.empty() == a.nbd_tcp.empty()) {
     return "-a export needs either --socket PATH or --tcp HOST:PORT";
   }
-  const bool instant_only = !a.migrate_to.empty() || a.no_start;
+  const bool instant_only = !a.migrate_to.empty() || a.no_start || a.bandwidth_mib != 0;
   if (instant_only && act != "instant" && act != "instant-migrate" && act != "instant-resume") {
-    return "--migrate-to and --no-start go with the instant actions";
+    return "--migrate-to, --bandwidth and --no-start go with the instant actions";
   }
   if ((!a.nbd_socket.empty() || !a.nbd_tcp.empty() || a.writable) && act != "export") {
     return "--socket, --tcp and --writable go with -a export";
@@ -303,6 +304,7 @@ int Instant(const Args& args) {
     o.name = args.name;
     o.uri = args.uri;
     o.migrate_to = args.migrate_to;
+    o.bandwidth = uint64_t{args.bandwidth_mib} << 20;
     o.start = !args.no_start;
     o.progress = !args.noprogress;
     const auto begin = std::chrono::steady_clock::now();
@@ -316,7 +318,8 @@ int Instant(const Args& args) {
     }
     status = summary.status();
   } else if (args.action == "instant-migrate") {
-    backupfs::MigrateOptions m{args.uri, args.name, args.migrate_to, !args.noprogress};
+    backupfs::MigrateOptions m{args.uri, args.name, args.migrate_to, !args.noprogress,
+                               uint64_t{args.bandwidth_mib} << 20};
     status = backupfs::MigrateInstant(m, log, *signals.flag());
   } else if (args.action == "instant-resume") {
     status = backupfs::ResumeInstant(args.uri, args.name, !args.no_start, log);
@@ -413,6 +416,11 @@ void AddOptions(CLI::App& app, Args& a) {
   app.add_option("--migrate-to", a.migrate_to,
                  "instant, instant-migrate: copy the running domain's disks into this directory "
                  "and switch it onto them (live restore)")
+      ->group(instant);
+  app.add_option("--bandwidth", a.bandwidth_mib,
+                 "instant, instant-migrate: at most this many MiB/s per disk copied (default: "
+                 "unlimited)")
+      ->check(CLI::Range(1u, 1u << 20))
       ->group(instant);
   app.add_flag("--no-start", a.no_start, "instant, instant-resume: define, do not start")
       ->group(instant);

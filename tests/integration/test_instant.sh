@@ -17,9 +17,11 @@
 #             read by the guest: an I/O error, logged with the data file and offset. instant-end
 #             refused while a copy job runs, then it removes domain, overlays, mount, WORKDIR.
 #   live:     instant-migrate into a 16 MiB filesystem fails (full), the domain keeps running on
-#             its overlays, no partial image stays, the list says failed; into a real
-#             directory: the domain runs on standalone qcow2 images (no backing file) equal to
-#             the overlays' view (qemu-img compare), the mount and WORKDIR are gone.
+#             its overlays, no partial image stays, the list says failed; a slow copy
+#             (--bandwidth 1) interrupted by SIGINT: the same, the list says interrupted; one
+#             killed with SIGKILL: its copy runs on, the list shows it, the next run takes it
+#             over and finishes: the domain runs on standalone qcow2 images (no backing file)
+#             equal to the overlays' view (qemu-img compare), the mount and WORKDIR are gone.
 #             -a instant --migrate-to from the lz4 saveset in one command: the same, equal to
 #             the backup's reference.
 #   export:   -a export of a plain point on a unix socket (read-only: nbdinfo, nbdcopy equal to
@@ -104,6 +106,10 @@ guest_read_fails() {
 # nothing_left NAME WORKDIR : no domain NAME, no backupfs mount under WORKDIR, no WORKDIR.
 nothing_left() {
     ! harness_virsh dominfo "$1" >/dev/null 2>&1 || harness_fail "domain $1 is still defined"
+    local i
+    for i in "${!HARNESS_DOMAINS[@]}"; do # gone: nothing for the cleanup to remove
+        [[ "${HARNESS_DOMAINS[i]}" != "$1" ]] || unset "HARNESS_DOMAINS[i]"
+    done
     ! findmnt -rn -t fuse.backupfs -o TARGET | grep -qF "$2" || harness_fail "a mount under $2 is left"
     [[ ! -e "$2" ]] || harness_fail "$2 is left: $(ls -la "$2")"
 }
@@ -212,7 +218,7 @@ harness_virsh blockcopy "$I2" vda "$T/foreign.qcow2" --format qcow2 --transient-
 restore_expect_rc 1 "end during a copy job" "a copy job runs" "$RESTORE" -a instant-end -N "$I2"
 restore_expect_rc 1 "migrate over a foreign job" "another block job runs" "$RESTORE" -n -a instant-migrate -N "$I2" --migrate-to "$T/final-b"
 harness_virsh blockjob "$I2" vda --abort >/dev/null || harness_fail "blockjob --abort failed"
-harness_wait_for 30 "the copy job on $I2 to end" bash -c "! virsh -c $HARNESS_URI blockjob $I2 vda 2>/dev/null | grep -q Copy"
+harness_wait_for 30 "the copy job on $I2 to end" bash -c "! virsh -c $HARNESS_URI blockjob $I2 vda --raw 2>/dev/null | grep -q type="
 "$RESTORE" -a instant-end -N "$I2" 2>"$T/end.err" || harness_fail "instant-end: $(cat "$T/end.err")"
 nothing_left "$I2" "$W2"
 harness_log "ok: instant-end removed domain, overlays, mount and work directory"
@@ -244,8 +250,40 @@ harness_log "ok: a full target fails the copy; $I1 runs on its overlays"
 umount "$T/small"
 
 for d in vda vdb; do qemu-img convert -U -f qcow2 -O raw "$W1/$DOM.$d.qcow2" "$T/view.$d.raw"; done
+
+# start_slow_migration DIR : instant-migrate of $I1 at 1 MiB/s in the background (MIGRATE_PID),
+# returning once libvirt shows its copy job.
+_copy_job_runs() { harness_virsh blockjob "$I1" vda --raw 2>/dev/null | grep -q "type=Block Copy"; }
+start_slow_migration() {
+    "$RESTORE" -n -a instant-migrate -N "$I1" --migrate-to "$1" --bandwidth 1 >"$T/slow.out" 2>&1 &
+    MIGRATE_PID=$!
+    harness_wait_for 60 "the copy job of $I1" _copy_job_runs || harness_fail "no copy job: $(cat "$T/slow.out")"
+}
+# An interrupted live restore: cancelled, the domain stays on its overlays, nothing left.
+start_slow_migration "$T/final-i"
+kill -INT "$MIGRATE_PID"
+rc=0
+wait "$MIGRATE_PID" || rc=$?
+((rc == 1)) || harness_fail "interrupted instant-migrate exited $rc: $(cat "$T/slow.out")"
+grep -qF "live restore interrupted: the domain $I1 keeps running on its overlays" "$T/slow.out" ||
+    harness_fail "interrupted instant-migrate says: $(cat "$T/slow.out")"
+! _copy_job_runs || harness_fail "the copy job survived the interruption"
+[[ "$(source_of "$I1" vda)" == "$W1/$DOM.vda.qcow2" ]] || harness_fail "$I1/vda left its overlay"
+[[ -z "$(ls -A "$T/final-i")" ]] || harness_fail "unfinished copies left: $(ls -la "$T/final-i")"
+[[ "$(listed "$I1")" == *"interrupted (to $T/final-i)"* ]] || harness_fail "list: $(cat "$T/list.out")"
+harness_log "ok: SIGINT cancels the live restore; $I1 stays on its overlays"
+# A killed run's copies run on in libvirt: the list shows them, the next run takes them over
+# (and lifts the speed limit).
+start_slow_migration "$T/final-a"
+kill -KILL "$MIGRATE_PID"
+wait "$MIGRATE_PID" || true
+[[ "$(listed "$I1")" == *"copying "*"% to $T/final-a"* ]] || harness_fail "list after kill -9: $(cat "$T/list.out")"
+grep -A2 -E "^$I1 " "$T/list.out" | grep -qF "instant-migrate -N $I1 --migrate-to $T/final-a" ||
+    harness_fail "no advice after kill -9: $(cat "$T/list.out")"
 "$RESTORE" -n -a instant-migrate -N "$I1" --migrate-to "$T/final-a" 2>"$T/migrate.err" ||
     harness_fail "instant-migrate: $(cat "$T/migrate.err")"
+grep -qF "disk vda: taking over the copy to $T/final-a/$DOM.vda.qcow2" "$T/migrate.err" ||
+    harness_fail "the killed run's copy was not taken over: $(cat "$T/migrate.err")"
 [[ "$(harness_virsh domstate "$I1")" == running ]] || harness_fail "$I1 is not running after the migration"
 for d in vda vdb; do
     img="$T/final-a/$DOM.$d.qcow2"
@@ -291,7 +329,7 @@ stop_export() {
     ! findmnt -rn -t fuse.backupfs -o TARGET | grep -q backupfs-export || harness_fail "export mount left"
     ! ls -d /var/tmp/backupfs-export.* 2>/dev/null | grep -q . || harness_fail "export directory left"
 }
-mounts_before="$(findmnt -rn -t fuse.backupfs | wc -l)"
+mounts_before="$({ findmnt -rn -t fuse.backupfs || true; } | wc -l)"
 
 start_export "$T/e1" -i "$S" -u virtnbdbackup.1 -d vda --socket "$T/e1.sock"
 [[ "$EXPORT_URI" == "nbd+unix:///vda?socket=$T/e1.sock" ]] || harness_fail "export URI: $EXPORT_URI"
@@ -320,7 +358,7 @@ start_export "$T/e3" -i "$Z" -d vdb --tcp 127.0.0.1:10850
 nbdcopy "$EXPORT_URI" "$T/e3.raw" || harness_fail "nbdcopy from the export failed"
 harness_cmp "the writes of the ended writable export are gone" "$T/point1/vdb.raw" "$T/e3.raw"
 stop_export "$T/e3"
-[[ "$(findmnt -rn -t fuse.backupfs | wc -l)" == "$mounts_before" ]] || harness_fail "exports left mounts"
+[[ "$({ findmnt -rn -t fuse.backupfs || true; } | wc -l)" == "$mounts_before" ]] || harness_fail "exports left mounts"
 restore_expect_rc 1 "export of a missing disk" "has no disk vdx" "$RESTORE" -a export -i "$S" -d vdx --socket "$T/x.sock"
 restore_expect_rc 1 "export of a two-disk point without -d" "choose one with -d" "$RESTORE" -a export -i "$S" --socket "$T/x.sock"
 restore_expect_rc 2 "export without an address" "--socket PATH or --tcp" "$RESTORE" -a export -i "$S" -d vda
