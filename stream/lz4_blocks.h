@@ -73,8 +73,9 @@ Status DecodeLz4Block(const Lz4Block& block, std::span<const uint8_t> stored,
 
 // Decodes a whole frame (`stored` holds all of it) into `out`, exactly the frame's content size,
 // block after block, learning the true content offset and size of every block: the layout
-// returned is exact whatever the producer. With `verify`, block checksums and the content
-// checksum are checked. Corruption names `what` and the offset in the frame.
+// returned is exact whatever the producer. With `verify`, the content checksum is checked
+// (block checksums only when the frame has no content checksum: it covers them). Corruption names
+// `what` and the offset in the frame.
 Result<Lz4FrameLayout> DecodeLz4Frame(std::span<const uint8_t> stored, std::span<uint8_t> out,
                                       bool verify, const std::string& what);
 

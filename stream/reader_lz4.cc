@@ -36,9 +36,12 @@ std::span<uint8_t> Scratch(std::unique_ptr<uint8_t[]>& bytes, size_t& capacity, 
 std::shared_ptr<const Lz4Bytes> CompressBlock(std::span<const uint8_t> content) {
   thread_local Lz4Bytes buf;
   buf.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(content.size()))));
-  const int n = LZ4_compress_default(
+  // A high acceleration: restart points are made during a sequential first read; they need to
+  // be small, not smallest.
+  constexpr int kAcceleration = 8;
+  const int n = LZ4_compress_fast(
       reinterpret_cast<const char*>(content.data()), reinterpret_cast<char*>(buf.data()),
-      static_cast<int>(content.size()), static_cast<int>(buf.size()));
+      static_cast<int>(content.size()), static_cast<int>(buf.size()), kAcceleration);
   return std::make_shared<const Lz4Bytes>(buf.begin(), buf.begin() + n);
 }
 
@@ -126,20 +129,21 @@ Result<StreamReader::BlockMapPtr> StreamReader::BuildBlockMap(const Chunk& chunk
 Result<StreamReader::BlockMapPtr> StreamReader::LearnBlockMap(const Chunk& chunk) {
   auto map = std::make_shared<BlockMap>();
   map->whole = true;
-  std::vector<uint8_t> stored(chunk.stored_size);
+  // Per-thread buffers that stay (at most a 32 MiB frame and its content for virtnbdbackup's):
+  // fresh ones cost a page fault per 4 KiB, measured at a fifth of a sequential first read.
+  thread_local std::unique_ptr<uint8_t[]> stored_buf, content_buf;
+  thread_local size_t stored_cap = 0, content_cap = 0;
+  std::span<uint8_t> stored = Scratch(stored_buf, stored_cap, chunk.stored_size);
   BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, stored));
-  std::shared_ptr<DecodedChunk> content = cache_->NewChunk(chunk.length);
+  std::span<uint8_t> content = Scratch(content_buf, content_cap, chunk.length);
   Result<Lz4FrameLayout> layout =
-      DecodeLz4Frame(stored, std::span(content->bytes.get(), content->size),
-                     options_.verify_checksums, Where(chunk));
+      DecodeLz4Frame(stored, content, options_.verify_checksums, Where(chunk));
   if (!layout.ok()) {
     // A frame this reader does not split (a dictionary ID) is left to lz4's own decoder.
     if (layout.status().code() == StatusCode::kInvalidArgument) return BlockMapPtr(std::move(map));
     return layout.status();
   }
-  stored = {};
-  if (options_.verify_checksums && chunk.has_checksum &&
-      Xxh3(std::span(content->bytes.get(), content->size)) != chunk.checksum) {
+  if (options_.verify_checksums && chunk.has_checksum && Xxh3(content) != chunk.checksum) {
     return Status::Corruption(Where(chunk) + ": checksum mismatch");
   }
   bool splittable =
@@ -149,7 +153,9 @@ Result<StreamReader::BlockMapPtr> StreamReader::LearnBlockMap(const Chunk& chunk
     splittable = layout->blocks[i].content_size >= kWindow;
   }
   if (!splittable) {
-    cache_->Put(cache_owner_, chunk.file_offset, std::move(content));
+    std::shared_ptr<DecodedChunk> whole = cache_->NewChunk(chunk.length);
+    std::memcpy(whole->bytes.get(), content.data(), content.size());
+    cache_->Put(cache_owner_, chunk.file_offset, std::move(whole));
     return BlockMapPtr(std::move(map));
   }
   map->whole = false;
@@ -160,8 +166,7 @@ Result<StreamReader::BlockMapPtr> StreamReader::LearnBlockMap(const Chunk& chunk
     map->restart.resize(blocks.size());
     for (size_t i = kRestartEvery; i < blocks.size(); i += kRestartEvery) {
       if (blocks[i - 1].raw) continue;  // its stored bytes are its content: a free restart
-      std::span<const uint8_t> dict(content->bytes.get() + blocks[i].content_offset - kWindow,
-                                    kWindow);
+      std::span<const uint8_t> dict = content.subspan(blocks[i].content_offset - kWindow, kWindow);
       std::shared_ptr<const Lz4Bytes> packed = CompressBlock(dict);
       if (!cache_->TakeSideBytes(packed->capacity())) break;  // the budget is spent
       map->restart_bytes += packed->capacity();
@@ -171,7 +176,7 @@ Result<StreamReader::BlockMapPtr> StreamReader::LearnBlockMap(const Chunk& chunk
   for (size_t i = 0; i < blocks.size(); ++i) {
     const Lz4Block& b = blocks[i];
     std::shared_ptr<DecodedChunk> block = cache_->NewChunk(b.content_size);
-    std::memcpy(block->bytes.get(), content->bytes.get() + b.content_offset, b.content_size);
+    std::memcpy(block->bytes.get(), content.data() + b.content_offset, b.content_size);
     cache_->Put(cache_owner_, map->Key(chunk, i), std::move(block));
   }
   return BlockMapPtr(std::move(map));
