@@ -1,9 +1,10 @@
 // Block-level reads of lz4 chunks: a read decodes the 64 KiB blocks it touches, not the frame.
 //
-// Checks with verify on: a block read alone is checked against lz4's block checksum (xxh32 of
-// its stored bytes) and must decode to exactly its size; a frame learnt by a whole decode is
-// also checked against its content checksum before any of its blocks is returned. Chunks whose
-// blocks carry no checksum are read whole, checked by our XXH3 or lz4's content checksum.
+// Checks, with -o verify on or off (lz4 data is always checked, as before): a block read alone
+// is checked against lz4's block checksum (xxh32 of its stored bytes) and must decode to
+// exactly its size; a frame learnt by a whole decode is checked against its content checksum
+// (and our XXH3 when it has one) before any of its blocks is returned. Chunks whose blocks
+// carry no checksum, and single-block chunks, are read whole, checked by our XXH3 or lz4's.
 #include <lz4.h>
 
 #include <algorithm>
@@ -117,7 +118,7 @@ Result<StreamReader::BlockMapPtr> StreamReader::BuildBlockMap(const Chunk& chunk
   }
   if (layout->linked) return LearnBlockMap(chunk);
   // One block is the whole chunk; without block checksums a block could not be verified alone.
-  if (layout->blocks.size() > 1 && (layout->block_checksums || !options_.verify_checksums)) {
+  if (layout->blocks.size() > 1 && layout->block_checksums) {
     map->whole = false;
     map->layout = std::move(layout).value();
   }
@@ -136,18 +137,16 @@ Result<StreamReader::BlockMapPtr> StreamReader::LearnBlockMap(const Chunk& chunk
   std::span<uint8_t> stored = Scratch(stored_buf, stored_cap, chunk.stored_size);
   BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, stored));
   std::span<uint8_t> content = Scratch(content_buf, content_cap, chunk.length);
-  Result<Lz4FrameLayout> layout =
-      DecodeLz4Frame(stored, content, options_.verify_checksums, Where(chunk));
+  Result<Lz4FrameLayout> layout = DecodeLz4Frame(stored, content, /*verify=*/true, Where(chunk));
   if (!layout.ok()) {
     // A frame this reader does not split (a dictionary ID) is left to lz4's own decoder.
     if (layout.status().code() == StatusCode::kInvalidArgument) return BlockMapPtr(std::move(map));
     return layout.status();
   }
-  if (options_.verify_checksums && chunk.has_checksum && Xxh3(content) != chunk.checksum) {
+  if (chunk.has_checksum && Xxh3(content) != chunk.checksum) {
     return Status::Corruption(Where(chunk) + ": checksum mismatch");
   }
-  bool splittable =
-      layout->blocks.size() > 1 && (layout->block_checksums || !options_.verify_checksums);
+  bool splittable = layout->blocks.size() > 1 && layout->block_checksums;
   for (size_t i = 0; splittable && layout->linked && i + 1 < layout->blocks.size(); ++i) {
     // A restart from one block back needs every block but the last to fill the window.
     splittable = layout->blocks[i].content_size >= kWindow;
@@ -202,8 +201,8 @@ Result<std::span<const uint8_t>> StreamReader::ReadStoredBlock(const Chunk& chun
   const Lz4Block& b = map.layout.blocks[i];
   std::span<uint8_t> stored = buf.first(b.stored_size);
   BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset + b.stored_offset, stored));
-  if (options_.verify_checksums)
-    BFS_RETURN_IF_ERROR(CheckLz4Block(map.layout, b, stored, Where(chunk)));
+  // Always, as whole lz4 chunks were checked when decoded whatever -o verify says.
+  BFS_RETURN_IF_ERROR(CheckLz4Block(map.layout, b, stored, Where(chunk)));
   return std::span<const uint8_t>(stored);
 }
 
