@@ -285,7 +285,7 @@ TEST_P(ImageCorruptionTest, CorruptChunkFailsReadNamingTheFile) {
     victim = (*r)->index().chunks[(*r)->index().Find(512u << 10, 1).first];
   }
   auto bytes = ReadFileBytes(full);
-  bytes[victim.file_offset + victim.stored_size / 2] ^= 0x10;
+  bytes[testing::StoredByteUnder(full, victim, (512u << 10) - victim.offset)] ^= 0x10;
   WriteFileBytes(full, bytes);
 
   auto image = DiskImage::Build(OpenChain({full, inc}, {}));

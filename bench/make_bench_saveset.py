@@ -11,6 +11,12 @@
          reference); --full-ref also keeps OUT/ref.full.raw, the image of the full backup.
   chain: a long chain of small scattered writes over a sparse disk (full + LINKS-1 incs), for
          mount time and memory.
+  vnb-lz4: converts OUT/plain/ (made by `disk`) into OUT/vnb/, the lz4 saveset virtnbdbackup
+         1.9.15 -z would write for the same extents: each data frame cut into NBD reads of at
+         most 32 MiB, each compressed with lz4.frame.compress(content_checksum=True,
+         block_checksum=True, compression_level=2) as virtnbdbackup's lz4CompressFrame does
+         (python's defaults: linked 64 KiB blocks, content size stored), and its trailer. Needs
+         python3-lz4 (virtnbdbackup's own dependency; run with /usr/bin/python3).
   sparse: a full backup of a big sparse disk holding only DATA_BYTES of random data, scattered
          (non-overlapping writes of MIN..MAX bytes, 4 KiB aligned) or in one region (the middle
          of the disk); the rest are zero extents. Writes OUT/ref.raw (sparse: holes where the
@@ -67,6 +73,19 @@ def plan_writes(rng, size, total, lo, hi):
         writes[off] = length
         left -= length
     return [(o, writes[o]) for o in starts]
+
+
+TEXT = (b"backupfs bench: compressible filler, as a guest's files and metadata are. " * 64)
+
+
+def compressible(rng, n):
+    """n bytes (a multiple of 4 KiB) that lz4 compresses to about half: each 4 KiB is 2 KiB of
+    random bytes and 2 KiB of text at a random phase."""
+    out = bytearray()
+    for _ in range(n // 4096):
+        k = rng.randrange(0, len(TEXT) - 2048)
+        out += rng.randbytes(2048) + TEXT[k:k + 2048]
+    return bytes(out)
 
 
 def merged(writes):
@@ -144,9 +163,10 @@ def make_disk(a):
     qdir = os.path.join(a.out, "qcow2")
     os.makedirs(qdir, exist_ok=True)
     rng = random.Random(a.seed)
+    fill = (lambda n: compressible(rng, n)) if a.compressible else rng.randbytes
     with open(ref, "wb") as f:
         for pos in range(0, a.size, 8 * MiB):
-            f.write(rng.randbytes(min(8 * MiB, a.size - pos)))
+            f.write(fill(min(8 * MiB, a.size - pos)))
     savesets = [Saveset(a.stream_tool, os.path.join(a.out, "plain"), False)]
     if a.lz4:
         savesets.append(Saveset(a.stream_tool, os.path.join(a.out, "lz4"), True))
@@ -169,7 +189,7 @@ def make_disk(a):
         qemu_io = ["qemu-io", "-f", "qcow2", overlay]
         with open(ref, "r+b") as f:
             for k, (off, length) in enumerate(writes):
-                data = rng.randbytes(length)
+                data = fill(length)
                 f.seek(off)
                 f.write(data)
                 if a.no_qcow2:
@@ -222,6 +242,65 @@ def make_chain(a):
     print(f"{a.out}: {a.links} links over a {a.size >> 20} MiB sparse disk, {nwrites} writes")
 
 
+FRAME_HDR = 40
+MAX_REQUEST = 32 * MiB
+
+
+def vnb_convert(src, dst, level):
+    """One plain data file -> the lz4 data file virtnbdbackup writes for the same frames."""
+    import lz4.frame
+    with open(src, "rb") as f:
+        data = f.read()
+    out, trailer, pos = bytearray(), [], 0
+    while True:
+        kind, start, length = data[pos:pos + 4], int(data[pos + 5:pos + 21], 16), int(data[pos + 22:pos + 38], 16)
+        hdr = data[pos:pos + FRAME_HDR]
+        pos += FRAME_HDR
+        if kind == b"meta":
+            meta = json.loads(data[pos:pos + length])
+            meta["compressed"] = level
+            meta["compressionMethod"] = "lz4"
+            body = json.dumps(meta, indent=4).encode()
+            out += b"meta %016x %016x\r\n" % (0, len(body)) + body + b"\r\n"
+            pos += length + 2
+        elif kind == b"data":
+            out += hdr
+            sizes = []
+            for o in range(0, length, MAX_REQUEST):
+                piece = data[pos + o:pos + min(length, o + MAX_REQUEST)]
+                packed = lz4.frame.compress(piece, content_checksum=True, block_checksum=True,
+                                            compression_level=level)
+                sizes.append(len(packed))
+                out += packed
+            out += b"\r\n"
+            trailer.append(sizes[0] if len(sizes) == 1 else {str(sum(sizes)): sizes})
+            pos += length + 2
+        elif kind == b"zero":
+            out += hdr
+        elif kind == b"stop":
+            text = json.dumps(trailer).encode()
+            out += hdr + text + b"\r\n" + b"comp %016x %016x\r\n" % (0, len(text))
+            break
+        else:
+            sys.exit(f"{src}: unexpected frame {kind!r} at {pos - FRAME_HDR}")
+    with open(dst, "wb") as f:
+        f.write(out)
+    st = os.stat(src)
+    os.utime(dst, (st.st_atime, st.st_mtime))
+
+
+def make_vnb_lz4(a):
+    import shutil
+    src, dst = os.path.join(a.out, "plain"), os.path.join(a.out, "vnb")
+    os.makedirs(dst, exist_ok=True)
+    for name in sorted(os.listdir(src)):
+        if name.endswith(".data"):
+            vnb_convert(os.path.join(src, name), os.path.join(dst, name), a.level)
+        elif not name.endswith(".idx"):
+            shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
+    print(f"{dst}: virtnbdbackup-style lz4 saveset (level {a.level}) of {src}")
+
+
 def make_sparse(a):
     if a.data_bytes % ALIGN or not 0 < a.data_bytes <= a.size:
         sys.exit(f"--data-bytes must be a multiple of {ALIGN} in 1..--size")
@@ -269,12 +348,17 @@ def main():
     d.add_argument("--max-write", type=int, default=4 * MiB)
     d.add_argument("--no-qcow2", action="store_true", help="no qcow2 chain")
     d.add_argument("--full-ref", action="store_true", help="also OUT/ref.full.raw")
+    d.add_argument("--compressible", action="store_true",
+                   help="data that lz4 halves (each 4 KiB: 2 KiB random, 2 KiB of text) instead "
+                   "of random bytes that lz4 stores uncompressed")
     c = sub.add_parser("chain")
     c.add_argument("--links", type=int, default=100)
     c.add_argument("--full-writes", type=int, default=256)
     c.add_argument("--writes", type=int, default=16)
     c.add_argument("--min-write", type=int, default=4 * KiB)
     c.add_argument("--max-write", type=int, default=256 * KiB)
+    v = sub.add_parser("vnb-lz4")
+    v.add_argument("--level", type=int, default=2)
     s = sub.add_parser("sparse")
     s.add_argument("--data-bytes", type=int, default=1024 * MiB)
     s.add_argument("--layout", choices=("scattered", "region"), default="scattered")
@@ -283,9 +367,9 @@ def main():
     s.add_argument("--max-write", type=int, default=4 * MiB)
     a = p.parse_args()
     for n in ("size", "min_write", "max_write"):
-        if getattr(a, n) % ALIGN:
+        if getattr(a, n, 0) % ALIGN:
             sys.exit(f"--{n.replace('_', '-')} must be a multiple of {ALIGN}")
-    {"disk": make_disk, "chain": make_chain, "sparse": make_sparse}[a.cmd](a)
+    {"disk": make_disk, "chain": make_chain, "sparse": make_sparse, "vnb-lz4": make_vnb_lz4}[a.cmd](a)
 
 
 if __name__ == "__main__":

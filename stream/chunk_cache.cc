@@ -1,5 +1,6 @@
 #include "stream/chunk_cache.h"
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <utility>
@@ -135,7 +136,7 @@ Result<ChunkCache::ChunkPtr> ChunkCache::DecodeAsLeader(const Key& key, size_t s
   std::vector<ChunkPtr> evicted;  // dropped after unlocking (their deleters lock the pool)
   Result<ChunkPtr> result = Status::IOError("unreachable");
   try {
-    std::shared_ptr<DecodedChunk> chunk = NewChunk(spares_, size);
+    std::shared_ptr<DecodedChunk> chunk = backupfs::NewChunk(spares_, size);
     Status s = decode(std::span(chunk->bytes.get(), size));
     result = s.ok() ? Result<ChunkPtr>(std::move(chunk)) : Result<ChunkPtr>(std::move(s));
     {
@@ -156,16 +157,21 @@ Result<ChunkCache::ChunkPtr> ChunkCache::DecodeAsLeader(const Key& key, size_t s
 std::vector<ChunkCache::ChunkPtr> ChunkCache::FinishLocked(const Key& key, const ChunkPtr* chunk) {
   flights_.erase(key);
   std::vector<ChunkPtr> evicted;
-  // A key is in flight or kept, never both: only its one leader inserts it.
+  // A key is in flight or kept, never both: only its one leader inserts it (or Put).
   if (!chunk || (*chunk)->capacity > capacity_ || entries_.count(key)) return evicted;
+  return KeepLocked(key, *chunk);
+}
+
+std::vector<ChunkCache::ChunkPtr> ChunkCache::KeepLocked(const Key& key, const ChunkPtr& chunk) {
+  std::vector<ChunkPtr> evicted;
   lru_.push_front(key);
   try {
-    entries_.emplace(key, Entry{*chunk, lru_.begin()});
+    entries_.emplace(key, Entry{chunk, lru_.begin()});
   } catch (...) {
     lru_.pop_front();  // the list and the map must name the same keys
     throw;
   }
-  bytes_ += (*chunk)->capacity;
+  bytes_ += chunk->capacity;
   while (bytes_ > capacity_) {
     auto victim = entries_.find(lru_.back());
     bytes_ -= victim->second.chunk->capacity;
@@ -175,6 +181,28 @@ std::vector<ChunkCache::ChunkPtr> ChunkCache::FinishLocked(const Key& key, const
   }
   return evicted;
 }
+
+std::shared_ptr<DecodedChunk> ChunkCache::NewChunk(size_t size) {
+  return backupfs::NewChunk(spares_, size);
+}
+
+void ChunkCache::Put(uint64_t owner, uint64_t file_offset, ChunkPtr chunk) {
+  const Key key{owner, file_offset};
+  std::vector<ChunkPtr> evicted;  // dropped after unlocking
+  std::lock_guard lock(mu_);
+  if (!chunk || chunk->capacity > capacity_ || entries_.count(key) || flights_.count(key)) return;
+  evicted = KeepLocked(key, chunk);
+}
+
+bool ChunkCache::TakeSideBytes(uint64_t n) {
+  uint64_t cur = side_bytes_.load(std::memory_order_relaxed);
+  do {
+    if (n > capacity_ - std::min(cur, capacity_)) return false;
+  } while (!side_bytes_.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed));
+  return true;
+}
+
+void ChunkCache::GiveSideBytes(uint64_t n) { side_bytes_.fetch_sub(n, std::memory_order_relaxed); }
 
 uint64_t ChunkCache::bytes() const {
   std::lock_guard lock(mu_);

@@ -16,6 +16,7 @@
 // are dropped after mu_ is released, so that freeing them never holds up other lookups.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <future>
@@ -66,6 +67,19 @@ class ChunkCache {
   // The kept chunk, or nullptr (never waits, never decodes).
   ChunkPtr Get(uint64_t owner, uint64_t file_offset);
 
+  // A buffer for a chunk of `size` bytes (a spare one when it fits), for Put.
+  std::shared_ptr<DecodedChunk> NewChunk(size_t size);
+  // Keeps `chunk` as (owner, file_offset) unless that key is kept or being decoded already:
+  // for chunks decoded together (the blocks of one lz4 frame).
+  void Put(uint64_t owner, uint64_t file_offset, ChunkPtr chunk);
+
+  // A second budget of the same size, for memory that readers keep beside the chunks (decode
+  // restart points of linked lz4 frames): TakeSideBytes(n) reserves n bytes if they fit,
+  // GiveSideBytes returns them. Lock-free.
+  bool TakeSideBytes(uint64_t n);
+  void GiveSideBytes(uint64_t n);
+  uint64_t side_bytes() const { return side_bytes_.load(std::memory_order_relaxed); }
+
   uint64_t bytes() const;        // of the kept chunks
   uint64_t spare_bytes() const;  // of the spare buffers
   Stats stats() const;
@@ -97,6 +111,8 @@ class ChunkCache {
   // Keeps `chunk` (unless it alone exceeds the capacity) and ends the key's flight; returns the
   // evicted chunks, for the caller to drop after unlocking.
   std::vector<ChunkPtr> FinishLocked(const Key& key, const ChunkPtr* chunk);
+  // Keeps `chunk` under `key` (not kept yet) and evicts down to the capacity.
+  std::vector<ChunkPtr> KeepLocked(const Key& key, const ChunkPtr& chunk);
 
   const uint64_t capacity_;
   const std::shared_ptr<SparePool> spares_;  // shared with the deleters of live chunks
@@ -106,6 +122,7 @@ class ChunkCache {
   std::unordered_map<Key, Flight, KeyHash> flights_;  // decodes in progress; guarded by mu_
   uint64_t bytes_ = 0;                                // guarded by mu_
   Stats stats_;                                       // guarded by mu_
+  std::atomic<uint64_t> side_bytes_{0};
 };
 
 }  // namespace backupfs

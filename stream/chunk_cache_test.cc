@@ -240,3 +240,43 @@ TEST(ChunkCacheTest, StaysBoundedUnderPressure) {
 
 }  // namespace
 }  // namespace backupfs
+
+namespace backupfs {
+namespace {
+
+TEST(ChunkCachePutTest, PutKeepsWithinTheBoundAndNeverReplaces) {
+  ChunkCache cache(300);
+  const uint64_t a = ChunkCache::NewOwnerId();
+  auto first = cache.NewChunk(100);
+  ASSERT_TRUE(FillPattern(0, std::span(first->bytes.get(), 100)).ok());
+  cache.Put(a, 0, first);
+  auto other = cache.NewChunk(100);
+  std::memset(other->bytes.get(), 0xee, 100);
+  cache.Put(a, 0, other);  // the kept one stays
+  ASSERT_NE(cache.Get(a, 0), nullptr);
+  EXPECT_TRUE(HasPattern(*cache.Get(a, 0), 0));
+  for (uint64_t off = 1; off <= 3; ++off) {
+    auto c = cache.NewChunk(100);
+    ASSERT_TRUE(FillPattern(off, std::span(c->bytes.get(), 100)).ok());
+    cache.Put(a, off, c);
+  }
+  EXPECT_LE(cache.bytes(), 300u);
+  EXPECT_EQ(cache.Get(a, 0), nullptr);  // the least recently used went first
+  EXPECT_NE(cache.Get(a, 3), nullptr);
+  cache.Put(a, 9, cache.NewChunk(400));  // larger than the whole cache: not kept
+  EXPECT_EQ(cache.Get(a, 9), nullptr);
+}
+
+TEST(ChunkCachePutTest, SideBytesStayWithinTheCapacity) {
+  ChunkCache cache(1000);
+  EXPECT_TRUE(cache.TakeSideBytes(600));
+  EXPECT_FALSE(cache.TakeSideBytes(500));
+  EXPECT_TRUE(cache.TakeSideBytes(400));
+  EXPECT_EQ(cache.side_bytes(), 1000u);
+  cache.GiveSideBytes(600);
+  EXPECT_TRUE(cache.TakeSideBytes(500));
+  EXPECT_EQ(cache.side_bytes(), 900u);
+}
+
+}  // namespace
+}  // namespace backupfs

@@ -13,7 +13,7 @@ struct DctxDeleter {
 
 LZ4F_preferences_t Preferences(size_t size, int level) {
   LZ4F_preferences_t prefs = LZ4F_INIT_PREFERENCES;
-  prefs.frameInfo.blockSizeID = LZ4F_max4MB;
+  prefs.frameInfo.blockSizeID = LZ4F_max64KB;
   prefs.frameInfo.blockMode = LZ4F_blockIndependent;
   prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
   prefs.frameInfo.blockChecksumFlag = LZ4F_blockChecksumEnabled;

@@ -32,7 +32,9 @@ struct NoInitAllocator : std::allocator<T> {
 };
 using Lz4Bytes = std::vector<uint8_t, NoInitAllocator<uint8_t>>;
 
-// Compresses `input` into one LZ4 frame at `level` (0 is lz4's default fast mode).
+// Compresses `input` into one LZ4 frame at `level` (0 is lz4's default fast mode): independent
+// 64 KiB blocks with block and content checksums, so that a reader can decode (and check) any
+// one block alone. (Up to 432d3e5: one 4 MiB block per 4 MiB chunk, decoded whole on any read.)
 Lz4Bytes Lz4CompressChunk(std::span<const uint8_t> input, int level);
 
 // Decodes one LZ4 frame that must expand to exactly out.size() bytes and must end exactly at

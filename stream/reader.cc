@@ -49,6 +49,7 @@ Result<std::unique_ptr<StreamReader>> StreamReader::Open(const std::string& path
   r->cache_ = options.cache ? options.cache : std::make_shared<ChunkCache>(options.cache_bytes);
   BFS_RETURN_IF_ERROR(r->LoadIndex());
   r->verified_.reset(new std::atomic<bool>[r->index_.chunks.size()]());
+  if (r->index_.compressed) r->block_maps_.reset(new BlockMapSlot[r->index_.chunks.size()]);
   return r;
 }
 
@@ -180,11 +181,7 @@ Status StreamReader::ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk,
     std::memset(out.data(), 0, out.size());
     return Status::Ok();
   }
-  if (chunk.compressed) {
-    BFS_ASSIGN_OR_RETURN(auto decoded, Decode(chunk));
-    std::memcpy(out.data(), decoded->bytes.get() + offset_in_chunk, out.size());
-    return Status::Ok();
-  }
+  if (chunk.compressed) return ReadCompressed(chunk, offset_in_chunk, out);
   std::atomic<bool>* verified = VerifiedFlag(chunk);
   if (!options_.verify_checksums || !chunk.has_checksum ||
       (verified && verified->load(std::memory_order_acquire))) {
@@ -205,10 +202,15 @@ Status StreamReader::ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk,
   return Status::Ok();
 }
 
-std::atomic<bool>* StreamReader::VerifiedFlag(const Chunk& chunk) {
+size_t StreamReader::ChunkNumber(const Chunk& chunk) const {
   const Chunk* first = index_.chunks.data();
-  if (&chunk < first || &chunk >= first + index_.chunks.size()) return nullptr;
-  return &verified_[static_cast<size_t>(&chunk - first)];
+  if (&chunk < first || &chunk >= first + index_.chunks.size()) return index_.chunks.size();
+  return static_cast<size_t>(&chunk - first);
+}
+
+std::atomic<bool>* StreamReader::VerifiedFlag(const Chunk& chunk) {
+  const size_t n = ChunkNumber(chunk);
+  return n < index_.chunks.size() ? &verified_[n] : nullptr;
 }
 
 Status StreamReader::Read(uint64_t offset, std::span<uint8_t> out) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "stream/chunk_cache.h"
 #include "stream/file.h"
 #include "stream/index.h"
@@ -36,9 +37,9 @@ struct ReaderOptions {
   // Check each chunk's XXH3 before its bytes are first returned (an uncompressed chunk is then
   // read whole once; later reads of it within this reader go straight to the file).
   bool verify_checksums = true;
-  // Decoded lz4 chunks kept for reuse: `cache` when given (shared by many readers, so the
-  // bound holds for all of them together), else a cache of `cache_bytes` of this reader's own.
-  // Concurrent reads of one chunk share a single decode through it.
+  // Decoded lz4 blocks (and chunks read whole) kept for reuse: `cache` when given (shared by many
+  // readers, so the bound holds for all of them together), else a cache of `cache_bytes` of this
+  // reader's own. Concurrent reads of one chunk share a single decode through it.
   std::shared_ptr<ChunkCache> cache;
   uint64_t cache_bytes = 128u << 20;
 };
@@ -78,6 +79,28 @@ class StreamReader {
       : source_(std::move(source)), options_(options) {}
   Status LoadIndex();
   Result<std::shared_ptr<const DecodedChunk>> Decode(const Chunk& chunk);
+
+  // Block-level reads of lz4 chunks (reader_lz4.cc). A chunk's block map is found on its
+  // first read: from the block headers alone for chunks our writer made (they carry our XXH3,
+  // and LZ4F_compressFrame fills every block but the last), else by decoding the whole frame
+  // once, which learns every block's true place, checks lz4's checksums and, for linked
+  // frames, keeps decode restart points. Chunks that cannot be read by block (one block, no
+  // block checksums to verify with, odd layouts) are read whole as before.
+  struct BlockMap;
+  using BlockMapPtr = std::shared_ptr<const BlockMap>;
+  Status ReadCompressed(const Chunk& chunk, uint64_t offset_in_chunk, std::span<uint8_t> out);
+  Result<BlockMapPtr> GetBlockMap(const Chunk& chunk);
+  Result<BlockMapPtr> BuildBlockMap(const Chunk& chunk);
+  Result<BlockMapPtr> LearnBlockMap(const Chunk& chunk);
+  Result<ChunkCache::ChunkPtr> GetBlock(const Chunk& chunk, const BlockMap& map, size_t i);
+  Status DecodeBlock(const Chunk& chunk, const BlockMap& map, size_t i, std::span<uint8_t> out);
+  // The content just before block i of a linked frame (empty for the first block), decoding
+  // from the nearest restart point; `keep` holds the buffers it points into.
+  Result<std::span<const uint8_t>> BlockDictionary(const Chunk& chunk, const BlockMap& map,
+                                                   size_t i,
+                                                   std::vector<ChunkCache::ChunkPtr>& keep);
+  Result<std::span<const uint8_t>> ReadStoredBlock(const Chunk& chunk, const BlockMap& map,
+                                                   size_t i, std::span<uint8_t> buf);
   // Reads (and decodes) a whole chunk into out (out.size() == chunk.length), checking it.
   Status ReadWholeChunk(const Chunk& chunk, std::span<uint8_t> out);
   Status ReadAndHash(const Chunk& chunk, std::span<uint8_t> out);
@@ -98,6 +121,14 @@ class StreamReader {
   // which a saveset never changes. One flag per index_.chunks entry; set after a success.
   std::unique_ptr<std::atomic<bool>[]> verified_;
   std::atomic<bool>* VerifiedFlag(const Chunk& chunk);
+
+  // One per index_.chunks entry: the chunk's block map, built once, immutable after.
+  struct BlockMapSlot {
+    Mutex mu;  // held while the map is built: concurrent first reads share one build
+    BlockMapPtr map GUARDED_BY(mu);
+  };
+  std::unique_ptr<BlockMapSlot[]> block_maps_;
+  size_t ChunkNumber(const Chunk& chunk) const;  // index_.chunks.size() when not one of them
 };
 
 }  // namespace backupfs

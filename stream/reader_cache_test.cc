@@ -1,5 +1,6 @@
 // StreamReader's lz4 reads through a shared ChunkCache, from many threads at once, as the FUSE
-// loop issues them: one decode per chunk, and a damaged chunk is an error for every reader.
+// loop issues them: one decode per 64 KiB lz4 block, and a damaged block is an error for every
+// reader of it.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -53,16 +54,19 @@ std::unique_ptr<StreamReader> Open(const std::string& path, std::shared_ptr<Chun
   return r.ok() ? std::move(r).value() : nullptr;
 }
 
-// Each thread reads 128 KiB of the first chunk at its own offset, all starting together.
-std::vector<Status> ReadFirstChunkConcurrently(StreamReader& r, std::vector<uint8_t>* out) {
-  out->assign(kThreads * (128u << 10), 0);
+// Each thread reads 4 KiB of the first chunk's block at 1 MiB, at its own offset, all starting
+// together.
+constexpr uint64_t kBlockAt = 1u << 20;
+constexpr uint64_t kPiece = 4096;
+std::vector<Status> ReadOneBlockConcurrently(StreamReader& r, std::vector<uint8_t>* out) {
+  out->assign(kThreads * kPiece, 0);
   std::vector<Status> got(kThreads);
   std::latch start(kThreads);
   std::vector<std::thread> threads;
   for (int i = 0; i < kThreads; ++i) {
     threads.emplace_back([&, i] {
-      const uint64_t off = i * (512u << 10);
-      std::span<uint8_t> piece = std::span(*out).subspan(i * (128u << 10), 128u << 10);
+      const uint64_t off = kBlockAt + i * kPiece;
+      std::span<uint8_t> piece = std::span(*out).subspan(i * kPiece, kPiece);
       start.arrive_and_wait();
       got[i] = r.Read(off, piece);
     });
@@ -71,7 +75,7 @@ std::vector<Status> ReadFirstChunkConcurrently(StreamReader& r, std::vector<uint
   return got;
 }
 
-TEST(ReaderCacheTest, ConcurrentReadsOfOneLz4ChunkDecodeItOnce) {
+TEST(ReaderCacheTest, ConcurrentReadsOfOneLz4BlockDecodeItOnce) {
   ScratchDir dir;
   std::vector<uint8_t> image;
   const std::string path = WriteLz4File(dir, &image);
@@ -81,18 +85,14 @@ TEST(ReaderCacheTest, ConcurrentReadsOfOneLz4ChunkDecodeItOnce) {
   ASSERT_EQ(r->index().chunks.size(), 2u);
   ASSERT_TRUE(r->index().chunks[0].compressed);
   std::vector<uint8_t> out;
-  for (const Status& s : ReadFirstChunkConcurrently(*r, &out)) EXPECT_TRUE(s.ok()) << s.ToString();
-  for (int i = 0; i < kThreads; ++i) {
-    EXPECT_EQ(
-        0, std::memcmp(out.data() + i * (128u << 10), image.data() + i * (512u << 10), 128u << 10))
-        << "thread " << i;
-  }
+  for (const Status& s : ReadOneBlockConcurrently(*r, &out)) EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(0, std::memcmp(out.data(), image.data() + kBlockAt, out.size()));
   const ChunkCache::Stats s = cache->stats();
   EXPECT_EQ(s.decodes, 1u);
   EXPECT_EQ(s.hits + s.shared, kThreads - 1u);
 }
 
-TEST(ReaderCacheTest, ADamagedLz4ChunkIsAnErrorForEveryConcurrentReader) {
+TEST(ReaderCacheTest, ADamagedLz4BlockIsAnErrorForEveryConcurrentReader) {
   ScratchDir dir;
   std::vector<uint8_t> image;
   const std::string path = WriteLz4File(dir, &image);
@@ -101,21 +101,25 @@ TEST(ReaderCacheTest, ADamagedLz4ChunkIsAnErrorForEveryConcurrentReader) {
     ASSERT_NE(intact, nullptr);
     const Chunk& c = intact->index().chunks[0];
     std::vector<uint8_t> bytes = testing::ReadFileBytes(path);
-    bytes[c.file_offset + c.stored_size / 2] ^= 0x10;
+    bytes[testing::StoredByteUnder(path, c, kBlockAt)] ^= 0x10;
     testing::WriteFileBytes(path, bytes);
   }
   auto cache = std::make_shared<ChunkCache>(64u << 20);
   auto r = Open(path, cache);
   ASSERT_NE(r, nullptr);
   std::vector<uint8_t> out;
-  for (const Status& s : ReadFirstChunkConcurrently(*r, &out)) {
+  for (const Status& s : ReadOneBlockConcurrently(*r, &out)) {
     EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.ToString();
     EXPECT_NE(s.message().find("vda.full.data: offset "), std::string::npos) << s.ToString();
   }
-  EXPECT_EQ(cache->bytes(), 0u);  // nothing of the damaged chunk is kept
-  std::vector<uint8_t> second(4096);
-  EXPECT_TRUE(r->Read(kChunk, second).ok());  // the other chunk still reads
-  EXPECT_EQ(0, std::memcmp(second.data(), image.data() + kChunk, second.size()));
+  EXPECT_EQ(cache->bytes(), 0u);  // nothing of the damaged block is kept
+  std::vector<uint8_t> whole(kChunk);
+  EXPECT_EQ(r->Read(0, whole).code(), StatusCode::kCorruption);  // nor read as part of more
+  std::vector<uint8_t> other(4096);
+  EXPECT_TRUE(r->Read(kBlockAt + (64u << 10), other).ok());  // the next block still reads
+  EXPECT_EQ(0, std::memcmp(other.data(), image.data() + kBlockAt + (64u << 10), other.size()));
+  EXPECT_TRUE(r->Read(kChunk, other).ok());  // the other chunk too
+  EXPECT_EQ(0, std::memcmp(other.data(), image.data() + kChunk, other.size()));
 }
 
 }  // namespace

@@ -172,14 +172,14 @@ TEST_P(RoundTripTest, FlippedDataByteIsCorruptionNotData) {
   const Chunk victim = (*r0)->index().chunks[0];
   r0->reset();
   auto bytes = ReadFileBytes(path);
-  bytes[victim.file_offset + victim.stored_size / 2] ^= 1;
+  bytes[testing::StoredByteUnder(path, victim, victim.length / 2)] ^= 1;
   WriteFileBytes(path, bytes);
   // The identity hashes only cover the head and tail: the sidecar still loads, and the
   // checksum catches the flip.
   auto r = StreamReader::Open(path);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   std::vector<uint8_t> buf(4096);
-  Status st = (*r)->Read(victim.offset, buf);
+  Status st = (*r)->Read(victim.offset + victim.length / 2, buf);
   EXPECT_EQ(st.code(), StatusCode::kCorruption) << st.ToString();
   EXPECT_NE(st.message().find(path), std::string::npos);
   EXPECT_FALSE((*r)->VerifyChunk(victim).ok());

@@ -1,9 +1,12 @@
 #include "stream/test_util.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+
+#include "stream/lz4_blocks.h"
 
 namespace backupfs::testing {
 
@@ -48,6 +51,24 @@ void WriteFileBytes(const std::string& path, const std::vector<uint8_t>& bytes) 
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()),
             static_cast<std::streamsize>(bytes.size()));
+}
+
+}  // namespace backupfs::testing
+
+namespace backupfs::testing {
+
+uint64_t StoredByteUnder(const std::string& path, const Chunk& chunk, uint64_t offset_in_chunk) {
+  if (!chunk.compressed) return chunk.file_offset + offset_in_chunk;
+  const std::vector<uint8_t> bytes = ReadFileBytes(path);
+  auto layout = WalkLz4Frame(
+      [&](uint64_t offset, std::span<uint8_t> out) {
+        std::memcpy(out.data(), bytes.data() + chunk.file_offset + offset, out.size());
+        return Status::Ok();
+      },
+      chunk.stored_size, chunk.length, path);
+  if (!layout.ok()) throw std::runtime_error(layout.status().ToString());
+  const Lz4Block& b = layout->blocks[layout->BlockAt(offset_in_chunk)];
+  return chunk.file_offset + b.stored_offset + b.stored_size / 2;
 }
 
 }  // namespace backupfs::testing

@@ -1,0 +1,298 @@
+// The block walk and single-block decodes of lz4 frames, against lz4's own whole-frame output;
+// and StreamReader's block-level reads of linked frames (virtnbdbackup's) through restart
+// points, compared byte for byte with the content at random offsets.
+#include "stream/lz4_blocks.h"
+
+#include <gtest/gtest.h>
+#include <lz4frame.h>
+
+#include <cstring>
+#include <random>
+
+#include "stream/frame.h"
+#include "stream/metadata.h"
+#include "stream/reader.h"
+#include "stream/test_util.h"
+#include "stream/trailer.h"
+
+namespace backupfs {
+namespace {
+
+using testing::CompressibleBytes;
+using testing::RandomBytes;
+
+constexpr size_t kBlock = 64 * 1024;
+
+// Content whose blocks are of both kinds: compressible ones, and random ones that lz4 stores
+// uncompressed (a random 64 KiB run every fifth block). Not a multiple of the block size.
+std::vector<uint8_t> MixedContent(size_t size, uint64_t seed) {
+  std::vector<uint8_t> c = CompressibleBytes(size, seed);
+  for (size_t off = 2 * kBlock; off + kBlock <= size; off += 5 * kBlock) {
+    auto r = RandomBytes(kBlock, seed + off);
+    std::memcpy(c.data() + off, r.data(), kBlock);
+  }
+  return c;
+}
+
+// One frame as lz4 writes it: 64 KiB blocks, linked (virtnbdbackup's python lz4.frame) or not.
+std::vector<uint8_t> Frame(std::span<const uint8_t> content, bool linked, bool block_checksums) {
+  LZ4F_preferences_t p = LZ4F_INIT_PREFERENCES;
+  p.frameInfo.blockSizeID = LZ4F_max64KB;
+  p.frameInfo.blockMode = linked ? LZ4F_blockLinked : LZ4F_blockIndependent;
+  p.frameInfo.blockChecksumFlag =
+      block_checksums ? LZ4F_blockChecksumEnabled : LZ4F_noBlockChecksum;
+  p.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
+  p.frameInfo.contentSize = content.size();
+  std::vector<uint8_t> out(LZ4F_compressFrameBound(content.size(), &p));
+  size_t n = LZ4F_compressFrame(out.data(), out.size(), content.data(), content.size(), &p);
+  EXPECT_FALSE(LZ4F_isError(n));
+  out.resize(n);
+  return out;
+}
+
+FrameReadFn MemoryRead(const std::vector<uint8_t>& frame) {
+  return [&frame](uint64_t offset, std::span<uint8_t> out) -> Status {
+    if (offset > frame.size() || out.size() > frame.size() - offset) {
+      return Status::Corruption("test frame: read past its end");
+    }
+    std::memcpy(out.data(), frame.data() + offset, out.size());
+    return Status::Ok();
+  };
+}
+
+struct Param {
+  bool linked;
+  bool block_checksums;
+};
+
+class Lz4BlocksTest : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    content_ = MixedContent(20 * kBlock + 1234, 7);
+    frame_ = Frame(content_, GetParam().linked, GetParam().block_checksums);
+  }
+  Lz4FrameLayout Walk() {
+    auto l = WalkLz4Frame(MemoryRead(frame_), frame_.size(), content_.size(), "f.data");
+    EXPECT_TRUE(l.ok()) << l.status().ToString();
+    return l.ok() ? *l : Lz4FrameLayout{};
+  }
+  std::span<const uint8_t> Stored(const Lz4Block& b) const {
+    return std::span(frame_).subspan(b.stored_offset, b.stored_size);
+  }
+  std::vector<uint8_t> content_, frame_;
+};
+
+TEST_P(Lz4BlocksTest, WalkFindsEveryBlockFromItsHeader) {
+  Lz4FrameLayout l = Walk();
+  ASSERT_EQ(l.blocks.size(), 21u);
+  EXPECT_EQ(l.linked, GetParam().linked);
+  EXPECT_EQ(l.block_checksums, GetParam().block_checksums);
+  EXPECT_EQ(l.block_max, kBlock);
+  size_t raw = 0;
+  for (size_t i = 0; i < l.blocks.size(); ++i) {
+    EXPECT_EQ(l.blocks[i].content_offset, i * kBlock);
+    raw += l.blocks[i].raw;
+  }
+  EXPECT_EQ(l.blocks.back().content_size, 1234u);
+  EXPECT_GE(raw, 3u);               // the random runs
+  EXPECT_LT(raw, l.blocks.size());  // and compressed ones
+  EXPECT_EQ(l.BlockAt(0), 0u);
+  EXPECT_EQ(l.BlockAt(kBlock - 1), 0u);
+  EXPECT_EQ(l.BlockAt(kBlock), 1u);
+  EXPECT_EQ(l.BlockAt(content_.size() - 1), 20u);
+}
+
+TEST_P(Lz4BlocksTest, WholeDecodeLearnsTheSameLayoutAndContent) {
+  std::vector<uint8_t> out(content_.size());
+  auto l = DecodeLz4Frame(frame_, out, true, "f.data");
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  EXPECT_EQ(out, content_);
+  Lz4FrameLayout walked = Walk();
+  ASSERT_EQ(l->blocks.size(), walked.blocks.size());
+  for (size_t i = 0; i < walked.blocks.size(); ++i) {
+    EXPECT_EQ(l->blocks[i].content_offset, walked.blocks[i].content_offset);
+    EXPECT_EQ(l->blocks[i].content_size, walked.blocks[i].content_size);
+  }
+}
+
+// Every block alone, with the content before it as dictionary when linked (a restart point).
+TEST_P(Lz4BlocksTest, SingleBlocksDecodeAloneLikeTheWholeFrame) {
+  Lz4FrameLayout l = Walk();
+  for (size_t i = 0; i < l.blocks.size(); ++i) {
+    const Lz4Block& b = l.blocks[i];
+    ASSERT_TRUE(CheckLz4Block(l, b, Stored(b), "f.data").ok());
+    std::span<const uint8_t> dict;
+    if (l.linked) dict = std::span(content_).first(b.content_offset);
+    std::vector<uint8_t> out(b.content_size);
+    Status s = DecodeLz4Block(b, Stored(b), dict, out, "f.data");
+    ASSERT_TRUE(s.ok()) << "block " << i << ": " << s.ToString();
+    EXPECT_EQ(0, std::memcmp(out.data(), content_.data() + b.content_offset, out.size())) << i;
+  }
+}
+
+TEST_P(Lz4BlocksTest, ALinkedBlockWithoutItsDictionaryFails) {
+  if (!GetParam().linked) GTEST_SKIP() << "independent blocks need no dictionary";
+  Lz4FrameLayout l = Walk();
+  size_t failed = 0;
+  for (size_t i = 1; i < l.blocks.size(); ++i) {
+    const Lz4Block& b = l.blocks[i];
+    if (b.raw) continue;
+    std::vector<uint8_t> out(b.content_size);
+    Status s = DecodeLz4Block(b, Stored(b), {}, out, "f.data");
+    failed += !s.ok() || std::memcmp(out.data(), content_.data() + b.content_offset, out.size());
+  }
+  EXPECT_GT(failed, 0u);  // else the test content would not exercise the dictionary
+}
+
+TEST_P(Lz4BlocksTest, AFlippedByteIsCorruptionNamingTheBlock) {
+  Lz4FrameLayout l = Walk();
+  const Lz4Block& b = l.blocks[5];
+  frame_[b.stored_offset + b.stored_size / 2] ^= 0x20;
+  std::vector<uint8_t> out(content_.size());
+  auto whole = DecodeLz4Frame(frame_, out, true, "f.data");
+  ASSERT_FALSE(whole.ok());
+  EXPECT_EQ(whole.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(whole.status().message().find("f.data: lz4 frame offset "), std::string::npos);
+  Status alone = CheckLz4Block(l, b, Stored(b), "f.data");
+  if (GetParam().block_checksums) {
+    EXPECT_EQ(alone.code(), StatusCode::kCorruption);
+    EXPECT_NE(alone.message().find("offset " + std::to_string(b.stored_offset - 4)),
+              std::string::npos)
+        << alone.ToString();
+  } else {
+    EXPECT_TRUE(alone.ok());  // nothing to check against: readers then read whole frames
+  }
+}
+
+TEST_P(Lz4BlocksTest, TruncatedOrBadFramesAreCorruption) {
+  for (size_t cut : {size_t{3}, size_t{10}, frame_.size() / 2, frame_.size() - 1}) {
+    std::vector<uint8_t> part(frame_.begin(), frame_.begin() + static_cast<ptrdiff_t>(cut));
+    auto l = WalkLz4Frame(MemoryRead(part), part.size(), content_.size(), "f.data");
+    ASSERT_FALSE(l.ok()) << "cut at " << cut;
+    EXPECT_EQ(l.status().code(), StatusCode::kCorruption) << l.status().ToString();
+    EXPECT_NE(l.status().message().find("f.data: lz4 frame offset "), std::string::npos);
+  }
+  // A content size other than the frame's own.
+  auto l = WalkLz4Frame(MemoryRead(frame_), frame_.size(), content_.size() + 1, "f.data");
+  EXPECT_EQ(l.status().code(), StatusCode::kCorruption);
+  // A block size beyond the block maximum.
+  Lz4FrameLayout good = Walk();
+  std::vector<uint8_t> bad = frame_;
+  bad[good.blocks[3].stored_offset - 2] = 0x7f;
+  l = WalkLz4Frame(MemoryRead(bad), bad.size(), content_.size(), "f.data");
+  EXPECT_EQ(l.status().code(), StatusCode::kCorruption);
+  // A decoded size other than the block's.
+  const Lz4Block& b = good.blocks[0];
+  std::vector<uint8_t> out(b.content_size - 1);
+  Lz4Block shorter = b;
+  shorter.content_size -= 1;
+  EXPECT_EQ(DecodeLz4Block(shorter, Stored(b), {}, out, "f.data").code(), StatusCode::kCorruption);
+}
+
+INSTANTIATE_TEST_SUITE_P(Frames, Lz4BlocksTest,
+                         ::testing::Values(Param{true, true}, Param{true, false},
+                                           Param{false, true}, Param{false, false}),
+                         [](const auto& p) {
+                           return std::string(p.param.linked ? "Linked" : "Independent") +
+                                  (p.param.block_checksums ? "BlockSums" : "NoBlockSums");
+                         });
+
+// A compressed stream file of one data frame split into `frames` lz4 frames as virtnbdbackup
+// writes them (linked 64 KiB blocks), with its trailer; `content` is the whole disk.
+std::string WriteLinkedFile(const testing::ScratchDir& dir, const std::vector<uint8_t>& content,
+                            size_t frames, bool block_checksums) {
+  StreamMetadata m;
+  m.virtual_size = content.size();
+  m.data_size = content.size();
+  m.disk_name = "vda";
+  m.checkpoint_name = "virtnbdbackup.0";
+  m.date = "2026-11-26T00:00:00";
+  m.compression_level = 2;
+  std::vector<uint8_t> bytes;
+  auto put = [&](std::span<const uint8_t> b) { bytes.insert(bytes.end(), b.begin(), b.end()); };
+  auto text = [&](const std::string& s) {
+    put(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
+  };
+  const std::string json = EncodeMetadata(m);
+  put(EncodeFrameHeader({FrameKind::kMeta, 0, json.size()}));
+  text(json + "\r\n");
+  put(EncodeFrameHeader({FrameKind::kData, 0, content.size()}));
+  TrailerEntry e;
+  e.split = frames > 1;
+  const size_t per = content.size() / frames;
+  for (size_t f = 0; f < frames; ++f) {
+    const size_t len = f + 1 == frames ? content.size() - f * per : per;
+    auto packed = Frame(std::span(content).subspan(f * per, len), true, block_checksums);
+    put(packed);
+    e.chunk_sizes.push_back(packed.size());
+  }
+  text("\r\n");
+  put(EncodeFrameHeader({FrameKind::kStop, 0, 0}));
+  const std::string trailer = EncodeTrailer({e});
+  text(trailer + "\r\n");
+  put(EncodeFrameHeader({FrameKind::kComp, 0, trailer.size()}));
+  const std::string path = dir.File("vda.full.data");
+  testing::WriteFileBytes(path, bytes);
+  return path;
+}
+
+class LinkedReaderTest : public ::testing::TestWithParam<uint64_t> {};
+
+// Random reads through caches too small to hold a frame: blocks come from restart points,
+// raw blocks and cached neighbours, and must equal the content everywhere.
+TEST_P(LinkedReaderTest, RandomReadsEqualTheContent) {
+  testing::ScratchDir dir;
+  const std::vector<uint8_t> content = MixedContent(3 * 40 * kBlock + 4096, 3);
+  const std::string path = WriteLinkedFile(dir, content, 3, true);
+  ReaderOptions o;
+  o.cache_bytes = GetParam();
+  auto r = StreamReader::Open(path, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ((*r)->index().chunks.size(), 3u);
+  std::mt19937_64 rng(5);
+  std::vector<uint8_t> buf;
+  for (int i = 0; i < 400; ++i) {
+    const uint64_t len = 1 + rng() % (i % 4 == 0 ? 300000 : 8192);
+    const uint64_t off = rng() % (content.size() - len);
+    buf.resize(len);
+    Status s = (*r)->Read(off, buf);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_EQ(0, std::memcmp(buf.data(), content.data() + off, len)) << off << "+" << len;
+  }
+  buf.resize(content.size());
+  ASSERT_TRUE((*r)->Read(0, buf).ok());
+  EXPECT_EQ(buf, content);
+}
+
+INSTANTIATE_TEST_SUITE_P(CacheBytes, LinkedReaderTest,
+                         ::testing::Values(uint64_t{0}, uint64_t{256} << 10, uint64_t{64} << 20));
+
+TEST(LinkedReaderCorruptionTest, AFlippedByteFailsTheFrameNamingFileAndOffset) {
+  testing::ScratchDir dir;
+  const std::vector<uint8_t> content = MixedContent(2 * 30 * kBlock, 4);
+  const std::string path = WriteLinkedFile(dir, content, 2, true);
+  uint64_t victim_offset = 0;
+  {
+    auto r = StreamReader::Open(path);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    const Chunk& c = (*r)->index().chunks[1];
+    victim_offset = c.offset;
+    auto bytes = testing::ReadFileBytes(path);
+    bytes[testing::StoredByteUnder(path, c, 10 * kBlock + 5)] ^= 0x04;
+    testing::WriteFileBytes(path, bytes);
+  }
+  auto r = StreamReader::Open(path);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  std::vector<uint8_t> buf(4096);
+  // Any block of the damaged frame: its first read decodes the whole frame, checks it.
+  for (int round = 0; round < 2; ++round) {
+    Status s = (*r)->Read(victim_offset + 25 * kBlock, buf);
+    EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.ToString();
+    EXPECT_NE(s.message().find(path + ": offset "), std::string::npos) << s.ToString();
+  }
+  ASSERT_TRUE((*r)->Read(5 * kBlock, buf).ok());  // the other frame reads
+  EXPECT_EQ(0, std::memcmp(buf.data(), content.data() + 5 * kBlock, buf.size()));
+}
+
+}  // namespace
+}  // namespace backupfs
