@@ -1,4 +1,5 @@
 // Live restore: libvirt block copy of every disk of a running instant domain, then a pivot.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -15,17 +16,27 @@
 #include "common/progress.h"
 #include "restore/instant.h"
 #include "restore/instant_domain.h"
+#include "stream/file.h"
 
 namespace backupfs {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr auto kPollInterval = std::chrono::milliseconds(100);
+// libvirt answers a job query in well under a millisecond; a finer poll ends the copy sooner.
+constexpr auto kPollInterval = std::chrono::milliseconds(25);
 // A copy that caught up may briefly refuse the pivot while QEMU settles; then it is retried.
 constexpr auto kPivotRetryFor = std::chrono::seconds(30);
 
 std::string Mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+// fsync of a file that another process writes (QEMU): an fsync through any descriptor
+// flushes the file's dirty pages.
+Status FlushFile(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("cannot open " + path + " to flush it", errno);
+  return FsyncFile(fd.get(), path);
+}
 
 class Migration {
  public:
@@ -177,6 +188,10 @@ class Migration {
                                targets_[i] + "; the overlays and the mount are kept");
       }
     }
+    // The overlays hold the guest's writes until the copies are on disk: QEMU leaves the
+    // copies' last writes in the page cache, so they are flushed before the overlays go.
+    for (const std::string& target : targets_) BFS_RETURN_IF_ERROR(FlushFile(target));
+    BFS_RETURN_IF_ERROR(FsyncParentDir(targets_.front()));
     BFS_RETURN_IF_ERROR(
         SetDomainMetadata(dom(), o_.name, kInstantNamespace, kInstantPrefix, /*xml=*/""));
     // The boot files (loader, NVRAM) stay: the domain keeps using its copies in the work dir.
