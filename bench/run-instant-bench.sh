@@ -11,8 +11,9 @@
 #   a50 and c1 (c50's anchor would only repeat c1's point).
 #   live restore of a1: backupfs-restore -a instant-migrate of a running instant domain, against
 #   backupfs-restore -a restore of the same point (qcow2, fsynced); target: <= 1.5x.
-#   NBD export of a1 (plain and lz4): nbdcopy of the whole disk to null: through our export,
-#   against qemu-nbd serving the raw reference file (the limit).
+#   NBD export of a1 (plain and lz4): nbdcopy of the whole disk to null: through our export
+#   (nbdkit's file plugin on the mounted image), against qemu-nbd serving the raw reference
+#   file (the limit) and qemu-nbd on the mounted plain image (the alternative server).
 # Every round runs one of each figure (interleaved); prints medians, ratios and raw times.
 # Savesets: bench/make_bench_saveset.py with backupfs's stream-tool (a TCG domain, 96 MiB, no
 # guest OS: "running" is libvirt's state, what the issue's target is about).
@@ -143,8 +144,11 @@ offline_restore() {
 export_read() {
   local kind=$1 sock="$work/nbd.$1.sock" pid uri t0 t1
   rm -f "$sock"
-  if [[ $kind == ref ]]; then
-    qemu-nbd -r -f raw -x vda -k "$sock" --persistent --shared=0 "$work/a1/ref.raw" &
+  if [[ $kind == ref || $kind == qemu-nbd ]]; then
+    local img="$work/a1/ref.raw"
+    # The alternative server: qemu-nbd on the same mounted image our export's nbdkit serves.
+    [[ $kind == ref ]] || img="$work/mnt/latest/vda.raw"
+    qemu-nbd -r -f raw -x vda -k "$sock" --persistent --shared=0 "$img" &
     pid=$!
     uri="nbd+unix:///vda?socket=$sock"
     until nbdinfo --size "$uri" >/dev/null 2>&1; do sleep 0.05; done
@@ -166,6 +170,9 @@ export_read() {
   record "export/a1 $kind" "$(secs "$t0" "$t1")"
 }
 
+mkdir -p "$work/mnt"
+"$build/tools/backupfs" "$work/a1/plain" "$work/mnt" || fail "cannot mount a1 for qemu-nbd"
+
 # Warm-up (untimed): programs and savesets in the page cache for everyone alike.
 for s in a1 a50 c1 c50; do cat "$work/$s/plain/"* >/dev/null; done
 cat "$work/a1/lz4/"* "$work/a1/ref.raw" >/dev/null
@@ -177,7 +184,7 @@ for ((r = 1; r <= reps; r++)); do
   for s in a1 a50 c1 c50; do ours_instant "$s"; done
   for s in a1 a50 c1; do anchor_instant "$s"; done
   if ((r % 2)); then live_restore; offline_restore; else offline_restore; live_restore; fi
-  for k in ref plain lz4; do export_read "$k"; done
+  for k in ref plain lz4 qemu-nbd; do export_read "$k"; done
 done
 
 python3 - "$tsv" <<'EOF'
@@ -203,7 +210,7 @@ print(f"spread of ours over size and chain length: max/min {max(o) / min(o):.2f}
 lr, rs = med["live/a1 instant-migrate"], med["live/a1 restore"]
 print(f"live restore of 1 GiB: {lr:.2f} s vs -a restore {rs:.2f} s: {lr / rs:.2f}x (target <= 1.5x)")
 ref = med["export/a1 ref"]
-for k in ("plain", "lz4"):
+for k in ("plain", "lz4", "qemu-nbd"):
     print(f"export {k}: nbdcopy 1 GiB {med[f'export/a1 {k}']:.2f} s vs qemu-nbd on a raw file "
           f"{ref:.2f} s: {med[f'export/a1 {k}'] / ref:.2f}x")
 EOF

@@ -21,31 +21,23 @@ namespace backupfs {
 struct QemuNbdOptions {
   std::string image;        // the disk's source file
   std::string format;       // "qcow2", "raw"
-  std::string socket;       // unix socket to create ("": tcp_host and tcp_port)
+  std::string socket;       // unix socket to create
   std::string export_name;  // the disk's target dev, as in libvirt's exports
   std::string bitmap;       // "" for none
   std::string log_path;     // qemu-nbd's stderr
   bool writable = false;
   bool compress = false;         // with writable: QEMU's compress filter (qcow2 only)
   bool die_with_thread = false;  // see ChildProcess::Start
-  std::string tcp_host{};        // a TCP address to listen on, when socket is ""
-  std::string tcp_port{};
 };
 
 class QemuNbdServer {
  public:
-  // Starts qemu-nbd and returns once the socket (or TCP address) accepts connections; a server
-  // that exits or does not listen within 30 s is an error quoting its last stderr line.
+  // Starts qemu-nbd and returns once the socket accepts connections; a server that exits or
+  // does not listen within 30 s is an error quoting its last stderr line.
   static Result<std::unique_ptr<QemuNbdServer>> Start(const QemuNbdOptions& options);
   const std::string& socket() const { return socket_; }
   // Stops the server; for a writable one, Ok means qemu-nbd flushed and closed the image.
   Status Stop() { return child_->Stop("qemu-nbd on " + socket_); }
-  // nullopt while it serves; else how it ended, with its last complaint.
-  std::optional<std::string> Exited() {
-    auto how = child_->Exited();
-    if (how) *how += ": " + child_->LastStderrLine();
-    return how;
-  }
 
  private:
   QemuNbdServer(std::unique_ptr<ChildProcess> child, std::string socket)

@@ -9,8 +9,7 @@
 #include <thread>
 
 #include "backupfs/saveset.h"
-#include "common/qemu_nbd.h"
-#include "common/subprocess.h"
+#include "common/nbdkit_server.h"
 #include "restore/plan.h"
 #include "restore/saveset_mount.h"
 
@@ -21,7 +20,7 @@ namespace fs = std::filesystem;
 
 constexpr auto kPollInterval = std::chrono::milliseconds(100);
 
-// A private directory for the mount and the overlay; on the way out the mount goes first.
+// A private directory for the mount and nbdkit's log; on the way out the mount goes first.
 class ExportDir {
  public:
   ~ExportDir() {
@@ -31,7 +30,6 @@ class ExportDir {
     fs::remove_all(path_, ec);
   }
   Status Create() {
-    // /var/tmp: a writable export's overlay may grow larger than a tmpfs /tmp allows.
     char tmpl[] = "/var/tmp/backupfs-export.XXXXXX";
     if (mkdtemp(tmpl) == nullptr)
       return Status::FromErrno("cannot create a directory in /var/tmp", errno);
@@ -99,21 +97,11 @@ Status RunExport(const ExportOptions& o, RunLog& log, std::atomic<bool>& stop,
   dir.set_mounted();
   const std::string raw = dir.mount() + "/" + plan.point + "/" + disk + ".raw";
 
-  QemuNbdOptions q;
+  NbdkitOptions q;
+  q.image = raw;
   q.export_name = disk;
-  q.log_path = dir.File("qemu-nbd.log");
-  q.die_with_thread = true;
-  if (o.writable) {
-    q.image = dir.File(disk + ".cow.qcow2");
-    q.format = "qcow2";
-    q.writable = true;
-    auto made =
-        RunCapture({"qemu-img", "create", "-q", "-f", "qcow2", "-b", raw, "-F", "raw", q.image});
-    if (!made.ok()) return made.status().WithPrefix("the copy-on-write overlay");
-  } else {
-    q.image = raw;
-    q.format = "raw";
-  }
+  q.log_path = dir.File("nbdkit.log");
+  q.writable = o.writable;
   std::string uri;
   if (!o.socket.empty()) {
     q.socket = fs::absolute(o.socket).string();
@@ -125,13 +113,13 @@ Status RunExport(const ExportOptions& o, RunLog& log, std::atomic<bool>& stop,
     const bool v6 = q.tcp_host.find(':') != std::string::npos;
     uri = "nbd://" + (v6 ? "[" + q.tcp_host + "]" : q.tcp_host) + ":" + q.tcp_port + "/" + disk;
   }
-  BFS_ASSIGN_OR_RETURN(std::unique_ptr<QemuNbdServer> server, QemuNbdServer::Start(q));
+  BFS_ASSIGN_OR_RETURN(std::unique_ptr<NbdkitServer> server, NbdkitServer::Start(q));
   log.Info("exporting disk " + disk + " of restore point " + plan.point +
            (o.writable ? " (writable: writes go to a discarded overlay)" : " (read-only)") +
            " at " + uri);
   ready(uri);
   while (!stop.load()) {
-    if (auto ended = server->Exited()) return Status::IOError("qemu-nbd " + *ended);
+    if (auto ended = server->Exited()) return Status::IOError("nbdkit " + *ended);
     std::this_thread::sleep_for(kPollInterval);
   }
   Status s = server->Stop();

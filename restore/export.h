@@ -1,8 +1,8 @@
 // NBD export of a restore point's disk, what virtnbdmap is for, without root, the nbd kernel
 // module or an uncompressed saveset: the saveset is mounted by the backupfs daemon in a
-// private directory and qemu-nbd serves the point's raw image from the mount, on a unix socket
-// or a TCP address; read-only, or writable through a qcow2 overlay (copy-on-write) that is
-// discarded when the export ends. The saveset is never written.
+// private directory and nbdkit serves the point's raw image from the mount, on a unix socket
+// or a TCP address; read-only, or writable through nbdkit's cow filter (writes go to an
+// overlay that is discarded when the export ends). The saveset is never written.
 #pragma once
 
 #include <atomic>
@@ -23,7 +23,7 @@ struct ExportOptions {
   bool writable = false;
 };
 
-// Serves until `stop` is set (a signal) or qemu-nbd ends; `ready` gets the export's NBD URI
+// Serves until `stop` is set (a signal) or nbdkit ends; `ready` gets the export's NBD URI
 // once clients can connect. Everything it made (mount, overlay, socket) is removed on return.
 Status RunExport(const ExportOptions& options, RunLog& log, std::atomic<bool>& stop,
                  const std::function<void(const std::string& uri)>& ready);
