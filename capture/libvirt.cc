@@ -47,6 +47,15 @@ Result<UniqueDomain> LookupDomain(virConnectPtr conn, const std::string& name) {
   return LibvirtError("cannot look up domain " + name);
 }
 
+Status RequireNameFree(virConnectPtr conn, const std::string& name) {
+  auto existing = LookupDomain(conn, name);
+  if (existing.ok()) {
+    return Status::FailedPrecondition("a domain named " + name +
+                                      " exists already; -N gives the new one another name");
+  }
+  return existing.status().code() == StatusCode::kNotFound ? Status::Ok() : existing.status();
+}
+
 Result<UniqueDomain> DefineDomain(virConnectPtr conn, const std::string& xml,
                                   const std::string& name) {
   UniqueDomain dom(virDomainDefineXML(conn, xml.c_str()));

@@ -44,6 +44,10 @@ Result<UniqueConnect> ConnectLibvirt(const std::string& uri);
 // The domain called `name`; NotFound when there is none.
 Result<UniqueDomain> LookupDomain(virConnectPtr conn, const std::string& name);
 
+// Ok when libvirt knows no domain `name`: a FailedPrecondition saying so (and that -N gives
+// another name) when it does.
+Status RequireNameFree(virConnectPtr conn, const std::string& name);
+
 // True when the domain is running (or paused).
 Result<bool> DomainIsActive(virDomainPtr dom, const std::string& name);
 

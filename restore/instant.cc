@@ -111,12 +111,7 @@ class Instant {
     name_ = o_.name.empty() ? DefaultRestoredName(original) : o_.name;
     SilenceLibvirtErrors();
     BFS_ASSIGN_OR_RETURN(conn_, ConnectLibvirt(o_.uri));
-    auto existing = LookupDomain(conn_.get(), name_);
-    if (existing.ok()) {
-      return Status::FailedPrecondition("a domain named " + name_ +
-                                        " exists already; -N gives the new one another name");
-    }
-    if (existing.status().code() != StatusCode::kNotFound) return existing.status();
+    BFS_RETURN_IF_ERROR(RequireNameFree(conn_.get(), name_));
     BFS_ASSIGN_OR_RETURN(qemu_, QemuIdentity(conn_.get()));
     if (qemu_) BFS_RETURN_IF_ERROR(CheckUserCanReach(workdir_, *qemu_, "the QEMU user"));
     summary_.name = name_;

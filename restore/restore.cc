@@ -109,13 +109,7 @@ class Restore {
     if (!o_.define) return Status::Ok();
     SilenceLibvirtErrors();
     BFS_ASSIGN_OR_RETURN(conn_, ConnectLibvirt(o_.uri));
-    auto existing = LookupDomain(conn_.get(), name_);
-    if (existing.ok()) {
-      return Status::FailedPrecondition("a domain named " + name_ +
-                                        " exists already; -N gives the restored one another name");
-    }
-    if (existing.status().code() != StatusCode::kNotFound) return existing.status();
-    return Status::Ok();
+    return RequireNameFree(conn_.get(), name_);
   }
 
   // qemu-nbd's socket for a disk: -f's name with the disk's, else in a private directory

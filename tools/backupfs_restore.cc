@@ -289,6 +289,30 @@ int ListInstant(const Args& args) {
   return kExitOk;
 }
 
+// -a instant: the summary line on success.
+backupfs::Status InstantRecovery(const Args& args, backupfs::RunLog& log, std::atomic<bool>& stop) {
+  backupfs::InstantOptions o;
+  o.input = args.input;
+  o.workdir = args.output;
+  o.until = args.until;
+  o.disk = args.disk;
+  o.name = args.name;
+  o.uri = args.uri;
+  o.migrate_to = args.migrate_to;
+  o.bandwidth = uint64_t{args.bandwidth_mib} << 20;
+  o.start = !args.no_start;
+  o.progress = !args.noprogress;
+  const auto begin = std::chrono::steady_clock::now();
+  auto summary = backupfs::RunInstant(o, log, stop);
+  if (!summary.ok()) return summary.status();
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - begin;
+  std::printf("instant recovery of %s: domain %s %s on %zu overlay(s) in %s (%.2f s)\n",
+              summary->point.c_str(), summary->name.c_str(),
+              summary->started ? "running" : "defined", summary->overlays.size(),
+              args.output.c_str(), took.count());
+  return backupfs::Status::Ok();
+}
+
 int Instant(const Args& args) {
   if (args.action == "instant-list") return ListInstant(args);
   backupfs::RunLog log(args.verbose, args.syslog, /*to_stderr=*/true, "backupfs-restore");
@@ -296,27 +320,7 @@ int Instant(const Args& args) {
   backupfs::SignalWatcher signals;
   backupfs::Status status = backupfs::Status::Ok();
   if (args.action == "instant") {
-    backupfs::InstantOptions o;
-    o.input = args.input;
-    o.workdir = args.output;
-    o.until = args.until;
-    o.disk = args.disk;
-    o.name = args.name;
-    o.uri = args.uri;
-    o.migrate_to = args.migrate_to;
-    o.bandwidth = uint64_t{args.bandwidth_mib} << 20;
-    o.start = !args.no_start;
-    o.progress = !args.noprogress;
-    const auto begin = std::chrono::steady_clock::now();
-    auto summary = backupfs::RunInstant(o, log, *signals.flag());
-    if (summary.ok()) {
-      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - begin;
-      std::printf("instant recovery of %s: domain %s %s on %zu overlay(s) in %s (%.2f s)\n",
-                  summary->point.c_str(), summary->name.c_str(),
-                  summary->started ? "running" : "defined", summary->overlays.size(),
-                  args.output.c_str(), took.count());
-    }
-    status = summary.status();
+    status = InstantRecovery(args, log, *signals.flag());
   } else if (args.action == "instant-migrate") {
     backupfs::MigrateOptions m{args.uri, args.name, args.migrate_to, !args.noprogress,
                                uint64_t{args.bandwidth_mib} << 20};
