@@ -92,7 +92,20 @@ unmount_fuse() {
   done
   ! mountpoint -q "$1" || fail "cannot unmount $1"
   for ((i = 0; i < 600 && ${#pid} > 0; i++)); do alive "$pid" || break; sleep 0.05; done
-  [[ -z $pid ]] || ! alive "$pid" || fail "FUSE daemon $pid did not exit"
+  if [[ -n $pid ]] && alive "$pid"; then
+    daemon_report "$pid" >&2
+    fail "FUSE daemon $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)) did not exit"
+  fi
+}
+# What a daemon that outlives its unmount is doing: each thread's state, wait channel and
+# kernel stack (the failed run of round 2 left nothing to tell which reader hung, or where).
+daemon_report() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    echo "thread ${t##*/}: $(cut -d' ' -f3 "$t/stat" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null)"
+    sed 's/^/    /' "$t/stack" 2>/dev/null | head -8
+  done
+  command -v gdb >/dev/null && timeout 20 gdb -p "$1" -batch -ex 'thread apply all bt 12' 2>/dev/null | grep -E '^(Thread|#)'
 }
 qsd_start() {
   local -a args=(--daemonize --pidfile "$work/qsd.pid")

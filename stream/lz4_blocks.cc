@@ -189,6 +189,62 @@ Status DecodeLz4Block(const Lz4Block& block, std::span<const uint8_t> stored,
   return Status::Ok();
 }
 
+Result<std::vector<WindowRange>> Lz4WindowReferences(std::span<const uint8_t> stored,
+                                                     uint32_t window, const std::string& what) {
+  // lz4 block format: sequences of a token (literal length << 4 | match length - 4), more
+  // length bytes when a nibble is 15, the literals, a 2-byte little-endian match offset, more
+  // match length bytes; the last sequence has literals only.
+  std::vector<WindowRange> refs;
+  const uint8_t* ip = stored.data();
+  const uint8_t* const end = ip + stored.size();
+  uint64_t pos = 0;  // of the block's content produced so far
+  auto length = [&](uint64_t n) -> Result<uint64_t> {
+    if (n != 15) return n;
+    for (;;) {
+      if (ip == end) return BadAt(what, 0, "block sequence length runs past the block");
+      const uint8_t b = *ip++;
+      n += b;
+      if (b != 255) return n;
+    }
+  };
+  while (ip < end) {
+    const uint8_t token = *ip++;
+    BFS_ASSIGN_OR_RETURN(uint64_t literals, length(token >> 4));
+    if (literals > static_cast<uint64_t>(end - ip)) {
+      return BadAt(what, 0, "block literals run past the block");
+    }
+    ip += literals;
+    pos += literals;
+    if (ip == end) break;  // the last sequence
+    if (end - ip < 2) return BadAt(what, 0, "block match offset runs past the block");
+    const uint32_t offset = uint32_t{ip[0]} | uint32_t{ip[1]} << 8;
+    ip += 2;
+    BFS_ASSIGN_OR_RETURN(uint64_t match, length(token & 15));
+    match += 4;
+    if (offset == 0) return BadAt(what, 0, "block match offset is zero");
+    if (offset > pos) {  // starts in the window
+      const uint64_t back = offset - pos;
+      if (back > window) return BadAt(what, 0, "block match reaches before its window");
+      const uint64_t begin = window - back;
+      refs.push_back({static_cast<uint32_t>(begin),
+                      static_cast<uint32_t>(std::min<uint64_t>(window, begin + match))});
+    }
+    pos += match;
+  }
+  std::sort(refs.begin(), refs.end(),
+            [](const WindowRange& a, const WindowRange& b) { return a.begin < b.begin; });
+  size_t n = 0;
+  for (const WindowRange& r : refs) {
+    if (n > 0 && r.begin <= refs[n - 1].end) {
+      refs[n - 1].end = std::max(refs[n - 1].end, r.end);
+    } else {
+      refs[n++] = r;
+    }
+  }
+  refs.resize(n);
+  return refs;
+}
+
 Result<Lz4FrameLayout> DecodeLz4Frame(std::span<const uint8_t> stored, std::span<uint8_t> out,
                                       bool verify, const std::string& what) {
   auto read = [&](uint64_t offset, std::span<uint8_t> buf) -> Status {

@@ -71,6 +71,20 @@ Status DecodeLz4Block(const Lz4Block& block, std::span<const uint8_t> stored,
                       std::span<const uint8_t> dict, std::span<uint8_t> out,
                       const std::string& what);
 
+// A range [begin, end) of offsets into the window before a block.
+struct WindowRange {
+  uint32_t begin = 0;
+  uint32_t end = 0;
+};
+
+// The parts of the `window` bytes of content before a linked block (at most 64 KiB) that the
+// block's matches read, sorted and merged: the rest of the window never reaches the block's
+// content, so a decode with only these bytes in place (the others anything) gives the same
+// content. `stored` is the block as stored (compressed; the caller has checked it: it must
+// have decoded). Corruption naming `what` when the block's sequences are malformed.
+Result<std::vector<WindowRange>> Lz4WindowReferences(std::span<const uint8_t> stored,
+                                                     uint32_t window, const std::string& what);
+
 // Decodes a whole frame (`stored` holds all of it) into `out`, exactly the frame's content size,
 // block after block, learning the true content offset and size of every block: the layout
 // returned is exact whatever the producer. With `verify`, the content checksum is checked

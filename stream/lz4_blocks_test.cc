@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 #include <lz4frame.h>
 
+#include <atomic>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "stream/frame.h"
 #include "stream/metadata.h"
@@ -31,6 +33,26 @@ std::vector<uint8_t> MixedContent(size_t size, uint64_t seed) {
     auto r = RandomBytes(kBlock, seed + off);
     std::memcpy(c.data() + off, r.data(), kBlock);
   }
+  return c;
+}
+
+// Text-like content: words from a random vocabulary, so that lz4's matches reach anywhere in
+// the 64 KiB before them (CompressibleBytes' short period only reaches just back).
+std::vector<uint8_t> WordyContent(size_t size, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::string> words(3000);
+  for (std::string& w : words) {
+    w.resize(3 + rng() % 9);
+    for (char& c : w) c = static_cast<char>('a' + rng() % 26);
+  }
+  std::vector<uint8_t> c;
+  c.reserve(size + 16);
+  while (c.size() < size) {
+    const std::string& w = words[rng() % words.size()];
+    c.insert(c.end(), w.begin(), w.end());
+    c.push_back(rng() % 8 == 0 ? '\n' : ' ');
+  }
+  c.resize(size);
   return c;
 }
 
@@ -142,6 +164,68 @@ TEST_P(Lz4BlocksTest, ALinkedBlockWithoutItsDictionaryFails) {
     failed += !s.ok() || std::memcmp(out.data(), content_.data() + b.content_offset, out.size());
   }
   EXPECT_GT(failed, 0u);  // else the test content would not exercise the dictionary
+}
+
+// A linked block decodes with only the window bytes its matches read in place (the rest
+// garbage), for mixed and for text-like content; and those bytes do matter.
+TEST_P(Lz4BlocksTest, SparseWindowsDecodeLikeTheWholeWindow) {
+  if (!GetParam().linked) GTEST_SKIP() << "independent blocks have no window";
+  for (int kind = 0; kind < 2; ++kind) {
+    content_ = kind == 0 ? MixedContent(20 * kBlock + 1234, 7) : WordyContent(20 * kBlock + 99, 8);
+    frame_ = Frame(content_, true, GetParam().block_checksums);
+    Lz4FrameLayout l = Walk();
+    size_t referenced = 0, mattered = 0;
+    std::mt19937_64 rng(kind);
+    for (size_t i = 1; i < l.blocks.size(); ++i) {
+      const Lz4Block& b = l.blocks[i];
+      if (b.raw) continue;
+      auto refs = Lz4WindowReferences(Stored(b), kBlock, "f.data");
+      ASSERT_TRUE(refs.ok()) << refs.status().ToString();
+      std::vector<uint8_t> window(kBlock);
+      for (uint8_t& x : window) x = static_cast<uint8_t>(rng());
+      const uint8_t* real = content_.data() + b.content_offset - kBlock;
+      uint32_t last_end = 0;
+      for (const WindowRange& r : *refs) {
+        ASSERT_LT(r.begin, r.end);
+        ASSERT_LE(r.end, kBlock);
+        ASSERT_TRUE(r.begin > last_end || last_end == 0) << "ranges sorted and merged";
+        last_end = r.end;
+        std::memcpy(window.data() + r.begin, real + r.begin, r.end - r.begin);
+        referenced += r.end - r.begin;
+      }
+      std::vector<uint8_t> out(b.content_size);
+      Status s = DecodeLz4Block(b, Stored(b), window, out, "f.data");
+      ASSERT_TRUE(s.ok()) << "block " << i << ": " << s.ToString();
+      ASSERT_EQ(0, std::memcmp(out.data(), content_.data() + b.content_offset, out.size()))
+          << "kind " << kind << " block " << i;
+      if (refs->empty()) continue;
+      window[(*refs)[0].begin] ^= 0x5a;  // a byte the block reads
+      s = DecodeLz4Block(b, Stored(b), window, out, "f.data");
+      mattered +=
+          !s.ok() || std::memcmp(out.data(), content_.data() + b.content_offset, out.size());
+    }
+    EXPECT_GT(referenced, 0u) << "kind " << kind;
+    EXPECT_GT(mattered, 0u) << "kind " << kind;
+  }
+}
+
+TEST(Lz4WindowReferencesTest, MalformedSequencesAreCorruption) {
+  // A token announcing 5 literals with 2 present; a match offset of zero; a cut offset.
+  for (std::vector<uint8_t> bad :
+       {std::vector<uint8_t>{0x50, 'a', 'b'}, std::vector<uint8_t>{0x10, 'a', 0, 0, 0x00, 'z'},
+        std::vector<uint8_t>{0x10, 'a', 7}}) {
+    auto r = Lz4WindowReferences(bad, kBlock, "f.data");
+    EXPECT_EQ(r.status().code(), StatusCode::kCorruption);
+  }
+  // A match 8 bytes before a 4-byte window.
+  std::vector<uint8_t> far{0x00, 8, 0, 0x00};
+  EXPECT_EQ(Lz4WindowReferences(far, 4, "f.data").status().code(), StatusCode::kCorruption);
+  std::vector<uint8_t> near{0x00, 3, 0, 0x10, 'x'};  // 4 bytes from 3 back: window [1, 4)
+  auto r = Lz4WindowReferences(near, 4, "f.data");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].begin, 1u);
+  EXPECT_EQ((*r)[0].end, 4u);
 }
 
 TEST_P(Lz4BlocksTest, AFlippedByteIsCorruptionNamingTheBlock) {
@@ -262,6 +346,37 @@ TEST_P(LinkedReaderTest, RandomReadsEqualTheContent) {
   buf.resize(content.size());
   ASSERT_TRUE((*r)->Read(0, buf).ok());
   EXPECT_EQ(buf, content);
+}
+
+// Text-like content, whose blocks need windows of every size (sparse ones and, past the sparse
+// limit, compressed whole ones), read at random offsets by four threads at once through one
+// reader: blocks of the same frames are decoded, learnt and evicted concurrently.
+TEST_P(LinkedReaderTest, ConcurrentRandomReadsOfTextEqualTheContent) {
+  testing::ScratchDir dir;
+  const std::vector<uint8_t> content = WordyContent(4 * 24 * kBlock + 777, 11);
+  const std::string path = WriteLinkedFile(dir, content, 4, true);
+  ReaderOptions o;
+  o.cache_bytes = GetParam();
+  auto r = StreamReader::Open(path, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(100 + t);
+      std::vector<uint8_t> buf;
+      for (int i = 0; i < 300; ++i) {
+        const uint64_t len = 1 + rng() % (i % 5 == 0 ? 200000 : 4096);
+        const uint64_t off = rng() % (content.size() - len);
+        buf.resize(len);
+        if (!(*r)->Read(off, buf).ok() || std::memcmp(buf.data(), content.data() + off, len)) {
+          ++bad;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(CacheBytes, LinkedReaderTest,

@@ -92,6 +92,14 @@ class StreamReader {
   Result<BlockMapPtr> GetBlockMap(const Chunk& chunk);
   Result<BlockMapPtr> BuildBlockMap(const Chunk& chunk);
   Result<BlockMapPtr> LearnBlockMap(const Chunk& chunk);
+  // Restart points for a linked frame decoded whole (`content`, from `stored`): a sparse window
+  // for each block whose matches read little of the 64 KiB before it, else the compressed
+  // window every few blocks; within the cache's side budget (blocks past it get none).
+  Status KeepRestartPoints(const Chunk& chunk, std::span<const uint8_t> content,
+                           std::span<const uint8_t> stored, BlockMap& map);
+  // Corruption unless block i, decoded alone into `content`, hashes as the whole decode did.
+  Status CheckLoneBlock(const Chunk& chunk, const BlockMap& map, size_t i,
+                        std::span<const uint8_t> content) const;
   Result<ChunkCache::ChunkPtr> GetBlock(const Chunk& chunk, const BlockMap& map, size_t i);
   Status DecodeBlock(const Chunk& chunk, const BlockMap& map, size_t i, std::span<uint8_t> out);
   // The content just before block i of a linked frame (empty for the first block), decoding

@@ -22,6 +22,10 @@ namespace {
 // kRestartEvery-th block: a random read then decodes at most kRestartEvery blocks.
 constexpr size_t kRestartEvery = 4;
 constexpr size_t kWindow = 64 * 1024;
+// A block gets a sparse window (see BlockMap) when it costs at most this much; a compressed
+// whole window (about half of 64 KiB for data that lz4 halves) is kept every kRestartEvery-th
+// block otherwise.
+constexpr size_t kSparseMax = 8 * 1024;
 
 // A per-thread buffer that only grows (block-sized: at most 4 MiB).
 std::span<uint8_t> Scratch(std::unique_ptr<uint8_t[]>& bytes, size_t& capacity, size_t size) {
@@ -53,6 +57,21 @@ struct StreamReader::BlockMap {
   Lz4FrameLayout layout;
   // Linked frames: restart[i], when set, is the lz4-compressed content before block i.
   std::vector<std::shared_ptr<const Lz4Bytes>> restart;
+  // Linked frames: block i's sparse window, when sparse_first[i] < sparse_first[i + 1], is
+  // ranges [sparse_first[i], sparse_first[i + 1]) of `sparse`: the only bytes of the 64 KiB
+  // before block i that its matches read (Lz4WindowReferences), copied from a checked decode.
+  // A block whose matches read nothing before it (and a raw one) has an empty window.
+  struct SparseRange {
+    WindowRange range;
+    uint32_t at = 0;  // of its bytes in sparse_bytes
+  };
+  std::vector<uint32_t> sparse_first;  // blocks.size() + 1 entries, or none
+  std::vector<bool> has_sparse;        // block i can be decoded from its sparse window
+  std::vector<SparseRange> sparse;
+  Lz4Bytes sparse_bytes;
+  // Linked frames: XXH3 of every block's content from the checked whole decode; a block
+  // decoded alone must match it before it is returned.
+  std::vector<uint64_t> content_hash;
   uint64_t restart_bytes = 0;  // taken from cache's side budget, given back on destruction
   std::shared_ptr<ChunkCache> cache;
 
@@ -162,15 +181,7 @@ Result<StreamReader::BlockMapPtr> StreamReader::LearnBlockMap(const Chunk& chunk
   map->cache = cache_;
   const auto& blocks = map->layout.blocks;
   if (map->layout.linked) {
-    map->restart.resize(blocks.size());
-    for (size_t i = kRestartEvery; i < blocks.size(); i += kRestartEvery) {
-      if (blocks[i - 1].raw) continue;  // its stored bytes are its content: a free restart
-      std::span<const uint8_t> dict = content.subspan(blocks[i].content_offset - kWindow, kWindow);
-      std::shared_ptr<const Lz4Bytes> packed = CompressBlock(dict);
-      if (!cache_->TakeSideBytes(packed->capacity())) break;  // the budget is spent
-      map->restart_bytes += packed->capacity();
-      map->restart[i] = std::move(packed);
-    }
+    BFS_RETURN_IF_ERROR(KeepRestartPoints(chunk, content, stored, *map));
   }
   for (size_t i = 0; i < blocks.size(); ++i) {
     const Lz4Block& b = blocks[i];
@@ -179,6 +190,78 @@ Result<StreamReader::BlockMapPtr> StreamReader::LearnBlockMap(const Chunk& chunk
     cache_->Put(cache_owner_, map->Key(chunk, i), std::move(block));
   }
   return BlockMapPtr(std::move(map));
+}
+
+Status StreamReader::KeepRestartPoints(const Chunk& chunk, std::span<const uint8_t> content,
+                                       std::span<const uint8_t> stored, BlockMap& map) {
+  const auto& blocks = map.layout.blocks;
+  map.restart.resize(blocks.size());
+  const uint64_t fixed = blocks.size() * (sizeof(uint64_t) + sizeof(uint32_t) + 1);
+  if (!cache_->TakeSideBytes(fixed)) return Status::Ok();  // the budget is spent
+  map.restart_bytes += fixed;
+  map.content_hash.resize(blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    map.content_hash[i] = Xxh3(content.subspan(blocks[i].content_offset, blocks[i].content_size));
+  }
+  map.has_sparse.assign(blocks.size(), false);
+  map.sparse_first.assign(blocks.size() + 1, 0);
+  std::vector<std::pair<size_t, std::vector<WindowRange>>> windows;
+  for (size_t i = 1; i < blocks.size(); ++i) {
+    const Lz4Block& b = blocks[i];
+    if (blocks[i - 1].raw) continue;  // its stored bytes are its content: a free restart
+    std::span<const uint8_t> window = content.subspan(b.content_offset - kWindow, kWindow);
+    Result<std::vector<WindowRange>> refs =
+        b.raw ? std::vector<WindowRange>{}
+              : Lz4WindowReferences(stored.subspan(b.stored_offset, b.stored_size), kWindow,
+                                    Where(chunk));
+    uint64_t cost = 0;
+    if (refs.ok()) {
+      cost = refs->size() * sizeof(BlockMap::SparseRange);
+      for (const WindowRange& r : *refs) cost += r.end - r.begin;
+    }
+    if (refs.ok() && cost <= kSparseMax) {
+      if (!cache_->TakeSideBytes(cost)) break;  // the budget is spent
+      map.restart_bytes += cost;
+      map.has_sparse[i] = true;
+      windows.emplace_back(i, std::move(refs).value());
+    } else if (i % kRestartEvery == 0) {
+      std::shared_ptr<const Lz4Bytes> packed = CompressBlock(window);
+      if (!cache_->TakeSideBytes(packed->capacity())) break;
+      map.restart_bytes += packed->capacity();
+      map.restart[i] = std::move(packed);
+    }
+  }
+  // Lay the sparse windows out in two flat arrays (a few allocations per frame, not per block).
+  size_t ranges = 0, bytes = 0;
+  for (const auto& [i, refs] : windows) {
+    ranges += refs.size();
+    for (const WindowRange& r : refs) bytes += r.end - r.begin;
+  }
+  map.sparse.reserve(ranges);
+  map.sparse_bytes.resize(bytes);
+  size_t next = 1, at = 0;
+  for (const auto& [i, refs] : windows) {
+    for (; next <= i; ++next) map.sparse_first[next] = static_cast<uint32_t>(map.sparse.size());
+    const uint8_t* window = content.data() + blocks[i].content_offset - kWindow;
+    for (const WindowRange& r : refs) {
+      map.sparse.push_back({r, static_cast<uint32_t>(at)});
+      std::memcpy(map.sparse_bytes.data() + at, window + r.begin, r.end - r.begin);
+      at += r.end - r.begin;
+    }
+  }
+  for (; next <= blocks.size(); ++next) {
+    map.sparse_first[next] = static_cast<uint32_t>(map.sparse.size());
+  }
+  return Status::Ok();
+}
+
+Status StreamReader::CheckLoneBlock(const Chunk& chunk, const BlockMap& map, size_t i,
+                                    std::span<const uint8_t> content) const {
+  if (!map.content_hash.empty() && Xxh3(content) != map.content_hash[i]) {
+    return Status::Corruption(Where(chunk) + ": lz4 block " + std::to_string(i) +
+                              " decoded alone differs from the checked whole decode");
+  }
+  return Status::Ok();
 }
 
 Result<ChunkCache::ChunkPtr> StreamReader::GetBlock(const Chunk& chunk, const BlockMap& map,
@@ -218,7 +301,8 @@ Status StreamReader::DecodeBlock(const Chunk& chunk, const BlockMap& map, size_t
   BFS_ASSIGN_OR_RETURN(
       std::span<const uint8_t> stored,
       ReadStoredBlock(chunk, map, i, Scratch(buf, capacity, map.layout.blocks[i].stored_size)));
-  return DecodeLz4Block(map.layout.blocks[i], stored, dict, out, Where(chunk));
+  BFS_RETURN_IF_ERROR(DecodeLz4Block(map.layout.blocks[i], stored, dict, out, Where(chunk)));
+  return CheckLoneBlock(chunk, map, i, out);
 }
 
 Result<std::span<const uint8_t>> StreamReader::BlockDictionary(
@@ -238,6 +322,17 @@ Result<std::span<const uint8_t>> StreamReader::BlockDictionary(
       std::shared_ptr<DecodedChunk> raw = cache_->NewChunk(blocks[s - 1].stored_size);
       BFS_ASSIGN_OR_RETURN(dict, ReadStoredBlock(chunk, map, s - 1, {raw->bytes.get(), raw->size}));
       keep.push_back(std::move(raw));
+      break;
+    }
+    if (!map.has_sparse.empty() && map.has_sparse[s]) {
+      std::shared_ptr<DecodedChunk> window = cache_->NewChunk(kWindow);
+      for (uint32_t k = map.sparse_first[s]; k < map.sparse_first[s + 1]; ++k) {
+        const BlockMap::SparseRange& r = map.sparse[k];
+        std::memcpy(window->bytes.get() + r.range.begin, map.sparse_bytes.data() + r.at,
+                    r.range.end - r.range.begin);
+      }
+      dict = std::span<const uint8_t>(window->bytes.get(), kWindow);
+      keep.push_back(std::move(window));
       break;
     }
     if (const auto& packed = map.restart[s]) {
@@ -264,6 +359,7 @@ Result<std::span<const uint8_t>> StreamReader::BlockDictionary(
         ReadStoredBlock(chunk, map, s, Scratch(buf, capacity, blocks[s].stored_size)));
     BFS_RETURN_IF_ERROR(
         DecodeLz4Block(blocks[s], stored, dict, {block->bytes.get(), block->size}, Where(chunk)));
+    BFS_RETURN_IF_ERROR(CheckLoneBlock(chunk, map, s, {block->bytes.get(), block->size}));
     dict = std::span<const uint8_t>(block->bytes.get(), block->size);
     cache_->Put(cache_owner_, map.Key(chunk, s), block);
     keep.push_back(std::move(block));
