@@ -104,6 +104,9 @@ class Lz4BlocksTest : public ::testing::TestWithParam<Param> {
   std::vector<uint8_t> content_, frame_;
 };
 
+// The cases that only linked blocks have (a dictionary, a window), for both checksum settings.
+class LinkedLz4BlocksTest : public Lz4BlocksTest {};
+
 TEST_P(Lz4BlocksTest, WalkFindsEveryBlockFromItsHeader) {
   Lz4FrameLayout l = Walk();
   ASSERT_EQ(l.blocks.size(), 21u);
@@ -152,8 +155,7 @@ TEST_P(Lz4BlocksTest, SingleBlocksDecodeAloneLikeTheWholeFrame) {
   }
 }
 
-TEST_P(Lz4BlocksTest, ALinkedBlockWithoutItsDictionaryFails) {
-  if (!GetParam().linked) GTEST_SKIP() << "independent blocks need no dictionary";
+TEST_P(LinkedLz4BlocksTest, ALinkedBlockWithoutItsDictionaryFails) {
   Lz4FrameLayout l = Walk();
   size_t failed = 0;
   for (size_t i = 1; i < l.blocks.size(); ++i) {
@@ -168,8 +170,7 @@ TEST_P(Lz4BlocksTest, ALinkedBlockWithoutItsDictionaryFails) {
 
 // A linked block decodes with only the window bytes its matches read in place (the rest
 // garbage), for mixed and for text-like content; and those bytes do matter.
-TEST_P(Lz4BlocksTest, SparseWindowsDecodeLikeTheWholeWindow) {
-  if (!GetParam().linked) GTEST_SKIP() << "independent blocks have no window";
+TEST_P(LinkedLz4BlocksTest, SparseWindowsDecodeLikeTheWholeWindow) {
   for (int kind = 0; kind < 2; ++kind) {
     content_ = kind == 0 ? MixedContent(20 * kBlock + 1234, 7) : WordyContent(20 * kBlock + 99, 8);
     frame_ = Frame(content_, true, GetParam().block_checksums);
@@ -273,6 +274,12 @@ TEST_P(Lz4BlocksTest, TruncatedOrBadFramesAreCorruption) {
   EXPECT_EQ(DecodeLz4Block(shorter, Stored(b), {}, out, "f.data").code(), StatusCode::kCorruption);
 }
 
+INSTANTIATE_TEST_SUITE_P(Frames, LinkedLz4BlocksTest,
+                         ::testing::Values(Param{true, true}, Param{true, false}),
+                         [](const auto& p) {
+                           return std::string("Linked") +
+                                  (p.param.block_checksums ? "BlockSums" : "NoBlockSums");
+                         });
 INSTANTIATE_TEST_SUITE_P(Frames, Lz4BlocksTest,
                          ::testing::Values(Param{true, true}, Param{true, false},
                                            Param{false, true}, Param{false, false}),
