@@ -111,11 +111,15 @@ Result<std::optional<QemuProcessUser>> QemuUser(virConnectPtr conn) {
 
 Result<BlockJobState> GetBlockJob(virDomainPtr dom, const std::string& domain,
                                   const std::string& disk) {
+  BlockJobState s;
+  // A shut-off domain runs no jobs (and libvirt refuses the question).
+  const int active = virDomainIsActive(dom);
+  if (active < 0) return LibvirtError("domain " + domain + ": cannot read its state");
+  if (active == 0) return s;
   virDomainBlockJobInfo info{};
   int r = virDomainGetBlockJobInfo(dom, disk.c_str(), &info, 0);
   if (r < 0)
     return LibvirtError("domain " + domain + " disk " + disk + ": cannot read its block job");
-  BlockJobState s;
   s.exists = r == 1;
   s.type = info.type;
   s.cur = info.cur;

@@ -40,7 +40,7 @@ struct QemuProcessUser {
 };
 Result<std::optional<QemuProcessUser>> QemuUser(virConnectPtr conn);
 
-// A block job on one disk, as virDomainGetBlockJobInfo reports it.
+// A block job on one disk, as virDomainGetBlockJobInfo reports it (none on a shut-off domain).
 struct BlockJobState {
   bool exists = false;
   int type = 0;  // virDomainBlockJobType

@@ -11,10 +11,14 @@
 #             file keeps its checksum.
 #   refusals: an unknown point, a domain name in use, a WORKDIR under a directory the QEMU user
 #             cannot search: exit 1 naming it, and nothing left (no domain, mount, WORKDIR).
+#             --no-start: defined, shut off, listed; instant-end removes it all.
 #   faults:   the backupfs daemon killed under a running instant domain: guest reads fail (no
 #             wrong data), the list says stale with what to do, the saveset and the overlay are
 #             intact; destroy + instant-resume mounts again and the reads work. A corrupt chunk
-#             read by the guest: an I/O error, logged with the data file and offset. instant-end
+#             read by the guest: an I/O error, logged with the data file and offset. As after a
+#             host reboot (domain off, mount gone): listed as missing with the command to run,
+#             and instant-resume brings it back. A mount whose domain was undefined by hand:
+#             listed as a leftover with the command that clears it. instant-end
 #             refused while a copy job runs, then it removes domain, overlays, mount, WORKDIR.
 #   live:     instant-migrate into a 16 MiB filesystem fails (full), the domain keeps running on
 #             its overlays, no partial image stays, the list says failed; a slow copy
@@ -186,6 +190,16 @@ nothing_left "$I1-z" "$T/closed/w"
 restore_expect_rc 2 "instant without -o" "-o WORKDIR" "$RESTORE" -a instant -i "$S"
 restore_expect_rc 1 "end of a domain that is not instant" "not an instant-recovery domain" "$RESTORE" -a instant-end -N "$DOM"
 
+# --no-start defines, does not start; a shut-off instant domain ends as well.
+I5="bfsit-inst-$$-e"
+instant "$I5" -i "$S" -o "$T/work-e" --no-start
+grep -qF "domain $I5 defined on" "$T/instant.out" || harness_fail "--no-start summary: $(cat "$T/instant.out")"
+[[ "$(harness_virsh domstate "$I5")" == "shut off" ]] || harness_fail "$I5 runs despite --no-start"
+[[ "$(listed "$I5")" =~ ^$I5\ +shut-off\ .*\ mounted\  ]] || harness_fail "list: $(cat "$T/list.out")"
+"$RESTORE" -a instant-end -N "$I5" 2>"$T/end.err" || harness_fail "instant-end of a shut-off domain: $(cat "$T/end.err")"
+nothing_left "$I5" "$T/work-e"
+harness_log "ok: --no-start, and the end of a shut-off instant domain"
+
 # ---------------------------------------------------------------------------------------
 # The daemon killed under a running domain, resume, a copy job blocking the end.
 I2="bfsit-inst-$$-b"
@@ -212,6 +226,16 @@ harness_virsh destroy "$I2" >/dev/null
 restore_guest_read "$I2" vda $((8 * M)) $M 0x5a ok
 [[ "$(listed "$I2")" == *" mounted "* ]] || harness_fail "not mounted after resume: $(cat "$T/list.out")"
 harness_log "ok: instant-resume mounted again and started $I2"
+# As after a host reboot: the domain shut off, the mount gone. Found again, resumed.
+harness_virsh destroy "$I2" >/dev/null
+fusermount3 -u -z "$W2/backupfs-instant.mnt"
+line="$(listed "$I2")"
+[[ "$line" =~ ^$I2\ +shut-off\ .*\ missing\  ]] || harness_fail "list after a 'reboot': $line"
+grep -A2 -E "^$I2 " "$T/list.out" | grep -qF "backupfs-restore -a instant-resume -N $I2" ||
+    harness_fail "no advice after a 'reboot': $(cat "$T/list.out")"
+"$RESTORE" -a instant-resume -N "$I2" 2>"$T/resume.err" || harness_fail "instant-resume: $(cat "$T/resume.err")"
+restore_guest_read "$I2" vda $((8 * M)) $M 0x5a ok
+harness_log "ok: after a 'reboot' the list says what to run, and instant-resume brings $I2 back"
 
 harness_virsh blockcopy "$I2" vda "$T/foreign.qcow2" --format qcow2 --transient-job --bandwidth 1 >/dev/null ||
     harness_fail "virsh blockcopy on $I2 failed"
@@ -234,8 +258,18 @@ guest_read_fails "$I3" vda 0 $((64 * M))
 grep -E "$inc_file.*offset [0-9]+" "$W3/backupfs-instant.log" ||
     harness_fail "the daemon's log names no file and offset: $(cat "$W3/backupfs-instant.log")"
 restore_guest_read "$I3" vdb 0 $((64 * 1024)) 0x22 ok
-"$RESTORE" -a instant-end -N "$I3" 2>"$T/end.err" || harness_fail "instant-end $I3: $(cat "$T/end.err")"
+# Its domain removed by hand: the mount is listed as a leftover, with the command that clears it.
+harness_virsh destroy "$I3" >/dev/null
+harness_virsh undefine "$I3" >/dev/null
+"$RESTORE" -a instant-list >"$T/list.out" 2>&1 || harness_fail "instant-list: $(cat "$T/list.out")"
+clear="$(sed -n "s|^leftover: $W3/backupfs-instant.mnt: .*clear it with: ||p" "$T/list.out")"
+[[ "$clear" == "fusermount3 -u $W3/backupfs-instant.mnt" ]] || harness_fail "no leftover line for $W3: $(cat "$T/list.out")"
+$clear || harness_fail "'$clear' failed"
+"$RESTORE" -a instant-list >"$T/list.out" 2>&1 || harness_fail "instant-list: $(cat "$T/list.out")"
+! grep -qF "$W3" "$T/list.out" || harness_fail "still listed after clearing: $(cat "$T/list.out")"
+rm -rf "$W3"
 nothing_left "$I3" "$W3"
+harness_log "ok: a mount whose domain was undefined by hand is listed as a leftover and cleared"
 
 # ---------------------------------------------------------------------------------------
 # Live restore: a target that fills up, then a real one.
