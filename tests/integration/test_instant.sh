@@ -3,7 +3,8 @@
 #
 # Instant recovery, live restore and NBD export with real libvirtd, QEMU (TCG) and FUSE, on
 # savesets backupfs-capture takes of a running domain with vda 64 MiB and vdb 32 MiB (full +
-# inc, plain; and an lz4 copy backup), every guest write mirrored in raw references:
+# inc, plain; and an lz4 copy backup) and virtnbdbackup's -z copy of it, every guest write
+# mirrored in raw references:
 #   instant:  -a instant -u the inc point: one summary line, the domain runs on qcow2 overlays
 #             in WORKDIR backed by the mounted point; data written before the backup reads back
 #             in the guest (HMP qemu-io "read -P"); -a instant-list shows it; guest writes land
@@ -26,8 +27,8 @@
 #             killed with SIGKILL: its copy runs on, the list shows it, the next run takes it
 #             over and finishes: the domain runs on standalone qcow2 images (no backing file)
 #             equal to the overlays' view (qemu-img compare), the mount and WORKDIR are gone.
-#             -a instant --migrate-to from the lz4 saveset in one command: the same, equal to
-#             the backup's reference.
+#             -a instant --migrate-to in one command from the lz4 saveset, and from a saveset
+#             virtnbdbackup wrote with -z (linked lz4 frames): equal to the backup's reference.
 #   export:   -a export of a plain point on a unix socket (read-only: nbdinfo, nbdcopy equal to
 #             the reference, writes refused) and of the lz4 saveset on TCP 127.0.0.1 with
 #             --writable (writes read back, the whole image equals reference + writes, the
@@ -48,7 +49,7 @@ for b in "$CAPTURE" "$RESTORE" "$BUILD_DIR/tools/backupfs"; do
 done
 harness_init
 harness_need_fuse
-harness_require qemu-img qemu-io nbdinfo nbdcopy mkfs.ext4 losetup sha256sum
+harness_require qemu-img qemu-io nbdinfo nbdcopy nbdkit mkfs.ext4 losetup sha256sum virtnbdbackup
 harness_start_libvirtd
 T="$HARNESS_DIR"
 M=$((1024 * 1024))
@@ -135,6 +136,9 @@ harness_guest_write "$DOM" vda $((24 * M)) $((24 * M)) file "$T/rnd" # for the f
 harness_guest_write "$DOM" vdb 0 $((64 * 1024)) pattern 0x22
 "$CAPTURE" -d "$DOM" -l inc -o "$S" >/dev/null 2>"$T/capture.err" || harness_fail "inc: $(cat "$T/capture.err")"
 "$CAPTURE" -d "$DOM" -l copy -z -o "$Z" >/dev/null 2>"$T/capture.err" || harness_fail "copy -z: $(cat "$T/capture.err")"
+V="$T/vnb-lz4" # virtnbdbackup's own -z: linked lz4 frames
+timeout 300 virtnbdbackup -d "$DOM" -l copy -z -o "$V" -n >"$T/vnb.log" 2>&1 ||
+    harness_fail "virtnbdbackup -l copy -z failed: $(tail -n 20 "$T/vnb.log")"
 for d in vda vdb; do harness_snapshot_ref "$DOM" "$d" "$T/point1/$d.raw"; done
 saveset_sums "$S" >"$T/plain.sums"
 saveset_sums "$Z" >"$T/lz4.sums"
@@ -342,6 +346,15 @@ done
 nothing_left "no-such-domain-$$" "$T/work-d"
 saveset_sums "$Z" | diff "$T/lz4.sums" - >&2 || harness_fail "the lz4 saveset changed"
 harness_log "ok: -a instant --migrate-to from lz4: standalone images equal to the backup"
+# The same from virtnbdbackup's -z saveset (linked lz4 frames).
+I6="bfsit-inst-$$-f"
+instant "$I6" -i "$V" -o "$T/work-f" --migrate-to "$T/final-f"
+for d in vda vdb; do
+    qemu-img compare -U -F qcow2 -f raw "$T/point1/$d.raw" "$T/final-f/$DOM.$d.qcow2" >&2 ||
+        harness_fail "the live restore of $d from virtnbdbackup's -z saveset differs from the reference"
+done
+nothing_left "no-such-domain-$$" "$T/work-f"
+harness_log "ok: -a instant --migrate-to from virtnbdbackup's -z saveset: equal to the backup"
 
 # ---------------------------------------------------------------------------------------
 # NBD export.
