@@ -146,8 +146,12 @@ export_read() {
   rm -f "$sock"
   if [[ $kind == ref || $kind == qemu-nbd ]]; then
     local img="$work/a1/ref.raw"
-    # The alternative server: qemu-nbd on the same mounted image our export's nbdkit serves.
-    [[ $kind == ref ]] || img="$work/mnt/latest/vda.raw"
+    if [[ $kind == qemu-nbd ]]; then
+      # The alternative server: qemu-nbd on a fresh mount, as our export's nbdkit gets (a
+      # mount kept from an earlier round would serve from its page cache).
+      "$build/tools/backupfs" "$work/a1/plain" "$work/mnt" || fail "cannot mount a1 for qemu-nbd"
+      img="$work/mnt/latest/vda.raw"
+    fi
     qemu-nbd -r -f raw -x vda -k "$sock" --persistent --shared=0 "$img" &
     pid=$!
     uri="nbd+unix:///vda?socket=$sock"
@@ -167,11 +171,11 @@ export_read() {
   t1=$(now)
   kill -TERM "$pid"
   wait "$pid" || true
+  if [[ $kind == qemu-nbd ]]; then fusermount3 -u "$work/mnt" || fail "cannot unmount $work/mnt"; fi
   record "export/a1 $kind" "$(secs "$t0" "$t1")"
 }
 
 mkdir -p "$work/mnt"
-"$build/tools/backupfs" "$work/a1/plain" "$work/mnt" || fail "cannot mount a1 for qemu-nbd"
 
 # Warm-up (untimed): programs and savesets in the page cache for everyone alike.
 for s in a1 a50 c1 c50; do cat "$work/$s/plain/"* >/dev/null; done

@@ -1,8 +1,8 @@
 // An nbdkit server on one raw image (its file plugin): how `backupfs-restore -a export` serves
-// a restore point's disk from the mounted saveset. Measured against qemu-nbd on the same
-// mounted image, nbdkit reads a 1 GiB point over NBD in half the time
-// (bench/RESULTS-instant.md). Writable exports go through nbdkit's cow filter: writes land in
-// a temporary overlay that nbdkit removes when it exits; the image itself is never written.
+// a restore point's disk from the mounted saveset. qemu-nbd on the same fresh mount reads as
+// fast (bench/RESULTS-instant.md); nbdkit brings what an export needs: --exit-with-parent (no
+// server outlives a killed export) and the cow filter for writable exports, whose writes land
+// in an unlinked temporary overlay, so nothing of them remains once nbdkit is gone.
 #pragma once
 
 #include <memory>
