@@ -10,7 +10,8 @@
 #   virsh start (virtnbdmap needs the nbd kernel module, which these machines lack); for a1,
 #   a50 and c1 (c50's anchor would only repeat c1's point).
 #   live restore of a1: backupfs-restore -a instant-migrate of a running instant domain, against
-#   backupfs-restore -a restore of the same point (qcow2, fsynced); target: <= 1.5x.
+#   backupfs-restore -a restore of the same point (qcow2, fsynced); target: <= 1.5x. The floor:
+#   the same block copy (and flush) of a domain whose overlay sits on the local raw reference.
 #   NBD export of a1 (plain and lz4): nbdcopy of the whole disk to null: through our export
 #   (nbdkit's file plugin on the mounted image), against qemu-nbd serving the raw reference
 #   file (the limit) and qemu-nbd on the mounted plain image (the alternative server).
@@ -128,6 +129,30 @@ live_restore() {
   virsh -q -c qemu:///system undefine "$name" >/dev/null
   rm -rf "$work/live"
 }
+# mirror_local : the same copy (libvirt block copy, full, pivot, flush) of a domain whose
+# overlay is backed by the local raw reference instead of the mount: what QEMU's mirror costs
+# without FUSE, the floor of a live restore here.
+mirror_local() {
+  local name=bfsbench-mirror t0 t1
+  rm -rf "$work/ml" && mkdir -m 0755 "$work/ml"
+  qemu-img create -q -f qcow2 -b "$work/a1/ref.raw" -F raw "$work/ml/overlay.qcow2"
+  sed -e "s|<name>bfsbench</name>|<name>$name</name>|" \
+    -e "s|/var/lib/libvirt/images/bfsbench.vda.qcow2|$work/ml/overlay.qcow2|" \
+    "$work/a1/plain/vmconfig.virtnbdbackup.0.xml" >"$work/ml/dom.xml"
+  virsh -q -c qemu:///system define "$work/ml/dom.xml" >/dev/null || fail "define $name"
+  virsh -q -c qemu:///system start "$name" >/dev/null || fail "start $name"
+  sync
+  t0=$(now)
+  virsh -q -c qemu:///system blockcopy "$name" vda "$work/ml/copy.qcow2" --format qcow2 \
+    --transient-job --wait --pivot >/dev/null || fail "blockcopy of $name"
+  python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$work/ml/copy.qcow2"
+  t1=$(now)
+  record "live/a1 mirror of a local raw (floor)" "$(secs "$t0" "$t1")"
+  virsh -q -c qemu:///system destroy "$name" >/dev/null
+  virsh -q -c qemu:///system undefine "$name" >/dev/null
+  rm -rf "$work/ml"
+}
+
 offline_restore() {
   local t0 t1
   rm -rf "$work/restored"
@@ -188,6 +213,7 @@ for ((r = 1; r <= reps; r++)); do
   for s in a1 a50 c1 c50; do ours_instant "$s"; done
   for s in a1 a50 c1; do anchor_instant "$s"; done
   if ((r % 2)); then live_restore; offline_restore; else offline_restore; live_restore; fi
+  mirror_local
   for k in ref plain lz4 qemu-nbd; do export_read "$k"; done
 done
 
@@ -213,6 +239,9 @@ o = [med[f"instant/{s} ours"] for s in ("a1", "a50", "c1", "c50")]
 print(f"spread of ours over size and chain length: max/min {max(o) / min(o):.2f}")
 lr, rs = med["live/a1 instant-migrate"], med["live/a1 restore"]
 print(f"live restore of 1 GiB: {lr:.2f} s vs -a restore {rs:.2f} s: {lr / rs:.2f}x (target <= 1.5x)")
+fl = med["live/a1 mirror of a local raw (floor)"]
+print(f"  floor: QEMU's mirror of the same disk from a local raw file {fl:.2f} s: live restore "
+      f"{lr / fl:.2f}x of it; the floor itself is {fl / rs:.2f}x of -a restore")
 ref = med["export/a1 ref"]
 for k in ("plain", "lz4", "qemu-nbd"):
     print(f"export {k}: nbdcopy 1 GiB {med[f'export/a1 {k}']:.2f} s vs qemu-nbd on a raw file "
