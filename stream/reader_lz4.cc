@@ -83,8 +83,25 @@ struct StreamReader::BlockMap {
   }
 };
 
+void StreamReader::MaybeDecodeAhead(const Chunk& chunk, uint64_t offset_in_chunk, size_t size) {
+  // The kernel's readahead (up to a few MiB) and several FUSE threads reorder a sequential
+  // reader's requests a little; a random reader lands this near the previous read rarely.
+  constexpr uint64_t kNear = 4u << 20;
+  const uint64_t pos = chunk.offset + offset_in_chunk;
+  const uint64_t prev = last_read_end_.exchange(pos + size, std::memory_order_relaxed);
+  if (pos + kNear < prev || pos > prev + kNear) return;
+  const size_t next = ChunkNumber(chunk) + 1;
+  if (next >= index_.chunks.size()) return;
+  const Chunk& c = index_.chunks[next];
+  // Only chunks learnt by a whole decode (see BuildBlockMap), that fit the cache four times.
+  if (!c.compressed || c.has_checksum || c.length > cache_->capacity() / 4) return;
+  if (ahead_queued_[next].exchange(true, std::memory_order_relaxed)) return;
+  ahead_->Request(next);
+}
+
 Status StreamReader::ReadCompressed(const Chunk& chunk, uint64_t offset_in_chunk,
                                     std::span<uint8_t> out) {
+  if (ahead_) MaybeDecodeAhead(chunk, offset_in_chunk, out.size());
   BFS_ASSIGN_OR_RETURN(BlockMapPtr map, GetBlockMap(chunk));
   if (map->whole) {
     BFS_ASSIGN_OR_RETURN(auto decoded, Decode(chunk));
