@@ -141,6 +141,53 @@ TEST_P(Lz4BlocksTest, WholeDecodeLearnsTheSameLayoutAndContent) {
   }
 }
 
+// Block by block into separate buffers (the cache's): the same layout and content, and a
+// flipped content byte is a content checksum mismatch (the frame has one; blocks checksums or
+// not).
+std::vector<uint8_t> DecodeInBlocks(const std::vector<uint8_t>& frame, size_t content_size,
+                                    Status* status, Lz4FrameLayout* layout) {
+  std::vector<std::vector<uint8_t>> bufs;
+  std::vector<uint8_t> joined;
+  auto l = DecodeLz4FrameInBlocks(
+      frame, content_size,
+      [&](size_t i, size_t room) {
+        EXPECT_EQ(i, bufs.size());
+        bufs.emplace_back(room);
+        return std::span<uint8_t>(bufs.back());
+      },
+      [&](size_t i, std::span<const uint8_t> c) {
+        EXPECT_EQ(c.data(), bufs[i].data());
+        joined.insert(joined.end(), c.begin(), c.end());
+      },
+      "f.data");
+  *status = l.status();
+  if (l.ok()) *layout = *l;
+  return joined;
+}
+
+TEST_P(Lz4BlocksTest, DecodeInBlocksLearnsTheSameLayoutAndContent) {
+  Status s;
+  Lz4FrameLayout l;
+  EXPECT_EQ(DecodeInBlocks(frame_, content_.size(), &s, &l), content_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  Lz4FrameLayout walked = Walk();
+  ASSERT_EQ(l.blocks.size(), walked.blocks.size());
+  for (size_t i = 0; i < walked.blocks.size(); ++i) {
+    EXPECT_EQ(l.blocks[i].content_offset, walked.blocks[i].content_offset);
+    EXPECT_EQ(l.blocks[i].content_size, walked.blocks[i].content_size);
+  }
+}
+
+TEST_P(Lz4BlocksTest, DecodeInBlocksChecksTheContent) {
+  // The content checksum is the frame's last 4 bytes: damage it, the blocks still decode.
+  frame_[frame_.size() - 2] ^= 0x01;
+  Status s;
+  Lz4FrameLayout l;
+  DecodeInBlocks(frame_, content_.size(), &s, &l);
+  EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.ToString();
+  EXPECT_NE(s.message().find("content checksum mismatch"), std::string::npos) << s.ToString();
+}
+
 // Every block alone, with the content before it as dictionary when linked (a restart point).
 TEST_P(Lz4BlocksTest, SingleBlocksDecodeAloneLikeTheWholeFrame) {
   Lz4FrameLayout l = Walk();

@@ -102,11 +102,16 @@ class StreamReader {
   Result<BlockMapPtr> GetBlockMap(const Chunk& chunk);
   Result<BlockMapPtr> BuildBlockMap(const Chunk& chunk);
   Result<BlockMapPtr> LearnBlockMap(const Chunk& chunk);
-  // Restart points for a linked frame decoded whole (`content`, from `stored`): a sparse window
-  // for each block whose matches read little of the 64 KiB before it, else the compressed
-  // window every few blocks; within the cache's side budget (blocks past it get none).
-  Status KeepRestartPoints(const Chunk& chunk, std::span<const uint8_t> content,
-                           std::span<const uint8_t> stored, BlockMap& map);
+  // A frame that cannot be split decoded whole into one buffer (`stored`: all of it), kept.
+  Result<BlockMapPtr> LearnWhole(const Chunk& chunk, std::span<const uint8_t> stored);
+  // Restart points for a linked frame decoded whole into `decoded` (one buffer per block, every
+  // one but the last at least 64 KiB; `hashes`: the XXH3 of each), from `stored`: a sparse
+  // window for each block whose matches read little of the 64 KiB before it, else the
+  // compressed window every few blocks; within the cache's side budget (blocks past it get none).
+  Status KeepRestartPoints(const Chunk& chunk,
+                           const std::vector<std::shared_ptr<DecodedChunk>>& decoded,
+                           std::span<const uint8_t> stored, std::vector<uint64_t> hashes,
+                           BlockMap& map);
   // Corruption unless block i, decoded alone into `content`, hashes as the whole decode did.
   Status CheckLoneBlock(const Chunk& chunk, const BlockMap& map, size_t i,
                         std::span<const uint8_t> content) const;
