@@ -80,6 +80,7 @@ class ChunkCache {
   void GiveSideBytes(uint64_t n);
   uint64_t side_bytes() const { return side_bytes_.load(std::memory_order_relaxed); }
 
+  uint64_t capacity() const { return capacity_; }
   uint64_t bytes() const;        // of the kept chunks
   uint64_t spare_bytes() const;  // of the spare buffers
   Stats stats() const;

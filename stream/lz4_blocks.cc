@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <new>
 
 namespace backupfs {
 namespace {
@@ -289,6 +291,73 @@ Result<Lz4FrameLayout> DecodeLz4Frame(std::span<const uint8_t> stored, std::span
   }
   if (verify && layout.content_checksum &&
       XXH32(out.data(), out.size(), 0) != layout.content_xxh32) {
+    return BadAt(what, stored.size() - 4, "content checksum mismatch");
+  }
+  return layout;
+}
+
+Result<Lz4FrameLayout> DecodeLz4FrameInBlocks(std::span<const uint8_t> stored,
+                                              uint64_t content_size, const Lz4BlockOutFn& out,
+                                              const Lz4BlockDoneFn& done, const std::string& what) {
+  auto read = [&](uint64_t offset, std::span<uint8_t> buf) -> Status {
+    if (offset > stored.size() || buf.size() > stored.size() - offset) {
+      return BadAt(what, offset, "frame is truncated");
+    }
+    std::memcpy(buf.data(), stored.data() + offset, buf.size());
+    return Status::Ok();
+  };
+  BFS_ASSIGN_OR_RETURN(Lz4FrameLayout layout,
+                       Walk(read, stored.size(), content_size, what, /*regular=*/false));
+  std::unique_ptr<XXH32_state_t, decltype(&XXH32_freeState)> hash(XXH32_createState(),
+                                                                  &XXH32_freeState);
+  if (!hash) throw std::bad_alloc();
+  XXH32_reset(hash.get(), 0);
+  std::span<const uint8_t> prev;  // the previous block's content (a linked block's dictionary)
+  uint64_t pos = 0;
+  for (size_t i = 0; i < layout.blocks.size(); ++i) {
+    Lz4Block& b = layout.blocks[i];
+    std::span<const uint8_t> in = stored.subspan(b.stored_offset, b.stored_size);
+    // The content checksum, checked below, covers what the block checksums would.
+    if (!layout.content_checksum) BFS_RETURN_IF_ERROR(CheckLz4Block(layout, b, in, what));
+    if (pos >= content_size) {  // an empty last block: left to DecodeLz4Frame
+      return Status::InvalidArgument(what + ": lz4 block past the content");
+    }
+    const size_t room =
+        static_cast<size_t>(std::min<uint64_t>(layout.block_max, content_size - pos));
+    if (layout.linked && i > 0 && prev.size() < kWindow) {
+      return Status::InvalidArgument(what + ": linked lz4 block " + std::to_string(i - 1) +
+                                     " is shorter than the 64 KiB window");
+    }
+    std::span<uint8_t> dst = out(i, room).first(room);
+    int n;
+    if (b.raw) {
+      if (b.stored_size > room) return BadAt(what, b.stored_offset - 4, "block overflows");
+      std::memcpy(dst.data(), in.data(), in.size());
+      n = static_cast<int>(in.size());
+    } else {
+      std::span<const uint8_t> dict = layout.linked
+                                          ? prev.last(std::min<size_t>(prev.size(), kWindow))
+                                          : std::span<const uint8_t>();
+      n = LZ4_decompress_safe_usingDict(
+          reinterpret_cast<const char*>(in.data()), reinterpret_cast<char*>(dst.data()),
+          static_cast<int>(in.size()), static_cast<int>(room),
+          reinterpret_cast<const char*>(dict.data()), static_cast<int>(dict.size()));
+      if (n < 0) return BadAt(what, b.stored_offset - 4, "block does not decode");
+    }
+    if (n == 0) return BadAt(what, b.stored_offset - 4, "empty block");
+    b.content_offset = pos;
+    b.content_size = static_cast<uint32_t>(n);
+    pos += static_cast<uint64_t>(n);
+    prev = dst.first(static_cast<size_t>(n));
+    done(i, prev);
+    if (layout.content_checksum) XXH32_update(hash.get(), prev.data(), prev.size());
+  }
+  if (pos != content_size) {
+    return BadAt(what, stored.size(),
+                 "frame expands to " + std::to_string(pos) + " bytes, expected " +
+                     std::to_string(content_size));
+  }
+  if (layout.content_checksum && XXH32_digest(hash.get()) != layout.content_xxh32) {
     return BadAt(what, stored.size() - 4, "content checksum mismatch");
   }
   return layout;

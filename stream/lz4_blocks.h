@@ -93,4 +93,20 @@ Result<std::vector<WindowRange>> Lz4WindowReferences(std::span<const uint8_t> st
 Result<Lz4FrameLayout> DecodeLz4Frame(std::span<const uint8_t> stored, std::span<uint8_t> out,
                                       bool verify, const std::string& what);
 
+// Decodes a whole frame (`stored` holds all of it, expanding to `content_size` bytes) block by
+// block into separate buffers: `out(i, room)` gives block i's buffer of at least `room` bytes
+// (the frame's block maximum, or the content left if less); `done(i, content)` sees the block's
+// content right after it decoded (while it is in the CPU cache: hash it there). A linked
+// block's dictionary is the last 64 KiB of the block before it, so every block but the last of
+// a linked frame must expand to at least 64 KiB: InvalidArgument (nothing is wrong with the
+// frame) when one does not, and for frames this reader does not split (a dictionary ID); then
+// decode with DecodeLz4Frame. The content checksum is always checked (streamed over each block
+// after `done`), block checksums when the frame has no content checksum: Corruption names `what`
+// and the offset in the frame, and the caller must not use the blocks then. The layout is exact.
+using Lz4BlockOutFn = std::function<std::span<uint8_t>(size_t i, size_t room)>;
+using Lz4BlockDoneFn = std::function<void(size_t i, std::span<const uint8_t> content)>;
+Result<Lz4FrameLayout> DecodeLz4FrameInBlocks(std::span<const uint8_t> stored,
+                                              uint64_t content_size, const Lz4BlockOutFn& out,
+                                              const Lz4BlockDoneFn& done, const std::string& what);
+
 }  // namespace backupfs

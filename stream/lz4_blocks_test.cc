@@ -7,6 +7,7 @@
 #include <lz4frame.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -138,6 +139,53 @@ TEST_P(Lz4BlocksTest, WholeDecodeLearnsTheSameLayoutAndContent) {
     EXPECT_EQ(l->blocks[i].content_offset, walked.blocks[i].content_offset);
     EXPECT_EQ(l->blocks[i].content_size, walked.blocks[i].content_size);
   }
+}
+
+// Block by block into separate buffers (the cache's): the same layout and content, and a
+// flipped content byte is a content checksum mismatch (the frame has one; blocks checksums or
+// not).
+std::vector<uint8_t> DecodeInBlocks(const std::vector<uint8_t>& frame, size_t content_size,
+                                    Status* status, Lz4FrameLayout* layout) {
+  std::vector<std::vector<uint8_t>> bufs;
+  std::vector<uint8_t> joined;
+  auto l = DecodeLz4FrameInBlocks(
+      frame, content_size,
+      [&](size_t i, size_t room) {
+        EXPECT_EQ(i, bufs.size());
+        bufs.emplace_back(room);
+        return std::span<uint8_t>(bufs.back());
+      },
+      [&](size_t i, std::span<const uint8_t> c) {
+        EXPECT_EQ(c.data(), bufs[i].data());
+        joined.insert(joined.end(), c.begin(), c.end());
+      },
+      "f.data");
+  *status = l.status();
+  if (l.ok()) *layout = *l;
+  return joined;
+}
+
+TEST_P(Lz4BlocksTest, DecodeInBlocksLearnsTheSameLayoutAndContent) {
+  Status s;
+  Lz4FrameLayout l;
+  EXPECT_EQ(DecodeInBlocks(frame_, content_.size(), &s, &l), content_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  Lz4FrameLayout walked = Walk();
+  ASSERT_EQ(l.blocks.size(), walked.blocks.size());
+  for (size_t i = 0; i < walked.blocks.size(); ++i) {
+    EXPECT_EQ(l.blocks[i].content_offset, walked.blocks[i].content_offset);
+    EXPECT_EQ(l.blocks[i].content_size, walked.blocks[i].content_size);
+  }
+}
+
+TEST_P(Lz4BlocksTest, DecodeInBlocksChecksTheContent) {
+  // The content checksum is the frame's last 4 bytes: damage it, the blocks still decode.
+  frame_[frame_.size() - 2] ^= 0x01;
+  Status s;
+  Lz4FrameLayout l;
+  DecodeInBlocks(frame_, content_.size(), &s, &l);
+  EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.ToString();
+  EXPECT_NE(s.message().find("content checksum mismatch"), std::string::npos) << s.ToString();
 }
 
 // Every block alone, with the content before it as dictionary when linked (a restart point).
@@ -414,6 +462,104 @@ TEST(LinkedReaderCorruptionTest, AFlippedByteFailsTheFrameNamingFileAndOffset) {
   }
   ASSERT_TRUE((*r)->Read(5 * kBlock, buf).ok());  // the other frame reads
   EXPECT_EQ(0, std::memcmp(buf.data(), content.data() + 5 * kBlock, buf.size()));
+}
+
+// Decode-ahead (ReaderOptions::decode_ahead): a sequential reader's next frame is decoded on a
+// background thread.
+constexpr size_t kAheadFrames = 4;
+constexpr size_t kAheadFrameBytes = 16 * kBlock;
+
+std::unique_ptr<StreamReader> OpenAhead(const std::string& path,
+                                        const std::shared_ptr<ChunkCache>& cache) {
+  ReaderOptions o;
+  o.cache = cache;
+  o.decode_ahead = true;
+  auto r = StreamReader::Open(path, o);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? std::move(r).value() : nullptr;
+}
+
+// Waits (bounded) until the cache holds `bytes`: a decode-ahead's blocks arrived.
+bool CacheReaches(const ChunkCache& cache, uint64_t bytes) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (cache.bytes() < bytes) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+TEST(DecodeAheadReaderTest, ASequentialReadDecodesTheNextFrameAheadAndEqualsTheContent) {
+  testing::ScratchDir dir;
+  const std::vector<uint8_t> content = MixedContent(kAheadFrames * kAheadFrameBytes, 21);
+  const std::string path = WriteLinkedFile(dir, content, kAheadFrames, true);
+  auto cache = std::make_shared<ChunkCache>(64u << 20);
+  auto r = OpenAhead(path, cache);
+  ASSERT_NE(r, nullptr);
+  ASSERT_EQ(r->index().chunks.size(), kAheadFrames);
+  std::vector<uint8_t> buf(4096);
+  ASSERT_TRUE(r->Read(0, buf).ok());
+  // The first read decodes frame 0 itself; frame 1 arrives from the background.
+  EXPECT_TRUE(CacheReaches(*cache, 2 * kAheadFrameBytes)) << cache->bytes();
+  // Then all of it, in the kernel's 128 KiB requests.
+  std::vector<uint8_t> all(content.size());
+  for (size_t off = 0; off < all.size(); off += 128 * 1024) {
+    Status s =
+        r->Read(off, std::span(all).subspan(off, std::min<size_t>(128 * 1024, all.size() - off)));
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  EXPECT_EQ(all, content);
+}
+
+TEST(DecodeAheadReaderTest, ACorruptNextFrameFailsOnlyItsOwnReadsNamingIt) {
+  testing::ScratchDir dir;
+  const std::vector<uint8_t> content = MixedContent(kAheadFrames * kAheadFrameBytes, 22);
+  const std::string path = WriteLinkedFile(dir, content, kAheadFrames, true);
+  uint64_t victim = 0;
+  {
+    auto intact = StreamReader::Open(path);
+    ASSERT_TRUE(intact.ok()) << intact.status().ToString();
+    const Chunk& c = (*intact)->index().chunks[1];
+    victim = c.offset;
+    auto bytes = testing::ReadFileBytes(path);
+    bytes[testing::StoredByteUnder(path, c, 3 * kBlock + 9)] ^= 0x20;
+    testing::WriteFileBytes(path, bytes);
+  }
+  auto cache = std::make_shared<ChunkCache>(64u << 20);
+  auto r = OpenAhead(path, cache);
+  ASSERT_NE(r, nullptr);
+  // All of frame 0, sequentially: the decode-ahead of frame 1 fails meanwhile.
+  std::vector<uint8_t> frame0(kAheadFrameBytes);
+  for (size_t off = 0; off < frame0.size(); off += 32 * 1024) {
+    Status s = r->Read(off, std::span(frame0).subspan(off, 32 * 1024));
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  EXPECT_EQ(0, std::memcmp(frame0.data(), content.data(), frame0.size()));
+  std::vector<uint8_t> buf(4096);
+  for (int round = 0; round < 2; ++round) {
+    Status s = r->Read(victim + 7 * kBlock, buf);
+    EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.ToString();
+    EXPECT_NE(s.message().find(path + ": offset "), std::string::npos) << s.ToString();
+  }
+  ASSERT_TRUE(r->Read(2 * kAheadFrameBytes + 5, buf).ok());  // the frame after it reads
+  EXPECT_EQ(0, std::memcmp(buf.data(), content.data() + 2 * kAheadFrameBytes + 5, buf.size()));
+}
+
+TEST(DecodeAheadReaderTest, DestroyingTheReaderWaitsForItsDecodeAhead) {
+  testing::ScratchDir dir;
+  constexpr size_t kFrame = 128 * kBlock;  // 8 MiB: a decode that takes a while
+  const std::vector<uint8_t> content = MixedContent(2 * kFrame, 23);
+  const std::string path = WriteLinkedFile(dir, content, 2, true);
+  auto cache = std::make_shared<ChunkCache>(64u << 20);
+  for (int round = 0; round < 3; ++round) {
+    auto r = OpenAhead(path, cache);
+    ASSERT_NE(r, nullptr);
+    std::vector<uint8_t> buf(4096);
+    ASSERT_TRUE(r->Read(kFrame - 4096, buf).ok());  // queues frame 1
+    r.reset();  // while frame 1 decodes (or before it starts): joins, frees nothing in use
+  }
+  // Nothing of the readers holds the cache any more (no thread outlived them).
+  EXPECT_EQ(cache.use_count(), 1);
 }
 
 }  // namespace

@@ -49,9 +49,21 @@ Result<std::unique_ptr<StreamReader>> StreamReader::Open(const std::string& path
   r->cache_ = options.cache ? options.cache : std::make_shared<ChunkCache>(options.cache_bytes);
   BFS_RETURN_IF_ERROR(r->LoadIndex());
   r->verified_.reset(new std::atomic<bool>[r->index_.chunks.size()]());
-  if (r->index_.compressed) r->block_maps_.reset(new BlockMapSlot[r->index_.chunks.size()]);
+  if (r->index_.compressed) {
+    r->block_maps_.reset(new BlockMapSlot[r->index_.chunks.size()]);
+    if (options.decode_ahead) {
+      r->ahead_queued_.reset(new std::atomic<bool>[r->index_.chunks.size()]());
+      StreamReader* self = r.get();
+      r->ahead_ = std::make_unique<DecodeAhead>([self](size_t n) {
+        // An error is not remembered: the read that needs the chunk decodes it and reports.
+        (void)self->GetBlockMap(self->index_.chunks[n]);
+      });
+    }
+  }
   return r;
 }
+
+StreamReader::~StreamReader() { ahead_.reset(); }
 
 Status StreamReader::LoadIndex() {
   BFS_ASSIGN_OR_RETURN(meta_, ReadMetadata(source_, &payload_begin_));

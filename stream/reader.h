@@ -17,6 +17,7 @@
 
 #include "common/thread_annotations.h"
 #include "stream/chunk_cache.h"
+#include "stream/decode_ahead.h"
 #include "stream/file.h"
 #include "stream/index.h"
 #include "stream/metadata.h"
@@ -42,12 +43,21 @@ struct ReaderOptions {
   // reader's own. Concurrent reads of one chunk share a single decode through it.
   std::shared_ptr<ChunkCache> cache;
   uint64_t cache_bytes = 128u << 20;
+  // Sequential reads of lz4 frames that are decoded whole on their first read (virtnbdbackup's
+  // linked frames: no XXH3 of ours) decode the next frame on a background thread of this
+  // reader, one frame ahead, so that it overlaps the reads of the current one. Only frames
+  // of at most a quarter of the cache are decoded ahead.
+  bool decode_ahead = true;
 };
 
 class StreamReader {
  public:
   static Result<std::unique_ptr<StreamReader>> Open(const std::string& path,
                                                     const ReaderOptions& options = {});
+  // Waits for a decode-ahead in progress (at most one frame's decode) and joins its thread.
+  ~StreamReader();
+  StreamReader(const StreamReader&) = delete;
+  StreamReader& operator=(const StreamReader&) = delete;
 
   const std::string& path() const { return source_.name(); }
   const StreamMetadata& meta() const { return meta_; }
@@ -92,11 +102,16 @@ class StreamReader {
   Result<BlockMapPtr> GetBlockMap(const Chunk& chunk);
   Result<BlockMapPtr> BuildBlockMap(const Chunk& chunk);
   Result<BlockMapPtr> LearnBlockMap(const Chunk& chunk);
-  // Restart points for a linked frame decoded whole (`content`, from `stored`): a sparse window
-  // for each block whose matches read little of the 64 KiB before it, else the compressed
-  // window every few blocks; within the cache's side budget (blocks past it get none).
-  Status KeepRestartPoints(const Chunk& chunk, std::span<const uint8_t> content,
-                           std::span<const uint8_t> stored, BlockMap& map);
+  // A frame that cannot be split decoded whole into one buffer (`stored`: all of it), kept.
+  Result<BlockMapPtr> LearnWhole(const Chunk& chunk, std::span<const uint8_t> stored);
+  // Restart points for a linked frame decoded whole into `decoded` (one buffer per block, every
+  // one but the last at least 64 KiB; `hashes`: the XXH3 of each), from `stored`: a sparse
+  // window for each block whose matches read little of the 64 KiB before it, else the
+  // compressed window every few blocks; within the cache's side budget (blocks past it get none).
+  Status KeepRestartPoints(const Chunk& chunk,
+                           const std::vector<std::shared_ptr<DecodedChunk>>& decoded,
+                           std::span<const uint8_t> stored, std::vector<uint64_t> hashes,
+                           BlockMap& map);
   // Corruption unless block i, decoded alone into `content`, hashes as the whole decode did.
   Status CheckLoneBlock(const Chunk& chunk, const BlockMap& map, size_t i,
                         std::span<const uint8_t> content) const;
@@ -137,6 +152,17 @@ class StreamReader {
   };
   std::unique_ptr<BlockMapSlot[]> block_maps_;
   size_t ChunkNumber(const Chunk& chunk) const;  // index_.chunks.size() when not one of them
+
+  // Decode-ahead (ReaderOptions::decode_ahead): a read of a compressed chunk that starts near
+  // where the previous read ended (a sequential pattern) queues the whole decode of the next
+  // chunk, once per chunk, when that one is learnt by a whole decode. The background decode
+  // builds the chunk's block map in its slot (under slot.mu): a read of that chunk meanwhile
+  // waits for it, as it would for another FUSE thread's build, and a failure is not remembered
+  // (the read that needs the chunk decodes it again and reports the error).
+  void MaybeDecodeAhead(const Chunk& chunk, uint64_t offset_in_chunk, size_t size);
+  std::atomic<uint64_t> last_read_end_{0};             // disk offset; relaxed: a heuristic
+  std::unique_ptr<std::atomic<bool>[]> ahead_queued_;  // one per index_.chunks entry
+  std::unique_ptr<DecodeAhead> ahead_;  // destroyed first (~StreamReader), before what it reads
 };
 
 }  // namespace backupfs

@@ -9,11 +9,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "stream/checksum.h"
 #include "stream/lz4_blocks.h"
 #include "stream/lz4_chunk.h"
 #include "stream/reader.h"
+#include "stream/xxh3.h"
 
 namespace backupfs {
 namespace {
@@ -36,6 +38,22 @@ std::span<uint8_t> Scratch(std::unique_ptr<uint8_t[]>& bytes, size_t& capacity, 
   }
   return {bytes.get(), size};
 }
+
+// XXH3 of bytes given in pieces (stream/xxh3.h: the CPU-dispatched update).
+class Xxh3Stream {
+ public:
+  Xxh3Stream() : state_(XXH3_createState(), &XXH3_freeState) {
+    if (!state_) throw std::bad_alloc();
+    XXH3_64bits_reset(state_.get());
+  }
+  void Update(std::span<const uint8_t> bytes) {
+    XXH3_64bits_update(state_.get(), bytes.data(), bytes.size());
+  }
+  uint64_t Digest() { return XXH3_64bits_digest(state_.get()); }
+
+ private:
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state_;
+};
 
 // `content` as one raw lz4 block, in a buffer of its size.
 std::shared_ptr<const Lz4Bytes> CompressBlock(std::span<const uint8_t> content) {
@@ -83,8 +101,25 @@ struct StreamReader::BlockMap {
   }
 };
 
+void StreamReader::MaybeDecodeAhead(const Chunk& chunk, uint64_t offset_in_chunk, size_t size) {
+  // The kernel's readahead (up to a few MiB) and several FUSE threads reorder a sequential
+  // reader's requests a little; a random reader lands this near the previous read rarely.
+  constexpr uint64_t kNear = 4u << 20;
+  const uint64_t pos = chunk.offset + offset_in_chunk;
+  const uint64_t prev = last_read_end_.exchange(pos + size, std::memory_order_relaxed);
+  if (pos + kNear < prev || pos > prev + kNear) return;
+  const size_t next = ChunkNumber(chunk) + 1;
+  if (next >= index_.chunks.size()) return;
+  const Chunk& c = index_.chunks[next];
+  // Only chunks learnt by a whole decode (see BuildBlockMap), that fit the cache four times.
+  if (!c.compressed || c.has_checksum || c.length > cache_->capacity() / 4) return;
+  if (ahead_queued_[next].exchange(true, std::memory_order_relaxed)) return;
+  ahead_->Request(next);
+}
+
 Status StreamReader::ReadCompressed(const Chunk& chunk, uint64_t offset_in_chunk,
                                     std::span<uint8_t> out) {
+  if (ahead_) MaybeDecodeAhead(chunk, offset_in_chunk, out.size());
   BFS_ASSIGN_OR_RETURN(BlockMapPtr map, GetBlockMap(chunk));
   if (map->whole) {
     BFS_ASSIGN_OR_RETURN(auto decoded, Decode(chunk));
@@ -145,17 +180,69 @@ Result<StreamReader::BlockMapPtr> StreamReader::BuildBlockMap(const Chunk& chunk
 }
 
 // Decodes the whole frame once: the exact layout, lz4's checksums checked, every block kept
-// in the cache (a sequential reader reads them next), restart points for linked frames.
+// in the cache (a sequential reader reads them next), restart points for linked frames. The
+// blocks are decoded straight into the cache's buffers: copying a 32 MiB frame's content into
+// them cost a ninth of a sequential first read.
 Result<StreamReader::BlockMapPtr> StreamReader::LearnBlockMap(const Chunk& chunk) {
-  auto map = std::make_shared<BlockMap>();
-  map->whole = true;
-  // Per-thread buffers that stay (at most a 32 MiB frame and its content for virtnbdbackup's):
-  // fresh ones cost a page fault per 4 KiB, measured at a fifth of a sequential first read.
-  thread_local std::unique_ptr<uint8_t[]> stored_buf, content_buf;
-  thread_local size_t stored_cap = 0, content_cap = 0;
+  // A per-thread buffer that stays (at most a 32 MiB frame for virtnbdbackup's): a fresh one
+  // costs a page fault per 4 KiB, measured at a fifth of a sequential first read.
+  thread_local std::unique_ptr<uint8_t[]> stored_buf;
+  thread_local size_t stored_cap = 0;
   std::span<uint8_t> stored = Scratch(stored_buf, stored_cap, chunk.stored_size);
   BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, stored));
-  std::span<uint8_t> content = Scratch(content_buf, content_cap, chunk.length);
+  std::vector<std::shared_ptr<DecodedChunk>> decoded;
+  std::vector<uint64_t> hashes;  // XXH3 of each block's content, hashed while in the CPU cache
+  Xxh3Stream whole_hash;         // our XXH3 of the chunk, when it has one
+  Result<Lz4FrameLayout> layout = DecodeLz4FrameInBlocks(
+      stored, chunk.length,
+      [&](size_t, size_t room) {
+        decoded.push_back(cache_->NewChunk(room));
+        return std::span<uint8_t>(decoded.back()->bytes.get(), room);
+      },
+      [&](size_t i, std::span<const uint8_t> content) {
+        decoded[i]->size = content.size();
+        hashes.push_back(Xxh3(content));
+        if (chunk.has_checksum) whole_hash.Update(content);
+      },
+      Where(chunk));
+  if (!layout.ok()) {
+    // Blocks this decode cannot split (short linked blocks, a dictionary ID): one buffer.
+    if (layout.status().code() == StatusCode::kInvalidArgument) return LearnWhole(chunk, stored);
+    return layout.status();
+  }
+  if (chunk.has_checksum && whole_hash.Digest() != chunk.checksum) {
+    return Status::Corruption(Where(chunk) + ": checksum mismatch");
+  }
+  auto map = std::make_shared<BlockMap>();
+  map->whole = true;
+  if (layout->blocks.size() <= 1 || !layout->block_checksums) {
+    // Read whole (a block could not be verified alone): the blocks joined into one chunk.
+    std::shared_ptr<DecodedChunk> whole = cache_->NewChunk(chunk.length);
+    for (size_t i = 0; i < decoded.size(); ++i) {
+      std::memcpy(whole->bytes.get() + layout->blocks[i].content_offset, decoded[i]->bytes.get(),
+                  decoded[i]->size);
+    }
+    cache_->Put(cache_owner_, chunk.file_offset, std::move(whole));
+    return BlockMapPtr(std::move(map));
+  }
+  map->whole = false;
+  map->layout = std::move(layout).value();
+  map->cache = cache_;
+  if (map->layout.linked) {
+    BFS_RETURN_IF_ERROR(KeepRestartPoints(chunk, decoded, stored, std::move(hashes), *map));
+  }
+  for (size_t i = 0; i < decoded.size(); ++i) {
+    cache_->Put(cache_owner_, map->Key(chunk, i), std::move(decoded[i]));
+  }
+  return BlockMapPtr(std::move(map));
+}
+
+Result<StreamReader::BlockMapPtr> StreamReader::LearnWhole(const Chunk& chunk,
+                                                           std::span<const uint8_t> stored) {
+  auto map = std::make_shared<BlockMap>();
+  map->whole = true;
+  std::shared_ptr<DecodedChunk> whole = cache_->NewChunk(chunk.length);
+  std::span<uint8_t> content(whole->bytes.get(), chunk.length);
   Result<Lz4FrameLayout> layout = DecodeLz4Frame(stored, content, /*verify=*/true, Where(chunk));
   if (!layout.ok()) {
     // A frame this reader does not split (a dictionary ID) is left to lz4's own decoder.
@@ -165,51 +252,33 @@ Result<StreamReader::BlockMapPtr> StreamReader::LearnBlockMap(const Chunk& chunk
   if (chunk.has_checksum && Xxh3(content) != chunk.checksum) {
     return Status::Corruption(Where(chunk) + ": checksum mismatch");
   }
-  bool splittable = layout->blocks.size() > 1 && layout->block_checksums;
-  for (size_t i = 0; splittable && layout->linked && i + 1 < layout->blocks.size(); ++i) {
-    // A restart from one block back needs every block but the last to fill the window.
-    splittable = layout->blocks[i].content_size >= kWindow;
-  }
-  if (!splittable) {
-    std::shared_ptr<DecodedChunk> whole = cache_->NewChunk(chunk.length);
-    std::memcpy(whole->bytes.get(), content.data(), content.size());
-    cache_->Put(cache_owner_, chunk.file_offset, std::move(whole));
-    return BlockMapPtr(std::move(map));
-  }
-  map->whole = false;
-  map->layout = std::move(layout).value();
-  map->cache = cache_;
-  const auto& blocks = map->layout.blocks;
-  if (map->layout.linked) {
-    BFS_RETURN_IF_ERROR(KeepRestartPoints(chunk, content, stored, *map));
-  }
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    const Lz4Block& b = blocks[i];
-    std::shared_ptr<DecodedChunk> block = cache_->NewChunk(b.content_size);
-    std::memcpy(block->bytes.get(), content.data() + b.content_offset, b.content_size);
-    cache_->Put(cache_owner_, map->Key(chunk, i), std::move(block));
-  }
+  cache_->Put(cache_owner_, chunk.file_offset, std::move(whole));
   return BlockMapPtr(std::move(map));
 }
 
-Status StreamReader::KeepRestartPoints(const Chunk& chunk, std::span<const uint8_t> content,
-                                       std::span<const uint8_t> stored, BlockMap& map) {
+Status StreamReader::KeepRestartPoints(const Chunk& chunk,
+                                       const std::vector<std::shared_ptr<DecodedChunk>>& decoded,
+                                       std::span<const uint8_t> stored,
+                                       std::vector<uint64_t> hashes, BlockMap& map) {
   const auto& blocks = map.layout.blocks;
   map.restart.resize(blocks.size());
   const uint64_t fixed = blocks.size() * (sizeof(uint64_t) + sizeof(uint32_t) + 1);
   if (!cache_->TakeSideBytes(fixed)) return Status::Ok();  // the budget is spent
   map.restart_bytes += fixed;
-  map.content_hash.resize(blocks.size());
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    map.content_hash[i] = Xxh3(content.subspan(blocks[i].content_offset, blocks[i].content_size));
-  }
+  map.content_hash = std::move(hashes);
+  // The 64 KiB before block i: the end of block i - 1 (DecodeLz4FrameInBlocks made every block
+  // but the last at least that long).
+  auto window_of = [&](size_t i) {
+    const DecodedChunk& prev = *decoded[i - 1];
+    return std::span<const uint8_t>(prev.bytes.get() + prev.size - kWindow, kWindow);
+  };
   map.has_sparse.assign(blocks.size(), false);
   map.sparse_first.assign(blocks.size() + 1, 0);
   std::vector<std::pair<size_t, std::vector<WindowRange>>> windows;
   for (size_t i = 1; i < blocks.size(); ++i) {
     const Lz4Block& b = blocks[i];
     if (blocks[i - 1].raw) continue;  // its stored bytes are its content: a free restart
-    std::span<const uint8_t> window = content.subspan(b.content_offset - kWindow, kWindow);
+    std::span<const uint8_t> window = window_of(i);
     Result<std::vector<WindowRange>> refs =
         b.raw ? std::vector<WindowRange>{}
               : Lz4WindowReferences(stored.subspan(b.stored_offset, b.stored_size), kWindow,
@@ -242,7 +311,7 @@ Status StreamReader::KeepRestartPoints(const Chunk& chunk, std::span<const uint8
   size_t next = 1, at = 0;
   for (const auto& [i, refs] : windows) {
     for (; next <= i; ++next) map.sparse_first[next] = static_cast<uint32_t>(map.sparse.size());
-    const uint8_t* window = content.data() + blocks[i].content_offset - kWindow;
+    const uint8_t* window = window_of(i).data();
     for (const WindowRange& r : refs) {
       map.sparse.push_back({r, static_cast<uint32_t>(at)});
       std::memcpy(map.sparse_bytes.data() + at, window + r.begin, r.end - r.begin);
