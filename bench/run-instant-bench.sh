@@ -34,7 +34,7 @@ BENCH_NAME=run-instant-bench
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 [[ $(id -u) == 0 ]] || { echo "SKIP: needs root (libvirt's system daemon, FUSE allow_other)"; exit 77; }
-for c in python3 qemu-img qemu-nbd nbdcopy virtnbdrestore virsh; do
+for c in python3 qemu-img qemu-nbd nbdcopy nbdinfo virtnbdrestore virsh fusermount3 findmnt; do
   command -v "$c" >/dev/null || fail "$c not found (scripts/install-deps.sh installs it)"
 done
 if [[ ${NO_BUILD:-0} != 1 ]]; then

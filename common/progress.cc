@@ -8,17 +8,17 @@
 
 namespace backupfs {
 
+std::string FormatMib(uint64_t bytes) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kRedraw = std::chrono::milliseconds(200);
 constexpr auto kLogEvery = std::chrono::seconds(30);
-
-std::string Mib(uint64_t bytes) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
-  return buf;
-}
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -53,7 +53,7 @@ void ProgressBoard::Finish(Disk& disk) {
   char rate[64];
   snprintf(rate, sizeof rate, "%.2f s, %.1f MiB/s", s,
            s > 0 ? static_cast<double>(done) / (1 << 20) / s : 0.0);
-  log_.Info("disk " + disk.name_ + ": " + Mib(done) + " read in " + rate);
+  log_.Info("disk " + disk.name_ + ": " + FormatMib(done) + " read in " + rate);
 }
 
 std::string ProgressBoard::Line(const Disk& d, Clock::time_point now) const {
@@ -63,11 +63,11 @@ std::string ProgressBoard::Line(const Disk& d, Clock::time_point now) const {
   const unsigned pct = d.total_ ? static_cast<unsigned>(done * 100 / d.total_) : 100;
   char buf[160];
   if (d.finished_ || rate <= 0 || done >= d.total_) {
-    snprintf(buf, sizeof buf, "%s %3u%% %s", d.name_.c_str(), pct, Mib(done).c_str());
+    snprintf(buf, sizeof buf, "%s %3u%% %s", d.name_.c_str(), pct, FormatMib(done).c_str());
   } else {
     const double eta = static_cast<double>(d.total_ - done) / rate;
     snprintf(buf, sizeof buf, "%s %3u%% %s of %s, %.1f MiB/s, ETA %.0f s", d.name_.c_str(), pct,
-             Mib(done).c_str(), Mib(d.total_).c_str(), rate / (1 << 20), eta);
+             FormatMib(done).c_str(), FormatMib(d.total_).c_str(), rate / (1 << 20), eta);
   }
   return buf;
 }

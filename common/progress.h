@@ -20,6 +20,9 @@
 
 namespace backupfs {
 
+// "12.3 MiB": how progress, logs and summaries show sizes.
+std::string FormatMib(uint64_t bytes);
+
 class ProgressBoard {
  public:
   class Disk {

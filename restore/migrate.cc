@@ -28,8 +28,6 @@ constexpr auto kPollInterval = std::chrono::milliseconds(25);
 // A copy that caught up may briefly refuse the pivot while QEMU settles; then it is retried.
 constexpr auto kPivotRetryFor = std::chrono::seconds(30);
 
-std::string Mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
-
 // fsync of a file that another process writes (QEMU): an fsync through any descriptor
 // flushes the file's dirty pages.
 Status FlushFile(const std::string& path) {
@@ -150,8 +148,8 @@ class Migration {
     struct statvfs fsinfo;
     struct stat st;
     if (statvfs(dir_.c_str(), &fsinfo) == 0 && stat(target.c_str(), &st) == 0) {
-      why += "; " + dir_ + " has " + Mib(uint64_t{fsinfo.f_bavail} * fsinfo.f_frsize) +
-             " free, the copy had reached " + Mib(uint64_t(st.st_blocks) * 512);
+      why += "; " + dir_ + " has " + FormatMib(uint64_t{fsinfo.f_bavail} * fsinfo.f_frsize) +
+             " free, the copy had reached " + FormatMib(uint64_t(st.st_blocks) * 512);
       if (fsinfo.f_bavail * fsinfo.f_frsize < (64u << 20)) why += ": is it full?";
     }
     return Status::IOError(why);

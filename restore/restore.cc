@@ -34,12 +34,6 @@ constexpr uint64_t kChunkCacheBytes = 96u << 20;
 // Two cores here; and each disk of a virtnbdbackup -z saveset keeps a 32 MiB chunk in the cache.
 constexpr unsigned kMaxParallelDisks = 2;
 
-std::string Mib(uint64_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
-  return buf;
-}
-
 template <typename T>
 Result<std::unique_ptr<ImageWriter>> AsWriter(Result<std::unique_ptr<T>> r) {
   if (!r.ok()) return r.status();
@@ -169,7 +163,7 @@ class Restore {
     CopyOptions copy;
     const uint64_t data = BytesToRead(*image, *out, copy);
     log_.Info("disk " + d.disk + ": restore point " + plan_.point + " (" +
-              std::to_string(d.chain.files.size()) + " data files, " + Mib(data) +
+              std::to_string(d.chain.files.size()) + " data files, " + FormatMib(data) +
               " of data) into " + d.target + " (" + d.format + ")");
     ProgressBoard::Disk& progress = board.Start(d.disk, data);
     copy.cancel = &stop_;
@@ -191,7 +185,7 @@ class Restore {
     MutexLock lock(mu_);
     data_bytes_ += stats.data_bytes;
     written_bytes_ += stats.written_bytes;
-    log_.Info("disk " + d.disk + ": " + d.target + " complete (" + Mib(stats.written_bytes) +
+    log_.Info("disk " + d.disk + ": " + d.target + " complete (" + FormatMib(stats.written_bytes) +
               " written)");
   }
 

@@ -11,13 +11,15 @@ runtime_packages=(
   fuse3 qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
   libnbd-bin nbdkit virtnbdbackup python3 e2fsprogs groff-base man-db procps util-linux diffutils
 )
+# The benchmarks (bench/, not run by CI) also need these.
+bench_packages=(fio lz4 python3-lz4 qemu-system-common)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (it calls apt-get)" >&2
   exit 1
 fi
 missing=()
-for p in "${build_packages[@]}" "${runtime_packages[@]}"; do
+for p in "${build_packages[@]}" "${runtime_packages[@]}" "${bench_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then

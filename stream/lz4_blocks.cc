@@ -247,15 +247,24 @@ Result<std::vector<WindowRange>> Lz4WindowReferences(std::span<const uint8_t> st
   return refs;
 }
 
-Result<Lz4FrameLayout> DecodeLz4Frame(std::span<const uint8_t> stored, std::span<uint8_t> out,
-                                      bool verify, const std::string& what) {
-  auto read = [&](uint64_t offset, std::span<uint8_t> buf) -> Status {
+namespace {
+
+// Reads of a frame held in memory, for Walk: past its end is a truncated frame.
+auto StoredReader(std::span<const uint8_t> stored, const std::string& what) {
+  return [stored, &what](uint64_t offset, std::span<uint8_t> buf) -> Status {
     if (offset > stored.size() || buf.size() > stored.size() - offset) {
       return BadAt(what, offset, "frame is truncated");
     }
     std::memcpy(buf.data(), stored.data() + offset, buf.size());
     return Status::Ok();
   };
+}
+
+}  // namespace
+
+Result<Lz4FrameLayout> DecodeLz4Frame(std::span<const uint8_t> stored, std::span<uint8_t> out,
+                                      bool verify, const std::string& what) {
+  auto read = StoredReader(stored, what);
   // The walk gives the blocks' places in the frame; their content sizes are learnt here.
   BFS_ASSIGN_OR_RETURN(Lz4FrameLayout layout,
                        Walk(read, stored.size(), out.size(), what, /*regular=*/false));
@@ -299,13 +308,7 @@ Result<Lz4FrameLayout> DecodeLz4Frame(std::span<const uint8_t> stored, std::span
 Result<Lz4FrameLayout> DecodeLz4FrameInBlocks(std::span<const uint8_t> stored,
                                               uint64_t content_size, const Lz4BlockOutFn& out,
                                               const Lz4BlockDoneFn& done, const std::string& what) {
-  auto read = [&](uint64_t offset, std::span<uint8_t> buf) -> Status {
-    if (offset > stored.size() || buf.size() > stored.size() - offset) {
-      return BadAt(what, offset, "frame is truncated");
-    }
-    std::memcpy(buf.data(), stored.data() + offset, buf.size());
-    return Status::Ok();
-  };
+  auto read = StoredReader(stored, what);
   BFS_ASSIGN_OR_RETURN(Lz4FrameLayout layout,
                        Walk(read, stored.size(), content_size, what, /*regular=*/false));
   std::unique_ptr<XXH32_state_t, decltype(&XXH32_freeState)> hash(XXH32_createState(),

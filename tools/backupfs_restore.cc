@@ -13,6 +13,7 @@
 #include "backupfs/saveset.h"
 #include "backupfs/verify.h"
 #include "common/command_line.h"
+#include "common/progress.h"
 #include "common/run_log.h"
 #include "common/signal_watcher.h"
 #include "restore/export.h"
@@ -260,12 +261,6 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
   return std::nullopt;
 }
 
-std::string Mib(uint64_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
-  return buf;
-}
-
 int ListInstant(const Args& args) {
   auto listing = backupfs::ListInstant(args.uri);
   if (!listing.ok()) {
@@ -280,7 +275,7 @@ int ListInstant(const Args& args) {
                                                                   : "missing";
     std::printf("%-24s %-8s %-20s %10s  %-12s %s\n", e.name.c_str(),
                 e.running ? "running" : "shut-off", e.record.point.c_str(),
-                Mib(e.overlay_bytes).c_str(), mount, e.migration.c_str());
+                backupfs::FormatMib(e.overlay_bytes).c_str(), mount, e.migration.c_str());
     std::printf("    saveset %s, work directory %s\n", e.record.saveset.c_str(),
                 e.record.workdir.c_str());
     if (!e.advice.empty()) std::printf("    to do: %s\n", e.advice.c_str());
