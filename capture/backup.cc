@@ -11,6 +11,7 @@
 #include <system_error>
 #include <thread>
 
+#include "backupfs/saveset_lock.h"
 #include "capture/backup_job.h"
 #include "capture/checkpoints.h"
 #include "capture/disk_capture.h"
@@ -141,7 +142,7 @@ class Run {
   std::string domain_xml_;
   std::vector<SelectedDisk> disks_;           // backed up
   std::vector<JobDisk> job_disks_;            // every disk, for the job's XML
-  UniqueFd dir_lock_;                         // flock on the output directory while we run
+  SavesetLock dir_lock_;                      // the output directory, while we run
   CaptureLevel level_ = CaptureLevel::kFull;  // o_.level resolved (auto, offline)
   bool offline_ = false;                      // read through qemu-nbd, no libvirt job
   bool frozen_ = false;
@@ -217,14 +218,8 @@ Status Run::RemovePartials() {
 
 // One run per output directory at a time: a second one fails at once.
 Status Run::LockOutputDir() {
-  BFS_ASSIGN_OR_RETURN(dir_lock_, OpenFile(o_.output_dir, O_RDONLY | O_DIRECTORY));
-  if (flock(dir_lock_.get(), LOCK_EX | LOCK_NB) == 0) return Status::Ok();
-  if (errno == EWOULDBLOCK) {
-    return Status::FailedPrecondition(o_.output_dir +
-                                      " is in use by another backupfs-capture run (" +
-                                      LockHolders(o_.output_dir) + "): try again later");
-  }
-  return Status::FromErrno("cannot lock " + o_.output_dir, errno);
+  BFS_ASSIGN_OR_RETURN(dir_lock_, LockSaveset(o_.output_dir));
+  return Status::Ok();
 }
 
 // A shut-off domain is read offline, or started paused with -S.
@@ -457,7 +452,7 @@ Result<ChainStep> Run::PlanChain() {
   }
   BFS_ASSIGN_OR_RETURN(step.list, ReadCheckpointList(CheckpointListPath(o_.output_dir, o_.domain)));
   step.parent = step.list.back();
-  step.checkpoint = CheckpointName(step.list.size());
+  step.checkpoint = NextCheckpointName(step.list);
   if (level_ == CaptureLevel::kDiff) {
     step.id = std::to_string(std::time(nullptr));
     return step;

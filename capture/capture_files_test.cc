@@ -157,15 +157,6 @@ TEST(SavesetFilesTest, MoveChainAsideKeepsTheRunsLog) {
   EXPECT_FALSE(std::filesystem::exists(dir.File("vda.full.data")));
 }
 
-TEST(SavesetFilesTest, LockHoldersNamesThisProcess) {
-  ScratchDir dir;
-  auto fd = OpenFile(dir.path(), O_RDONLY | O_DIRECTORY);
-  ASSERT_TRUE(fd.ok());
-  ASSERT_EQ(flock(fd->get(), LOCK_EX), 0);
-  EXPECT_NE(LockHolders(dir.path()).find("pid " + std::to_string(getpid())), std::string::npos)
-      << LockHolders(dir.path());
-}
-
 // Real qemu-img: a persistent bitmap is found, a missing one is not.
 TEST(SavesetFilesTest, ImageHasBitmap) {
   if (!RunCapture({"qemu-img", "--version"}).ok()) GTEST_SKIP() << "no qemu-img";

@@ -1,5 +1,6 @@
 #include "capture/checkpoints.h"
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -55,6 +56,14 @@ std::optional<size_t> CheckpointNumber(const std::string& name) {
 }
 
 bool IsOurCheckpoint(const std::string& name) { return CheckpointNumber(name).has_value(); }
+
+std::string NextCheckpointName(const std::vector<std::string>& list) {
+  size_t next = list.size();  // a list of foreign names: as virtnbdbackup counts
+  for (const std::string& name : list) {
+    if (auto n = CheckpointNumber(name)) next = std::max(next, *n + 1);
+  }
+  return CheckpointName(next);
+}
 
 std::string CheckpointListPath(const std::string& outdir, const std::string& domain) {
   return outdir + "/" + domain + ".cpt";

@@ -21,6 +21,10 @@ std::string CheckpointName(size_t n);
 bool IsOurCheckpoint(const std::string& name);
 // N of "virtnbdbackup.N"; nullopt for other names.
 std::optional<size_t> CheckpointNumber(const std::string& name);
+// The checkpoint an inc after `list` (the saveset's chain, oldest first) creates: one past the
+// highest number listed. Not the list's length: a consolidated saveset lists only the
+// checkpoints it still has (virtnbdbackup.3, .4, .5), and the next one is virtnbdbackup.6.
+std::string NextCheckpointName(const std::vector<std::string>& list);
 
 // `<outdir>/<domain>.cpt`.
 std::string CheckpointListPath(const std::string& outdir, const std::string& domain);

@@ -61,6 +61,15 @@ TEST_F(CheckpointListTest, MalformedFileIsCorruptionNamingIt) {
   }
 }
 
+// After a consolidation the list starts past 0: the next name follows the highest number.
+TEST(CheckpointsTest, NextNameFollowsTheHighestNumber) {
+  EXPECT_EQ(NextCheckpointName({}), "virtnbdbackup.0");
+  EXPECT_EQ(NextCheckpointName({"virtnbdbackup.0", "virtnbdbackup.1"}), "virtnbdbackup.2");
+  EXPECT_EQ(NextCheckpointName({"virtnbdbackup.3", "virtnbdbackup.4", "virtnbdbackup.5"}),
+            "virtnbdbackup.6");
+  EXPECT_EQ(NextCheckpointName({"virtnbdbackup.9"}), "virtnbdbackup.10");
+}
+
 TEST(CheckpointXmlTest, HasNameParentAndDisks) {
   std::string x =
       BuildCheckpointXml("virtnbdbackup.1", "virtnbdbackup.0", {{"vda", true}, {"vdb", false}});

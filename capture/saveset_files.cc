@@ -1,13 +1,8 @@
 #include "capture/saveset_files.h"
 
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "capture/checkpoints.h"
 #include "capture/libvirt.h"
@@ -24,13 +19,6 @@ namespace fs = std::filesystem;
 Status WriteText(const std::string& path, const std::string& text) {
   return WriteFileAtomically(
       path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0644);
-}
-
-std::string ProcessName(const std::string& pid) {
-  std::ifstream comm("/proc/" + pid + "/comm");
-  std::string name;
-  std::getline(comm, name);
-  return name;
 }
 
 }  // namespace
@@ -56,26 +44,6 @@ Status CheckSavesetDomain(const std::string& dir, const std::string& domain) {
   }
   if (ec) return Status::IOError("cannot list " + dir + ": " + ec.message());
   return Status::Ok();
-}
-
-std::string LockHolders(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return "unknown process";
-  char dev_ino[64];
-  snprintf(dev_ino, sizeof dev_ino, "%02x:%02x:%llu", major(st.st_dev), minor(st.st_dev),
-           static_cast<unsigned long long>(st.st_ino));
-  std::ifstream locks("/proc/locks");
-  std::string line, holders;
-  while (std::getline(locks, line)) {
-    // "1: FLOCK  ADVISORY  WRITE 12345 08:01:1234567 0 EOF"
-    std::istringstream f(line);
-    std::string n, kind, mode, rw, pid, where;
-    if (!(f >> n >> kind >> mode >> rw >> pid >> where) || kind != "FLOCK" || where != dev_ino) {
-      continue;
-    }
-    holders += (holders.empty() ? "" : ", ") + ("pid " + pid + " (" + ProcessName(pid) + ")");
-  }
-  return holders.empty() ? "unknown process" : holders;
 }
 
 Result<std::string> MoveChainAside(const std::string& dir, const std::string& keep) {

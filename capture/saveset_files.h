@@ -17,10 +17,6 @@ namespace backupfs {
 // files naming another domain), naming the file that tells.
 Status CheckSavesetDomain(const std::string& dir, const std::string& domain);
 
-// "pid 1234 (backupfs-capture)" for every process holding a flock on `path` (from
-// /proc/locks), "unknown process" when none is found.
-std::string LockHolders(const std::string& path);
-
 // Moves every file of the saveset in `dir` (all but `keep`, the run's log file) into a new
 // subdirectory `broken-chain.<unixtime>` and returns its path: a chain that cannot continue is
 // kept for restores, out of the way of the new one.
