@@ -142,12 +142,16 @@ class Resolver {
   }
 
   void Open(const DataFileName& n) {
-    auto r = StreamReader::Open(dir_ + "/" + n.file, options_.reader);
-    if (!r.ok()) {
-      Damage(r.status().message(), PointOf(n), n.disk);
-      return;
+    const std::string path = dir_ + "/" + n.file;
+    std::shared_ptr<StreamReader> reader = options_.reuse ? options_.reuse(path) : nullptr;
+    if (!reader) {
+      auto r = StreamReader::Open(path, options_.reader);
+      if (!r.ok()) {
+        Damage(r.status().message(), PointOf(n), n.disk);
+        return;
+      }
+      reader = std::move(r).value();
     }
-    std::shared_ptr<StreamReader> reader = std::move(r).value();
     if (!reader->index_problem().empty()) {
       model_->problems.push_back(reader->index_problem() + "; the index was rebuilt by scanning");
     }

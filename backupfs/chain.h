@@ -23,6 +23,7 @@
 // `latest` is the last point in this order.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -69,6 +70,11 @@ struct SavesetModel {
 
 struct OpenOptions {
   ReaderOptions reader;
+  // Asked for each data file before it is opened (its path: `dir` + "/" + name): a reader of
+  // that file to use instead of opening it, or nullptr to open it. A live mount hands back
+  // the readers of files it has already open and that have not changed, so that a reload costs
+  // only the new files. The hook vouches for the file; it is called from LoadSaveset's thread.
+  std::function<std::shared_ptr<StreamReader>(const std::string& path)> reuse;
 };
 
 // Scans `dir` and resolves every restore point. Fails only if the directory cannot be listed.

@@ -150,6 +150,29 @@ TEST_F(ChainTest, FullAndIncsResolveInChainOrder) {
   EXPECT_EQ(ChainFiles(m, Cp(11), "vda").size(), 12u);
 }
 
+TEST_F(ChainTest, ReuseHookSuppliesReadersOfUnchangedFiles) {
+  Full("vda", 0);
+  Inc("vda", 1, 0);
+  SavesetModel first = Load();
+  ASSERT_EQ(Names(first), (std::vector<std::string>{Cp(0), Cp(1)}));
+  std::shared_ptr<StreamReader> full = Point(first, Cp(0))->disks[0].files[0];
+  Inc("vda", 2, 1);
+  std::vector<std::string> asked;
+  OpenOptions options;
+  options.reuse = [&](const std::string& path) {
+    asked.push_back(path);
+    return path == full->path() ? full : nullptr;
+  };
+  auto again = LoadSaveset(dir_.path(), options);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(asked.size(), 3u);  // every data file is offered to the hook
+  ASSERT_EQ(Names(*again), (std::vector<std::string>{Cp(0), Cp(1), Cp(2)}));
+  // The same reader object, not a second open of the file.
+  EXPECT_EQ(Point(*again, Cp(2))->disks[0].files[0].get(), full.get());
+  EXPECT_NE(Point(*again, Cp(2))->disks[0].files[1].get(),
+            Point(first, Cp(1))->disks[0].files[1].get());
+}
+
 TEST_F(ChainTest, ParentLoopMakesPointsUnavailableWithoutHanging) {
   Full("vda", 0);
   Inc("vda", 1, 2);  // 1 -> 2 -> 1

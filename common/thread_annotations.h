@@ -13,6 +13,8 @@
 
 #define GUARDED_BY(x) BFS_THREAD_ANNOTATION(guarded_by(x))
 #define EXCLUDES(...) BFS_THREAD_ANNOTATION(locks_excluded(__VA_ARGS__))
+#define REQUIRES(...) BFS_THREAD_ANNOTATION(requires_capability(__VA_ARGS__))
+#define ACQUIRED_BEFORE(...) BFS_THREAD_ANNOTATION(acquired_before(__VA_ARGS__))
 #define CAPABILITY(x) BFS_THREAD_ANNOTATION(capability(x))
 #define SCOPED_CAPABILITY BFS_THREAD_ANNOTATION(scoped_lockable)
 #define ACQUIRE(...) BFS_THREAD_ANNOTATION(acquire_capability(__VA_ARGS__))
