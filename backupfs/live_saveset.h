@@ -1,0 +1,134 @@
+// One saveset directory as a live mount sees it: the restore points it holds now, reloaded when
+// the directory changes, its data files open only while the saveset is in use.
+//
+// A reload goes through LoadSaveset with OpenOptions::reuse: the readers of data files whose
+// identity (device, inode, size, mtime) is unchanged are handed back, so it costs only the new
+// files, and images whose chain is unchanged keep their extent maps. While a writer
+// (backupfs-capture, consolidation) holds the saveset's lock (SavesetBusy), the state shown
+// stays as it was: a reload then shows no restore point that was not shown before, so a
+// half-written multi-disk point never appears.
+//
+// Thread-safe. Lock order: load_mu_ before mu_; neither is held while calling the pool.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "backupfs/chain.h"
+#include "backupfs/image.h"
+#include "common/thread_annotations.h"
+
+namespace backupfs {
+
+class SavesetPool;
+
+// What a file was when it was opened; a different identity means a different file.
+struct FileIdentity {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  struct timespec mtime = {};
+  bool operator==(const FileIdentity& o) const {
+    return dev == o.dev && ino == o.ino && size == o.size && mtime.tv_sec == o.mtime.tv_sec &&
+           mtime.tv_nsec == o.mtime.tv_nsec;
+  }
+  std::string ToString() const;  // "dev:ino:size:mtime"
+};
+
+// A directory's identity and mtime, to tell whether anything in it changed.
+struct DirStamp {
+  bool exists = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  struct timespec mtime = {};
+  bool operator==(const DirStamp& o) const {
+    return exists == o.exists && dev == o.dev && ino == o.ino && mtime.tv_sec == o.mtime.tv_sec &&
+           mtime.tv_nsec == o.mtime.tv_nsec;
+  }
+  std::string ToString() const;
+};
+DirStamp StampOf(const std::string& dir);
+// An mtime within the last 2 s may be followed by changes in the same clock tick: a listing
+// taken now is not trusted to be final.
+bool Racy(const DirStamp& stamp);
+
+// Whether `dir` holds a saveset: a data file (*.data) or a checkpoint list (*.cpt).
+bool LooksLikeSaveset(const std::string& dir);
+
+// A loaded saveset; immutable once built.
+struct SavesetState {
+  struct OpenedFile {
+    std::shared_ptr<StreamReader> reader;
+    FileIdentity id;  // of the file when it was opened
+  };
+  SavesetModel model;
+  std::vector<std::string> names;           // the directory's regular files
+  std::vector<std::string> broken_chains;   // broken-chain.* subdirectories holding savesets
+  std::map<std::string, OpenedFile> files;  // every data file in some chain, by path
+  // point -> disk -> its image (merged when first read) and the identities of its chain.
+  std::map<std::string, std::map<std::string, std::shared_ptr<LazyImage>>> images;
+  std::map<std::string, std::map<std::string, std::string>> chains;
+
+  const RestorePoint* Find(const std::string& point) const;
+  // The per-point files of `id` (vmconfig.<id>.xml, ...): shown name -> name in the directory.
+  std::map<std::string, std::string> PointFiles(const std::string& id) const;
+  // Equal signatures: the same content (chains and per-point files).
+  std::string PointSignature(const RestorePoint& p) const;
+  std::string ContentSignature() const;
+};
+
+class LiveSaveset : public std::enable_shared_from_this<LiveSaveset> {
+ public:
+  struct Options {
+    OpenOptions open;
+    SavesetPool* pool = nullptr;  // outlives every LiveSaveset
+    // Problems a load finds (each reported once per LiveSaveset).
+    std::function<void(const std::string&)> report;
+  };
+  LiveSaveset(std::string dir, Options options) : dir_(std::move(dir)), options_(options) {}
+  const std::string& dir() const { return dir_; }
+
+  // `version` changes when what the saveset shows changes; `state` is null when the saveset
+  // was evicted and the directory has not changed since.
+  struct Snapshot {
+    uint64_t version = 0;
+    std::shared_ptr<const SavesetState> state;
+  };
+  // Reloads when the directory changed since the last load (or that load was racy) and no
+  // writer holds it; the first call loads. Callers rate-limit it.
+  Snapshot Poll() EXCLUDES(load_mu_, mu_);
+  // The state, loaded first when evicted.
+  Snapshot Loaded() EXCLUDES(load_mu_, mu_);
+  // The image of `disk` at `point`, loading the saveset when evicted. NotFound when the point
+  // is gone or its chain is no longer `chain` (a signature from SavesetState::chains).
+  Result<std::shared_ptr<LazyImage>> Image(const std::string& point, const std::string& disk,
+                                           const std::string& chain) EXCLUDES(load_mu_, mu_);
+  // Drops the state: its data files close once no open image holds them.
+  void Evict() EXCLUDES(mu_);
+
+ private:
+  Snapshot Current() EXCLUDES(mu_);
+  void LoadLocked(const DirStamp& stamp, bool busy) REQUIRES(load_mu_) EXCLUDES(mu_);
+  void Report(const SavesetState& state) EXCLUDES(mu_);
+
+  const std::string dir_;
+  const Options options_;
+  Mutex load_mu_ ACQUIRED_BEFORE(mu_);  // held through a load: one at a time
+  Mutex mu_;
+  std::shared_ptr<const SavesetState> state_ GUARDED_BY(mu_);
+  uint64_t version_ GUARDED_BY(mu_) = 0;         // 0: never loaded
+  std::string content_ GUARDED_BY(mu_);          // ContentSignature of the last load
+  std::set<std::string> shown_ GUARDED_BY(mu_);  // points shown by a load with no writer busy
+  DirStamp stamp_ GUARDED_BY(mu_);               // of the directory before the last load
+  bool trusted_ GUARDED_BY(mu_) = false;         // that load saw a final state (not racy, not busy)
+  std::set<std::string> reported_ GUARDED_BY(mu_);
+};
+
+}  // namespace backupfs
