@@ -11,7 +11,22 @@
 namespace backupfs {
 namespace {
 
-constexpr double kTimeout = 86400.0;  // nothing in a mounted saveset ever changes
+constexpr double kStableTimeout = 86400.0;  // a restore point's content never changes
+constexpr double kLiveTimeout = 1.0;        // the root and savesets follow the disk
+
+// What an open file holds: its image (and so its data files), or the saveset file's
+// descriptor. Owned through fi->fh from open to release.
+struct OpenFile {
+  std::shared_ptr<LazyImage> image;
+  UniqueFd fd;
+};
+
+// A directory's entries as of opendir, so that offsets stay valid while it changes.
+struct OpenDirectory {
+  std::vector<LiveTree::Entry> entries;
+};
+
+OpenFile& FileOf(fuse_file_info* fi) { return *reinterpret_cast<OpenFile*>(fi->fh); }
 
 FuseContext& Ctx(fuse_req_t req) {
   FuseContext& ctx = *static_cast<FuseContext*>(fuse_req_userdata(req));
@@ -38,30 +53,32 @@ int ToErrno(const Status& s) {
   }
 }
 
+mode_t ModeOf(const FuseContext& ctx, NodeKind kind) {
+  switch (kind) {
+    case NodeKind::kDir:
+      return S_IFDIR | (0777 & ~ctx.umask & ~0222);
+    case NodeKind::kSymlink:
+      return S_IFLNK | 0777;
+    default:
+      return S_IFREG | (0666 & ~ctx.umask & ~0222);
+  }
+}
+
 struct stat Attr(const FuseContext& ctx, const Node& n) {
   struct stat st = {};
   st.st_ino = n.ino;
   st.st_uid = ctx.uid;
   st.st_gid = ctx.gid;
-  st.st_mtim = st.st_ctim = st.st_atim = n.mtime;
+  st.st_mtim = st.st_ctim = st.st_atim = ctx.tree->Mtime(n);
   st.st_blksize = 1 << 20;
-  switch (n.kind) {
-    case NodeKind::kDir:
-      st.st_mode = S_IFDIR | (0777 & ~ctx.umask & ~0222);
-      st.st_nlink = 2;
-      break;
-    case NodeKind::kSymlink:
-      st.st_mode = S_IFLNK | 0777;
-      st.st_nlink = 1;
-      break;
-    default:
-      st.st_mode = S_IFREG | (0666 & ~ctx.umask & ~0222);
-      st.st_nlink = 1;
-  }
+  st.st_mode = ModeOf(ctx, n.kind);
+  st.st_nlink = n.kind == NodeKind::kDir ? 2 : 1;
   st.st_size = static_cast<off_t>(n.size);
   st.st_blocks = static_cast<blkcnt_t>((n.size + 511) / 512);
   return st;
 }
+
+double AttrTimeout(const Node& n) { return n.backing ? kLiveTimeout : kStableTimeout; }
 
 // Runs an operation body, turning an escaped exception into EIO (never a crashed daemon).
 template <typename F>
@@ -79,58 +96,75 @@ void Guard(fuse_req_t req, F&& body) {
 void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Guard(req, [&] {
     FuseContext& ctx = Ctx(req);
-    const Node* n = ctx.tree.Lookup(parent, name);
-    if (n == nullptr) {
-      fuse_entry_param e = {};
-      e.entry_timeout = kTimeout;  // negative entries are cached too
-      fuse_reply_entry(req, &e);
-      return;
-    }
+    std::shared_ptr<const Node> dir = ctx.tree->Get(parent);
+    if (!dir) return (void)fuse_reply_err(req, ENOENT);
+    const double entry_timeout = dir->backing ? kLiveTimeout : kStableTimeout;
+    std::shared_ptr<const Node> n = ctx.tree->Lookup(parent, name);
     fuse_entry_param e = {};
-    e.ino = n->ino;
-    e.attr = Attr(ctx, *n);
-    e.attr_timeout = e.entry_timeout = kTimeout;
-    fuse_reply_entry(req, &e);
+    e.entry_timeout = entry_timeout;  // negative entries are cached too
+    if (n) {
+      e.ino = n->ino;
+      e.attr = Attr(ctx, *n);
+      e.attr_timeout = AttrTimeout(*n);
+    }
+    if (fuse_reply_entry(req, &e) != 0 && n) ctx.tree->Forget(n->ino, 1);
   });
+}
+
+void Forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  Ctx(req).tree->Forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) Ctx(req).tree->Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
 }
 
 void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Guard(req, [&] {
-    const Node* n = Ctx(req).tree.Get(ino);
-    if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+    std::shared_ptr<const Node> n = Ctx(req).tree->Get(ino);
+    if (!n) return (void)fuse_reply_err(req, ENOENT);
     struct stat st = Attr(Ctx(req), *n);
-    fuse_reply_attr(req, &st, kTimeout);
+    fuse_reply_attr(req, &st, AttrTimeout(*n));
   });
 }
 
 void ReadLink(fuse_req_t req, fuse_ino_t ino) {
-  const Node* n = Ctx(req).tree.Get(ino);
-  if (n == nullptr || n->kind != NodeKind::kSymlink) return (void)fuse_reply_err(req, EINVAL);
+  std::shared_ptr<const Node> n = Ctx(req).tree->Get(ino);
+  if (!n || n->kind != NodeKind::kSymlink) return (void)fuse_reply_err(req, EINVAL);
   fuse_reply_readlink(req, n->target.c_str());
 }
 
 void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  const Node* n = Ctx(req).tree.Get(ino);
-  if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
-  if (n->kind != NodeKind::kDir) return (void)fuse_reply_err(req, ENOTDIR);
-  fi->keep_cache = 1;
-  fi->cache_readdir = 1;
-  fuse_reply_open(req, fi);
+  Guard(req, [&] {
+    std::shared_ptr<const Node> n = Ctx(req).tree->Get(ino);
+    if (!n) return (void)fuse_reply_err(req, ENOENT);
+    if (n->kind != NodeKind::kDir) return (void)fuse_reply_err(req, ENOTDIR);
+    auto dir = std::make_unique<OpenDirectory>();
+    dir->entries = Ctx(req).tree->List(*n);
+    fi->keep_cache = fi->cache_readdir = n->backing ? 0 : 1;
+    fi->fh = reinterpret_cast<uint64_t>(dir.get());
+    if (fuse_reply_open(req, fi) == 0) dir.release();
+  });
 }
 
-void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<OpenDirectory*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void ReadDir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   Guard(req, [&] {
     FuseContext& ctx = Ctx(req);
-    const Node* dir = ctx.tree.Get(ino);
-    if (dir == nullptr) return (void)fuse_reply_err(req, ENOENT);
-    std::vector<std::pair<std::string, const Node*>> entries = {
-        {".", dir}, {"..", ctx.tree.Get(dir->parent == 0 ? 1 : dir->parent)}};
-    for (const auto& [name, child] : dir->children) entries.emplace_back(name, ctx.tree.Get(child));
+    const std::vector<LiveTree::Entry>& entries = reinterpret_cast<OpenDirectory*>(fi->fh)->entries;
     std::vector<char> buf(size);
     size_t used = 0;
     for (size_t i = static_cast<size_t>(off); i < entries.size(); ++i) {
-      struct stat st = Attr(ctx, *entries[i].second);
-      size_t n = fuse_add_direntry(req, buf.data() + used, size - used, entries[i].first.c_str(),
+      struct stat st = {};
+      st.st_ino = entries[i].ino;
+      st.st_mode = ModeOf(ctx, entries[i].kind);
+      size_t n = fuse_add_direntry(req, buf.data() + used, size - used, entries[i].name.c_str(),
                                    &st, static_cast<off_t>(i + 1));
       if (n > size - used) break;
       used += n;
@@ -141,23 +175,32 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guard(req, [&] {
-    const Node* n = Ctx(req).tree.Get(ino);
-    if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+    std::shared_ptr<const Node> n = Ctx(req).tree->Get(ino);
+    if (!n) return (void)fuse_reply_err(req, ENOENT);
     if (n->kind == NodeKind::kDir) return (void)fuse_reply_err(req, EISDIR);
     if ((fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
-    fi->keep_cache = 1;  // the images never change: keep the kernel's page cache
-    fi->fh = 0;
-    if (n->kind == NodeKind::kFile) {
-      int fd = ::open(n->source.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return (void)fuse_reply_err(req, errno);
-      fi->fh = static_cast<uint64_t>(fd);
+    auto file = std::make_unique<OpenFile>();
+    if (n->kind == NodeKind::kImage) {
+      auto image = n->saveset->Image(n->point, n->disk, n->key);
+      // A point that went or changed since the kernel looked it up: ESTALE makes the kernel
+      // walk the path again with fresh lookups (LOOKUP_REVAL), which find the new node or none.
+      if (!image.ok() && image.status().code() == StatusCode::kNotFound) {
+        return (void)fuse_reply_err(req, ESTALE);
+      }
+      if (!image.ok()) return (void)fuse_reply_err(req, ToErrno(image.status()));
+      file->image = std::move(image).value();
+    } else if (n->kind == NodeKind::kFile) {
+      file->fd.reset(::open(n->source.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!file->fd.valid()) return (void)fuse_reply_err(req, errno);
     }
-    if (fuse_reply_open(req, fi) != 0 && fi->fh != 0) ::close(static_cast<int>(fi->fh));
+    fi->keep_cache = 1;  // a node's content never changes: keep the kernel's page cache
+    fi->fh = reinterpret_cast<uint64_t>(file.get());
+    if (fuse_reply_open(req, fi) == 0) file.release();
   });
 }
 
 void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  if (fi->fh != 0) ::close(static_cast<int>(fi->fh));
+  delete reinterpret_cast<OpenFile*>(fi->fh);
   fuse_reply_err(req, 0);
 }
 
@@ -192,13 +235,13 @@ void ReplyRaw(fuse_req_t req, const std::vector<DiskImage::RawPiece>& pieces) {
   fuse_reply_data(req, bv, FUSE_BUF_SPLICE_MOVE);
 }
 
-void ReadImage(fuse_req_t req, const Node& n, size_t size, off_t off) {
+void ReadImage(fuse_req_t req, const LazyImage& lazy, size_t size, off_t off) {
   FuseContext& ctx = Ctx(req);
   const uint64_t offset = static_cast<uint64_t>(off);
-  if (offset >= n.size) return (void)fuse_reply_buf(req, nullptr, 0);
-  size = static_cast<size_t>(std::min<uint64_t>(size, n.size - offset));
+  if (offset >= lazy.size()) return (void)fuse_reply_buf(req, nullptr, 0);
+  size = static_cast<size_t>(std::min<uint64_t>(size, lazy.size() - offset));
   thread_local std::vector<DiskImage::RawPiece> pieces;
-  const DiskImage& image = n.image->Get();
+  const DiskImage& image = lazy.Get();
   if (ctx.splice && image.RawPieces(offset, size, &pieces)) return ReplyRaw(req, pieces);
   thread_local std::vector<uint8_t> buf;
   if (buf.size() < size) buf.resize(size);
@@ -211,32 +254,33 @@ void ReadImage(fuse_req_t req, const Node& n, size_t size, off_t off) {
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), size);
 }
 
-void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   Guard(req, [&] {
-    const Node* n = Ctx(req).tree.Get(ino);
-    if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
-    if (n->kind == NodeKind::kImage) return ReadImage(req, *n, size, off);
+    const OpenFile& file = FileOf(fi);
+    if (file.image) return ReadImage(req, *file.image, size, off);
     fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
     bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-    bv.buf[0].fd = static_cast<int>(fi->fh);
+    bv.buf[0].fd = file.fd.get();
     bv.buf[0].pos = off;
     fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
   });
 }
 
-void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
   Guard(req, [&] {
-    const Node* n = Ctx(req).tree.Get(ino);
-    if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+    std::shared_ptr<const Node> n = Ctx(req).tree->Get(ino);
+    if (!n) return (void)fuse_reply_err(req, ENOENT);
+    const OpenFile& file = FileOf(fi);
+    const uint64_t size = file.image ? file.image->size() : n->size;
     const uint64_t offset = static_cast<uint64_t>(off);
-    if (off < 0 || offset >= n->size) return (void)fuse_reply_err(req, ENXIO);
+    if (off < 0 || offset >= size) return (void)fuse_reply_err(req, ENXIO);
     uint64_t result = offset;
-    if (n->kind == NodeKind::kImage) {
-      const DiskImage& image = n->image->Get();
+    if (file.image) {
+      const DiskImage& image = file.image->Get();
       result = whence == SEEK_DATA ? image.NextData(offset) : image.NextHole(offset);
-      if (whence == SEEK_DATA && result >= n->size) return (void)fuse_reply_err(req, ENXIO);
+      if (whence == SEEK_DATA && result >= size) return (void)fuse_reply_err(req, ENXIO);
     } else if (whence == SEEK_HOLE) {
-      result = n->size;
+      result = size;
     } else if (whence != SEEK_DATA) {
       return (void)fuse_reply_err(req, EINVAL);
     }
@@ -247,7 +291,7 @@ void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info
 void StatFs(fuse_req_t req, fuse_ino_t) {
   struct statvfs st = {};
   st.f_bsize = st.f_frsize = 4096;
-  st.f_files = Ctx(req).tree.size();
+  st.f_files = Ctx(req).tree->held();
   st.f_namemax = 255;
   st.f_flag = ST_RDONLY;
   fuse_reply_statfs(req, &st);
@@ -266,10 +310,13 @@ const fuse_lowlevel_ops& BackupfsOps() {
     fuse_lowlevel_ops o = {};
     o.init = Init;
     o.lookup = Lookup;
+    o.forget = Forget;
+    o.forget_multi = ForgetMulti;
     o.getattr = GetAttr;
     o.readlink = ReadLink;
     o.opendir = OpenDir;
     o.readdir = ReadDir;
+    o.releasedir = ReleaseDir;
     o.open = Open;
     o.release = Release;
     o.read = Read;

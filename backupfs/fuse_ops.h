@@ -1,5 +1,11 @@
-// The FUSE low-level operations over a MountTree: a thin adapter. Status values become errno
+// The FUSE low-level operations over a LiveTree: a thin adapter. Status values become errno
 // here and nowhere else; every exception is caught here.
+//
+// Caching: the entries of directories that follow the disk (the root, a saveset) and their
+// attributes expire after kLiveTimeout, and their listings are never cached, so new points
+// show and removed ones go without notifying the kernel (no fuse_lowlevel_notify_inval_*);
+// everything inside a restore point never changes (a change makes new nodes) and is cached
+// for a day, page cache included.
 #pragma once
 
 #define FUSE_USE_VERSION 314
@@ -7,6 +13,7 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -15,7 +22,7 @@
 namespace backupfs {
 
 struct FuseContext {
-  MountTree tree;
+  std::unique_ptr<LiveTree> tree;
   uid_t uid = 0;
   gid_t gid = 0;
   mode_t umask = 0227;  // files 0440, directories 0550

@@ -1,123 +1,86 @@
 #include "backupfs/tree.h"
 
-#include <ctime>
-#include <filesystem>
-#include <set>
-
 namespace backupfs {
 namespace {
 
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() > suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::vector<std::string> ListNames(const std::string& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (e.is_regular_file(ec)) out.push_back(e.path().filename().string());
-  }
-  return out;
-}
-
-// The name a per-point file shows under its point: "vmconfig.<id>.xml" -> "vmconfig.xml",
-// "<disk>.<id>.qcow.json" -> "<disk>.qcow.json", "<name>.<id>" (firmware) -> "<name>";
-// "" when `file` is not one of `id`'s files.
-std::string PointFileName(const std::string& file, const std::string& id) {
-  if (file == "vmconfig." + id + ".xml") return "vmconfig.xml";
-  const std::string qcow = "." + id + ".qcow.json";
-  if (EndsWith(file, qcow)) return file.substr(0, file.size() - qcow.size()) + ".qcow.json";
-  const std::string suffix = "." + id;
-  if (!EndsWith(file, suffix)) return "";
-  return file.substr(0, file.size() - suffix.size());
+std::shared_ptr<const Node> MakeRoot(const std::string& dir, TreeShared* shared) {
+  auto n = std::make_shared<Node>();
+  n->ino = 1;
+  n->parent = 1;
+  n->mtime = StampOf(dir).mtime;
+  n->backing = std::make_shared<Backing>(dir, 1, shared);
+  return n;
 }
 
 }  // namespace
 
-struct timespec ParseBackupDate(const std::string& iso) {
-  std::tm tm = {};
-  const char* rest = strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (rest == nullptr) return {};
-  tm.tm_isdst = -1;
-  struct timespec ts = {mktime(&tm), 0};
-  if (*rest == '.') {
-    double fraction = std::strtod(rest, nullptr);  // ".123456"
-    if (fraction >= 0 && fraction < 1) ts.tv_nsec = static_cast<long>(fraction * 1e9);
+LiveTree::LiveTree(const std::string& dir, const Options& o)
+    : shared_(o.open, o.max_open_files, o.poll_interval, o.report), root_(MakeRoot(dir, &shared_)) {
+  MutexLock l(mu_);
+  held_[1] = {root_, 1};  // the root is never forgotten
+}
+
+std::shared_ptr<const Node> LiveTree::Get(uint64_t ino) const {
+  MutexLock l(mu_);
+  auto it = held_.find(ino);
+  return it == held_.end() ? nullptr : it->second.node;
+}
+
+std::shared_ptr<const Node> LiveTree::Lookup(uint64_t parent, const std::string& name) {
+  std::shared_ptr<const Node> dir = Get(parent);
+  if (!dir || dir->kind != NodeKind::kDir) return nullptr;
+  std::shared_ptr<const Node> child;
+  if (dir->backing) {
+    std::shared_ptr<const Backing::Listing> listing = dir->backing->Refresh();
+    auto it =
+        listing ? listing->children.find(name) : decltype(listing->children)::const_iterator{};
+    if (listing && it != listing->children.end()) child = it->second;
+  } else if (auto it = dir->files.find(name); it != dir->files.end()) {
+    child = it->second;
   }
-  return ts;
+  if (!child) return nullptr;
+  MutexLock l(mu_);
+  Held& h = held_[child->ino];
+  h.node = child;
+  ++h.lookups;
+  return child;
 }
 
-uint64_t MountTree::Add(uint64_t parent, NodeKind kind, const std::string& name,
-                        struct timespec mtime) {
-  Node n;
-  n.ino = nodes_.size() + 1;
-  n.parent = parent;
-  n.kind = kind;
-  n.name = name;
-  n.mtime = mtime;
-  nodes_.push_back(std::move(n));
-  if (parent != 0 && nodes_.size() > 1) nodes_[parent - 1].children[name] = nodes_.size();
-  return nodes_.size();
-}
-
-void MountTree::AddPointFiles(uint64_t dir, const std::string& saveset, const RestorePoint& point,
-                              const std::vector<std::string>& names) {
-  for (const std::string& file : names) {
-    std::string shown = PointFileName(file, point.id);
-    if (shown.empty() || nodes_[dir - 1].children.count(shown)) continue;
-    std::error_code ec;
-    uint64_t size = std::filesystem::file_size(saveset + "/" + file, ec);
-    if (ec) continue;
-    uint64_t ino = Add(dir, NodeKind::kFile, shown, nodes_[dir - 1].mtime);
-    nodes_[ino - 1].source = saveset + "/" + file;
-    nodes_[ino - 1].size = size;
+void LiveTree::Forget(uint64_t ino, uint64_t nlookup) {
+  std::shared_ptr<const Node> dropped;  // released outside the lock
+  MutexLock l(mu_);
+  auto it = held_.find(ino);
+  if (ino == 1 || it == held_.end()) return;
+  it->second.lookups -= std::min(nlookup, it->second.lookups);
+  if (it->second.lookups == 0) {
+    dropped = std::move(it->second.node);
+    held_.erase(it);
   }
 }
 
-MountTree MountTree::Build(const SavesetModel& model) {
-  MountTree t;
-  struct timespec newest = {};
-  for (const RestorePoint& p : model.points)
-    newest = std::max(newest, ParseBackupDate(p.date),
-                      [](const timespec& a, const timespec& b) { return a.tv_sec < b.tv_sec; });
-  t.Add(0, NodeKind::kDir, "", newest);
-  const std::vector<std::string> names = ListNames(model.dir);
-  for (const RestorePoint& p : model.points) {
-    uint64_t dir = t.Add(1, NodeKind::kDir, p.name, ParseBackupDate(p.date));
-    for (const DiskChain& chain : p.disks) {
-      uint64_t ino = t.Add(dir, NodeKind::kImage, chain.disk + ".raw", t.nodes_[dir - 1].mtime);
-      t.nodes_[ino - 1].image = std::make_shared<LazyImage>(chain);
-      t.nodes_[ino - 1].size = chain.virtual_size;
+std::vector<LiveTree::Entry> LiveTree::List(const Node& dir) {
+  std::vector<Entry> out = {{".", dir.ino, NodeKind::kDir}, {"..", dir.parent, NodeKind::kDir}};
+  if (dir.backing) {
+    std::shared_ptr<const Backing::Listing> listing = dir.backing->Refresh();
+    if (listing) {
+      for (const auto& [name, n] : listing->children) out.push_back({name, n->ino, n->kind});
     }
-    t.AddPointFiles(dir, model.dir, p, names);
+  } else {
+    for (const auto& [name, n] : dir.files) out.push_back({name, n->ino, n->kind});
   }
-  if (!model.latest.empty()) {
-    uint64_t ino = t.Add(1, NodeKind::kSymlink, "latest", newest);
-    t.nodes_[ino - 1].target = model.latest;
-    t.nodes_[ino - 1].size = model.latest.size();
-  }
-  return t;
+  return out;
 }
 
-const Node* MountTree::Get(uint64_t ino) const {
-  if (ino == 0 || ino > nodes_.size()) return nullptr;
-  return &nodes_[ino - 1];
-}
-
-const Node* MountTree::Lookup(uint64_t parent, const std::string& name) const {
-  const Node* dir = Get(parent);
-  if (dir == nullptr || dir->kind != NodeKind::kDir) return nullptr;
-  auto it = dir->children.find(name);
-  return it == dir->children.end() ? nullptr : Get(it->second);
-}
-
-uint64_t MountTree::extent_count() const {
-  uint64_t n = 0;
-  for (const Node& node : nodes_) {
-    if (node.image) n += node.image->Get().extents().size();
+struct timespec LiveTree::Mtime(const Node& n) const {
+  if (n.backing) {
+    if (auto listing = n.backing->Current()) return listing->mtime;
   }
-  return n;
+  return n.mtime;
+}
+
+size_t LiveTree::held() const {
+  MutexLock l(mu_);
+  return held_.size();
 }
 
 }  // namespace backupfs

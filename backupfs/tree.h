@@ -1,57 +1,72 @@
-// The namespace a mounted saveset shows (man backupfs(1)):
+// The namespace a mount shows (man backupfs(1)), following the disk:
 //   /<restore point>/<disk>.raw          the disk image at that point
 //   /<restore point>/vmconfig.xml        the domain XML saved with it (and qcow.json, firmware)
 //   /latest -> <newest restore point>
-// Built once at mount; immutable afterwards, so lookups need no locking.
+//   /broken-chain.<time>/...             a chain backupfs-capture set aside, shown the same way
+// or, over a directory of savesets, /<saveset>/... with a `latest` at each level (backed_dir.h).
+//
+// The kernel refers to nodes by inode number. A number is never reused: nodes come from a
+// counter, and a node stays in the table while the kernel holds lookups of it (LOOKUP adds
+// one, FORGET takes them back), even after it left the tree. Open files hold their image, not
+// the node (fuse_ops.cc), so reads survive the point's removal.
+//
+// Thread-safe. mu_ is never held while refreshing a directory.
 #pragma once
 
-#include <sys/stat.h>
-
+#include <chrono>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
-#include "backupfs/chain.h"
-#include "backupfs/image.h"
+#include "backupfs/backed_dir.h"
+#include "backupfs/node.h"
+#include "common/thread_annotations.h"
 
 namespace backupfs {
 
-enum class NodeKind { kDir, kImage, kFile, kSymlink };
-
-struct Node {
-  uint64_t ino = 0;  // 1 is the root
-  uint64_t parent = 1;
-  NodeKind kind = NodeKind::kDir;
-  std::string name;
-  uint64_t size = 0;
-  struct timespec mtime = {};
-  std::map<std::string, uint64_t> children;  // directories: name -> ino
-  std::shared_ptr<LazyImage> image;          // kImage: built when first read
-  std::string source;                        // kFile: the saveset file it shows
-  std::string target;                        // kSymlink
-};
-
-class MountTree {
+class LiveTree {
  public:
-  static MountTree Build(const SavesetModel& model);
+  struct Options {
+    OpenOptions open;
+    size_t max_open_files = 1024;  // data files kept open by loaded savesets (saveset_pool.h)
+    std::chrono::milliseconds poll_interval{500};
+    std::function<void(const std::string&)> report;  // problems found when loading a saveset
+  };
+  LiveTree(const std::string& dir, const Options& options);
 
-  // nullptr when there is no such inode / entry.
-  const Node* Get(uint64_t ino) const;
-  const Node* Lookup(uint64_t parent, const std::string& name) const;
-  size_t size() const { return nodes_.size(); }
-  // Builds every image: for reporting (backupfs -d), not for mounting.
-  uint64_t extent_count() const;
+  // The node of `ino` while the kernel may refer to it; nullptr otherwise.
+  std::shared_ptr<const Node> Get(uint64_t ino) const EXCLUDES(mu_);
+  // The entry `name` of directory `parent` (refreshed first when it follows the disk), with
+  // one more lookup counted; nullptr when there is none.
+  std::shared_ptr<const Node> Lookup(uint64_t parent, const std::string& name) EXCLUDES(mu_);
+  // The kernel dropped `nlookup` lookups of `ino`.
+  void Forget(uint64_t ino, uint64_t nlookup) EXCLUDES(mu_);
+
+  struct Entry {
+    std::string name;
+    uint64_t ino;
+    NodeKind kind;
+  };
+  // ".", "..", then the entries (refreshed first when the directory follows the disk).
+  std::vector<Entry> List(const Node& dir);
+  // A directory that follows the disk shows its newest content's time.
+  struct timespec Mtime(const Node& n) const;
+
+  const Node& root() const { return *root_; }
+  SavesetPool& pool() { return shared_.pool; }
+  size_t held() const EXCLUDES(mu_);
 
  private:
-  uint64_t Add(uint64_t parent, NodeKind kind, const std::string& name, struct timespec mtime);
-  void AddPointFiles(uint64_t dir, const std::string& saveset, const RestorePoint& point,
-                     const std::vector<std::string>& names);
-  std::vector<Node> nodes_;  // nodes_[ino - 1]
+  TreeShared shared_;
+  std::shared_ptr<const Node> root_;
+  mutable Mutex mu_;
+  struct Held {
+    std::shared_ptr<const Node> node;
+    uint64_t lookups = 0;
+  };
+  std::unordered_map<uint64_t, Held> held_ GUARDED_BY(mu_);
 };
-
-// "2026-11-26T05:00:00.123456" (local time, as virtnbdbackup writes it) -> time; 0 if bad.
-struct timespec ParseBackupDate(const std::string& iso);
 
 }  // namespace backupfs

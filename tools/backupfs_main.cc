@@ -1,15 +1,19 @@
-// backupfs: mounts a saveset read-only; every restore point's disks appear as raw images.
+// backupfs: mounts a saveset (or a directory of savesets) read-only; every restore point's disks
+// appear as raw images, and the mount follows new and removed points.
 //   backupfs [options] SAVESET_DIR MOUNTPOINT
 // Parses arguments, loads the saveset, mounts and serves; the work is in backupfs/.
+#include <sys/resource.h>
 #include <syslog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <csignal>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "backupfs/chain.h"
@@ -27,6 +31,8 @@ struct Options {
   char* verify = nullptr;
   unsigned readahead_kib = 1024;  // fastest in every bench/RESULTS-mount.md run
   int splice = 0;
+  int allow_empty = 0;
+  unsigned open_files = 0;  // 0: the default (DefaultOpenFiles)
   int show_version = 0;
   int show_help = 0;
 };
@@ -42,6 +48,8 @@ const fuse_opt kOptSpec[] = {BFS_OPT("uid=%d", uid),
                              BFS_OPT("verify=%s", verify),
                              BFS_OPT("readahead_kb=%u", readahead_kib),
                              BFS_OPT("splice", splice),
+                             BFS_OPT("allow_empty", allow_empty),
+                             BFS_OPT("open_files=%u", open_files),
                              FUSE_OPT_KEY("-V", kKeyVersion),
                              FUSE_OPT_KEY("--version", kKeyVersion),
                              FUSE_OPT_KEY("-h", kKeyHelp),
@@ -71,7 +79,9 @@ int ProcessArg(void* data, const char* arg, int key, fuse_args*) {
 void Usage(const char* prog) {
   std::printf(
       "usage: %s [options] SAVESET_DIR MOUNTPOINT\n\n"
-      "Mounts a backupfs/virtnbdbackup saveset read-only: MOUNTPOINT/<restore point>/<disk>.raw\n\n"
+      "Mounts a backupfs/virtnbdbackup saveset read-only: MOUNTPOINT/<restore point>/<disk>.raw;\n"
+      "a directory of savesets shows MOUNTPOINT/<saveset>/<restore point>/<disk>.raw.\n"
+      "New restore points show within a second or two; removed ones go.\n\n"
       "backupfs options:\n"
       "    -o uid=N               owner of every file (default: the mounting user)\n"
       "    -o gid=N               group of every file (default: the mounting user's)\n"
@@ -80,6 +90,8 @@ void Usage(const char* prog) {
       "    -o verify=on|off       check chunk checksums on every read (default: on)\n"
       "    -o readahead_kb=KIB    kernel readahead of the mount (default: 1024; 0 keeps)\n"
       "    -o splice              zero-copy replies where no check is needed (default: off)\n"
+      "    -o allow_empty         mount even with no restore point yet (default: refuse)\n"
+      "    -o open_files=N        data files loaded savesets keep open (default: 1024)\n"
       "    -o allow_other         let other users read (see fuse(8))\n"
       "    -f                     stay in the foreground\n"
       "    -d                     debug output (implies -f)\n"
@@ -152,6 +164,46 @@ int Serve(fuse_args* args, const fuse_cmdline_opts& cmd, const Options& o,
   return rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
 }
 
+// Raises the soft limit on open files to the hard one (a mount over many savesets may hold
+// many data files); returns the default bound for -o open_files: 1024, or a quarter of the
+// limit when that is lower.
+unsigned DefaultOpenFiles() {
+  struct rlimit r {};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return 256;
+  if (r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+    getrlimit(RLIMIT_NOFILE, &r);
+  }
+  return static_cast<unsigned>(std::min<rlim_t>(1024, std::max<rlim_t>(r.rlim_cur / 4, 16)));
+}
+
+// What the mount shows, at mount time: the broken chains set aside in a saveset, and with -d
+// the restore points and extents (a saveset) or the savesets (a collection).
+void ReportRoot(backupfs::LiveTree& tree, const backupfs::Backing::Listing& root,
+                const std::string& dir, bool debug) {
+  for (const auto& [name, node] : root.children) {
+    if (root.saveset && node->backing) {
+      LogError(dir + "/" + name + ": a chain set aside by backupfs-capture; shown read-only as " +
+               name + "/");
+    }
+  }
+  if (!debug) return;
+  if (!root.saveset) {
+    std::fprintf(stderr, "backupfs: %zu savesets\n",
+                 root.children.size() - (root.children.count("latest")));
+    return;
+  }
+  auto state = tree.root().backing->saveset()->Loaded().state;
+  uint64_t extents = 0;
+  for (const auto& [point, disks] : state->images) {
+    for (const auto& [disk, image] : disks) extents += image->Get().extents().size();
+  }
+  std::fprintf(stderr, "backupfs: %zu restore points, %llu extents (%zu bytes each)\n",
+               state->model.points.size(), static_cast<unsigned long long>(extents),
+               sizeof(backupfs::ImageExtent));
+}
+
 // Owns what fuse_opt_parse and fuse_parse_cmdline allocate, on every way out of main.
 struct ParsedArgs {
   fuse_args args;
@@ -194,24 +246,27 @@ int Run(ParsedArgs& p) {
     }
     open.reader.verify_checksums = false;
   }
-  auto model = backupfs::LoadSaveset(o.saveset, open);
-  if (!model.ok()) {
-    std::fprintf(stderr, "backupfs: %s\n", model.status().message().c_str());
-    return 1;
+  backupfs::LiveTree::Options tree;
+  tree.open = open;
+  tree.max_open_files = o.open_files != 0 ? o.open_files : DefaultOpenFiles();
+  tree.report = LogError;  // on stderr until the daemon goes to the background
+  ctx.tree = std::make_unique<backupfs::LiveTree>(o.saveset, tree);
+  auto root = ctx.tree->root().backing->Refresh();
+  if (!root || root->children.empty()) {
+    if (!o.allow_empty) {
+      std::fprintf(stderr,
+                   "backupfs: %s: no restore point can be served; not mounting (-o allow_empty "
+                   "mounts it anyway, to show backups as they arrive)\n",
+                   o.saveset);
+      return 1;
+    }
+    std::fprintf(stderr,
+                 "backupfs: %s: no restore point yet; mounted to show them as they arrive\n",
+                 o.saveset);
   }
-  for (const std::string& m : model->problems) std::fprintf(stderr, "backupfs: %s\n", m.c_str());
-  if (model->points.empty()) {
-    std::fprintf(stderr, "backupfs: %s: no restore point can be served; not mounting\n", o.saveset);
-    return 1;
-  }
-  ctx.tree = backupfs::MountTree::Build(*model);
+  if (root) ReportRoot(*ctx.tree, *root, o.saveset, p.cmd.debug);
   ctx.log_error = LogError;
   ctx.splice = o.splice != 0;
-  if (p.cmd.debug) {
-    std::fprintf(stderr, "backupfs: %zu restore points, %llu extents (%zu bytes each)\n",
-                 model->points.size(), static_cast<unsigned long long>(ctx.tree.extent_count()),
-                 sizeof(backupfs::ImageExtent));
-  }
   return Serve(&p.args, p.cmd, o, &ctx);
 }
 

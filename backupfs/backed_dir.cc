@@ -1,0 +1,227 @@
+#include "backupfs/backed_dir.h"
+
+#include <string.h>
+
+#include <algorithm>
+#include <ctime>
+#include <filesystem>
+#include <vector>
+
+namespace backupfs {
+namespace {
+
+using Listing = Backing::Listing;
+
+bool Later(const timespec& a, const timespec& b) {
+  return a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec;
+}
+
+bool IsBrokenChain(const std::string& name) { return name.rfind("broken-chain.", 0) == 0; }
+
+// The entry `name` of `cur` when it still shows `key`, else a new node from `make`.
+template <typename Make>
+void Keep(const Listing* cur, Listing* out, const std::string& name, const std::string& key,
+          Make make) {
+  if (out->children.count(name)) return;  // the first one shown under a name wins
+  if (cur != nullptr) {
+    auto it = cur->children.find(name);
+    if (it != cur->children.end() && it->second->key == key) {
+      out->children[name] = it->second;
+      return;
+    }
+  }
+  out->children[name] = make();
+}
+
+std::shared_ptr<const Node> MakeLink(TreeShared* shared, uint64_t parent, const std::string& name,
+                                     const std::string& target, const timespec& mtime) {
+  auto n = std::make_shared<Node>();
+  n->ino = shared->NewIno();
+  n->parent = parent;
+  n->kind = NodeKind::kSymlink;
+  n->name = name;
+  n->key = "l:" + target;
+  n->target = target;
+  n->size = target.size();
+  n->mtime = mtime;
+  return n;
+}
+
+std::shared_ptr<const Node> MakeDir(TreeShared* shared, uint64_t parent, const std::string& name,
+                                    const std::string& path, const DirStamp& stamp) {
+  auto n = std::make_shared<Node>();
+  n->ino = shared->NewIno();
+  n->parent = parent;
+  n->name = name;
+  n->key = "d:" + std::to_string(stamp.dev) + ":" + std::to_string(stamp.ino);
+  n->mtime = stamp.mtime;
+  n->backing = std::make_shared<Backing>(path, n->ino, shared);
+  return n;
+}
+
+std::shared_ptr<const Node> MakeFile(TreeShared* shared, uint64_t parent, const std::string& name,
+                                     const std::string& path, const timespec& mtime) {
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec) return nullptr;
+  auto n = std::make_shared<Node>();
+  n->ino = shared->NewIno();
+  n->parent = parent;
+  n->kind = NodeKind::kFile;
+  n->name = name;
+  n->source = path;
+  n->size = size;
+  n->mtime = mtime;
+  return n;
+}
+
+// A restore point's directory: one image per disk, then its per-point files.
+std::shared_ptr<const Node> MakePoint(TreeShared* shared, uint64_t parent,
+                                      const std::shared_ptr<LiveSaveset>& saveset,
+                                      const SavesetState& state, const RestorePoint& p) {
+  auto dir = std::make_shared<Node>();
+  dir->ino = shared->NewIno();
+  dir->parent = parent;
+  dir->name = p.name;
+  dir->key = "p:" + state.PointSignature(p);
+  dir->mtime = ParseBackupDate(p.date);
+  for (const DiskChain& chain : p.disks) {
+    auto n = std::make_shared<Node>();
+    n->ino = shared->NewIno();
+    n->parent = dir->ino;
+    n->kind = NodeKind::kImage;
+    n->name = chain.disk + ".raw";
+    n->key = state.chains.at(p.name).at(chain.disk);
+    n->size = chain.virtual_size;
+    n->mtime = dir->mtime;
+    n->saveset = saveset;
+    n->point = p.name;
+    n->disk = chain.disk;
+    dir->files[n->name] = n;
+  }
+  for (const auto& [shown, file] : state.PointFiles(p.id)) {
+    if (dir->files.count(shown)) continue;
+    auto n = MakeFile(shared, dir->ino, shown, state.model.dir + "/" + file, dir->mtime);
+    if (n) dir->files[shown] = n;
+  }
+  return dir;
+}
+
+// Non-dot subdirectories of `dir`, with their stamps.
+std::vector<std::pair<std::string, DirStamp>> Subdirectories(const std::string& dir) {
+  std::vector<std::pair<std::string, DirStamp>> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name[0] == '.' || !e.is_directory(ec)) continue;
+    out.emplace_back(name, StampOf(e.path().string()));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
+
+}  // namespace
+
+struct timespec ParseBackupDate(const std::string& iso) {
+  std::tm tm = {};
+  const char* rest = strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr) return {};
+  tm.tm_isdst = -1;
+  struct timespec ts = {mktime(&tm), 0};
+  if (*rest == '.') {
+    double fraction = std::strtod(rest, nullptr);  // ".123456"
+    if (fraction >= 0 && fraction < 1) ts.tv_nsec = static_cast<long>(fraction * 1e9);
+  }
+  return ts;
+}
+
+std::shared_ptr<const Listing> Backing::Current() const {
+  MutexLock l(mu_);
+  return listing_;
+}
+
+std::shared_ptr<LiveSaveset> Backing::saveset() {
+  MutexLock l(refresh_mu_);
+  return saveset_;
+}
+
+std::shared_ptr<const Listing> Backing::Refresh() {
+  MutexLock serial(refresh_mu_);
+  std::shared_ptr<const Listing> cur = Current();
+  const auto now = std::chrono::steady_clock::now();
+  if (cur && now - last_ < shared_->poll_interval) return cur;
+  last_ = now;
+  std::optional<Listing> next =
+      LooksLikeSaveset(dir_) ? SavesetListing(cur.get()) : CollectionListing(cur.get());
+  if (!next) return cur;
+  auto listing = std::make_shared<const Listing>(std::move(*next));
+  MutexLock l(mu_);
+  listing_ = listing;
+  return listing;
+}
+
+std::optional<Listing> Backing::SavesetListing(const Listing* cur) {
+  if (!saveset_) {
+    LiveSaveset::Options o{shared_->open, &shared_->pool, shared_->report};
+    saveset_ = std::make_shared<LiveSaveset>(dir_, o);
+  }
+  LiveSaveset::Snapshot snap = saveset_->Poll();
+  if (cur && cur->saveset && snap.version == seen_version_) return std::nullopt;
+  if (!snap.state) snap = saveset_->Loaded();
+  seen_version_ = snap.version;
+  const SavesetState& state = *snap.state;
+  const std::shared_ptr<LiveSaveset> saveset = saveset_;
+  Listing out;
+  out.saveset = true;
+  out.mtime = StampOf(dir_).mtime;
+  for (const RestorePoint& p : state.model.points) {
+    Keep(cur, &out, p.name, "p:" + state.PointSignature(p),
+         [&] { return MakePoint(shared_, ino_, saveset, state, p); });
+    out.mtime = std::max(out.mtime, ParseBackupDate(p.date), Later);
+  }
+  for (const std::string& b : state.broken_chains) {
+    const DirStamp stamp = StampOf(dir_ + "/" + b);
+    Keep(cur, &out, b, "d:" + std::to_string(stamp.dev) + ":" + std::to_string(stamp.ino),
+         [&] { return MakeDir(shared_, ino_, b, dir_ + "/" + b, stamp); });
+  }
+  if (!state.model.latest.empty()) {
+    Keep(cur, &out, "latest", "l:" + state.model.latest,
+         [&] { return MakeLink(shared_, ino_, "latest", state.model.latest, out.mtime); });
+  }
+  return out;
+}
+
+std::optional<Listing> Backing::CollectionListing(const Listing* cur) {
+  const DirStamp root = StampOf(dir_);
+  const std::vector<std::pair<std::string, DirStamp>> subdirs = Subdirectories(dir_);
+  std::string stamp = root.ToString();
+  bool racy = Racy(root);
+  for (const auto& [name, s] : subdirs) {
+    stamp += "/" + name + "=" + s.ToString();
+    racy = racy || Racy(s);
+  }
+  if (cur && !cur->saveset && !collection_stamp_.empty() && stamp == collection_stamp_) {
+    return std::nullopt;
+  }
+  collection_stamp_ = racy ? "" : stamp;
+  Listing out;
+  out.mtime = root.mtime;
+  std::string latest;
+  for (const auto& entry : subdirs) {
+    const std::string& name = entry.first;
+    const DirStamp& s = entry.second;
+    if (name == "latest" || !LooksLikeSaveset(dir_ + "/" + name)) continue;
+    Keep(cur, &out, name, "d:" + std::to_string(s.dev) + ":" + std::to_string(s.ino),
+         [&] { return MakeDir(shared_, ino_, name, dir_ + "/" + name, s); });
+    if (!IsBrokenChain(name) && (latest.empty() || strverscmp(name.c_str(), latest.c_str()) > 0)) {
+      latest = name;
+    }
+  }
+  if (!latest.empty()) {
+    Keep(cur, &out, "latest", "l:" + latest,
+         [&] { return MakeLink(shared_, ino_, "latest", latest, out.mtime); });
+  }
+  return out;
+}
+
+}  // namespace backupfs
