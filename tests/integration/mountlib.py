@@ -72,6 +72,32 @@ def mounted(build_dir, saveset, *options, expect_fail=False, cwd=None):
         os.rmdir(mnt)
 
 
+def daemon_pid(mnt):
+    """The pid of the backupfs daemon serving MNT (its last argument)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"backupfs" and argv[-1] == mnt.encode():
+            return int(pid)
+    raise RuntimeError(f"no backupfs daemon serves {mnt}")
+
+
+def open_data_files(pid):
+    """The data files (*.data) process PID has open, as paths."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.endswith(".data") or target.endswith(".data (deleted)"):
+            out.append(target)
+    return out
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -136,10 +162,11 @@ class Disk:
 class Saveset:
     """Writes virtnbdbackup-layout savesets with stream-tool and keeps a reference per point."""
 
-    def __init__(self, build_dir, directory, lz4=None):
+    def __init__(self, build_dir, directory, lz4=None, refs=None, domain="demo"):
         self.tool = os.path.join(build_dir, "tests", "stream-tool")
         self.dir = directory
-        self.refs = os.path.join(directory + ".refs")
+        self.refs = refs or os.path.join(directory + ".refs")
+        self.domain = domain
         os.makedirs(self.dir, exist_ok=True)
         os.makedirs(self.refs, exist_ok=True)
         self.lz4 = lz4
@@ -166,7 +193,7 @@ class Saveset:
             shutil.copyfile(d.path, os.path.join(self.refs, f"{point}.{d.name}.raw"))
 
     def _save_cpt(self):
-        with open(os.path.join(self.dir, "demo.cpt"), "w") as f:
+        with open(os.path.join(self.dir, f"{self.domain}.cpt"), "w") as f:
             json.dump(self.checkpoints, f)
 
     def full(self, disks):
@@ -175,7 +202,7 @@ class Saveset:
             self._write(d, os.path.join(self.dir, f"{d.name}.full.data"), cpt, "", "full")
             d.changed = []
         with open(os.path.join(self.dir, f"vmconfig.{cpt}.xml"), "w") as f:
-            f.write(f"<domain><name>demo</name><!-- {cpt} --></domain>\n")
+            f.write(f"<domain><name>{self.domain}</name><!-- {cpt} --></domain>\n")
         self.checkpoints = [cpt]
         self._save_cpt()
         self._snapshot(cpt, disks)
