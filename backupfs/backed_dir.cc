@@ -173,7 +173,8 @@ std::optional<Listing> Backing::SavesetListing(const Listing* cur) {
   const std::shared_ptr<LiveSaveset> saveset = saveset_;
   Listing out;
   out.saveset = true;
-  out.mtime = StampOf(dir_).mtime;
+  // The newest backup date (man backupfs(1)); the directory's own time while it has no point.
+  out.mtime = state.model.points.empty() ? StampOf(dir_).mtime : timespec{};
   for (const RestorePoint& p : state.model.points) {
     Keep(cur, &out, p.name, "p:" + state.PointSignature(p),
          [&] { return MakePoint(shared_, ino_, saveset, state, p); });
