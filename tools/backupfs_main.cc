@@ -248,7 +248,8 @@ int Run(ParsedArgs& p) {
   }
   backupfs::LiveTree::Options tree;
   tree.open = open;
-  tree.max_open_files = o.open_files != 0 ? o.open_files : DefaultOpenFiles();
+  const unsigned default_open_files = DefaultOpenFiles();  // raises the limit, always
+  tree.max_open_files = o.open_files != 0 ? o.open_files : default_open_files;
   tree.report = LogError;  // on stderr until the daemon goes to the background
   ctx.tree = std::make_unique<backupfs::LiveTree>(o.saveset, tree);
   auto root = ctx.tree->root().backing->Refresh();
