@@ -79,8 +79,9 @@ def mount(src, *opts):
     return time.monotonic() - t
 
 def unmount():
+    pid = daemon()
     subprocess.run(["fusermount3", "-u", mnt], check=True)
-    while os.path.ismount(mnt):
+    while os.path.ismount(mnt) or os.path.exists(f"/proc/{pid}"):  # the daemon has exited
         time.sleep(0.01)
 
 def daemon():
