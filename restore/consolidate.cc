@@ -107,6 +107,13 @@ class Consolidation {
     return Status::Ok();
   }
 
+  // The saved XML of the point's checkpoint (`rel`, in the saveset) as the root of a chain.
+  Result<std::string> RootCheckpointXml(const std::string& rel) const {
+    const std::string saved = o_.input + "/" + rel;
+    BFS_ASSIGN_OR_RETURN(std::string xml, ReadWholeFile(saved));
+    return WithoutCheckpointParent(xml, saved);
+  }
+
   // Every new file into the staging directory, then the commit.
   Status Stage() {
     const ConsolidationPlan& plan = summary_.plan;
@@ -129,9 +136,7 @@ class Consolidation {
       j.install.emplace_back(rel + f.file, f.file);
     }
     if (!plan.checkpoint_xml.empty()) {
-      const std::string saved = o_.input + "/" + plan.checkpoint_xml;
-      BFS_ASSIGN_OR_RETURN(std::string xml, ReadWholeFile(saved));
-      BFS_ASSIGN_OR_RETURN(std::string root, WithoutCheckpointParent(xml, saved));
+      BFS_ASSIGN_OR_RETURN(std::string root, RootCheckpointXml(plan.checkpoint_xml));
       BFS_RETURN_IF_ERROR(WriteText(staging + "/checkpoint.xml", root));
       j.install.emplace_back(rel + "checkpoint.xml", plan.checkpoint_xml);
     }
@@ -184,10 +189,10 @@ class Consolidation {
       return Status::Ok();
     }
     BFS_RETURN_IF_ERROR(WriteCheckpointList(tmp + "/" + plan.checkpoint_file, {point.name}));
-    if (!plan.checkpoint_xml.empty()) {
+    if (!plan.checkpoint_xml.empty()) {  // the root of the new saveset's chain
       fs::create_directories(tmp + "/checkpoints", ec);
-      fs::copy_file(o_.input + "/" + plan.checkpoint_xml, tmp + "/" + plan.checkpoint_xml, ec);
-      if (ec) return Status::IOError("cannot copy " + plan.checkpoint_xml + ": " + ec.message());
+      BFS_ASSIGN_OR_RETURN(std::string root, RootCheckpointXml(plan.checkpoint_xml));
+      BFS_RETURN_IF_ERROR(WriteText(tmp + "/" + plan.checkpoint_xml, root));
     }
     log_.Warn(o_.output + " continues the chain at " + point.name + ": back up into it or into " +
               o_.input +

@@ -172,6 +172,27 @@ check_cycles() {
     harness_log "ok: 10 rounds of inc + consolidate, exact every round"
 }
 
+# A synthetic full of the newest point into a new directory: the source unchanged, the new
+# saveset exact, and backupfs-capture continues the chain there.
+check_synthetic_full() {
+    local src="$OUT" newest="${POINTS[-1]}" before after
+    before="$(cd "$src" && find . -type f -print0 | sort -z | xargs -0 sha256sum)"
+    consolidate -a consolidate -i "$src" -u "$newest" -o "$T/synth"
+    grep -qF "wrote $T/synth: a standalone saveset whose full backup equals $newest" "$T/cons.out" ||
+        harness_fail "synthetic full: $(cat "$T/cons.out")"
+    after="$(cd "$src" && find . -type f -print0 | sort -z | xargs -0 sha256sum)"
+    [[ "$before" == "$after" ]] || harness_fail "the synthetic full changed its source $src"
+    [[ ! -e "$T/synth.backupfs-partial" ]] || harness_fail "synth.backupfs-partial left"
+    OUT="$T/synth"
+    mkdir -p "$OUT.ref"
+    cp "$src.ref/$newest."* "$OUT.ref/"
+    check_consolidated "$newest"
+    rnd vda $((44 * M)) $((256 * K))
+    capture inc
+    check_consolidated "$newest" "${POINTS[-1]}"
+    harness_log "ok: synthetic full of $newest in $OUT, continued by backupfs-capture"
+}
+
 # A virtnbdbackup saveset (full + 2 incs), consolidated at 1: mounted exact, restored by
 # virtnbdrestore (whole chain and --until the new full) exact.
 check_virtnbdbackup_saveset() {
@@ -209,6 +230,7 @@ check_consolidated virtnbdbackup.3 virtnbdbackup.4 virtnbdbackup.5 virtnbdbackup
 check_refused_during_capture
 check_unreachable_libvirt
 check_cycles
+check_synthetic_full
 check_virtnbdbackup_saveset vnb-plain
 check_virtnbdbackup_saveset vnb-lz4 -z
 echo "PASS: consolidation and retention of captured and virtnbdbackup savesets, exact throughout"
