@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <tuple>
+
+#include "backupfs/consolidation_journal.h"
 
 namespace backupfs {
 namespace {
@@ -56,6 +59,15 @@ std::optional<DataFileName> ParseDataFileName(const std::string& name) {
   return std::nullopt;
 }
 
+bool IsPointFile(const std::string& file, const std::string& id) {
+  if (id.empty() || EndsWith(file, ".log") || ParseDataFileName(file)) return false;
+  for (const char* sidecar : {".idx", ".chksum", ".partial"}) {
+    if (EndsWith(file, sidecar)) return false;
+  }
+  return file == "vmconfig." + id + ".xml" || EndsWith(file, "." + id + ".qcow.json") ||
+         (EndsWith(file, "." + id) && file.size() > id.size() + 1);
+}
+
 Result<SavesetListing> ListSaveset(const std::string& dir, const std::string& disk) {
   SavesetListing out;
   out.dir = dir;
@@ -66,6 +78,17 @@ Result<SavesetListing> ListSaveset(const std::string& dir, const std::string& di
   for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
     if (ec) return Status::IOError("cannot read saveset directory " + dir + ": " + ec.message());
     names.insert(it->path().filename().string());
+  }
+  // A committed consolidation that is not rolled forward yet: show the saveset it makes.
+  BFS_ASSIGN_OR_RETURN(std::optional<ConsolidationJournal> journal, ReadJournal(dir));
+  std::map<std::string, std::string> staged;  // name -> the staged file that is its content
+  if (journal) {
+    for (const std::string& r : journal->remove) names.erase(r);
+    for (const auto& [from, to] : journal->install) {
+      if (!std::filesystem::exists(dir + "/" + from, ec)) continue;
+      names.insert(to);
+      staged[to] = from;
+    }
   }
   auto wanted = [&](const std::string& d) { return disk.empty() || d == disk; };
   for (const std::string& name : names) {
@@ -81,7 +104,9 @@ Result<SavesetListing> ListSaveset(const std::string& dir, const std::string& di
         out.orphan_sidecars.push_back(name);
     }
     auto parsed = ParseDataFileName(name);
-    if (parsed && wanted(parsed->disk)) out.data_files.push_back(*parsed);
+    if (!parsed || !wanted(parsed->disk)) continue;
+    if (auto s = staged.find(name); s != staged.end()) parsed->file = s->second;
+    out.data_files.push_back(*parsed);
   }
   std::sort(out.data_files.begin(), out.data_files.end(), ChainOrder);
   return out;

@@ -15,13 +15,20 @@ enum class BackupLevel { kFull, kCopy, kInc, kDiff };
 // `<disk>.full.data`, `<disk>.copy.data`, `<disk>.inc.<checkpoint>.data`,
 // `<disk>.diff.<unixtime>.data`.
 struct DataFileName {
-  std::string file;  // the name in the directory
+  // The file to open, relative to the saveset directory: the name, or during the roll forward
+  // of a consolidation the staged file that replaces it (consolidation_journal.h).
+  std::string file;
   std::string disk;
   BackupLevel level;
   std::string id;  // checkpoint (inc) or unixtime (diff); "" for full and copy
 };
 
 std::optional<DataFileName> ParseDataFileName(const std::string& name);
+
+// Whether `file` is one of restore point `id`'s own files beside the data: `vmconfig.<id>.xml`,
+// `<disk>.<id>.qcow.json`, or `<name>.<id>` (a boot file copy, `autostart.<id>`). Data files,
+// their sidecars and run logs are not.
+bool IsPointFile(const std::string& file, const std::string& id);
 
 struct SavesetListing {
   std::string dir;
@@ -33,8 +40,9 @@ struct SavesetListing {
   std::vector<std::string> orphan_sidecars;
 };
 
-// Lists `dir`. Fails (naming the directory) only when it cannot be read; unrelated files are
-// ignored. `disk` non-empty keeps only that disk's files.
+// Lists `dir` as it is, or as a committed consolidation makes it (consolidation_journal.h).
+// Fails (naming the directory or the journal) only when they cannot be read; unrelated files
+// are ignored. `disk` non-empty keeps only that disk's files.
 Result<SavesetListing> ListSaveset(const std::string& dir, const std::string& disk = "");
 
 }  // namespace backupfs

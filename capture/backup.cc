@@ -11,11 +11,13 @@
 #include <system_error>
 #include <thread>
 
+#include "backupfs/consolidation_journal.h"
 #include "backupfs/saveset_lock.h"
 #include "capture/backup_job.h"
 #include "capture/checkpoints.h"
 #include "capture/disk_capture.h"
 #include "capture/libvirt.h"
+#include "capture/pending_checkpoints.h"
 #include "capture/saveset_files.h"
 #include "common/domain_xml.h"
 #include "common/qemu_nbd.h"
@@ -196,7 +198,11 @@ Status Run::PrepareOutputDir() {
     opened = log_.OpenFile(base + "." + std::to_string(n) + ".log");
   }
   BFS_RETURN_IF_ERROR(opened);
-  return RemovePartials();
+  BFS_RETURN_IF_ERROR(RemovePartials());
+  // A consolidation killed after its commit: finish it before the chain is read.
+  BFS_ASSIGN_OR_RETURN(std::string finished, CompleteConsolidation(o_.output_dir));
+  if (!finished.empty()) log_.Warn(finished);
+  return Status::Ok();
 }
 
 // With the lock held no live run writes here: a .partial file is an interrupted run's.
@@ -721,6 +727,10 @@ Result<BackupSummary> Run::Execute() {
   }
   if (job_) job_->KeepCheckpoint();
   log_.Info("finished: " + std::to_string(summary.disks.size()) + " disk(s) in " + o_.output_dir);
+  // Checkpoints a consolidation could not delete (libvirt was out of reach then). The backup
+  // is done: a failure here is the warning DeletePendingCheckpoints logs, nothing more.
+  Result<std::vector<std::string>> left = DeletePendingCheckpoints(o_.output_dir, o_.uri, log_);
+  if (!left.ok()) log_.Warn(left.status().message());
   return summary;
 }
 

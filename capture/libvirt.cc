@@ -95,6 +95,14 @@ Result<UniqueCheckpoint> LookupCheckpoint(virDomainPtr dom, const std::string& d
   return LibvirtError(what);
 }
 
+Result<std::string> CheckpointParentName(virDomainCheckpointPtr cpt, const std::string& domain) {
+  UniqueCheckpoint parent(virDomainCheckpointGetParent(cpt, 0));
+  if (parent) return std::string(virDomainCheckpointGetName(parent.get()));
+  if (LastErrorIs(VIR_ERR_NO_DOMAIN_CHECKPOINT)) return std::string();
+  return LibvirtError("domain " + domain + ": cannot find the parent of checkpoint " +
+                      virDomainCheckpointGetName(cpt));
+}
+
 Result<std::vector<std::string>> ListCheckpointNames(virDomainPtr dom, const std::string& domain) {
   virDomainCheckpointPtr* cpts = nullptr;
   int n = virDomainListAllCheckpoints(dom, &cpts, 0);

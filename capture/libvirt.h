@@ -61,6 +61,9 @@ Result<UniqueCheckpoint> LookupCheckpoint(virDomainPtr dom, const std::string& d
 // The names of all checkpoints libvirt knows for the domain.
 Result<std::vector<std::string>> ListCheckpointNames(virDomainPtr dom, const std::string& domain);
 
+// The name of the checkpoint's parent; "" for a root checkpoint.
+Result<std::string> CheckpointParentName(virDomainCheckpointPtr cpt, const std::string& domain);
+
 // virDomainCheckpointGetXMLDesc (flags 0).
 Result<std::string> CheckpointXml(virDomainCheckpointPtr cpt, const std::string& domain);
 

@@ -91,6 +91,27 @@ void AdjustBootFiles(xmlNode* os, const VmConfigChanges& changes) {
   }
 }
 
+Result<UniqueDoc> ParseDocument(std::string_view xml, const char* root_name,
+                                const std::string& what, xmlNode*& root) {
+  UniqueDoc doc(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), what.c_str(), nullptr,
+                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+  root = doc ? xmlDocGetRootElement(doc.get()) : nullptr;
+  if (root == nullptr || !Named(root, root_name)) {
+    return Status::InvalidArgument(what + ": not a libvirt <" + root_name + "> document");
+  }
+  return doc;
+}
+
+Result<std::string> Serialize(xmlDoc* doc, const std::string& what) {
+  xmlChar* out = nullptr;
+  int size = 0;
+  xmlDocDumpMemoryEnc(doc, &out, &size, "UTF-8");
+  if (out == nullptr) return Status::IOError(what + ": cannot serialize the adjusted XML");
+  std::string text(reinterpret_cast<const char*>(out), static_cast<size_t>(size));
+  xmlFree(out);
+  return text;
+}
+
 }  // namespace
 
 std::string DefaultRestoredName(const std::string& original) {
@@ -99,25 +120,22 @@ std::string DefaultRestoredName(const std::string& original) {
 
 Result<std::string> AdjustDomainXml(std::string_view xml, const VmConfigChanges& changes,
                                     const std::string& what) {
-  UniqueDoc doc(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), what.c_str(), nullptr,
-                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
-  xmlNode* root = doc ? xmlDocGetRootElement(doc.get()) : nullptr;
-  if (root == nullptr || !Named(root, "domain")) {
-    return Status::InvalidArgument(what + ": not a libvirt domain XML document");
-  }
+  xmlNode* root = nullptr;
+  BFS_ASSIGN_OR_RETURN(UniqueDoc doc, ParseDocument(xml, "domain", what, root));
   Remove(Child(root, "uuid"));
   xmlNode* name = Child(root, "name");
   if (name == nullptr) name = xmlNewChild(root, nullptr, BAD_CAST "name", nullptr);
   SetText(name, changes.name);
   AdjustDisks(Child(root, "devices"), changes);
   AdjustBootFiles(Child(root, "os"), changes);
-  xmlChar* out = nullptr;
-  int size = 0;
-  xmlDocDumpMemoryEnc(doc.get(), &out, &size, "UTF-8");
-  if (out == nullptr) return Status::IOError(what + ": cannot serialize the adjusted XML");
-  std::string text(reinterpret_cast<const char*>(out), static_cast<size_t>(size));
-  xmlFree(out);
-  return text;
+  return Serialize(doc.get(), what);
+}
+
+Result<std::string> WithoutCheckpointParent(std::string_view xml, const std::string& what) {
+  xmlNode* root = nullptr;
+  BFS_ASSIGN_OR_RETURN(UniqueDoc doc, ParseDocument(xml, "domaincheckpoint", what, root));
+  Remove(Child(root, "parent"));
+  return Serialize(doc.get(), what);
 }
 
 }  // namespace backupfs

@@ -30,6 +30,11 @@ struct VmConfigChanges {
 Result<std::string> AdjustDomainXml(std::string_view xml, const VmConfigChanges& changes,
                                     const std::string& what);
 
+// A saved <domaincheckpoint> as libvirt describes the checkpoint once its ancestors are
+// deleted (a consolidation folds them): without <parent>. Malformed XML is InvalidArgument
+// naming `what`.
+Result<std::string> WithoutCheckpointParent(std::string_view xml, const std::string& what);
+
 // virtnbdrestore's default name for a restored domain: "restore_<name>", unless the name
 // already starts with "restore".
 std::string DefaultRestoredName(const std::string& original);

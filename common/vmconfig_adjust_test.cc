@@ -107,4 +107,21 @@ TEST(VmConfigAdjustTest, DefaultNameAsVirtnbdrestore) {
 }
 
 }  // namespace
+// A consolidation's new root checkpoint: the saved XML without <parent>, the rest kept.
+TEST(CheckpointXmlTest, ParentRemoved) {
+  const std::string xml =
+      "<domaincheckpoint><name>virtnbdbackup.3</name><parent><name>virtnbdbackup.2</name>"
+      "</parent><creationTime>1700000000</creationTime><disks><disk name='vda' "
+      "checkpoint='bitmap' bitmap='virtnbdbackup.3'/></disks></domaincheckpoint>";
+  auto out = WithoutCheckpointParent(xml, "checkpoints/virtnbdbackup.3.xml");
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->find("<parent>"), std::string::npos) << *out;
+  EXPECT_NE(out->find("<name>virtnbdbackup.3</name>"), std::string::npos) << *out;
+  EXPECT_NE(out->find("<creationTime>1700000000</creationTime>"), std::string::npos) << *out;
+  EXPECT_NE(out->find("bitmap=\"virtnbdbackup.3\""), std::string::npos) << *out;
+  auto bad = WithoutCheckpointParent("<domain/>", "x.xml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("x.xml"), std::string::npos);
+}
+
 }  // namespace backupfs

@@ -16,6 +16,7 @@
 #include "common/progress.h"
 #include "common/run_log.h"
 #include "common/signal_watcher.h"
+#include "restore/consolidate.h"
 #include "restore/export.h"
 #include "restore/instant.h"
 #include "restore/restore.h"
@@ -45,6 +46,9 @@ struct Args {
   std::string migrate_to, nbd_socket, nbd_tcp;
   bool no_start = false, writable = false;
   unsigned bandwidth_mib = 0;
+  // Consolidation and retention.
+  bool dry_run = false;
+  std::optional<unsigned> keep_last, keep_days;
   // Remote restore: parsed so that a virtnbdrestore command line gets a clear refusal.
   std::string uri, user, ssh_user, password, nbd_ip, tls_cert, ssh_key;
   unsigned nbd_port = 0, ssh_port = 0;
@@ -242,6 +246,21 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
     return std::nullopt;
   }
   if (a.input.empty()) return "-i/--input is required: the saveset directory";
+  if (act == "consolidate" && a.until.empty()) {
+    return "-a consolidate needs -u POINT: the restore point the new full backup equals";
+  }
+  if (act == "retention" && !a.keep_last && !a.keep_days) {
+    return "-a retention needs --keep-last N and/or --keep-days D";
+  }
+  if ((a.keep_last || a.keep_days) && act != "retention") {
+    return "--keep-last and --keep-days go with -a retention";
+  }
+  if (a.dry_run && act != "consolidate" && act != "retention") {
+    return "--dry-run goes with -a consolidate and -a retention";
+  }
+  if (act == "retention" && !a.output.empty()) {
+    return "-a retention works in place: -o goes with -a consolidate (a synthetic full)";
+  }
   if (act == "instant") {
     if (auto what = RemoteRefusal(a)) return *what + ": instant recovery runs on the host";
     if (a.output.empty()) {
@@ -355,13 +374,94 @@ int Export(const Args& args) {
   return kExitOk;
 }
 
+void PrintList(const char* what, const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  std::printf("  %s:", what);
+  for (const std::string& n : names) std::printf(" %s", n.c_str());
+  std::printf("\n");
+}
+
+void PrintConsolidation(const backupfs::ConsolidateSummary& s, const Args& args, double seconds) {
+  const backupfs::ConsolidationPlan& p = s.plan;
+  if (!args.output.empty() && args.dry_run) {
+    std::printf("would write %s: a standalone saveset whose full backup equals %s\n",
+                args.output.c_str(), p.point.c_str());
+    return;
+  }
+  if (!args.output.empty()) {
+    std::printf(
+        "wrote %s: a standalone saveset whose full backup equals %s, %s of data in "
+        "%.2f s\n",
+        args.output.c_str(), p.point.c_str(), backupfs::FormatMib(s.data_bytes).c_str(), seconds);
+    return;
+  }
+  if (p.nothing_to_do()) {
+    std::printf("%s: %s is the full backup already; nothing to fold\n", args.input.c_str(),
+                p.point.c_str());
+    return;
+  }
+  std::printf("%s: %s %zu restore point(s) into a new full backup at %s, %s %zu file(s) (%s)\n",
+              args.input.c_str(), args.dry_run ? "would fold" : "folded", p.folded_points.size(),
+              p.point.c_str(), args.dry_run ? "would remove" : "removed", p.remove.size(),
+              backupfs::FormatMib(p.remove_bytes).c_str());
+  PrintList("folded", p.folded_points);
+  PrintList("kept", p.kept_points);
+  if (args.dry_run) {
+    PrintList("files to remove", p.remove);
+    PrintList("libvirt checkpoints to delete", p.libvirt_checkpoints);
+    return;
+  }
+  std::printf("  new full backups: %s of data, %s written in %.2f s\n",
+              backupfs::FormatMib(s.data_bytes).c_str(), backupfs::FormatMib(s.file_bytes).c_str(),
+              seconds);
+  PrintList("libvirt checkpoints left to delete", s.pending_checkpoints);
+}
+
+// -a consolidate and -a retention.
+int Consolidate(const Args& args) {
+  backupfs::RunLog log(args.verbose, args.syslog, /*to_stderr=*/true, "backupfs-restore");
+  if (!OpenLogFile(args, log)) return kExitFailure;
+  backupfs::SignalWatcher signals;
+  backupfs::ConsolidateOptions o;
+  o.input = args.input;
+  o.point = args.until;
+  o.output = args.output;
+  o.dry_run = args.dry_run;
+  o.uri = args.uri;
+  o.stop = signals.flag();
+  if (args.action == "retention") {
+    auto model = backupfs::LoadSaveset(args.input, backupfs::OpenOptions{});
+    if (!model.ok()) {
+      log.Error(model.status().message());
+      return kExitFailure;
+    }
+    o.point =
+        backupfs::RetentionPoint(*model, {args.keep_last, args.keep_days}, std::time(nullptr));
+    if (o.point.empty()) {
+      std::printf("%s: every restore point is kept by the policy; nothing to fold\n",
+                  args.input.c_str());
+      return kExitOk;
+    }
+  }
+  const auto begin = std::chrono::steady_clock::now();
+  auto summary = backupfs::RunConsolidate(o, log);
+  if (!summary.ok()) {
+    log.Error(summary.status().message());
+    return kExitFailure;
+  }
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - begin;
+  PrintConsolidation(*summary, args, took.count());
+  return kExitOk;
+}
+
 void AddOptions(CLI::App& app, Args& a) {
   auto* general = "General options";
   app.add_option("-a,--action", a.action,
                  "dump, verify, restore (default), instant, instant-migrate, instant-list, "
-                 "instant-resume, instant-end or export")
-      ->check(CLI::IsMember({"dump", "verify", "restore", "instant", "instant-migrate",
-                             "instant-list", "instant-resume", "instant-end", "export"}))
+                 "instant-resume, instant-end, export, consolidate or retention")
+      ->check(
+          CLI::IsMember({"dump", "verify", "restore", "instant", "instant-migrate", "instant-list",
+                         "instant-resume", "instant-end", "export", "consolidate", "retention"}))
       ->group(general);
   app.add_option("-i,--input", a.input, "directory holding the saveset")->group(general);
   app.add_option("-o,--output", a.output,
@@ -430,6 +530,19 @@ void AddOptions(CLI::App& app, Args& a) {
                "export: accept writes, into an overlay discarded when the export ends")
       ->group(instant);
 
+  auto* maintenance = "Consolidation and retention options";
+  app.add_option("--keep-last", a.keep_last,
+                 "retention: keep the newest N restore points (fold older ones into the full)")
+      ->check(CLI::Range(1u, 1u << 20))
+      ->group(maintenance);
+  app.add_option("--keep-days", a.keep_days,
+                 "retention: keep the restore points younger than D days")
+      ->check(CLI::Range(0u, 1u << 20))
+      ->group(maintenance);
+  app.add_flag("--dry-run", a.dry_run,
+               "consolidate, retention: print what would be folded and removed, change nothing")
+      ->group(maintenance);
+
   auto* remote = "Remote restore options (not supported yet: refused)";
   app.add_option("-U,--uri", a.uri, "libvirt URI for -D (default: qemu:///system)")->group(remote);
   app.add_option("--user", a.user, "libvirt user")->group(remote);
@@ -471,6 +584,7 @@ int Main(int argc, char** argv) {
   }
   if (args.action.rfind("instant", 0) == 0) return Instant(args);
   if (args.action == "export") return Export(args);
+  if (args.action == "consolidate" || args.action == "retention") return Consolidate(args);
   if (args.action == "dump" || (args.action == "restore" && args.output == "dump")) {
     return Dump(args);
   }

@@ -1,0 +1,245 @@
+#include "backupfs/consolidation_plan.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "backupfs/saveset.h"
+#include "stream/file.h"
+
+namespace backupfs {
+namespace {
+
+namespace fs = std::filesystem;
+
+using FileSet = std::set<std::string>;  // data files, relative to the saveset
+
+class Planner {
+ public:
+  Planner(const SavesetModel& model, const std::string& point)
+      : model_(model), dir_(model.dir), point_(point) {}
+
+  Result<ConsolidationPlan> Run() {
+    BFS_RETURN_IF_ERROR(ListNames());
+    BFS_ASSIGN_OR_RETURN(const RestorePoint* p, FindPoint());
+    BFS_RETURN_IF_ERROR(RefuseDamage());
+    BFS_RETURN_IF_ERROR(RefuseNonCheckpoint(*p));
+    plan_.point = point_;
+    for (const DiskChain& d : p->disks) {
+      newest_[d.disk] = Rel(d.files.back()->path());
+      if (d.files.size() > 1) AddNewFull(d);
+    }
+    if (plan_.nothing_to_do()) {
+      for (const RestorePoint& q : model_.points) plan_.kept_points.push_back(q.name);
+      return plan_;
+    }
+    SplitPoints();
+    BFS_RETURN_IF_ERROR(CheckpointFiles());
+    CollectRemovals();
+    return plan_;
+  }
+
+ private:
+  std::string Rel(const std::string& path) const {
+    return path.starts_with(dir_ + "/") ? path.substr(dir_.size() + 1) : path;
+  }
+  static FileSet Files(const RestorePoint& q, const Planner& self) {
+    FileSet out;
+    for (const DiskChain& d : q.disks) {
+      for (const auto& r : d.files) out.insert(self.Rel(r->path()));
+    }
+    return out;
+  }
+
+  Status ListNames() {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir_, ec)) {
+      if (e.is_regular_file(ec)) names_.insert(e.path().filename().string());
+    }
+    if (ec) return Status::IOError("cannot list " + dir_ + ": " + ec.message());
+    return Status::Ok();
+  }
+
+  Result<const RestorePoint*> FindPoint() const {
+    std::string known;
+    for (const RestorePoint& q : model_.points) {
+      if (q.name == point_) return &q;
+      known += (known.empty() ? "" : ", ") + q.name;
+    }
+    return Status::NotFound(dir_ + " has no restore point '" + point_ + "'" +
+                            (known.empty() ? "" : " (it has " + known + ")"));
+  }
+
+  Status RefuseDamage() const {
+    if (model_.damage.empty()) return Status::Ok();
+    return Status::FailedPrecondition(
+        dir_ +
+        " is damaged, and a consolidation removes files, so it must understand every "
+        "chain first: " +
+        model_.damage.front() +
+        (model_.damage.size() > 1 ? " (and " + std::to_string(model_.damage.size() - 1) +
+                                        " more problems: backupfs-restore -a verify)"
+                                  : ""));
+  }
+
+  Status RefuseNonCheckpoint(const RestorePoint& p) const {
+    for (const DiskChain& d : p.disks) {
+      auto name = ParseDataFileName(fs::path(d.files.back()->path()).filename());
+      if (name && (name->level == BackupLevel::kFull || name->level == BackupLevel::kInc)) {
+        continue;
+      }
+      return Status::InvalidArgument(
+          dir_ + ": restore point " + point_ + " is a " +
+          (name && name->level == BackupLevel::kCopy ? "copy" : "diff") +
+          " backup: only a checkpoint (a full or inc backup) can become the new full "
+          "backup that the chain continues from");
+    }
+    return Status::Ok();
+  }
+
+  void AddNewFull(const DiskChain& d) {
+    NewFull f = MakeNewFull(d, dir_);
+    for (const auto& r : d.files) merged_.insert(Rel(r->path()));
+    replaced_.insert(f.old_full);
+    plan_.fulls.push_back(std::move(f));
+  }
+
+  // Folded: a chain that uses a merged file without reaching the point (see the header).
+  bool Folded(const RestorePoint& q) const {
+    for (const DiskChain& d : q.disks) {
+      bool uses_merged = false, reaches_point = false;
+      for (const auto& r : d.files) {
+        const std::string f = Rel(r->path());
+        uses_merged |= merged_.count(f) > 0;
+        auto newest = newest_.find(d.disk);
+        reaches_point |= newest != newest_.end() && newest->second == f;
+      }
+      if (uses_merged && !reaches_point) return true;
+    }
+    return false;
+  }
+
+  void SplitPoints() {
+    for (const RestorePoint& q : model_.points) {
+      if (q.name != point_ && Folded(q)) {
+        plan_.folded_points.push_back(q.name);
+        for (const std::string& f : Files(q, *this)) folded_files_.insert(f);
+        if (IsCheckpoint(q)) folded_checkpoints_.insert(q.name);
+      } else {
+        plan_.kept_points.push_back(q.name);
+        for (const std::string& f : Files(q, *this)) kept_files_.insert(f);
+      }
+    }
+  }
+
+  static bool IsCheckpoint(const RestorePoint& q) {
+    for (const DiskChain& d : q.disks) {
+      auto name = ParseDataFileName(fs::path(d.files.back()->path()).filename());
+      if (name && (name->level == BackupLevel::kFull || name->level == BackupLevel::kInc)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // `<domain>.cpt` without the folded checkpoints; the point's checkpoint XML loses its parent.
+  Status CheckpointFiles() {
+    std::vector<std::string> cpts;
+    for (const std::string& n : names_) {
+      if (n.ends_with(".cpt")) cpts.push_back(n);
+    }
+    if (cpts.size() == 1) {
+      plan_.checkpoint_file = cpts.front();
+      plan_.domain = cpts.front().substr(0, cpts.front().size() - 4);
+      const std::string path = dir_ + "/" + cpts.front();
+      BFS_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
+      auto j = nlohmann::json::parse(text, nullptr, false);
+      if (j.is_discarded() || !j.is_array()) {
+        return Status::Corruption(path + ": not a JSON list of checkpoints");
+      }
+      for (const auto& name : j) {
+        if (!name.is_string()) return Status::Corruption(path + ": not a list of names");
+        const std::string c = name.get<std::string>();
+        (folded_checkpoints_.count(c) ? plan_.libvirt_checkpoints : plan_.checkpoint_list)
+            .push_back(c);
+      }
+    }
+    for (const RestorePoint& q : model_.points) {  // folded checkpoints the list lacks
+      if (folded_checkpoints_.count(q.name) &&
+          std::find(plan_.libvirt_checkpoints.begin(), plan_.libvirt_checkpoints.end(), q.name) ==
+              plan_.libvirt_checkpoints.end()) {
+        plan_.libvirt_checkpoints.push_back(q.name);
+      }
+    }
+    std::error_code ec;
+    if (fs::is_regular_file(dir_ + "/checkpoints/" + point_ + ".xml", ec)) {
+      plan_.checkpoint_xml = "checkpoints/" + point_ + ".xml";
+    }
+    return Status::Ok();
+  }
+
+  void Remove(const std::string& file) {
+    std::error_code ec;
+    const uint64_t size = fs::file_size(dir_ + "/" + file, ec);
+    if (ec) return;  // not there (a sidecar the file never had)
+    plan_.remove.push_back(file);
+    plan_.remove_bytes += size;
+  }
+
+  // Merged and folded data files no kept point needs (the replaced fulls are overwritten
+  // instead), with their sidecars; the folded points' own files and checkpoint XML.
+  void CollectRemovals() {
+    FileSet data = merged_;
+    data.insert(folded_files_.begin(), folded_files_.end());
+    for (const std::string& f : data) {
+      if (replaced_.count(f) || (kept_files_.count(f) && !merged_.count(f))) continue;
+      for (const char* suffix : {"", ".idx", ".chksum"}) Remove(f + suffix);
+    }
+    for (const std::string& q : plan_.folded_points) {
+      for (const std::string& n : names_) {
+        if (IsPointFile(n, q)) Remove(n);
+      }
+      if (folded_checkpoints_.count(q)) Remove("checkpoints/" + q + ".xml");
+    }
+  }
+
+  const SavesetModel& model_;
+  const std::string dir_;
+  const std::string point_;
+  std::set<std::string> names_;  // regular files of the saveset directory
+  ConsolidationPlan plan_;
+  std::map<std::string, std::string> newest_;  // disk -> the point's newest file
+  FileSet merged_;                             // the files of the chains merged into new fulls
+  FileSet replaced_;                           // the old fulls the new ones replace
+  FileSet folded_files_, kept_files_;
+  std::set<std::string> folded_checkpoints_;
+};
+
+}  // namespace
+
+NewFull MakeNewFull(const DiskChain& d, const std::string& dir) {
+  NewFull f;
+  f.disk = d.disk;
+  f.chain = d;
+  f.file = d.disk + ".full.data";
+  const std::string& old_path = d.files.front()->path();
+  f.old_full = old_path.starts_with(dir + "/") ? old_path.substr(dir.size() + 1) : old_path;
+  f.meta = d.files.back()->meta();
+  const StreamMetadata& old = d.files.front()->meta();
+  f.meta.parent_checkpoint = "";
+  f.meta.incremental = false;
+  f.meta.virtual_size = d.virtual_size;
+  f.meta.compression_level = old.compression_level;  // the saveset's own choice
+  f.meta.compression_method = old.compression_method;
+  f.meta.stream_version = 2;
+  f.meta.raw = {};
+  return f;
+}
+
+Result<ConsolidationPlan> PlanConsolidation(const SavesetModel& model, const std::string& point) {
+  return Planner(model, point).Run();
+}
+
+}  // namespace backupfs

@@ -1,0 +1,271 @@
+#include "restore/consolidate.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "backupfs/consolidation_journal.h"
+#include "backupfs/full_writer.h"
+#include "backupfs/saveset.h"
+#include "backupfs/saveset_lock.h"
+#include "capture/checkpoints.h"
+#include "capture/pending_checkpoints.h"
+#include "common/progress.h"
+#include "common/vmconfig_adjust.h"
+#include "stream/file.h"
+
+namespace backupfs {
+namespace {
+
+namespace fs = std::filesystem;
+
+WriterOptions FullWriterOptions() {
+  WriterOptions w;
+  w.durable = true;
+  w.compress_threads = 2;  // lz4 fulls: compress beside the reads
+  return w;
+}
+
+// The new full takes the replaced full's mtime: virtnbdrestore orders a chain's files by
+// mtime, and the full must stay older than the incs that follow it.
+Status KeepMtime(const std::string& from, const std::string& to) {
+  struct stat st {};
+  if (::stat(from.c_str(), &st) != 0) return Status::FromErrno("cannot stat " + from, errno);
+  const struct timespec times[2] = {st.st_atim, st.st_mtim};
+  if (::utimensat(AT_FDCWD, to.c_str(), times, 0) != 0) {
+    return Status::FromErrno("cannot set the mtime of " + to, errno);
+  }
+  return Status::Ok();
+}
+
+Status WriteText(const std::string& path, const std::string& text) {
+  return WriteFileAtomically(path,
+                             std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+}
+
+class Consolidation {
+ public:
+  Consolidation(const ConsolidateOptions& o, RunLog& log) : o_(o), log_(log) {}
+
+  Result<ConsolidateSummary> InPlace() {
+    BFS_ASSIGN_OR_RETURN(SavesetLock lock, LockSaveset(o_.input));
+    BFS_ASSIGN_OR_RETURN(std::string finished, CompleteConsolidation(o_.input));
+    if (!finished.empty()) log_.Warn(finished);
+    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, OpenOptions{}));
+    BFS_ASSIGN_OR_RETURN(summary_.plan, PlanConsolidation(model, o_.point));
+    const ConsolidationPlan& plan = summary_.plan;
+    if (o_.dry_run) return summary_;
+    if (plan.nothing_to_do()) {
+      log_.Info(o_.point + " is the full backup of " + o_.input + " already: nothing to fold");
+    } else {
+      Status staged = Stage();
+      if (!staged.ok()) {
+        Result<std::string> cleaned = CompleteConsolidation(o_.input);  // no commit: removes
+        if (!cleaned.ok()) log_.Warn(cleaned.status().message());
+        return staged;
+      }
+      BFS_RETURN_IF_ERROR(CompleteConsolidation(o_.input).status());
+      log_.Info("folded " + std::to_string(plan.folded_points.size()) + " restore points into " +
+                "the full backup at " + plan.point);
+    }
+    BFS_ASSIGN_OR_RETURN(summary_.pending_checkpoints,
+                         DeletePendingCheckpoints(o_.input, o_.uri, log_));
+    return summary_;
+  }
+
+  Result<ConsolidateSummary> ToNewDir() {
+    BFS_RETURN_IF_ERROR(RefuseUsedOutput());
+    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, OpenOptions{}));
+    // The planner's checks (point, kind, damage); its folding is not used here.
+    BFS_ASSIGN_OR_RETURN(summary_.plan, PlanConsolidation(model, o_.point));
+    const RestorePoint* point = nullptr;
+    for (const RestorePoint& p : model.points) point = p.name == o_.point ? &p : point;
+    summary_.plan.fulls.clear();
+    for (const DiskChain& d : point->disks) summary_.plan.fulls.push_back(MakeNewFull(d, o_.input));
+    if (o_.dry_run) return summary_;
+    const std::string tmp = o_.output + ".backupfs-partial";
+    std::error_code ec;
+    fs::remove_all(tmp, ec);  // a killed run's
+    Status s = WriteNewDir(tmp, *point);
+    if (s.ok()) s = MoveIntoPlace(tmp);
+    if (!s.ok()) fs::remove_all(tmp, ec);
+    BFS_RETURN_IF_ERROR(s);
+    return summary_;
+  }
+
+ private:
+  Status WriteFull(const NewFull& f, const std::string& path) {
+    if (o_.stop != nullptr && o_.stop->load()) return Status::Cancelled("stopped");
+    std::shared_ptr<DiskImage> image = DiskImage::Build(f.chain);
+    log_.Info(f.disk + ": writing " + path + " from " + std::to_string(f.chain.files.size()) +
+              " data file(s)");
+    BFS_ASSIGN_OR_RETURN(FullWriteStats stats,
+                         WriteFullBackup(*image, f.meta, path, FullWriterOptions(), o_.stop));
+    summary_.data_bytes += stats.data_bytes;
+    summary_.file_bytes += stats.file_bytes;
+    return Status::Ok();
+  }
+
+  // The saved XML of the point's checkpoint (`rel`, in the saveset) as the root of a chain.
+  Result<std::string> RootCheckpointXml(const std::string& rel) const {
+    const std::string saved = o_.input + "/" + rel;
+    BFS_ASSIGN_OR_RETURN(std::string xml, ReadWholeFile(saved));
+    return WithoutCheckpointParent(xml, saved);
+  }
+
+  // Every new file into the staging directory, then the commit.
+  Status Stage() {
+    const ConsolidationPlan& plan = summary_.plan;
+    const std::string staging = StagingDir(o_.input);
+    std::error_code ec;
+    if (!fs::create_directory(staging, ec) || ec) {
+      return Status::IOError("cannot create " + staging + ": " + ec.message());
+    }
+    ConsolidationJournal j;
+    j.point = plan.point;
+    const std::string rel = std::string(kStagingDirName) + "/";
+    for (const NewFull& f : plan.fulls) {
+      BFS_RETURN_IF_ERROR(WriteFull(f, staging + "/" + f.file));
+      BFS_RETURN_IF_ERROR(KeepMtime(o_.input + "/" + f.old_full, staging + "/" + f.file));
+      for (const char* sidecar : {".idx", ".chksum"}) {  // before their data file
+        if (fs::exists(staging + "/" + f.file + sidecar, ec)) {
+          j.install.emplace_back(rel + f.file + sidecar, f.file + sidecar);
+        }
+      }
+      j.install.emplace_back(rel + f.file, f.file);
+    }
+    if (!plan.checkpoint_xml.empty()) {
+      BFS_ASSIGN_OR_RETURN(std::string root, RootCheckpointXml(plan.checkpoint_xml));
+      BFS_RETURN_IF_ERROR(WriteText(staging + "/checkpoint.xml", root));
+      j.install.emplace_back(rel + "checkpoint.xml", plan.checkpoint_xml);
+    }
+    if (!plan.checkpoint_file.empty()) {
+      BFS_RETURN_IF_ERROR(
+          WriteCheckpointList(staging + "/" + plan.checkpoint_file, plan.checkpoint_list));
+      j.install.emplace_back(rel + plan.checkpoint_file, plan.checkpoint_file);
+    }
+    j.remove = plan.remove;
+    j.domain = plan.domain;
+    j.libvirt_checkpoints = plan.libvirt_checkpoints;
+    BFS_ASSIGN_OR_RETURN(UniqueFd dir, OpenFile(staging, O_RDONLY | O_DIRECTORY));
+    BFS_RETURN_IF_ERROR(FsyncFile(dir.get(), staging));
+    if (o_.stop != nullptr && o_.stop->load())
+      return Status::Cancelled("stopped before the commit");
+    return CommitJournal(o_.input, j);
+  }
+
+  Status RefuseUsedOutput() const {
+    std::error_code ec;
+    if (fs::exists(o_.output, ec) && !fs::is_empty(o_.output, ec)) {
+      return Status::InvalidArgument(o_.output +
+                                     " is not empty: a synthetic full backup goes "
+                                     "into a new (or empty) directory");
+    }
+    if (fs::equivalent(o_.input, fs::path(o_.output).parent_path(), ec)) {
+      return Status::InvalidArgument(o_.output + " is inside the saveset " + o_.input);
+    }
+    return Status::Ok();
+  }
+
+  // The point's fulls, its own files, and (when the chain can continue there) its checkpoint.
+  Status WriteNewDir(const std::string& tmp, const RestorePoint& point) {
+    std::error_code ec;
+    fs::create_directories(tmp, ec);
+    if (ec) return Status::IOError("cannot create " + tmp + ": " + ec.message());
+    for (const NewFull& f : summary_.plan.fulls)
+      BFS_RETURN_IF_ERROR(WriteFull(f, tmp + "/" + f.file));
+    for (const auto& e : fs::directory_iterator(o_.input, ec)) {
+      const std::string name = e.path().filename().string();
+      if (!e.is_regular_file(ec) || !IsPointFile(name, point.id)) continue;
+      fs::copy_file(e.path(), tmp + "/" + name, ec);
+      if (ec) return Status::IOError("cannot copy " + e.path().string() + ": " + ec.message());
+    }
+    const ConsolidationPlan& plan = summary_.plan;
+    const bool newest = !plan.checkpoint_list.empty() && plan.checkpoint_list.back() == point.name;
+    if (!newest || plan.checkpoint_file.empty()) {
+      log_.Info(point.name + " is not the newest checkpoint of " + o_.input + ": " + o_.output +
+                " is an archive (no checkpoint list), which backupfs-capture does not continue");
+      return Status::Ok();
+    }
+    BFS_RETURN_IF_ERROR(WriteCheckpointList(tmp + "/" + plan.checkpoint_file, {point.name}));
+    if (!plan.checkpoint_xml.empty()) {  // the root of the new saveset's chain
+      fs::create_directories(tmp + "/checkpoints", ec);
+      BFS_ASSIGN_OR_RETURN(std::string root, RootCheckpointXml(plan.checkpoint_xml));
+      BFS_RETURN_IF_ERROR(WriteText(tmp + "/" + plan.checkpoint_xml, root));
+    }
+    log_.Warn(o_.output + " continues the chain at " + point.name + ": back up into it or into " +
+              o_.input +
+              " from now on, not both (both would "
+              "create the next checkpoint)");
+    return Status::Ok();
+  }
+
+  Status MoveIntoPlace(const std::string& tmp) {
+    BFS_RETURN_IF_ERROR(FsyncParentDir(tmp + "/x"));
+    std::error_code ec;
+    if (fs::exists(o_.output, ec)) fs::remove(o_.output, ec);  // empty: checked above
+    if (::rename(tmp.c_str(), o_.output.c_str()) != 0) {
+      return Status::FromErrno("cannot rename " + tmp + " to " + o_.output, errno);
+    }
+    return FsyncParentDir(o_.output);
+  }
+
+  const ConsolidateOptions& o_;
+  RunLog& log_;
+  ConsolidateSummary summary_;
+};
+
+bool IsCheckpointPoint(const RestorePoint& p) {
+  for (const DiskChain& d : p.disks) {
+    auto name = ParseDataFileName(fs::path(d.files.back()->path()).filename());
+    if (name && (name->level == BackupLevel::kFull || name->level == BackupLevel::kInc)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// "2026-11-26T05:00:00.123456" (local time, as the metadata has it) -> time; 0 when bad.
+std::time_t PointTime(const std::string& iso) {
+  std::tm tm = {};
+  if (strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return 0;
+  tm.tm_isdst = -1;
+  return mktime(&tm);
+}
+
+}  // namespace
+
+Result<ConsolidateSummary> RunConsolidate(const ConsolidateOptions& options, RunLog& log) {
+  Consolidation c(options, log);
+  return options.output.empty() ? c.InPlace() : c.ToNewDir();
+}
+
+std::string RetentionPoint(const SavesetModel& model, const RetentionPolicy& policy,
+                           std::time_t now) {
+  std::vector<const RestorePoint*> points;
+  for (const RestorePoint& p : model.points) {
+    if (p.name != "copy") points.push_back(&p);
+  }
+  size_t oldest_kept = points.size();
+  for (size_t i = 0; i < points.size(); ++i) {
+    const bool last = policy.keep_last && points.size() - i <= *policy.keep_last;
+    const std::time_t t = PointTime(points[i]->date);
+    // An unreadable date keeps its point: age cannot be told.
+    const bool young = policy.keep_days && (t == 0 || now - t < *policy.keep_days * 86400);
+    if (last || young) {
+      oldest_kept = i;
+      break;
+    }
+  }
+  if (oldest_kept == points.size() && !points.empty()) --oldest_kept;  // the newest always stays
+  // A diff needs the checkpoint it was taken against, which sits before it in the order.
+  while (oldest_kept < points.size() && !IsCheckpointPoint(*points[oldest_kept])) {
+    if (oldest_kept == 0) return "";
+    --oldest_kept;
+  }
+  if (oldest_kept == 0 || oldest_kept >= points.size()) return "";
+  return points[oldest_kept]->name;
+}
+
+}  // namespace backupfs
