@@ -7,7 +7,8 @@ with backupfs-capture and virtnbdbackup):
   hidden, and shows once the lock is gone;
 - a consolidated chain (full + inc merged, the inc removed) and a removed point: the points
   go, the changed ones get new inode numbers and read their new content, and files held open
-  on the old ones keep reading the old bytes;
+  on the old ones keep reading the old bytes; the same with backupfs-restore -a consolidate
+  (its journal and lock) under the mount;
 - broken-chain.* directories are shown read-only under their saveset and named at mount;
 - a saveset moved away and back; -o allow_empty mounts an empty directory that later fills;
 - a mount over a directory of monthly savesets of two domains: MNT/<saveset>/<point>, `latest`
@@ -160,6 +161,26 @@ def check_consolidated(build_dir, tmp):
     print("ok: consolidated and removed points go; open files keep their bytes; new inodes")
 
 
+def check_real_consolidation(build_dir, tmp):
+    s = make(build_dir, tmp, "rolling", incs=3)
+    restore = os.path.join(build_dir, "tools", "backupfs-restore")
+    with mountlib.mounted(build_dir, s.dir) as (_, mnt):
+        ino = os.stat(os.path.join(mnt, "virtnbdbackup.2")).st_ino
+        with open(os.path.join(mnt, "virtnbdbackup.1", "vda.raw"), "rb") as held:
+            # libvirt out of reach: the saveset is consolidated all the same.
+            mountlib.run(restore, "-a", "consolidate", "-i", s.dir, "-u", "virtnbdbackup.2",
+                         "-U", f"qemu+unix:///system?socket={tmp}/no-libvirt.sock")
+            want = ["latest", "virtnbdbackup.2", "virtnbdbackup.3"]
+            mountlib.wait_for(lambda: points(mnt) == want, f"the mount to show {want}",
+                              timeout=VISIBLE_WITHIN)
+            check_images(mnt, s, want[1:])
+            expect(os.stat(os.path.join(mnt, "virtnbdbackup.2")).st_ino != ino,
+                   "the consolidated point kept its inode number")
+            with open(s.ref("virtnbdbackup.1", "vda"), "rb") as ref:
+                expect(held.read() == ref.read(), "a folded point held open reads wrong")
+    print("ok: backupfs-restore -a consolidate under a live mount")
+
+
 def check_broken_chain(build_dir, tmp):
     s = make(build_dir, tmp, "withbroken", incs=1)
     b = make(build_dir, tmp, "setaside", incs=1, seed=7,
@@ -263,6 +284,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bfs-live-", dir="/var/tmp") as tmp:
         check_follows(build_dir, tmp)
         check_consolidated(build_dir, tmp)
+        check_real_consolidation(build_dir, tmp)
         check_broken_chain(build_dir, tmp)
         check_moved_away(build_dir, tmp)
         check_collection(build_dir, tmp)
