@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""backupfs-restore -a consolidate killed (SIGKILL) at every file operation it makes.
+
+A clean run under strace -f lists the file-changing syscalls of the consolidation (creating
+opens, writes into files, fsync, rename, unlink, rmdir, mkdir, utimensat, ...). Then, for each
+one, a fresh copy of the saveset is consolidated under strace with
+`-e inject=SYSCALL:signal=KILL:when=N` (strace counts per syscall and per tracee; every file
+operation here is made by the main thread, which the test checks, so N is its N-th call).
+After each kill:
+- a backupfs mount shows either the old restore points or the new ones, never a mix, each
+  byte-identical to its reference (the new ones whenever the journal was committed);
+- backupfs-restore -a verify passes;
+- a rerun of the same consolidation succeeds, and leaves exactly the files of the clean run
+  (same bytes, same data-file mtimes), no staging directory, the same pending checkpoints.
+
+Usage: test_consolidate_crash.py BUILD_DIR"""
+import collections
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mountlib  # noqa: E402
+
+MiB = 1 << 20
+DISKS = ("vda", "vdb")
+POINT = "virtnbdbackup.3"
+OLD = [f"virtnbdbackup.{n}" for n in range(6)]
+NEW = OLD[3:]
+NO_LIBVIRT = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
+# The syscalls that change files, and the ones whose every call is a step of the
+# consolidation. openat and write are also made for reading and logging: only the calls
+# that create a file, and writes into files (not to stdout/stderr), are injected.
+CHANGING = ("openat", "write", "pwrite64", "fsync", "fdatasync", "rename", "renameat",
+            "renameat2", "unlink", "unlinkat", "rmdir", "mkdir", "mkdirat", "utimensat",
+            "ftruncate", "fallocate", "link", "linkat")
+
+
+def expect(cond, message):
+    if not cond:
+        raise AssertionError(message)
+
+
+def make_saveset(build_dir, directory, lz4):
+    rng = random.Random(7)
+    work = directory + ".work"
+    os.makedirs(work)
+    vda = mountlib.Disk(work, "vda", 2 * MiB)
+    vdb = mountlib.Disk(work, "vdb", 1 * MiB)
+    s = mountlib.CaptureSaveset(build_dir, directory, lz4)
+    for d in (vda, vdb):
+        mountlib.random_writes(d, rng, 6, max_len=100_000)
+    s.full([vda, vdb])
+    for i in range(1, 6):
+        mountlib.random_writes(vda, rng, 2, max_len=80_000)
+        mountlib.random_writes(vdb, rng, 1, max_len=50_000)
+        vda.zero(512 * rng.randrange(0, (vda.size() - 70_000) // 512), 512 * rng.randint(1, 130))
+        if i == 2:
+            vdb.grow(3 * MiB // 2)
+            vdb.write(MiB + 512, rng.randbytes(37 * 512))
+        s.inc([vda, vdb])
+    return s
+
+
+def consolidate_argv(build_dir, directory):
+    return [os.path.join(build_dir, "tools", "backupfs-restore"), "-a", "consolidate", "-i",
+            directory, "-u", POINT, "-U", NO_LIBVIRT]
+
+
+def files_state(directory):
+    """path -> (sha256, size) of every file; the data files' mtimes too."""
+    out = {}
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, directory)
+            if os.path.isdir(path):
+                out[rel] = "dir"
+                continue
+            mtime = os.stat(path).st_mtime_ns if name.endswith(".data") else None
+            out[rel] = (mountlib.sha256(path), os.path.getsize(path), mtime)
+    return out
+
+
+def diff_states(a, b):
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+class Step:
+    def __init__(self, syscall, n, line):
+        self.syscall, self.n, self.line = syscall, n, line
+
+    def __str__(self):
+        return f"{self.syscall} #{self.n}: {self.line[:110]}"
+
+
+def traced_steps(build_dir, directory, log):
+    """Runs the consolidation under strace -f; returns the main thread's steps to kill at, the
+    other threads' syscall counts, and the clean run's output."""
+    argv = ["strace", "-f", "-qq", "-o", log, "-e", "trace=" + ",".join(CHANGING),
+            *consolidate_argv(build_dir, directory)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    expect(r.returncode == 0, f"traced clean run exited {r.returncode}:\n{r.stderr}")
+    counts = collections.Counter()  # (pid, syscall) -> calls so far
+    steps, main, others = [], None, collections.Counter()
+    with open(log) as f:
+        for line in f:
+            m = re.match(r"(\d+)\s+([a-z0-9_]+)\((.*)", line)
+            if not m:
+                continue  # "<... resumed>", exits, signals
+            pid, call, args = int(m.group(1)), m.group(2), m.group(3)
+            main = pid if main is None else main
+            counts[(pid, call)] += 1
+            if pid != main:
+                others[call] += 1
+                continue
+            if call == "openat" and "O_CREAT" not in args:
+                continue
+            if call in ("write", "pwrite64") and re.match(r"[12],", args):
+                continue
+            steps.append(Step(call, counts[(pid, call)], line.strip()))
+    return steps, others, r
+
+
+def check_after_kill(build_dir, s, directory, step):
+    """The state a kill left: old or new points, never a mix, each exact; verify passes."""
+    committed = os.path.exists(os.path.join(directory, ".backupfs-consolidate", "journal.json"))
+    with mountlib.mounted(build_dir, directory) as (_, mnt):
+        shown = sorted(p for p in os.listdir(mnt) if p != "latest")
+        expect(shown in (sorted(OLD), sorted(NEW)),
+               f"killed at {step}: the mount shows {shown}: a mix of old and new")
+        expect(not committed or shown == sorted(NEW),
+               f"killed at {step}: a committed journal, yet the mount shows the old points")
+        for p in shown:
+            for disk in DISKS:
+                image = os.path.join(mnt, p, f"{disk}.raw")
+                expect(mountlib.same_file(image, s.ref(p, disk)),
+                       f"killed at {step}: {image} differs from its reference")
+        expect(os.readlink(os.path.join(mnt, "latest")) == OLD[-1],
+               f"killed at {step}: latest is not {OLD[-1]}")
+    v = subprocess.run([os.path.join(build_dir, "tools", "backupfs-restore"), "-a", "verify",
+                        "-i", directory], capture_output=True, text=True, timeout=120)
+    expect(v.returncode == 0 and " 0 problems" in v.stdout,
+           f"killed at {step}: verify exited {v.returncode}:\n{v.stdout}{v.stderr}")
+    return "new" if shown == sorted(NEW) else "old"
+
+
+def sweep(build_dir, tmp, lz4, steps_filter=None):
+    name = f"crash-{lz4 or 'plain'}"
+    s = make_saveset(build_dir, os.path.join(tmp, name), lz4)
+    pristine = files_state(s.dir)
+    traced = os.path.join(tmp, f"{name}-traced")
+    shutil.copytree(s.dir, traced)
+    steps, others, clean = traced_steps(build_dir, traced, os.path.join(tmp, f"{name}.strace"))
+    if steps_filter:
+        steps = steps_filter(steps)
+    # Another thread making a syscall injected here would make when=N ambiguous (strace
+    # counts per tracee).
+    shared = {c for c in others if any(st.syscall == c for st in steps)}
+    expect(not shared, f"threads other than the main one make {shared}: {dict(others)}")
+    want = files_state(traced)
+    expect(not os.path.exists(os.path.join(traced, ".backupfs-consolidate")), "staging left")
+    with mountlib.mounted(build_dir, traced) as (_, mnt):  # the clean result is right
+        expect(sorted(p for p in os.listdir(mnt) if p != "latest") == NEW, "clean run: points")
+        for p in NEW:
+            for disk in DISKS:
+                expect(mountlib.same_file(os.path.join(mnt, p, f"{disk}.raw"), s.ref(p, disk)),
+                       f"clean run: {p}/{disk}.raw differs")
+    kinds = collections.Counter(st.syscall for st in steps)
+    print(f"{name}: {len(steps)} steps to kill at: {dict(kinds)}", flush=True)
+    seen = collections.Counter()
+    start = time.monotonic()
+    for step in steps:
+        work = os.path.join(tmp, f"{name}-kill")
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(s.dir, work)  # copy2: the mtimes, which the new fulls carry, are kept
+        argv = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={step.syscall}",
+                "-e", f"inject={step.syscall}:signal=KILL:when={step.n}",
+                *consolidate_argv(build_dir, work)]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        expect(r.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL),
+               f"{step}: the consolidation was not killed (exit {r.returncode}):\n{r.stderr}")
+        seen[check_after_kill(build_dir, s, work, step)] += 1
+        rerun = subprocess.run(consolidate_argv(build_dir, work), capture_output=True, text=True,
+                               timeout=120)
+        expect(rerun.returncode == 0,
+               f"killed at {step}: the rerun exited {rerun.returncode}:\n{rerun.stderr}")
+        got = files_state(work)
+        expect(got == want, f"killed at {step}, then rerun: files differ from the clean run's: "
+                            f"{diff_states(got, want)}")
+        expect(files_state(s.dir) == pristine, "the source saveset changed")
+    shutil.rmtree(os.path.join(tmp, f"{name}-kill"), ignore_errors=True)
+    print(f"ok: {name}: killed at {len(steps)} steps ({dict(seen)} states seen) in "
+          f"{time.monotonic() - start:.0f} s; every rerun ends as the clean run", flush=True)
+    return clean
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    mountlib.require_fuse()
+    if shutil.which("strace") is None:
+        sys.exit("strace missing: scripts/install-deps.sh installs it")
+    build_dir = os.path.abspath(sys.argv[1])
+    tmp = tempfile.mkdtemp(prefix="bfs-consolidate-crash-", dir="/var/tmp")
+    start = time.monotonic()
+    try:
+        sweep(build_dir, tmp, None)
+        # lz4: compressed by worker threads; every step after the fulls' writes (renames,
+        # unlinks, fsyncs: the commit and the roll forward) and every creating open.
+        sweep(build_dir, tmp, "2",
+              lambda steps: [st for st in steps if st.syscall not in ("write", "pwrite64")])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"PASS: consolidation killed at every file operation ({time.monotonic() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
