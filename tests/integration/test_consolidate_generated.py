@@ -16,7 +16,6 @@ growing, zeroed ranges, uncompressed and lz4), checked through real backupfs mou
 
 Usage: test_consolidate_generated.py BUILD_DIR"""
 import errno
-import hashlib
 import json
 import os
 import random
@@ -552,6 +551,20 @@ def test_live_mount(tools, tmp):
             tools.consolidate(s.dir, cpt(3))
             eio = {path: read_exact_or_eio(fd, s.ref(*opened[path]), path)
                    for path, fd in fds.items()}
+            # Images the mount had not opened yet, of folded and kept points alike.
+            for p in (cpt(0), cpt(2), cpt(4)):
+                for disk in DISKS:
+                    path = f"{p}/{disk}.raw"
+                    try:
+                        fd = os.open(os.path.join(mnt, path), os.O_RDONLY)
+                    except OSError as e:
+                        expect(e.errno in (errno.ENOENT, errno.EIO), f"open {path}: {e}")
+                        eio[path] = "gone"
+                        continue
+                    try:
+                        eio[path] = read_exact_or_eio(fd, s.ref(p, disk), path)
+                    finally:
+                        os.close(fd)
         finally:
             for fd in fds.values():
                 os.close(fd)
