@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""backupfs-restore -a consolidate killed (SIGKILL) at every file operation it makes, and
-each of those operations failing (EIO) instead.
+"""backupfs-restore -a consolidate killed (SIGKILL) at every file operation it makes, each of
+those operations failing (EIO) instead, and SIGTERM at each rename, creating open, mkdir and
+utimensat (held there by strace's delay_enter, then kill(2): stopped before the commit,
+completed after it).
 
 A clean run under strace -f lists the file-changing syscalls of the consolidation (creating
 opens, writes into files, fsync, rename, unlink, rmdir, mkdir, utimensat, ...). Then, for each
@@ -221,6 +223,106 @@ def sweep(build_dir, tmp, lz4, steps_filter=None, fault="signal=KILL"):
     return clean
 
 
+SYSCALL_NR = {"rename": 82, "fsync": 74, "unlink": 87, "openat": 257, "mkdir": 83,
+              "utimensat": 280, "rmdir": 84, "write": 1}
+
+
+def tracee_of(strace, program):
+    """The pid of PROGRAM that strace started, once it runs it (strace forks a probe first)."""
+    children = f"/proc/{strace.pid}/task/{strace.pid}/children"
+    pid = []
+
+    def started():
+        try:
+            for child in open(children).read().split():
+                with open(f"/proc/{child}/cmdline", "rb") as f:
+                    if f.read().split(b"\0")[0] == program.encode():
+                        pid[:] = [int(child)]
+                        return True
+        except OSError:
+            pass  # not started yet, or a probe that just ended
+        return strace.poll() is not None
+
+    mountlib.wait_for(started, "strace to start the consolidation")
+    return pid[0] if pid else None
+
+
+def held_at(pid, nr):
+    """True once the main thread has sat in syscall NR for 100 ms (strace delays it there)."""
+    def current():
+        try:
+            with open(f"/proc/{pid}/syscall") as f:
+                return f.read().split()[0]
+        except (OSError, IndexError):
+            return "gone"
+    deadline = time.monotonic() + 20
+    since = None
+    while time.monotonic() < deadline:
+        now = current()
+        if now == "gone":
+            return False
+        if now == str(nr):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= 0.1:
+                return True
+        else:
+            since = None
+        time.sleep(0.01)
+    raise AssertionError(f"pid {pid} never stopped in syscall {nr}")
+
+
+def sweep_sigterm(build_dir, tmp):
+    """SIGTERM (process-directed, as kill(1) sends it) while strace holds the consolidation at a
+    step: before the commit it stops, exit 1, the saveset as it was and no staging directory;
+    from the commit on it completes (exit 0). Either way, mounts exact and a rerun ends as the
+    clean run."""
+    name = "sigterm-plain"
+    s = make_saveset(build_dir, os.path.join(tmp, name), None)
+    traced = os.path.join(tmp, f"{name}-traced")
+    shutil.copytree(s.dir, traced)
+    steps, _, _ = traced_steps(build_dir, traced, os.path.join(tmp, f"{name}.strace"))
+    want = files_state(traced)
+    steps = [st for st in steps if st.syscall in ("rename", "mkdir", "utimensat", "openat")]
+    seen = collections.Counter()
+    start = time.monotonic()
+    for step in steps:
+        work = os.path.join(tmp, f"{name}-run")
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(s.dir, work)
+        argv = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={step.syscall}",
+                "-e", f"inject={step.syscall}:delay_enter=600000:when={step.n}",
+                *consolidate_argv(build_dir, work)]
+        strace = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=traced_env())
+        try:
+            pid = tracee_of(strace, consolidate_argv(build_dir, work)[0])
+            expect(pid is not None and held_at(pid, SYSCALL_NR[step.syscall]),
+                   f"{step}: the consolidation ended before reaching it")
+            os.kill(pid, signal.SIGTERM)
+            out, err = strace.communicate(timeout=120)
+        finally:
+            if strace.poll() is None:
+                strace.kill()
+                strace.wait()
+        state = check_after_kill(build_dir, s, work, step)
+        seen[(strace.returncode, state)] += 1
+        expect((strace.returncode, state) in ((0, "new"), (1, "old")),
+               f"SIGTERM at {step}: exit {strace.returncode} with the {state} points:\n{out}{err}")
+        if state == "old":
+            expect("stopped" in err or "signal" in err, f"SIGTERM at {step}: {err}")
+            expect(not os.path.exists(os.path.join(work, ".backupfs-consolidate")),
+                   f"SIGTERM at {step}: the staging directory is left")
+        rerun = subprocess.run(consolidate_argv(build_dir, work), capture_output=True, text=True,
+                               timeout=120)
+        expect(rerun.returncode == 0, f"SIGTERM at {step}: the rerun failed:\n{rerun.stderr}")
+        got = files_state(work)
+        expect(got == want, f"SIGTERM at {step}, then rerun: files differ from the clean run's: "
+                            f"{diff_states(got, want)}")
+    shutil.rmtree(os.path.join(tmp, f"{name}-run"), ignore_errors=True)
+    print(f"ok: {name}: SIGTERM at {len(steps)} steps ((exit, state): {dict(seen)}) in "
+          f"{time.monotonic() - start:.0f} s; every rerun ends as the clean run", flush=True)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -239,6 +341,7 @@ def main():
         # Each file operation failing instead (EIO): refused with a message, old or new
         # points, and a rerun ends as the clean run.
         sweep(build_dir, tmp, None, fault="error=EIO")
+        sweep_sigterm(build_dir, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"PASS: consolidation killed at every file operation ({time.monotonic() - start:.0f} s)")

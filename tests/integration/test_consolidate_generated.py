@@ -438,6 +438,12 @@ def test_new_dir(tools, tmp):
         check_mount(tools, types.SimpleNamespace(dir=new, ref=s.ref), [point], point)
         check_verify(tools, new)
 
+    # NEWDIR inside the saveset is refused.
+    inside = os.path.join(s.dir, "synthetic")
+    r = tools.consolidate(s.dir, cpt(5), "-o", inside, rc=1)
+    expect(inside in r.stderr and "inside the saveset" in r.stderr, r.stderr)
+    expect_same_state(before, state(s.dir), "-o inside the saveset")
+
     # A used NEWDIR is refused, and left as it was.
     used = os.path.join(tmp, "used")
     os.makedirs(used)
