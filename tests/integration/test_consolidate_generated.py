@@ -7,7 +7,7 @@ growing, zeroed ranges, uncompressed and lz4), checked through real backupfs mou
   again ten times (by point and by retention --keep-last), exact every round;
 - --dry-run changes nothing and names exactly the files a real run removes;
 - retention by count, by age (dates near now), both (union), and a kept diff keeping its
-  checkpoint; diff and copy points refused;
+  checkpoint; a diff against a folded checkpoint folded; diff and copy points refused;
 - -o NEWDIR: a standalone saveset of one point, the source untouched, a used NEWDIR refused;
 - bad input: an unknown point, a broken chain, a second writer (refused at once, naming the
   lock holder's pid), a full filesystem (everything as it was);
@@ -410,6 +410,24 @@ def test_retention(tools, tmp):
     print("ok: retention by count, by age, by both; a kept diff keeps its checkpoint")
 
 
+def test_folded_diff(tools, tmp):
+    """A diff taken against a checkpoint older than the point goes with the folded points."""
+    s = make_chain(tools.build, os.path.join(tmp, "folded-diff"), None, seed=25, incs=1)
+    mountlib.random_writes(s.disks[0], s.rng, 2, max_len=100_000)
+    diff = s.diff(s.disks, 1_800_000_000)  # against virtnbdbackup.1
+    for _ in range(3):
+        next_inc(s)
+    check_mount(tools, s, [cpt(0), cpt(1), diff, cpt(2), cpt(3), cpt(4)], cpt(4))
+    mtimes = full_mtimes(s.dir)
+    r = tools.consolidate(s.dir, cpt(3))
+    expect("folded 4 restore point(s)" in r.stdout and diff in r.stdout, r.stdout)
+    check_consolidated(tools, s, cpt(3), [cpt(3), cpt(4)], [cpt(0), cpt(1), cpt(2)], mtimes)
+    expect(not any(diff in n for n in os.listdir(s.dir)), f"files of {diff} left")
+    check_mount(tools, s, [cpt(3), cpt(4)], cpt(4))
+    check_verify(tools, s.dir)
+    print("ok: a diff against a folded checkpoint is folded")
+
+
 # --- a synthetic full into a new directory ---------------------------------------------------
 
 
@@ -592,6 +610,7 @@ def main():
         test_chain(tools, tmp, None)
         test_chain(tools, tmp, "2")
         test_retention(tools, tmp)
+        test_folded_diff(tools, tmp)
         test_new_dir(tools, tmp)
         test_refusals(tools, tmp)
         test_live_mount(tools, tmp)
