@@ -461,6 +461,19 @@ def test_new_dir(tools, tmp):
         check_mount(tools, types.SimpleNamespace(dir=new, ref=s.ref), [point], point)
         check_verify(tools, new)
 
+    # NEWDIR written with a trailing slash (as shell completion writes an existing directory),
+    # new or existing and empty.
+    for existing in (False, True):
+        new = os.path.join(tmp, f"slash-{existing}")
+        if existing:
+            os.makedirs(new)
+        r = tools.consolidate(s.dir, cpt(4), "-o", new + "/")
+        expect(sorted(n for n in os.listdir(new) if n.endswith(".data")) ==
+               ["vda.full.data", "vdb.full.data"], f"-o {new}/: {os.listdir(new)}")
+        expect(not os.path.exists(new + ".backupfs-partial"), f"{new}.backupfs-partial left")
+        check_mount(tools, types.SimpleNamespace(dir=new, ref=s.ref), [cpt(4)], cpt(4))
+    expect_same_state(before, state(s.dir), "-o NEWDIR/")
+
     # NEWDIR inside the saveset is refused.
     inside = os.path.join(s.dir, "synthetic")
     r = tools.consolidate(s.dir, cpt(5), "-o", inside, rc=1)
