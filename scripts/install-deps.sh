@@ -10,6 +10,7 @@ build_packages=(
 runtime_packages=(
   fuse3 qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
   libnbd-bin nbdkit virtnbdbackup python3 e2fsprogs groff-base man-db procps util-linux diffutils
+  strace
 )
 # The benchmarks (bench/, not run by CI) also need these.
 bench_packages=(fio lz4 python3-lz4 qemu-system-common)

@@ -214,7 +214,7 @@ int Restore(const Args& args) {
   if (!OpenLogFile(args, log)) return kExitFailure;
   backupfs::SignalWatcher signals;
   const auto begin = std::chrono::steady_clock::now();
-  backupfs::Result<backupfs::RestoreSummary> summary = backupfs::Status::Ok();
+  backupfs::Result<backupfs::RestoreSummary> summary = backupfs::RestoreSummary{};
   try {
     summary = backupfs::RunRestore(options, log, *signals.flag());
   } catch (const std::exception& e) {  // unwinds, so the partial images are removed
@@ -426,6 +426,7 @@ int Consolidate(const Args& args) {
   o.input = args.input;
   o.point = args.until;
   o.output = args.output;
+  while (o.output.size() > 1 && o.output.back() == '/') o.output.pop_back();  // -o NEWDIR/
   o.dry_run = args.dry_run;
   o.uri = args.uri;
   o.stop = signals.flag();

@@ -248,3 +248,60 @@ def random_writes(disk, rng, count, max_len=300_000):
         length = 512 * rng.randint(1, max_len // 512)
         offset = 512 * rng.randrange(0, (disk.size() - length) // 512)
         disk.write(offset, rng.randbytes(length))
+
+
+class CaptureSaveset(Saveset):
+    """A Saveset with each checkpoint's own files, as backupfs-capture and virtnbdbackup write
+    them: vmconfig.<cpt>.xml (naming every disk, so virtnbdrestore can restore it),
+    <disk>.<cpt>.qcow.json, a boot-file copy and checkpoints/<cpt>.xml with its parent. It
+    continues a chain that a consolidation shortened: the checkpoint list is read back from
+    <domain>.cpt, and the next inc follows the highest number (as backupfs-capture does)."""
+
+    DOMAIN = "demo"
+
+    def _point_files(self, cpt, parent, disks):
+        devices = "".join(
+            f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+            f"<source file='/var/lib/libvirt/images/{self.DOMAIN}.{d.name}.qcow2'/>"
+            f"<target dev='{d.name}' bus='virtio'/></disk>" for d in disks)
+        with open(os.path.join(self.dir, f"vmconfig.{cpt}.xml"), "w") as f:
+            f.write(f"<domain type='qemu'><name>{self.DOMAIN}</name><memory unit='MiB'>96</memory>"
+                    f"<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+                    f"<devices>{devices}</devices><!-- {cpt} --></domain>\n")
+        for d in disks:
+            with open(os.path.join(self.dir, f"{d.name}.{cpt}.qcow.json"), "w") as f:
+                json.dump({"virtual-size": d.size(), "format": "qcow2", "cluster-size": 65536,
+                           "format-specific": {"type": "qcow2", "data": {
+                               "compat": "1.1", "lazy-refcounts": False}}}, f)
+        with open(os.path.join(self.dir, f"{self.DOMAIN}_VARS.fd.{cpt}"), "wb") as f:
+            f.write(cpt.encode() * 64)
+        os.makedirs(os.path.join(self.dir, "checkpoints"), exist_ok=True)
+        with open(os.path.join(self.dir, "checkpoints", f"{cpt}.xml"), "w") as f:
+            p = f"<parent><name>{parent}</name></parent>" if parent else ""
+            f.write(f"<domaincheckpoint><name>{cpt}</name>{p}"
+                    f"<creationTime>{1_700_000_000 + 60 * self.dates}</creationTime>"
+                    f"<disks><disk name='vda' checkpoint='bitmap'/></disks></domaincheckpoint>\n")
+
+    def reload_checkpoints(self):
+        """Takes the checkpoint list from the saveset (after a consolidation shortened it)."""
+        with open(os.path.join(self.dir, f"{self.DOMAIN}.cpt")) as f:
+            self.checkpoints = json.load(f)
+
+    def full(self, disks):
+        cpt = super().full(disks)
+        self._point_files(cpt, "", disks)
+        return cpt
+
+    def inc(self, disks):
+        self.reload_checkpoints()
+        parent = self.checkpoints[-1]
+        cpt = f"virtnbdbackup.{int(parent.rsplit('.', 1)[1]) + 1}"
+        for d in disks:
+            self._write(d, os.path.join(self.dir, f"{d.name}.inc.{cpt}.data"), cpt, parent, "inc",
+                        d.extents())
+            d.changed = []
+        self.checkpoints.append(cpt)
+        self._point_files(cpt, parent, disks)
+        self._save_cpt()
+        self._snapshot(cpt, disks)
+        return cpt
