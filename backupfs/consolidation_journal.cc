@@ -83,11 +83,26 @@ Status AddPending(const std::string& dir, const ConsolidationJournal& j) {
   return WritePendingCheckpoints(dir, pending);
 }
 
+// Everything in the staging directory but the journal (what a killed run may have left there).
+Status RemoveStagedLeftovers(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(StagingDir(dir), ec)) {
+    if (e.path() == JournalPath(dir)) continue;
+    fs::remove_all(e.path(), ec);
+    if (ec) return Status::IOError("cannot remove " + e.path().string() + ": " + ec.message());
+  }
+  if (ec) return Status::IOError("cannot list " + StagingDir(dir) + ": " + ec.message());
+  return Status::Ok();
+}
+
+// The journal goes last but for the (then empty) staging directory: a staging directory with
+// files and no journal is always a consolidation that did not commit.
 Status RollForward(const std::string& dir, const ConsolidationJournal& j) {
   for (const auto& [from, to] : j.install) BFS_RETURN_IF_ERROR(Install(dir, from, to));
   for (const std::string& r : j.remove) BFS_RETURN_IF_ERROR(RemoveIfThere(dir + "/" + r));
   BFS_RETURN_IF_ERROR(FsyncTouchedDirs(dir, j));
   BFS_RETURN_IF_ERROR(AddPending(dir, j));
+  BFS_RETURN_IF_ERROR(RemoveStagedLeftovers(dir));
   BFS_RETURN_IF_ERROR(RemoveIfThere(JournalPath(dir)));  // the end of the consolidation
   return Status::Ok();
 }
@@ -165,6 +180,12 @@ Result<std::string> CompleteConsolidation(const std::string& saveset) {
   std::error_code ec;
   if (!fs::exists(StagingDir(saveset), ec)) return std::string();
   BFS_ASSIGN_OR_RETURN(std::optional<ConsolidationJournal> j, ReadJournal(saveset));
+  if (!j && fs::is_empty(StagingDir(saveset), ec)) {
+    // Killed just after making it, or just before removing it at the very end: either way
+    // the saveset is whole and nothing is worth a word.
+    BFS_RETURN_IF_ERROR(RemoveStaging(saveset));
+    return std::string();
+  }
   if (!j) {
     BFS_RETURN_IF_ERROR(RemoveStaging(saveset));
     return "removed " + StagingDir(saveset) + ", left by a consolidation interrupted before " +

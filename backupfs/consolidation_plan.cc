@@ -36,6 +36,7 @@ class Planner {
       return plan_;
     }
     SplitPoints();
+    BFS_RETURN_IF_ERROR(RefuseLastBackupOfADisk());
     BFS_RETURN_IF_ERROR(CheckpointFiles());
     CollectRemovals();
     return plan_;
@@ -132,6 +133,38 @@ class Planner {
         for (const std::string& f : Files(q, *this)) kept_files_.insert(f);
       }
     }
+  }
+
+  // A disk that no kept point has (excluded from later backups, or detached) would lose its
+  // last backup with the folded points: that is for the admin to decide, not a side effect.
+  Status RefuseLastBackupOfADisk() const {
+    std::set<std::string> kept_disks;
+    for (const RestorePoint& q : model_.points) {
+      if (std::find(plan_.kept_points.begin(), plan_.kept_points.end(), q.name) ==
+          plan_.kept_points.end()) {
+        continue;
+      }
+      for (const DiskChain& d : q.disks) kept_disks.insert(d.disk);
+    }
+    for (const RestorePoint& q : model_.points) {
+      for (const DiskChain& d : q.disks) {
+        if (kept_disks.count(d.disk) || !Folded(q)) continue;
+        return Status::FailedPrecondition(
+            dir_ + ": disk " + d.disk + " is in no restore point from " + point_ +
+            " on (its newest backup is at " + LastPointOf(d.disk) +
+            "): consolidating would delete its last backup. Restore or copy it first "
+            "(backupfs-restore -u " +
+            LastPointOf(d.disk) + " -d " + d.disk + "), then move its data files out of " + dir_);
+      }
+    }
+    return Status::Ok();
+  }
+  std::string LastPointOf(const std::string& disk) const {
+    std::string last;
+    for (const RestorePoint& q : model_.points) {
+      for (const DiskChain& d : q.disks) last = d.disk == disk ? q.name : last;
+    }
+    return last;
   }
 
   static bool IsCheckpoint(const RestorePoint& q) {

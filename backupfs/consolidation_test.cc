@@ -236,6 +236,30 @@ TEST_F(ConsolidationTest, UncommittedStagingIsDiscarded) {
   EXPECT_EQ(Images(Load()), images);
 }
 
+// vdc was backed up in the full only (excluded from the incs later): folding point 0 would
+// delete its last backup.
+TEST_F(ConsolidationTest, RefusesToDeleteTheLastBackupOfADisk) {
+  SixPoints();
+  Write("vdc.full.data", "vdc", Cp(0), "", 5);
+  auto plan = PlanConsolidation(Load(), Cp(3));
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("disk vdc is in no restore point from " + Cp(3) +
+                                         " on (its newest backup is at " + Cp(0) +
+                                         "): consolidating would delete its last backup"),
+            std::string::npos)
+      << plan.status().message();
+}
+
+// Killed after the journal went but before the (empty) staging directory did: nothing to say.
+TEST_F(ConsolidationTest, EmptyStagingDirectoryGoesQuietly) {
+  SixPoints();
+  fs::create_directories(StagingDir(dir_.path()));
+  auto done = CompleteConsolidation(dir_.path());
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(*done, "");
+  EXPECT_FALSE(fs::exists(StagingDir(dir_.path())));
+}
+
 TEST(ConsolidationJournalTest, RoundTripsAndRefusesPathsOutsideTheSaveset) {
   ConsolidationJournal j;
   j.point = Cp(3);

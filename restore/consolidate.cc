@@ -46,12 +46,21 @@ Status WriteText(const std::string& path, const std::string& text) {
 
 class Consolidation {
  public:
-  Consolidation(const ConsolidateOptions& o, RunLog& log) : o_(o), log_(log) {}
+  Consolidation(const ConsolidateOptions& o, RunLog& log) : o_(o), log_(log), output_(o.output) {}
 
   Result<ConsolidateSummary> InPlace() {
     BFS_ASSIGN_OR_RETURN(SavesetLock lock, LockSaveset(o_.input));
-    BFS_ASSIGN_OR_RETURN(std::string finished, CompleteConsolidation(o_.input));
-    if (!finished.empty()) log_.Warn(finished);
+    if (o_.dry_run) {
+      // Changes nothing: the plan is made on what readers see (a committed journal applied).
+      std::error_code ec;
+      if (fs::exists(StagingDir(o_.input), ec)) {
+        log_.Info(StagingDir(o_.input) + " holds an interrupted consolidation: a real run " +
+                  "finishes (or discards) it first");
+      }
+    } else {
+      BFS_ASSIGN_OR_RETURN(std::string finished, CompleteConsolidation(o_.input));
+      if (!finished.empty()) log_.Warn(finished);
+    }
     BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, OpenOptions{}));
     BFS_ASSIGN_OR_RETURN(summary_.plan, PlanConsolidation(model, o_.point));
     const ConsolidationPlan& plan = summary_.plan;
@@ -75,6 +84,8 @@ class Consolidation {
   }
 
   Result<ConsolidateSummary> ToNewDir() {
+    // NEWDIR/ and NEWDIR are one directory: the staging one goes beside it either way.
+    while (output_.size() > 1 && output_.back() == '/') output_.pop_back();
     BFS_RETURN_IF_ERROR(RefuseUsedOutput());
     BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, OpenOptions{}));
     // The planner's checks (point, kind, damage); its folding is not used here.
@@ -84,7 +95,7 @@ class Consolidation {
     summary_.plan.fulls.clear();
     for (const DiskChain& d : point->disks) summary_.plan.fulls.push_back(MakeNewFull(d, o_.input));
     if (o_.dry_run) return summary_;
-    const std::string tmp = o_.output + ".backupfs-partial";
+    const std::string tmp = output_ + ".backupfs-partial";
     std::error_code ec;
     fs::remove_all(tmp, ec);  // a killed run's
     Status s = WriteNewDir(tmp, *point);
@@ -157,13 +168,13 @@ class Consolidation {
 
   Status RefuseUsedOutput() const {
     std::error_code ec;
-    if (fs::exists(o_.output, ec) && !fs::is_empty(o_.output, ec)) {
-      return Status::InvalidArgument(o_.output +
+    if (fs::exists(output_, ec) && !fs::is_empty(output_, ec)) {
+      return Status::InvalidArgument(output_ +
                                      " is not empty: a synthetic full backup goes "
                                      "into a new (or empty) directory");
     }
-    if (fs::equivalent(o_.input, fs::path(o_.output).parent_path(), ec)) {
-      return Status::InvalidArgument(o_.output + " is inside the saveset " + o_.input);
+    if (fs::equivalent(o_.input, fs::path(output_).parent_path(), ec)) {
+      return Status::InvalidArgument(output_ + " is inside the saveset " + o_.input);
     }
     return Status::Ok();
   }
@@ -184,7 +195,7 @@ class Consolidation {
     const ConsolidationPlan& plan = summary_.plan;
     const bool newest = !plan.checkpoint_list.empty() && plan.checkpoint_list.back() == point.name;
     if (!newest || plan.checkpoint_file.empty()) {
-      log_.Info(point.name + " is not the newest checkpoint of " + o_.input + ": " + o_.output +
+      log_.Info(point.name + " is not the newest checkpoint of " + o_.input + ": " + output_ +
                 " is an archive (no checkpoint list), which backupfs-capture does not continue");
       return Status::Ok();
     }
@@ -194,7 +205,7 @@ class Consolidation {
       BFS_ASSIGN_OR_RETURN(std::string root, RootCheckpointXml(plan.checkpoint_xml));
       BFS_RETURN_IF_ERROR(WriteText(tmp + "/" + plan.checkpoint_xml, root));
     }
-    log_.Warn(o_.output + " continues the chain at " + point.name + ": back up into it or into " +
+    log_.Warn(output_ + " continues the chain at " + point.name + ": back up into it or into " +
               o_.input +
               " from now on, not both (both would "
               "create the next checkpoint)");
@@ -204,15 +215,16 @@ class Consolidation {
   Status MoveIntoPlace(const std::string& tmp) {
     BFS_RETURN_IF_ERROR(FsyncParentDir(tmp + "/x"));
     std::error_code ec;
-    if (fs::exists(o_.output, ec)) fs::remove(o_.output, ec);  // empty: checked above
-    if (::rename(tmp.c_str(), o_.output.c_str()) != 0) {
-      return Status::FromErrno("cannot rename " + tmp + " to " + o_.output, errno);
+    if (fs::exists(output_, ec)) fs::remove(output_, ec);  // empty: checked above
+    if (::rename(tmp.c_str(), output_.c_str()) != 0) {
+      return Status::FromErrno("cannot rename " + tmp + " to " + output_, errno);
     }
-    return FsyncParentDir(o_.output);
+    return FsyncParentDir(output_);
   }
 
   const ConsolidateOptions& o_;
   RunLog& log_;
+  std::string output_;  // -o, without trailing slashes
   ConsolidateSummary summary_;
 };
 

@@ -426,7 +426,6 @@ int Consolidate(const Args& args) {
   o.input = args.input;
   o.point = args.until;
   o.output = args.output;
-  while (o.output.size() > 1 && o.output.back() == '/') o.output.pop_back();  // -o NEWDIR/
   o.dry_run = args.dry_run;
   o.uri = args.uri;
   o.stop = signals.flag();

@@ -215,10 +215,20 @@ def sweep(build_dir, tmp, lz4, steps_filter=None, fault="signal=KILL"):
         if fault != "signal=KILL" and state == "old":
             expect(not os.path.exists(os.path.join(work, ".backupfs-consolidate")),
                    f"{step} failing with {fault}: the staging directory is left")
+        # A dry run finishes nothing: whatever the kill left stays as it is.
+        before = files_state(work)
+        dry = subprocess.run(consolidate_argv(build_dir, work) + ["--dry-run"],
+                             capture_output=True, text=True, timeout=120)
+        expect(dry.returncode == 0 and files_state(work) == before,
+               f"killed at {step}: --dry-run exited {dry.returncode} or changed "
+               f"{diff_states(files_state(work), before)}:\n{dry.stderr}")
         rerun = subprocess.run(consolidate_argv(build_dir, work), capture_output=True, text=True,
                                timeout=120)
         expect(rerun.returncode == 0,
                f"killed at {step}: the rerun exited {rerun.returncode}:\n{rerun.stderr}")
+        expect(state == "old" or "interrupted before its commit" not in rerun.stderr,
+               f"killed at {step} after the commit, yet the rerun says it was before:\n"
+               f"{rerun.stderr}")
         got = files_state(work)
         expect(got == want, f"killed at {step}, then rerun: files differ from the clean run's: "
                             f"{diff_states(got, want)}")
