@@ -84,7 +84,7 @@ std::shared_ptr<const Node> MakePoint(TreeShared* shared, uint64_t parent,
   dir->parent = parent;
   dir->name = p.name;
   dir->key = "p:" + state.PointSignature(p);
-  dir->mtime = ParseBackupDate(p.date);
+  dir->mtime = ParseMetadataDate(p.date);
   for (const DiskChain& chain : p.disks) {
     auto n = std::make_shared<Node>();
     n->ino = shared->NewIno();
@@ -121,19 +121,6 @@ std::vector<std::pair<std::string, DirStamp>> Subdirectories(const std::string& 
 }
 
 }  // namespace
-
-struct timespec ParseBackupDate(const std::string& iso) {
-  std::tm tm = {};
-  const char* rest = strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (rest == nullptr) return {};
-  tm.tm_isdst = -1;
-  struct timespec ts = {mktime(&tm), 0};
-  if (*rest == '.') {
-    double fraction = std::strtod(rest, nullptr);  // ".123456"
-    if (fraction >= 0 && fraction < 1) ts.tv_nsec = static_cast<long>(fraction * 1e9);
-  }
-  return ts;
-}
 
 std::shared_ptr<const Listing> Backing::Current() const {
   MutexLock l(mu_);
@@ -178,7 +165,7 @@ std::optional<Listing> Backing::SavesetListing(const Listing* cur) {
   for (const RestorePoint& p : state.model.points) {
     Keep(cur, &out, p.name, "p:" + state.PointSignature(p),
          [&] { return MakePoint(shared_, ino_, saveset, state, p); });
-    out.mtime = std::max(out.mtime, ParseBackupDate(p.date), Later);
+    out.mtime = std::max(out.mtime, ParseMetadataDate(p.date), Later);
   }
   for (const std::string& b : state.broken_chains) {
     const DirStamp stamp = StampOf(dir_ + "/" + b);

@@ -22,18 +22,6 @@ FileIdentity IdentityOf(const struct stat& st) {
   return {st.st_dev, st.st_ino, st.st_size, st.st_mtim};
 }
 
-// The name a per-point file shows under its point: "vmconfig.<id>.xml" -> "vmconfig.xml",
-// "<disk>.<id>.qcow.json" -> "<disk>.qcow.json", "<name>.<id>" (firmware) -> "<name>";
-// "" when `file` is not one of `id`'s files.
-std::string PointFileName(const std::string& file, const std::string& id) {
-  if (file == "vmconfig." + id + ".xml") return "vmconfig.xml";
-  const std::string qcow = "." + id + ".qcow.json";
-  if (EndsWith(file, qcow)) return file.substr(0, file.size() - qcow.size()) + ".qcow.json";
-  const std::string suffix = "." + id;
-  if (!EndsWith(file, suffix)) return "";
-  return file.substr(0, file.size() - suffix.size());
-}
-
 // The regular files and the broken-chain.* savesets of `dir`.
 void ListDirectory(const std::string& dir, SavesetState* state) {
   std::error_code ec;
@@ -176,7 +164,7 @@ const RestorePoint* SavesetState::Find(const std::string& point) const {
 std::map<std::string, std::string> SavesetState::PointFiles(const std::string& id) const {
   std::map<std::string, std::string> out;
   for (const std::string& file : names) {
-    std::string shown = PointFileName(file, id);
+    std::string shown = PointFileShownName(file, id);
     if (!shown.empty()) out.emplace(shown, file);  // names are sorted: the first one wins
   }
   return out;

@@ -61,7 +61,4 @@ struct TreeShared {
   std::atomic<uint64_t> next_ino{2};
 };
 
-// "2026-11-26T05:00:00.123456" (local time, as virtnbdbackup writes it) -> time; 0 if bad.
-struct timespec ParseBackupDate(const std::string& iso);
-
 }  // namespace backupfs

@@ -59,13 +59,17 @@ std::optional<DataFileName> ParseDataFileName(const std::string& name) {
   return std::nullopt;
 }
 
-bool IsPointFile(const std::string& file, const std::string& id) {
-  if (id.empty() || EndsWith(file, ".log") || ParseDataFileName(file)) return false;
+std::string PointFileShownName(const std::string& file, const std::string& id) {
+  if (id.empty() || EndsWith(file, ".log") || ParseDataFileName(file)) return "";
   for (const char* sidecar : {".idx", ".chksum", ".partial"}) {
-    if (EndsWith(file, sidecar)) return false;
+    if (EndsWith(file, sidecar)) return "";
   }
-  return file == "vmconfig." + id + ".xml" || EndsWith(file, "." + id + ".qcow.json") ||
-         (EndsWith(file, "." + id) && file.size() > id.size() + 1);
+  if (file == "vmconfig." + id + ".xml") return "vmconfig.xml";
+  const std::string qcow = "." + id + ".qcow.json";
+  if (EndsWith(file, qcow)) return file.substr(0, file.size() - qcow.size()) + ".qcow.json";
+  const std::string suffix = "." + id;
+  if (!EndsWith(file, suffix) || file.size() == suffix.size()) return "";
+  return file.substr(0, file.size() - suffix.size());
 }
 
 Result<SavesetListing> ListSaveset(const std::string& dir, const std::string& disk) {

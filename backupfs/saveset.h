@@ -25,10 +25,14 @@ struct DataFileName {
 
 std::optional<DataFileName> ParseDataFileName(const std::string& name);
 
-// Whether `file` is one of restore point `id`'s own files beside the data: `vmconfig.<id>.xml`,
-// `<disk>.<id>.qcow.json`, or `<name>.<id>` (a boot file copy, `autostart.<id>`). Data files,
-// their sidecars and run logs are not.
-bool IsPointFile(const std::string& file, const std::string& id);
+// Restore point `id`'s own files beside the data, and the names a mount shows them by under the
+// point: "vmconfig.<id>.xml" -> "vmconfig.xml", "<disk>.<id>.qcow.json" -> "<disk>.qcow.json",
+// "<name>.<id>" (a boot file copy, `autostart.<id>`) -> "<name>"; "" when `file` is not one
+// of `id`'s files (data files, their sidecars and run logs never are).
+std::string PointFileShownName(const std::string& file, const std::string& id);
+inline bool IsPointFile(const std::string& file, const std::string& id) {
+  return !PointFileShownName(file, id).empty();
+}
 
 struct SavesetListing {
   std::string dir;

@@ -238,14 +238,6 @@ bool IsCheckpointPoint(const RestorePoint& p) {
   return false;
 }
 
-// "2026-11-26T05:00:00.123456" (local time, as the metadata has it) -> time; 0 when bad.
-std::time_t PointTime(const std::string& iso) {
-  std::tm tm = {};
-  if (strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return 0;
-  tm.tm_isdst = -1;
-  return mktime(&tm);
-}
-
 }  // namespace
 
 Result<ConsolidateSummary> RunConsolidate(const ConsolidateOptions& options, RunLog& log) {
@@ -262,7 +254,7 @@ std::string RetentionPoint(const SavesetModel& model, const RetentionPolicy& pol
   size_t oldest_kept = points.size();
   for (size_t i = 0; i < points.size(); ++i) {
     const bool last = policy.keep_last && points.size() - i <= *policy.keep_last;
-    const std::time_t t = PointTime(points[i]->date);
+    const std::time_t t = ParseMetadataDate(points[i]->date).tv_sec;
     // An unreadable date keeps its point: age cannot be told.
     const bool young = policy.keep_days && (t == 0 || now - t < *policy.keep_days * 86400);
     if (last || young) {

@@ -126,4 +126,17 @@ Result<StreamMetadata> DecodeMetadata(std::string_view text, const std::string& 
   return meta;
 }
 
+struct timespec ParseMetadataDate(const std::string& iso) {
+  std::tm tm = {};
+  const char* rest = strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr) return {};
+  tm.tm_isdst = -1;
+  struct timespec ts = {mktime(&tm), 0};
+  if (*rest == '.') {
+    double fraction = std::strtod(rest, nullptr);  // ".123456"
+    if (fraction >= 0 && fraction < 1) ts.tv_nsec = static_cast<long>(fraction * 1e9);
+  }
+  return ts;
+}
+
 }  // namespace backupfs

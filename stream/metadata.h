@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -28,6 +29,10 @@ struct StreamMetadata {
 
   bool compressed() const { return compression_level.has_value(); }
 };
+
+// The metadata's date, "2026-11-26T05:00:00.123456" (local time, no zone, as virtnbdbackup
+// writes it) -> time; {0, 0} when it does not parse.
+struct timespec ParseMetadataDate(const std::string& iso);
 
 // The pretty-printed JSON virtnbdbackup writes (keys in its order, 4-space indent).
 std::string EncodeMetadata(const StreamMetadata& meta);
