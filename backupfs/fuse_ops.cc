@@ -144,13 +144,13 @@ void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     auto dir = std::make_unique<OpenDirectory>();
     dir->entries = Ctx(req).tree->List(*n);
     fi->keep_cache = fi->cache_readdir = n->backing ? 0 : 1;
-    fi->fh = reinterpret_cast<uint64_t>(dir.get());
-    if (fuse_reply_open(req, fi) == 0) dir.release();
+    fi->fh = Ctx(req).handles.Add(std::move(dir));
+    if (fuse_reply_open(req, fi) != 0) Ctx(req).handles.Remove(fi->fh);
   });
 }
 
 void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<OpenDirectory*>(fi->fh);
+  Ctx(req).handles.Remove(fi->fh);
   fuse_reply_err(req, 0);
 }
 
@@ -194,13 +194,13 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       if (!file->fd.valid()) return (void)fuse_reply_err(req, errno);
     }
     fi->keep_cache = 1;  // a node's content never changes: keep the kernel's page cache
-    fi->fh = reinterpret_cast<uint64_t>(file.get());
-    if (fuse_reply_open(req, fi) == 0) file.release();
+    fi->fh = Ctx(req).handles.Add(std::move(file));
+    if (fuse_reply_open(req, fi) != 0) Ctx(req).handles.Remove(fi->fh);
   });
 }
 
 void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<OpenFile*>(fi->fh);
+  Ctx(req).handles.Remove(fi->fh);
   fuse_reply_err(req, 0);
 }
 

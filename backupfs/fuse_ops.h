@@ -16,13 +16,41 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "backupfs/tree.h"
+#include "common/thread_annotations.h"
 
 namespace backupfs {
 
+// Owns what fi->fh points to (open files and directories) from open to release, or, when the
+// session ends with some still open (an unmount while a file is held), until the context goes.
+class HandleTable {
+ public:
+  template <typename T>
+  uint64_t Add(std::unique_ptr<T> handle) EXCLUDES(mu_) {
+    T* raw = handle.get();
+    MutexLock l(mu_);
+    owned_.emplace(raw, std::shared_ptr<void>(std::move(handle)));
+    return reinterpret_cast<uint64_t>(raw);
+  }
+  void Remove(uint64_t fh) EXCLUDES(mu_) {
+    std::shared_ptr<void> gone;  // destroyed after the lock is released
+    MutexLock l(mu_);
+    auto it = owned_.find(reinterpret_cast<void*>(fh));
+    if (it == owned_.end()) return;
+    gone = std::move(it->second);
+    owned_.erase(it);
+  }
+
+ private:
+  Mutex mu_;
+  std::unordered_map<void*, std::shared_ptr<void>> owned_ GUARDED_BY(mu_);
+};
+
 struct FuseContext {
   std::unique_ptr<LiveTree> tree;
+  HandleTable handles;
   uid_t uid = 0;
   gid_t gid = 0;
   mode_t umask = 0227;  // files 0440, directories 0550
