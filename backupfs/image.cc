@@ -1,5 +1,7 @@
 #include "backupfs/image.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -145,6 +147,22 @@ bool DiskImage::RawPieces(uint64_t offset, uint64_t length, std::vector<RawPiece
   }
   if (pos < end) add_zeros(end - pos);
   return true;
+}
+
+void DiskImage::WillNeed(uint64_t offset, uint64_t length) const {
+  const uint64_t end = std::min(offset + length, size_);
+  for (size_t i = FirstEndingAfter(offset); i < extents_.size(); ++i) {
+    const ImageExtent& e = extents_[i];
+    if (e.offset >= end) break;
+    if (e.zero) continue;
+    const StreamReader& r = *files_[e.file];
+    const Chunk& c = r.index().chunks[e.chunk];
+    // Compressed and checked chunks are read whole; a plain one only where the extent is.
+    const bool whole = c.compressed || c.has_checksum;
+    const uint64_t from = whole ? c.file_offset : c.file_offset + e.chunk_delta;
+    const uint64_t n = whole ? c.stored_size : e.length;
+    posix_fadvise(r.fd(), static_cast<off_t>(from), static_cast<off_t>(n), POSIX_FADV_WILLNEED);
+  }
 }
 
 uint64_t DiskImage::NextData(uint64_t offset) const {

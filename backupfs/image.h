@@ -51,6 +51,11 @@ class DiskImage {
   // `out` unspecified) when some part must be decoded or verified: use Read() then.
   bool RawPieces(uint64_t offset, uint64_t length, std::vector<RawPiece>* out) const;
 
+  // Asks the kernel to read the stored bytes under [offset, offset + length) ahead
+  // (POSIX_FADV_WILLNEED), so that a sequential copy's next reads find them cached: a hint,
+  // never an error.
+  void WillNeed(uint64_t offset, uint64_t length) const;
+
   // SEEK_DATA / SEEK_HOLE: the first data (resp. hole) offset at or after `offset`; zero
   // extents count as holes. NextHole returns size() when only data follows; NextData returns
   // size() when none does.
