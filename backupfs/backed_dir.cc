@@ -138,8 +138,13 @@ std::shared_ptr<const Listing> Backing::Refresh() {
   const auto now = std::chrono::steady_clock::now();
   if (cur && now - last_ < shared_->poll_interval) return cur;
   last_ = now;
-  std::optional<Listing> next =
-      LooksLikeSaveset(dir_) ? SavesetListing(cur.get()) : CollectionListing(cur.get());
+  const bool saveset = LooksLikeSaveset(dir_);
+  if (!saveset && saveset_) {  // emptied or removed: close its data files now
+    saveset_->Evict();
+    saveset_.reset();
+    seen_version_ = 0;
+  }
+  std::optional<Listing> next = saveset ? SavesetListing(cur.get()) : CollectionListing(cur.get());
   if (!next) return cur;
   auto listing = std::make_shared<const Listing>(std::move(*next));
   MutexLock l(mu_);

@@ -33,9 +33,9 @@ bool Staged(const std::string& path) {
   return Contained(path) && path.starts_with(prefix) && path.size() > prefix.size();
 }
 
-Status WriteText(const std::string& path, const std::string& text) {
-  BFS_RETURN_IF_ERROR(WriteFileAtomically(
-      path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size())));
+// Written atomically, and the rename made durable.
+Status WriteDurably(const std::string& path, const std::string& text) {
+  BFS_RETURN_IF_ERROR(WriteTextAtomically(path, text));
   return FsyncParentDir(path);
 }
 
@@ -173,7 +173,7 @@ Result<std::optional<ConsolidationJournal>> ReadJournal(const std::string& saves
 }
 
 Status CommitJournal(const std::string& saveset, const ConsolidationJournal& journal) {
-  return WriteText(JournalPath(saveset), EncodeJournal(journal));
+  return WriteDurably(JournalPath(saveset), EncodeJournal(journal));
 }
 
 Result<std::string> CompleteConsolidation(const std::string& saveset) {
@@ -223,7 +223,7 @@ Status WritePendingCheckpoints(const std::string& saveset, const PendingCheckpoi
   nlohmann::ordered_json j;
   j["domain"] = pending.domain;
   j["checkpoints"] = pending.checkpoints;
-  return WriteText(path, j.dump(4) + "\n");
+  return WriteDurably(path, j.dump(4) + "\n");
 }
 
 }  // namespace backupfs

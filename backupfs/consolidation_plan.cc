@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "backupfs/saveset.h"
@@ -23,9 +24,8 @@ class Planner {
 
   Result<ConsolidationPlan> Run() {
     BFS_RETURN_IF_ERROR(ListNames());
-    BFS_ASSIGN_OR_RETURN(const RestorePoint* p, FindPoint());
-    BFS_RETURN_IF_ERROR(RefuseDamage());
-    BFS_RETURN_IF_ERROR(RefuseNonCheckpoint(*p));
+    BFS_RETURN_IF_ERROR(RefuseDamage());  // first: it says why a point is unavailable
+    BFS_ASSIGN_OR_RETURN(const RestorePoint* p, FindCheckpointPoint(model_, point_));
     plan_.point = point_;
     for (const DiskChain& d : p->disks) {
       newest_[d.disk] = Rel(d.files.back()->path());
@@ -46,10 +46,10 @@ class Planner {
   std::string Rel(const std::string& path) const {
     return path.starts_with(dir_ + "/") ? path.substr(dir_.size() + 1) : path;
   }
-  static FileSet Files(const RestorePoint& q, const Planner& self) {
+  FileSet Files(const RestorePoint& q) const {
     FileSet out;
     for (const DiskChain& d : q.disks) {
-      for (const auto& r : d.files) out.insert(self.Rel(r->path()));
+      for (const auto& r : d.files) out.insert(Rel(r->path()));
     }
     return out;
   }
@@ -63,16 +63,6 @@ class Planner {
     return Status::Ok();
   }
 
-  Result<const RestorePoint*> FindPoint() const {
-    std::string known;
-    for (const RestorePoint& q : model_.points) {
-      if (q.name == point_) return &q;
-      known += (known.empty() ? "" : ", ") + q.name;
-    }
-    return Status::NotFound(dir_ + " has no restore point '" + point_ + "'" +
-                            (known.empty() ? "" : " (it has " + known + ")"));
-  }
-
   Status RefuseDamage() const {
     if (model_.damage.empty()) return Status::Ok();
     return Status::FailedPrecondition(
@@ -83,21 +73,6 @@ class Planner {
         (model_.damage.size() > 1 ? " (and " + std::to_string(model_.damage.size() - 1) +
                                         " more problems: backupfs-restore -a verify)"
                                   : ""));
-  }
-
-  Status RefuseNonCheckpoint(const RestorePoint& p) const {
-    for (const DiskChain& d : p.disks) {
-      auto name = ParseDataFileName(fs::path(d.files.back()->path()).filename());
-      if (name && (name->level == BackupLevel::kFull || name->level == BackupLevel::kInc)) {
-        continue;
-      }
-      return Status::InvalidArgument(
-          dir_ + ": restore point " + point_ + " is a " +
-          (name && name->level == BackupLevel::kCopy ? "copy" : "diff") +
-          " backup: only a checkpoint (a full or inc backup) can become the new full "
-          "backup that the chain continues from");
-    }
-    return Status::Ok();
   }
 
   void AddNewFull(const DiskChain& d) {
@@ -126,11 +101,11 @@ class Planner {
     for (const RestorePoint& q : model_.points) {
       if (q.name != point_ && Folded(q)) {
         plan_.folded_points.push_back(q.name);
-        for (const std::string& f : Files(q, *this)) folded_files_.insert(f);
-        if (IsCheckpoint(q)) folded_checkpoints_.insert(q.name);
+        for (const std::string& f : Files(q)) folded_files_.insert(f);
+        if (IsCheckpointPoint(q)) folded_checkpoints_.insert(q.name);
       } else {
         plan_.kept_points.push_back(q.name);
-        for (const std::string& f : Files(q, *this)) kept_files_.insert(f);
+        for (const std::string& f : Files(q)) kept_files_.insert(f);
       }
     }
   }
@@ -165,16 +140,6 @@ class Planner {
       for (const DiskChain& d : q.disks) last = d.disk == disk ? q.name : last;
     }
     return last;
-  }
-
-  static bool IsCheckpoint(const RestorePoint& q) {
-    for (const DiskChain& d : q.disks) {
-      auto name = ParseDataFileName(fs::path(d.files.back()->path()).filename());
-      if (name && (name->level == BackupLevel::kFull || name->level == BackupLevel::kInc)) {
-        return true;
-      }
-    }
-    return false;
   }
 
   // `<domain>.cpt` without the folded checkpoints; the point's checkpoint XML loses its parent.
@@ -250,7 +215,50 @@ class Planner {
   std::set<std::string> folded_checkpoints_;
 };
 
+// The level of the newest file of a point's chain on one disk.
+std::optional<BackupLevel> NewestLevel(const DiskChain& d) {
+  auto name = ParseDataFileName(fs::path(d.files.back()->path()).filename());
+  return name ? std::optional(name->level) : std::nullopt;
+}
+
+bool IsCheckpointLevel(std::optional<BackupLevel> l) {
+  return l == BackupLevel::kFull || l == BackupLevel::kInc;
+}
+
 }  // namespace
+
+bool IsCheckpointPoint(const RestorePoint& p) {
+  return std::any_of(p.disks.begin(), p.disks.end(),
+                     [](const DiskChain& d) { return IsCheckpointLevel(NewestLevel(d)); });
+}
+
+Result<const RestorePoint*> FindCheckpointPoint(const SavesetModel& model,
+                                                const std::string& point) {
+  const RestorePoint* found = nullptr;
+  std::string known;
+  for (const RestorePoint& q : model.points) {
+    if (q.name == point) found = &q;
+    known += (known.empty() ? "" : ", ") + q.name;
+  }
+  if (found == nullptr) {
+    return Status::NotFound(model.dir + " has no restore point '" + point + "'" +
+                            (known.empty() ? "" : " (it has " + known + ")"));
+  }
+  for (const DiskChain& d : found->disks) {
+    const std::optional<BackupLevel> level = NewestLevel(d);
+    if (IsCheckpointLevel(level)) continue;
+    return Status::InvalidArgument(
+        model.dir + ": restore point " + point + " is a " +
+        (level == BackupLevel::kCopy ? "copy" : "diff") +
+        " backup: only a checkpoint (a full or inc backup) can become the new full "
+        "backup that the chain continues from");
+  }
+  if (auto u = model.unavailable.find(point); u != model.unavailable.end()) {
+    return Status::FailedPrecondition(model.dir + ": restore point " + point +
+                                      " is unavailable: " + u->second.begin()->second);
+  }
+  return found;
+}
 
 NewFull MakeNewFull(const DiskChain& d, const std::string& dir) {
   NewFull f;

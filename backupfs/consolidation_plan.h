@@ -28,6 +28,14 @@ struct NewFull {
   StreamMetadata meta;   // of the new full; data_size is filled in when it is written
 };
 
+// Whether the point is a checkpoint (a full or inc backup), which a chain can continue from.
+bool IsCheckpointPoint(const RestorePoint& point);
+
+// `point` of `model`, when it can become a full backup: it exists, is a checkpoint, and
+// resolves on every disk it has files for. Refusals name the saveset.
+Result<const RestorePoint*> FindCheckpointPoint(const SavesetModel& model,
+                                                const std::string& point);
+
 // The new full backup of one disk at the chain's newest point; `dir` is the saveset's.
 NewFull MakeNewFull(const DiskChain& chain, const std::string& dir);
 

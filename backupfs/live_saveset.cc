@@ -82,7 +82,9 @@ std::shared_ptr<SavesetState> BuildState(const std::string& dir, OpenOptions opt
   } else {
     state->model.dir = dir;
     state->model.problems.push_back(model.status().message());
+    state->failed = true;
   }
+  state->whole = !state->failed && state->model.damage.empty();
   for (const RestorePoint& p : state->model.points) {
     for (const DiskChain& chain : p.disks) AddChain(p, chain, prev.get(), state.get());
   }
@@ -199,22 +201,23 @@ LiveSaveset::Snapshot LiveSaveset::Poll() {
   }
   const bool busy = SavesetBusy(dir_);
   if (busy && Current().version != 0) return Current();  // the writer's result, once done
-  LoadLocked(stamp, busy);
-  return Current();
+  return LoadLocked(stamp, busy);
 }
 
 LiveSaveset::Snapshot LiveSaveset::Loaded() {
   MutexLock load(load_mu_);
   Snapshot now = Current();
   if (now.state) return now;
-  LoadLocked(StampOf(dir_), SavesetBusy(dir_));
-  return Current();
+  return LoadLocked(StampOf(dir_), SavesetBusy(dir_));
 }
 
 Result<std::shared_ptr<LazyImage>> LiveSaveset::Image(const std::string& point,
                                                       const std::string& disk,
                                                       const std::string& chain) {
-  std::shared_ptr<const SavesetState> state = Loaded().state;
+  // A state already loaded serves without waiting for a reload in progress (load_mu_).
+  Snapshot now = Current();
+  if (!now.state) now = Loaded();
+  std::shared_ptr<const SavesetState> state = now.state;
   if (options_.pool) options_.pool->Used(shared_from_this(), state->files.size());
   auto p = state->chains.find(point);
   if (p == state->chains.end() || !p->second.count(disk) || p->second.at(disk) != chain) {
@@ -228,29 +231,39 @@ void LiveSaveset::Evict() {
   std::shared_ptr<const SavesetState> dropped;  // released outside the lock
   MutexLock l(mu_);
   dropped = std::move(state_);
-  state_ = nullptr;
 }
 
-void LiveSaveset::LoadLocked(const DirStamp& stamp, bool busy) {
+LiveSaveset::Snapshot LiveSaveset::LoadLocked(const DirStamp& stamp, bool busy) {
   std::shared_ptr<const SavesetState> prev = Current().state;
   std::shared_ptr<SavesetState> state = BuildState(dir_, options_.open, prev);
+  // A writer that took the lock while we listed may have left a point half written.
+  busy = busy || SavesetBusy(dir_);
+  if (state->failed && prev) {  // keep what was shown; try again at the next poll
+    Report(*state);
+    MutexLock l(mu_);
+    trusted_ = false;
+    return {version_, state_ ? state_ : prev};
+  }
   {
     MutexLock l(mu_);
     if (busy) Withhold(state.get(), version_ != 0 ? &shown_ : nullptr);
   }
   Report(*state);
   const std::string content = state->ContentSignature();
+  Snapshot installed;
   {
     MutexLock l(mu_);
     state_ = state;
     if (version_ == 0 || content != content_) ++version_;
     content_ = content;
     stamp_ = stamp;
-    trusted_ = !busy && !Racy(stamp);
+    trusted_ = !busy && !Racy(stamp) && state->whole;
     shown_.clear();
     for (const RestorePoint& p : state->model.points) shown_.insert(p.name);
+    installed = {version_, state};
   }
   if (options_.pool) options_.pool->Used(shared_from_this(), state->files.size());
+  return installed;
 }
 
 void LiveSaveset::Report(const SavesetState& state) {

@@ -8,7 +8,8 @@
 // stays as it was: a reload then shows no restore point that was not shown before, so a
 // half-written multi-disk point never appears.
 //
-// Thread-safe. Lock order: load_mu_ before mu_; neither is held while calling the pool.
+// Thread-safe. Lock order: load_mu_ before mu_. The pool is told of a load with load_mu_ held
+// (it may evict other savesets, which takes their mu_ only).
 #pragma once
 
 #include <sys/types.h>
@@ -69,6 +70,11 @@ struct SavesetState {
     FileIdentity id;  // of the file when it was opened
   };
   SavesetModel model;
+  // LoadSaveset failed (an I/O error, no descriptors left): nothing was loaded.
+  bool failed = false;
+  // Loaded with no damage: worth trusting until the directory changes. A failed or damaged
+  // load (a file that could not be opened, say) is tried again at the next poll.
+  bool whole = true;
   std::vector<std::string> names;           // the directory's regular files
   std::vector<std::string> broken_chains;   // broken-chain.* subdirectories holding savesets
   std::map<std::string, OpenedFile> files;  // every data file in some chain, by path
@@ -115,7 +121,9 @@ class LiveSaveset : public std::enable_shared_from_this<LiveSaveset> {
 
  private:
   Snapshot Current() EXCLUDES(mu_);
-  void LoadLocked(const DirStamp& stamp, bool busy) REQUIRES(load_mu_) EXCLUDES(mu_);
+  // Loads and returns what it installed (a concurrent eviction may drop it right after: the
+  // caller keeps its own reference).
+  Snapshot LoadLocked(const DirStamp& stamp, bool busy) REQUIRES(load_mu_) EXCLUDES(mu_);
   void Report(const SavesetState& state) EXCLUDES(mu_);
 
   const std::string dir_;

@@ -16,11 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Status WriteText(const std::string& path, const std::string& text) {
-  return WriteFileAtomically(
-      path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0644);
-}
-
 }  // namespace
 
 Status CheckSavesetDomain(const std::string& dir, const std::string& domain) {
@@ -104,7 +99,7 @@ void SavesetFiles::SaveImageInfo(const DomainDisk& disk) const {
   const std::string path = dir + "/" + disk.target + "." + id + ".qcow.json";
   Result<std::string> info =
       RunCapture({"qemu-img", "info", disk.source, "--output", "json", "--force-share"});
-  Status s = info.ok() ? WriteText(path, *info) : info.status();
+  Status s = info.ok() ? WriteTextAtomically(path, *info) : info.status();
   if (!s.ok()) log.Warn("domain " + domain + " disk " + disk.target + ": " + s.message());
 }
 
@@ -118,7 +113,7 @@ void SavesetFiles::SaveBootFiles(const std::string& domain_xml, bool copy) const
     const std::string name = fs::path(f.path).filename().string();
     const std::string target = dir + "/" + name + (copy ? "" : "." + id);
     Result<std::string> bytes = ReadWholeFile(f.path);
-    Status s = bytes.ok() ? WriteText(target, *bytes) : bytes.status();
+    Status s = bytes.ok() ? WriteTextAtomically(target, *bytes) : bytes.status();
     if (!s.ok()) {
       log.Warn("domain " + domain + ": cannot save its " + f.setting + " " + f.path + ": " +
                s.message());
@@ -134,17 +129,17 @@ Status SavesetFiles::SaveAll(virDomainPtr dom, const std::string& domain_xml,
                              const std::vector<std::string>& checkpoint_list) const {
   for (const DomainDisk& d : disks) SaveImageInfo(d);
   SaveBootFiles(domain_xml, copy);
-  BFS_RETURN_IF_ERROR(WriteText(dir + "/vmconfig." + id + ".xml", domain_xml));
+  BFS_RETURN_IF_ERROR(WriteTextAtomically(dir + "/vmconfig." + id + ".xml", domain_xml));
   Result<bool> autostart = DomainAutostart(dom, domain);
   if (autostart.ok() && *autostart)
-    BFS_RETURN_IF_ERROR(WriteText(dir + "/autostart." + id, "True"));
+    BFS_RETURN_IF_ERROR(WriteTextAtomically(dir + "/autostart." + id, "True"));
   if (checkpoint.empty()) return Status::Ok();
   std::error_code ec;
   fs::create_directories(checkpoint_dir, ec);
   if (ec) return Status::IOError("cannot create " + checkpoint_dir + ": " + ec.message());
   BFS_ASSIGN_OR_RETURN(UniqueCheckpoint cpt, LookupCheckpoint(dom, domain, checkpoint));
   BFS_ASSIGN_OR_RETURN(std::string xml, CheckpointXml(cpt.get(), domain));
-  BFS_RETURN_IF_ERROR(WriteText(checkpoint_dir + "/" + checkpoint + ".xml", xml));
+  BFS_RETURN_IF_ERROR(WriteTextAtomically(checkpoint_dir + "/" + checkpoint + ".xml", xml));
   return WriteCheckpointList(CheckpointListPath(dir, domain), checkpoint_list);
 }
 

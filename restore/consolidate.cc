@@ -39,7 +39,7 @@ Status KeepMtime(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
-Status WriteText(const std::string& path, const std::string& text) {
+Status WriteTextAtomically(const std::string& path, const std::string& text) {
   return WriteFileAtomically(path,
                              std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
 }
@@ -62,11 +62,17 @@ class Consolidation {
       if (!finished.empty()) log_.Warn(finished);
     }
     BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, OpenOptions{}));
-    BFS_ASSIGN_OR_RETURN(summary_.plan, PlanConsolidation(model, o_.point));
+    const std::string point =
+        o_.retention ? RetentionPoint(model, *o_.retention, o_.now) : o_.point;
+    if (!point.empty()) {
+      BFS_ASSIGN_OR_RETURN(summary_.plan, PlanConsolidation(model, point));
+    }
     const ConsolidationPlan& plan = summary_.plan;
     if (o_.dry_run) return summary_;
-    if (plan.nothing_to_do()) {
-      log_.Info(o_.point + " is the full backup of " + o_.input + " already: nothing to fold");
+    if (point.empty()) {
+      log_.Info("every restore point of " + o_.input + " is kept by the policy: nothing to fold");
+    } else if (plan.nothing_to_do()) {
+      log_.Info(point + " is the full backup of " + o_.input + " already: nothing to fold");
     } else {
       Status staged = Stage();
       if (!staged.ok()) {
@@ -88,12 +94,26 @@ class Consolidation {
     while (output_.size() > 1 && output_.back() == '/') output_.pop_back();
     BFS_RETURN_IF_ERROR(RefuseUsedOutput());
     BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, OpenOptions{}));
-    // The planner's checks (point, kind, damage); its folding is not used here.
-    BFS_ASSIGN_OR_RETURN(summary_.plan, PlanConsolidation(model, o_.point));
-    const RestorePoint* point = nullptr;
-    for (const RestorePoint& p : model.points) point = p.name == o_.point ? &p : point;
-    summary_.plan.fulls.clear();
-    for (const DiskChain& d : point->disks) summary_.plan.fulls.push_back(MakeNewFull(d, o_.input));
+    // Only the point's own chains are read: damage elsewhere does not matter here.
+    BFS_ASSIGN_OR_RETURN(const RestorePoint* point, FindCheckpointPoint(model, o_.point));
+    ConsolidationPlan& plan = summary_.plan;
+    plan.point = point->name;
+    for (const DiskChain& d : point->disks) plan.fulls.push_back(MakeNewFull(d, o_.input));
+    // The chain continues in NEWDIR only from the newest checkpoint (see the header).
+    const bool newest = std::none_of(
+        std::find_if(model.points.begin(), model.points.end(),
+                     [&](const RestorePoint& p) { return &p == point; }) +
+            1,
+        model.points.end(), [](const RestorePoint& p) { return IsCheckpointPoint(p); });
+    if (newest) {
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(o_.input, ec)) {
+        if (e.path().extension() == ".cpt") plan.checkpoint_file = e.path().filename();
+      }
+      if (fs::is_regular_file(o_.input + "/checkpoints/" + point->name + ".xml", ec)) {
+        plan.checkpoint_xml = "checkpoints/" + point->name + ".xml";
+      }
+    }
     if (o_.dry_run) return summary_;
     const std::string tmp = output_ + ".backupfs-partial";
     std::error_code ec;
@@ -148,7 +168,7 @@ class Consolidation {
     }
     if (!plan.checkpoint_xml.empty()) {
       BFS_ASSIGN_OR_RETURN(std::string root, RootCheckpointXml(plan.checkpoint_xml));
-      BFS_RETURN_IF_ERROR(WriteText(staging + "/checkpoint.xml", root));
+      BFS_RETURN_IF_ERROR(WriteTextAtomically(staging + "/checkpoint.xml", root));
       j.install.emplace_back(rel + "checkpoint.xml", plan.checkpoint_xml);
     }
     if (!plan.checkpoint_file.empty()) {
@@ -193,8 +213,7 @@ class Consolidation {
       if (ec) return Status::IOError("cannot copy " + e.path().string() + ": " + ec.message());
     }
     const ConsolidationPlan& plan = summary_.plan;
-    const bool newest = !plan.checkpoint_list.empty() && plan.checkpoint_list.back() == point.name;
-    if (!newest || plan.checkpoint_file.empty()) {
+    if (plan.checkpoint_file.empty()) {
       log_.Info(point.name + " is not the newest checkpoint of " + o_.input + ": " + output_ +
                 " is an archive (no checkpoint list), which backupfs-capture does not continue");
       return Status::Ok();
@@ -203,7 +222,7 @@ class Consolidation {
     if (!plan.checkpoint_xml.empty()) {  // the root of the new saveset's chain
       fs::create_directories(tmp + "/checkpoints", ec);
       BFS_ASSIGN_OR_RETURN(std::string root, RootCheckpointXml(plan.checkpoint_xml));
-      BFS_RETURN_IF_ERROR(WriteText(tmp + "/" + plan.checkpoint_xml, root));
+      BFS_RETURN_IF_ERROR(WriteTextAtomically(tmp + "/" + plan.checkpoint_xml, root));
     }
     log_.Warn(output_ + " continues the chain at " + point.name + ": back up into it or into " +
               o_.input +
@@ -227,16 +246,6 @@ class Consolidation {
   std::string output_;  // -o, without trailing slashes
   ConsolidateSummary summary_;
 };
-
-bool IsCheckpointPoint(const RestorePoint& p) {
-  for (const DiskChain& d : p.disks) {
-    auto name = ParseDataFileName(fs::path(d.files.back()->path()).filename());
-    if (name && (name->level == BackupLevel::kFull || name->level == BackupLevel::kInc)) {
-      return true;
-    }
-  }
-  return false;
-}
 
 }  // namespace
 

@@ -26,30 +26,33 @@
 
 namespace backupfs {
 
-struct ConsolidateOptions {
-  std::string input;   // -i: the saveset
-  std::string point;   // -u: the restore point the new full equals
-  std::string output;  // -o: a new saveset directory instead ("" = consolidate in place)
-  bool dry_run = false;
-  std::string uri;  // -U: the libvirt whose checkpoints are deleted ("" = qemu:///system)
-  const std::atomic<bool>* stop = nullptr;
-};
-
-struct ConsolidateSummary {
-  ConsolidationPlan plan;
-  uint64_t data_bytes = 0;                       // data in the new full backups
-  uint64_t file_bytes = 0;                       // their size
-  std::vector<std::string> pending_checkpoints;  // libvirt checkpoints left to delete
-};
-
-Result<ConsolidateSummary> RunConsolidate(const ConsolidateOptions& options, RunLog& log);
-
 // Retention: keep the last `keep_last` restore points and those younger than `keep_days`
 // days (either rule keeps a point), and fold the older ones into the full backup.
 struct RetentionPolicy {
   std::optional<unsigned> keep_last;
   std::optional<unsigned> keep_days;
 };
+
+struct ConsolidateOptions {
+  std::string input;  // -i: the saveset
+  std::string point;  // -u: the restore point the new full equals
+  // -a retention instead of -u: the point is chosen under the lock, from what is there then.
+  std::optional<RetentionPolicy> retention;
+  std::time_t now = 0;  // for retention's ages
+  std::string output;   // -o: a new saveset directory instead ("" = consolidate in place)
+  bool dry_run = false;
+  std::string uri;  // -U: the libvirt whose checkpoints are deleted ("" = qemu:///system)
+  const std::atomic<bool>* stop = nullptr;
+};
+
+struct ConsolidateSummary {
+  ConsolidationPlan plan;                        // plan.point "": retention kept every point
+  uint64_t data_bytes = 0;                       // data in the new full backups
+  uint64_t file_bytes = 0;                       // their size
+  std::vector<std::string> pending_checkpoints;  // libvirt checkpoints left to delete
+};
+
+Result<ConsolidateSummary> RunConsolidate(const ConsolidateOptions& options, RunLog& log);
 
 // The point to consolidate at under `policy` ("" when nothing is to go): the oldest point a
 // rule keeps, or, for a diff, the checkpoint it was taken against. Copies are never counted

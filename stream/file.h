@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "stream/status.h"
@@ -47,6 +48,10 @@ Result<std::string> ReadWholeFile(const std::string& path);
 // Writes `contents` to path.tmp, fsyncs (when `durable`) and renames over `path`.
 Status WriteFileAtomically(const std::string& path, std::span<const uint8_t> contents,
                            int mode = 0644, bool durable = true);
+inline Status WriteTextAtomically(const std::string& path, std::string_view text) {
+  return WriteFileAtomically(path,
+                             std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+}
 
 // Random-access, read-only bytes: a file or a memory buffer. Thread-safe for concurrent reads.
 class ByteSource {

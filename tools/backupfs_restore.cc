@@ -395,6 +395,11 @@ void PrintConsolidation(const backupfs::ConsolidateSummary& s, const Args& args,
         args.output.c_str(), p.point.c_str(), backupfs::FormatMib(s.data_bytes).c_str(), seconds);
     return;
   }
+  if (p.point.empty()) {
+    std::printf("%s: every restore point is kept by the policy; nothing to fold\n",
+                args.input.c_str());
+    return;
+  }
   if (p.nothing_to_do()) {
     std::printf("%s: %s is the full backup already; nothing to fold\n", args.input.c_str(),
                 p.point.c_str());
@@ -430,18 +435,8 @@ int Consolidate(const Args& args) {
   o.uri = args.uri;
   o.stop = signals.flag();
   if (args.action == "retention") {
-    auto model = backupfs::LoadSaveset(args.input, backupfs::OpenOptions{});
-    if (!model.ok()) {
-      log.Error(model.status().message());
-      return kExitFailure;
-    }
-    o.point =
-        backupfs::RetentionPoint(*model, {args.keep_last, args.keep_days}, std::time(nullptr));
-    if (o.point.empty()) {
-      std::printf("%s: every restore point is kept by the policy; nothing to fold\n",
-                  args.input.c_str());
-      return kExitOk;
-    }
+    o.retention = backupfs::RetentionPolicy{args.keep_last, args.keep_days};
+    o.now = std::time(nullptr);
   }
   const auto begin = std::chrono::steady_clock::now();
   auto summary = backupfs::RunConsolidate(o, log);
