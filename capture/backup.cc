@@ -160,7 +160,7 @@ class Run {
 
 Status Run::Connect() {
   SilenceLibvirtErrors();
-  BFS_ASSIGN_OR_RETURN(conn_, ConnectLibvirt(o_.uri));
+  BFS_ASSIGN_OR_RETURN(conn_, ConnectLibvirt(o_.remote.uri));
   BFS_ASSIGN_OR_RETURN(dom_, LookupDomain(conn_.get(), o_.domain));
   state_ = std::make_unique<DomainStateGuard>(dom_.get(), o_.domain, log_);
   return Status::Ok();
@@ -729,7 +729,8 @@ Result<BackupSummary> Run::Execute() {
   log_.Info("finished: " + std::to_string(summary.disks.size()) + " disk(s) in " + o_.output_dir);
   // Checkpoints a consolidation could not delete (libvirt was out of reach then). The backup
   // is done: a failure here is the warning DeletePendingCheckpoints logs, nothing more.
-  Result<std::vector<std::string>> left = DeletePendingCheckpoints(o_.output_dir, o_.uri, log_);
+  Result<std::vector<std::string>> left =
+      DeletePendingCheckpoints(o_.output_dir, o_.remote.uri, log_);
   if (!left.ok()) log_.Warn(left.status().message());
   return summary;
 }

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "common/remote.h"
 #include "common/run_log.h"
 #include "stream/status.h"
 
@@ -41,7 +42,9 @@ enum class OutputType {
 };
 
 struct BackupOptions {
-  std::string uri;  // "" for qemu:///system
+  // The libvirt URI (remote.uri; "" for qemu:///system) and, for another host, how to reach
+  // it over ssh and where its NBD export listens.
+  RemoteOptions remote;
   std::string domain;
   std::string output_dir;
   CaptureLevel level = CaptureLevel::kCopy;

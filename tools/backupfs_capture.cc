@@ -175,7 +175,7 @@ std::optional<std::string> BuildOptions(const Args& a, const CLI::Option* z,
   if (a.output.empty() && !a.killonly) return "-o/--output is required";
   if (a.output == "-") return "-o -: zip archives on stdout are not supported; name a directory";
   if (a.startonly) return "-s/--startonly is not supported: a job is never left running";
-  o.uri = a.uri;
+  o.remote.uri = a.uri;
   o.domain = a.domain;
   o.output_dir = a.output;
   o.level = ParseLevel(a.level);
