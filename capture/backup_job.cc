@@ -21,29 +21,41 @@
 
 namespace backupfs {
 
-Result<std::unique_ptr<WorkDir>> WorkDir::Create(const std::string& parent) {
-  std::string templ = parent + "/" + kWorkDirPrefix + "XXXXXX";
-  std::vector<char> buf(templ.begin(), templ.end());
-  buf.push_back('\0');
-  if (mkdtemp(buf.data()) == nullptr) {
-    return Status::FromErrno("cannot create a work directory in " + parent, errno);
-  }
-  std::unique_ptr<WorkDir> dir(new WorkDir(buf.data()));
-  if (chmod(dir->path().c_str(), 0777) != 0) {
-    return Status::FromErrno("chmod 0777 " + dir->path(), errno);
-  }
-  const std::string pid = std::to_string(getpid()) + "\n";
-  BFS_RETURN_IF_ERROR(WriteFileAtomically(
-      dir->path() + "/owner.pid",
-      std::span(reinterpret_cast<const uint8_t*>(pid.data()), pid.size()), 0644, false));
+namespace {
+
+// This machine's id (/etc/machine-id), "" when it has none.
+std::string MachineId() {
+  Result<std::string> id = ReadWholeFile("/etc/machine-id");
+  if (!id.ok()) return "";
+  std::string s = *id;
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+std::string WorkDirOwner(const Host& host) {
+  const std::string pid = std::to_string(getpid());
+  return host.remote() ? pid + "@" + MachineId() : pid;
+}
+
+Result<std::unique_ptr<WorkDir>> WorkDir::Create(Host& host, const std::string& parent) {
+  BFS_ASSIGN_OR_RETURN(std::string made,
+                       host.RunChecked({"mktemp", "-d", parent + "/" + kWorkDirPrefix + "XXXXXX"}));
+  while (!made.empty() && made.back() == '\n') made.pop_back();
+  if (made.empty()) return Status::IOError("mktemp -d on " + host.name() + " printed no name");
+  std::unique_ptr<WorkDir> dir(new WorkDir(host, made));
+  BFS_RETURN_IF_ERROR(host.RunChecked({"chmod", "0777", "--", made}).status());
+  BFS_RETURN_IF_ERROR(host.WriteFile(made + "/owner.pid", WorkDirOwner(host) + "\n", 0644));
   return dir;
 }
 
 WorkDir::~WorkDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-  if (ec)
-    std::fprintf(stderr, "warning: cannot remove %s: %s\n", path_.c_str(), ec.message().c_str());
+  Result<std::string> removed = host_.RunChecked({"rm", "-rf", "--", path_});
+  if (!removed.ok()) {
+    std::fprintf(stderr, "warning: cannot remove %s on %s: %s\n", path_.c_str(),
+                 host_.name().c_str(), removed.status().message().c_str());
+  }
 }
 
 namespace {
@@ -64,11 +76,26 @@ Result<std::optional<BackupJobInfo>> RunningJob(virDomainPtr dom, const std::str
   return std::optional<BackupJobInfo>(std::move(job));
 }
 
-// True when the process that made our work directory `dir` is gone.
-bool OwnerGone(const std::filesystem::path& dir) {
-  std::ifstream in(dir / "owner.pid");
+// True when the process that made our work directory `dir` on `host` is gone: a run of this
+// machine (no "@MACHINE-ID", or ours) whose pid no longer runs. A directory without a readable
+// owner is a killed run's too (it dies between mktemp and writing owner.pid).
+bool OwnerGone(Host& host, const std::filesystem::path& dir) {
+  Result<std::string> owner = host.ReadFile((dir / "owner.pid").string());
+  if (!owner.ok()) return true;
+  const std::string text = *owner;
+  const size_t at = text.find('@');
+  if (at != std::string::npos) {
+    std::string machine = text.substr(at + 1);
+    while (!machine.empty() && machine.back() == '\n') machine.pop_back();
+    if (machine != MachineId()) return false;  // another backup host's run: not ours to judge
+  }
   pid_t pid = 0;
-  if (!(in >> pid) || pid <= 0) return true;
+  try {
+    pid = static_cast<pid_t>(std::stol(text.substr(0, at)));
+  } catch (const std::exception&) {
+    return true;
+  }
+  if (pid <= 0) return true;
   return kill(pid, 0) != 0 && errno == ESRCH;
 }
 
@@ -112,21 +139,23 @@ Status WaitForBackupEnd(virDomainPtr dom, const std::string& domain, const Backu
 
 }  // namespace
 
-Result<bool> AbortStaleJob(virDomainPtr dom, const std::string& domain) {
+Result<bool> AbortStaleJob(Host& host, virDomainPtr dom, const std::string& domain) {
   BFS_ASSIGN_OR_RETURN(std::optional<BackupJobInfo> job, RunningJob(dom, domain));
   if (!job) return false;
   const std::filesystem::path dir = OurWorkDir(*job);
-  if (dir.empty() || !OwnerGone(dir)) {
-    return Status::InvalidArgument("domain " + domain + " already runs a backup job (NBD socket " +
-                                   (job->socket.empty() ? "?" : job->socket) +
+  if (dir.empty() || !OwnerGone(host, dir)) {
+    const std::string where = !job->socket.empty() ? "NBD socket " + job->socket
+                              : !dir.empty()        ? "work directory " + dir.string()
+                                                    : "started by another tool";
+    return Status::InvalidArgument("domain " + domain + " already runs a backup job (" + where +
                                    "): another backup is in progress");
   }
   if (virDomainAbortJob(dom) < 0) {
     return LibvirtError("domain " + domain + ": cannot abort the backup job left by a killed run");
   }
   BFS_RETURN_IF_ERROR(WaitForBackupEnd(dom, domain, *job));
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+  Result<std::string> removed = host.RunChecked({"rm", "-rf", "--", dir.string()});
+  if (!removed.ok()) return removed.status();
   return true;
 }
 

@@ -1,8 +1,8 @@
 // A libvirt pull-mode backup job and the scratch directory it needs, as owners.
 //
-// WorkDir: a fresh directory under /var/tmp with mode 0777 (QEMU runs as libvirt-qemu and
-// must bind the NBD socket and create scratch files in it), removed with its contents when
-// the owner goes. BackupJob: started by virDomainBackupBegin; its destructor aborts a job still
+// WorkDir: a fresh directory on the hypervisor (under /var/tmp by default) with mode 0777
+// (QEMU runs as libvirt-qemu and must bind the NBD socket and create scratch files in it),
+// removed with its contents when the owner goes. BackupJob: started by virDomainBackupBegin; its destructor aborts a job still
 // running and deletes the checkpoint the job created unless KeepCheckpoint() was called, so an
 // early return after any failure leaves libvirt as it was. Neither is thread-safe.
 #pragma once
@@ -12,13 +12,15 @@
 #include <memory>
 #include <string>
 
+#include "common/host.h"
 #include "stream/status.h"
 
 namespace backupfs {
 
 class WorkDir {
  public:
-  static Result<std::unique_ptr<WorkDir>> Create(const std::string& parent = "/var/tmp");
+  // `host` must outlive the directory.
+  static Result<std::unique_ptr<WorkDir>> Create(Host& host, const std::string& parent);
   ~WorkDir();
   WorkDir(const WorkDir&) = delete;
   WorkDir& operator=(const WorkDir&) = delete;
@@ -26,18 +28,25 @@ class WorkDir {
   const std::string& path() const { return path_; }
 
  private:
-  explicit WorkDir(std::string path) : path_(std::move(path)) {}
+  WorkDir(Host& host, std::string path) : host_(host), path_(std::move(path)) {}
+  Host& host_;
   std::string path_;
 };
 
-// Prefix of the work directories' names; each holds `owner.pid` with the creating process id.
+// Prefix of the work directories' names; each holds `owner.pid`: "PID" of the creating
+// process, or "PID@MACHINE-ID" when it runs on another machine than the hypervisor.
 inline constexpr char kWorkDirPrefix[] = "backupfs-capture.";
 
+// What `owner.pid` says for this process on `host`.
+std::string WorkDirOwner(const Host& host);
+
 // Aborts a pull-mode backup job that a killed backupfs-capture run left on the domain: one whose
-// NBD socket or scratch files lie in a work directory of ours whose owner process is gone (that
-// directory is removed too; with -f the socket lies elsewhere, the scratch files do not). Jobs of
-// live runs and of other tools are left alone. Returns whether it aborted.
-Result<bool> AbortStaleJob(virDomainPtr dom, const std::string& domain);
+// NBD socket or scratch files lie in a work directory of ours (on `host`, the hypervisor) whose
+// owner process is gone (that directory is removed too; with -f the socket lies elsewhere, the
+// scratch files do not). A remote run's owner is gone when it ran on this machine and its pid
+// is not alive; a job of another backup host is left alone, as are jobs of live runs and of
+// other tools. Returns whether it aborted.
+Result<bool> AbortStaleJob(Host& host, virDomainPtr dom, const std::string& domain);
 
 // Aborts whatever pull-mode backup job runs on the domain, whoever started it (-k). Returns
 // whether there was one.

@@ -164,9 +164,10 @@ TEST(SavesetFilesTest, ImageHasBitmap) {
   const std::string img = dir.File("d.qcow2");
   ASSERT_TRUE(RunCapture({"qemu-img", "create", "-q", "-f", "qcow2", img, "1M"}).ok());
   ASSERT_TRUE(RunCapture({"qemu-img", "bitmap", "--add", img, "virtnbdbackup.0"}).ok());
-  EXPECT_TRUE(*ImageHasBitmap(img, "virtnbdbackup.0"));
-  EXPECT_FALSE(*ImageHasBitmap(img, "virtnbdbackup.1"));
-  EXPECT_FALSE(ImageHasBitmap(dir.File("missing.qcow2"), "x").ok());
+  std::unique_ptr<Host> host = MakeLocalHost();
+  EXPECT_TRUE(*ImageHasBitmap(*host, img, "virtnbdbackup.0"));
+  EXPECT_FALSE(*ImageHasBitmap(*host, img, "virtnbdbackup.1"));
+  EXPECT_FALSE(ImageHasBitmap(*host, dir.File("missing.qcow2"), "x").ok());
 }
 
 }  // namespace

@@ -102,11 +102,17 @@ std::string BuildCheckpointXml(const std::string& name, const std::string& paren
   return x + "  </disks>\n</domaincheckpoint>\n";
 }
 
-std::string BuildBackupXml(const std::string& socket, const std::string& scratch_dir,
+std::string BuildBackupXml(const JobServer& server, const std::string& scratch_dir,
                            const std::string& incremental, const std::vector<JobDisk>& disks) {
   std::string x = "<domainbackup mode='pull'>\n";
   if (!incremental.empty()) x += "  <incremental>" + Esc(incremental) + "</incremental>\n";
-  x += "  <server transport='unix' socket='" + Esc(socket) + "'/>\n  <disks>\n";
+  if (server.socket.empty()) {
+    x += "  <server transport='tcp' name='" + Esc(server.name) + "' port='" +
+         std::to_string(server.port) + "'" + (server.tls ? " tls='yes'" : "") + "/>\n";
+  } else {
+    x += "  <server transport='unix' socket='" + Esc(server.socket) + "'/>\n";
+  }
+  x += "  <disks>\n";
   for (const JobDisk& d : disks) {
     if (!d.backup) {
       x += "    <disk name='" + Esc(d.target) + "' backup='no'/>\n";

@@ -47,9 +47,22 @@ struct JobDisk {
 std::string BuildCheckpointXml(const std::string& name, const std::string& parent,
                                const std::vector<JobDisk>& disks);
 
-// <domainbackup mode='pull'> serving NBD on the unix `socket`, one scratch file per disk in
+// Where the pull-mode job's NBD server listens: a unix socket on the hypervisor, or TCP
+// (name = the address QEMU binds) with TLS from libvirt's backup_tls_x509_cert_dir.
+struct JobServer {
+  static JobServer Unix(std::string socket) { return {std::move(socket), "", 0, false}; }
+  static JobServer Tcp(std::string name, unsigned port, bool tls) {
+    return {"", std::move(name), port, tls};
+  }
+  std::string socket;  // "" for TCP
+  std::string name;
+  unsigned port = 0;
+  bool tls = false;
+};
+
+// <domainbackup mode='pull'> serving NBD on `server`, one scratch file per disk in
 // `scratch_dir`; with `incremental` set, only what changed since that checkpoint is dirty.
-std::string BuildBackupXml(const std::string& socket, const std::string& scratch_dir,
+std::string BuildBackupXml(const JobServer& server, const std::string& scratch_dir,
                            const std::string& incremental, const std::vector<JobDisk>& disks);
 
 }  // namespace backupfs

@@ -82,7 +82,7 @@ TEST(CheckpointXmlTest, HasNameParentAndDisks) {
 }
 
 TEST(BackupXmlTest, PullModeWithSocketScratchAndIncremental) {
-  std::string x = BuildBackupXml("/var/tmp/d/sock", "/var/tmp/d", "virtnbdbackup.0",
+  std::string x = BuildBackupXml(JobServer::Unix("/var/tmp/d/sock"), "/var/tmp/d", "virtnbdbackup.0",
                                  {{"vda", true}, {"vdb", false}});
   EXPECT_NE(x.find("<domainbackup mode='pull'>"), std::string::npos);
   EXPECT_NE(x.find("<incremental>virtnbdbackup.0</incremental>"), std::string::npos);
@@ -91,13 +91,23 @@ TEST(BackupXmlTest, PullModeWithSocketScratchAndIncremental) {
                    "file='/var/tmp/d/vda.scratch'/></disk>"),
             std::string::npos);
   EXPECT_NE(x.find("<disk name='vdb' backup='no'/>"), std::string::npos);
-  EXPECT_EQ(BuildBackupXml("/s", "/d", "", {{"vda", true}}).find("<incremental>"),
+  EXPECT_EQ(BuildBackupXml(JobServer::Unix("/s"), "/d", "", {{"vda", true}}).find("<incremental>"),
             std::string::npos);
 }
 
 TEST(BackupXmlTest, EscapesSpecialCharacters) {
-  std::string x = BuildBackupXml("/tmp/a'b&c", "/d", "", {{"vda", true}});
+  std::string x = BuildBackupXml(JobServer::Unix("/tmp/a'b&c"), "/d", "", {{"vda", true}});
   EXPECT_NE(x.find("socket='/tmp/a&apos;b&amp;c'"), std::string::npos);
+}
+
+TEST(BackupXmlTest, TcpServerWithAndWithoutTls) {
+  std::string plain = BuildBackupXml(JobServer::Tcp("127.0.0.2", 10809, false), "/d", "", {{"vda", true}});
+  EXPECT_NE(plain.find("<server transport='tcp' name='127.0.0.2' port='10809'/>"),
+            std::string::npos);
+  std::string tls =
+      BuildBackupXml(JobServer::Tcp("h&1", 1, true), "/d", "", {{"vda", true}});
+  EXPECT_NE(tls.find("<server transport='tcp' name='h&amp;1' port='1' tls='yes'/>"),
+            std::string::npos);
 }
 
 }  // namespace

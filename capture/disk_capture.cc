@@ -6,7 +6,6 @@
 #include "capture/block_status.h"
 #include "capture/extents.h"
 #include "capture/nbdinfo_map.h"
-#include "common/qemu_nbd.h"
 
 namespace backupfs {
 
@@ -58,16 +57,7 @@ Status CapturedDisk::Finish() {
 Result<CapturedDisk> CaptureDisk(const DomainDisk& disk, const DiskSourcePlan& plan,
                                  const DiskTargetPlan& target, ProgressBoard& progress,
                                  const std::function<bool()>& cancelled, RunLog& log) {
-  std::unique_ptr<QemuNbdServer> server;  // offline: lives until the disk is read
-  NbdConnectOptions c{plan.job_socket, disk.target, true, plan.dirty_context, plan.park};
-  if (plan.job_socket.empty()) {
-    log.Info("disk " + disk.target + ": starting qemu-nbd on " + disk.source +
-             (plan.offline_bitmap.empty() ? "" : ", bitmap " + plan.offline_bitmap));
-    BFS_ASSIGN_OR_RETURN(
-        server, QemuNbdServer::Start({disk.source, disk.format, plan.offline_socket, disk.target,
-                                      plan.offline_bitmap, plan.offline_log}));
-    c.socket = plan.offline_socket;
-  }
+  NbdConnectOptions c{plan.endpoint.socket, plan.export_name, true, plan.dirty_context, plan.park};
   BFS_ASSIGN_OR_RETURN(NbdSource source, NbdSource::Connect(c));
   BFS_ASSIGN_OR_RETURN(BlockStatusMaps maps, MapDisk(source, target, log));
   const ExtentList frames = plan.dirty_context.empty()

@@ -1,5 +1,5 @@
 // Backs up one disk: connects to its NBD export (libvirt's pull-mode job, or a qemu-nbd server
-// of our own for a shut-off domain), maps what to read, and writes a stream (or, with -t raw,
+// of ours for a shut-off domain, see transport.h), maps what to read, and writes a stream (or, with -t raw,
 // a sparse raw image) that is finished but not yet renamed into place, so that a run whose
 // other disk fails leaves no file of this one looking complete.
 #pragma once
@@ -13,22 +13,20 @@
 #include "capture/backup.h"
 #include "capture/nbd_copy.h"
 #include "common/domain_xml.h"
+#include "common/nbd_endpoint.h"
 #include "common/progress.h"
 #include "common/raw_image.h"
 #include "stream/writer.h"
 
 namespace backupfs {
 
-// Where a disk's data comes from.
+// Where a disk's data comes from: the job's export (online) or a qemu-nbd of ours (offline),
+// on this machine or on a remote hypervisor.
 struct DiskSourcePlan {
-  // Online: libvirt's socket, export = target dev. Offline: "" (a qemu-nbd is started on
-  // `disk.source`, its socket `offline_socket`).
-  std::string job_socket;
-  std::string offline_socket;
-  std::string offline_log;  // qemu-nbd's stderr, offline only
+  NbdEndpoint endpoint;
+  std::string export_name;  // libvirt's: the target dev; qemu-nbd's: set to the same
   // The dirty bitmap context to read (inc, diff); "" reads the allocation only (copy, full).
   std::string dirty_context;
-  std::string offline_bitmap;  // offline inc/diff: the checkpoint whose bitmap qemu-nbd serves
   // Online: where the connection goes when the disk is done, so that it outlives the job.
   NbdHandlePark* park = nullptr;
 };

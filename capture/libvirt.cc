@@ -3,6 +3,7 @@
 #include <libvirt/virterror.h>
 
 #include <cstdlib>
+#include <cstring>
 
 #include "common/domain_xml.h"
 
@@ -32,9 +33,54 @@ void SilenceLibvirtErrors() {
 Status LibvirtError(const std::string& what) { return Status::IOError(what + ": " + LastError()); }
 
 Result<UniqueConnect> ConnectLibvirt(const std::string& uri) {
-  const std::string u = uri.empty() ? kDefaultLibvirtUri : uri;
-  UniqueConnect conn(virConnectOpen(u.c_str()));
-  if (!conn) return LibvirtError("cannot connect to libvirt at " + u);
+  RemoteOptions local;
+  local.uri = uri;
+  return ConnectLibvirt(local);
+}
+
+namespace {
+
+// libvirt's credential callback: the user name and password given on the command line; any
+// other question (or one we have no answer for) is left unanswered, which fails the login.
+int AnswerCredentials(virConnectCredentialPtr cred, unsigned int ncred, void* data) {
+  const auto* remote = static_cast<const RemoteOptions*>(data);
+  for (unsigned int i = 0; i < ncred; i++) {
+    const std::string* answer = nullptr;
+    if (cred[i].type == VIR_CRED_AUTHNAME && !remote->libvirt_user.empty()) {
+      answer = &remote->libvirt_user;
+    } else if (cred[i].type == VIR_CRED_PASSPHRASE && !remote->libvirt_password.empty()) {
+      answer = &remote->libvirt_password;
+    } else {
+      return -1;
+    }
+    cred[i].result = strdup(answer->c_str());
+    if (cred[i].result == nullptr) return -1;
+    cred[i].resultlen = static_cast<unsigned int>(answer->size());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Result<UniqueConnect> ConnectLibvirt(const RemoteOptions& remote) {
+  const std::string u = remote.uri.empty() ? kDefaultLibvirtUri : remote.uri;
+  int types[] = {VIR_CRED_AUTHNAME, VIR_CRED_PASSPHRASE};
+  virConnectAuth auth{types, 2, AnswerCredentials, const_cast<RemoteOptions*>(&remote)};
+  const bool credentials = !remote.libvirt_user.empty() || !remote.libvirt_password.empty();
+  UniqueConnect conn(credentials ? virConnectOpenAuth(u.c_str(), &auth, 0)
+                                 : virConnectOpen(u.c_str()));
+  if (!conn) {
+    Status s = LibvirtError("cannot connect to libvirt at " + u);
+    if (!remote.libvirt_password.empty()) {
+      // libvirt does not quote a password, but make sure no message ever carries it.
+      std::string text = s.message();
+      for (size_t at; (at = text.find(remote.libvirt_password)) != std::string::npos;) {
+        text.replace(at, remote.libvirt_password.size(), "***");
+      }
+      return Status::IOError(text);
+    }
+    return s;
+  }
   return conn;
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/remote.h"
 #include "stream/status.h"
 
 namespace backupfs {
@@ -40,6 +41,9 @@ bool LastErrorIs(int code);
 
 // Opens a read-write connection to `uri` (kDefaultLibvirtUri when empty).
 Result<UniqueConnect> ConnectLibvirt(const std::string& uri);
+// The same for `remote.uri`, answering libvirt's credential questions (SASL over qemu+tcp, say)
+// with --user and --password; the password never appears in a message.
+Result<UniqueConnect> ConnectLibvirt(const RemoteOptions& remote);
 
 // The domain called `name`; NotFound when there is none.
 Result<UniqueDomain> LookupDomain(virConnectPtr conn, const std::string& name);

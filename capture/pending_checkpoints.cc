@@ -34,8 +34,8 @@ Result<std::vector<std::string>> Ancestors(virDomainPtr dom, const std::string& 
 
 class Deleter {
  public:
-  Deleter(const std::string& saveset, const std::string& uri, RunLog& log)
-      : saveset_(saveset), uri_(uri), log_(log) {}
+  Deleter(const std::string& saveset, const RemoteOptions& remote, RunLog& log)
+      : saveset_(saveset), remote_(remote), log_(log) {}
 
   Result<std::vector<std::string>> Run() {
     BFS_ASSIGN_OR_RETURN(pending_, ReadPendingCheckpoints(saveset_));
@@ -45,7 +45,7 @@ class Deleter {
                          ReadCheckpointList(CheckpointListPath(saveset_, domain)));
     if (list.empty()) return Left(saveset_ + " lists no checkpoint to tell its chain by");
     SilenceLibvirtErrors();
-    Result<UniqueConnect> conn = ConnectLibvirt(uri_);
+    Result<UniqueConnect> conn = ConnectLibvirt(remote_);
     if (!conn.ok()) return Left(conn.status().message());
     Result<UniqueDomain> dom = LookupDomain(conn->get(), domain);
     if (!dom.ok() && dom.status().code() == StatusCode::kNotFound) {
@@ -94,7 +94,7 @@ class Deleter {
   }
 
   const std::string saveset_;
-  const std::string uri_;
+  const RemoteOptions& remote_;
   RunLog& log_;
   PendingCheckpoints pending_;
 };
@@ -102,8 +102,9 @@ class Deleter {
 }  // namespace
 
 Result<std::vector<std::string>> DeletePendingCheckpoints(const std::string& saveset,
-                                                          const std::string& uri, RunLog& log) {
-  return Deleter(saveset, uri, log).Run();
+                                                          const RemoteOptions& remote,
+                                                          RunLog& log) {
+  return Deleter(saveset, remote, log).Run();
 }
 
 }  // namespace backupfs

@@ -11,16 +11,18 @@
 #include <string>
 #include <vector>
 
+#include "common/remote.h"
 #include "common/run_log.h"
 #include "stream/status.h"
 
 namespace backupfs {
 
-// Deletes what it can of the pending list of `saveset` through libvirt at `uri` ("" for the
-// default), logs what it did, and returns the names still to delete (empty when done). A
+// Deletes what it can of the pending list of `saveset` through libvirt at `remote` (its uri,
+// "" for the default, and credentials), logs what it did, and returns the names still to delete (empty when done). A
 // libvirt that cannot be reached is not an error: its checkpoints stay pending, and a warning
 // names them and the virsh command that deletes them.
 Result<std::vector<std::string>> DeletePendingCheckpoints(const std::string& saveset,
-                                                          const std::string& uri, RunLog& log);
+                                                          const RemoteOptions& remote,
+                                                          RunLog& log);
 
 }  // namespace backupfs

@@ -71,9 +71,9 @@ void RemoveDataFile(const std::string& path) {
   }
 }
 
-Result<bool> ImageHasBitmap(const std::string& image, const std::string& name) {
-  BFS_ASSIGN_OR_RETURN(std::string out,
-                       RunCapture({"qemu-img", "info", "--output=json", "--force-share", image}));
+Result<bool> ImageHasBitmap(Host& host, const std::string& image, const std::string& name) {
+  BFS_ASSIGN_OR_RETURN(std::string out, host.RunChecked({"qemu-img", "info", "--output=json",
+                                                         "--force-share", image}));
   nlohmann::json j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
   const nlohmann::json* bitmaps = nullptr;
   if (j.is_object() && j.contains("format-specific")) {
@@ -98,7 +98,7 @@ void SavesetFiles::SaveImageInfo(const DomainDisk& disk) const {
   if (disk.format != "qcow2") return;
   const std::string path = dir + "/" + disk.target + "." + id + ".qcow.json";
   Result<std::string> info =
-      RunCapture({"qemu-img", "info", disk.source, "--output", "json", "--force-share"});
+      host.RunChecked({"qemu-img", "info", disk.source, "--output", "json", "--force-share"});
   Status s = info.ok() ? WriteTextAtomically(path, *info) : info.status();
   if (!s.ok()) log.Warn("domain " + domain + " disk " + disk.target + ": " + s.message());
 }
@@ -112,7 +112,7 @@ void SavesetFiles::SaveBootFiles(const std::string& domain_xml, bool copy) const
   for (const BootFile& f : *files) {
     const std::string name = fs::path(f.path).filename().string();
     const std::string target = dir + "/" + name + (copy ? "" : "." + id);
-    Result<std::string> bytes = ReadWholeFile(f.path);
+    Result<std::string> bytes = host.ReadFile(f.path);  // firmware: small (NVRAM: 128 KiB)
     Status s = bytes.ok() ? WriteTextAtomically(target, *bytes) : bytes.status();
     if (!s.ok()) {
       log.Warn("domain " + domain + ": cannot save its " + f.setting + " " + f.path + ": " +

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/domain_xml.h"
+#include "common/host.h"
 #include "common/run_log.h"
 #include "stream/status.h"
 
@@ -25,20 +26,22 @@ Result<std::string> MoveChainAside(const std::string& dir, const std::string& ke
 // Removes a data file and its sidecars (.idx, .chksum); errors ignored (cleanup).
 void RemoveDataFile(const std::string& path);
 
-// Whether the qcow2 image holds a usable persistent bitmap `name` (qemu-img info): present and
-// neither in use by a crashed writer nor inconsistent.
-Result<bool> ImageHasBitmap(const std::string& image, const std::string& name);
+// Whether the qcow2 image on `host` holds a usable persistent bitmap `name` (qemu-img info):
+// present and neither in use by a crashed writer nor inconsistent.
+Result<bool> ImageHasBitmap(Host& host, const std::string& image, const std::string& name);
 
 // Writes the per-backup files: `vmconfig.<id>.xml`, `<disk>.<id>.qcow.json` per qcow2 disk,
 // copies of the boot files (`<name>.<id>`, plain `<name>` for copy), `autostart.<id>` when
 // libvirt starts the domain at boot, and for a new checkpoint its XML under the checkpoint
 // directory and the updated `<domain>.cpt`. A qcow.json or boot file that cannot be read is a
-// warning, as in virtnbdbackup; the others are errors.
+// warning, as in virtnbdbackup; the others are errors. Images and boot files are read on
+// `host`, the domain's hypervisor (over ssh when it is remote).
 struct SavesetFiles {
   std::string dir;
   std::string checkpoint_dir;
   std::string domain;
   std::string id;
+  Host& host;
   RunLog& log;
 
   Status SaveAll(virDomainPtr dom, const std::string& domain_xml,

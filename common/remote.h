@@ -29,11 +29,22 @@ struct RemoteOptions {
   std::string nbd_connect;
   bool tls = false;                      // --tls: NBD over TLS (libvirt's/QEMU's x509 setup)
   std::string tls_dir = kDefaultTlsDir;  // --tls-cert: ca-cert.pem, client-cert.pem, client-key.pem
+  // --tls-server-cert: the x509 directory ON THE HYPERVISOR for the qemu-nbd servers we start
+  // there (offline capture, restore): ca-cert.pem, server-cert.pem, server-key.pem. libvirt's
+  // own backup job uses qemu.conf's backup_tls_x509_cert_dir instead.
+  std::string tls_server_dir = kDefaultTlsDir;
 
   bool remote() const { return !ssh.host.empty(); }
   // The endpoint a client connects to for an export on nbd_ip:port (nbd_connect when set).
   NbdEndpoint ClientEndpoint(unsigned port) const;
 };
+
+// Options naming only a libvirt URI (a local run, or one that needs no ssh).
+inline RemoteOptions LibvirtOnly(const std::string& uri) {
+  RemoteOptions r;
+  r.uri = uri;
+  return r;
+}
 
 // Fills ssh.host, ssh.port, ssh.user, ssh.private_key (keyfile=), ssh.known_hosts
 // (known_hosts=) and ssh.verify_host_key (no_verify=1) from the URI (libxml2's URI parser);

@@ -85,7 +85,7 @@ class Consolidation {
                 "the full backup at " + plan.point);
     }
     BFS_ASSIGN_OR_RETURN(summary_.pending_checkpoints,
-                         DeletePendingCheckpoints(o_.input, o_.uri, log_));
+                         DeletePendingCheckpoints(o_.input, LibvirtOnly(o_.uri), log_));
     return summary_;
   }
 

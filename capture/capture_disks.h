@@ -1,0 +1,34 @@
+// Reads a run's disks in parallel (-w workers) into their files, and puts the files in place
+// only when every disk succeeded: a run whose disk fails leaves no file looking complete.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "capture/disk_capture.h"
+#include "common/run_log.h"
+
+namespace backupfs {
+
+struct DiskWork {
+  DomainDisk disk;
+  DiskSourcePlan source;
+  DiskTargetPlan target;
+};
+
+// Captures every disk, `workers` at a time (0: all at once). The first failure stops the
+// others; it is returned prefixed with `what` ("domain vm1") and the disk, rather than a
+// disk that stopped because of it. `cancelled` is asked before every read.
+Result<std::vector<CapturedDisk>> CaptureDisks(const std::vector<DiskWork>& work,
+                                               unsigned workers,
+                                               const std::function<bool()>& cancelled,
+                                               bool progress_bar, const std::string& what,
+                                               RunLog& log);
+
+// Finishes (fsyncs and renames) every file; when one fails, those already finished are
+// removed again.
+Status FinishDisks(std::vector<CapturedDisk>& captured, const std::string& what);
+
+}  // namespace backupfs
