@@ -12,6 +12,12 @@ namespace backupfs {
 
 namespace {
 
+NbdEndpoint UnixSocket(const std::string& path) {
+  NbdEndpoint e;
+  e.socket = path;
+  return e;
+}
+
 Result<BlockStatusMaps> MapDisk(NbdSource& source, const DiskTargetPlan& target, RunLog& log) {
   if (!target.qemu_extents) return QueryBlockStatus(source);
   log.Debug("disk " + source.options().export_name + ": extents from nbdinfo --map");
@@ -59,14 +65,15 @@ Result<CapturedDisk> CaptureDisk(const DomainDisk& disk, const DiskSourcePlan& p
                                  const DiskTargetPlan& target, ProgressBoard& progress,
                                  const std::function<bool()>& cancelled, RunLog& log) {
   std::unique_ptr<QemuNbdServer> server;  // offline: lives until the disk is read
-  NbdConnectOptions c{plan.job_socket, disk.target, true, plan.dirty_context, plan.park};
+  NbdConnectOptions c{UnixSocket(plan.job_socket), disk.target, true, plan.dirty_context,
+                      plan.park};
   if (plan.job_socket.empty()) {
     log.Info("disk " + disk.target + ": starting qemu-nbd on " + disk.source +
              (plan.offline_bitmap.empty() ? "" : ", bitmap " + plan.offline_bitmap));
     BFS_ASSIGN_OR_RETURN(
         server, QemuNbdServer::Start({disk.source, disk.format, plan.offline_socket, disk.target,
                                       plan.offline_bitmap, plan.offline_log}));
-    c.socket = plan.offline_socket;
+    c.endpoint = UnixSocket(plan.offline_socket);
   }
   BFS_ASSIGN_OR_RETURN(NbdSource source, NbdSource::Connect(c));
   BFS_ASSIGN_OR_RETURN(BlockStatusMaps maps, MapDisk(source, target, log));

@@ -84,6 +84,12 @@ bool Answers(const std::string& socket_path) {
 
 std::string N(uint64_t n) { return std::to_string(n); }
 
+NbdEndpoint Unix(const std::string& socket) {
+  NbdEndpoint e;
+  e.socket = socket;
+  return e;
+}
+
 // The image, built once per test: the writes before `bitmap --add` are clean, those after it
 // are dirty, and the discarded range was written before and is dirty (a trim).
 class NbdCopyTest : public ::testing::Test {
@@ -142,7 +148,7 @@ class NbdCopyTest : public ::testing::Test {
   }
 
   NbdSource Connect(bool dirty = true) {
-    NbdConnectOptions o{socket_, "", true, dirty ? kBitmapContext : ""};
+    NbdConnectOptions o{Unix(socket_), "", true, dirty ? kBitmapContext : ""};
     Result<NbdSource> s = NbdSource::Connect(o);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return std::move(s).value();
@@ -215,13 +221,13 @@ TEST_F(NbdCopyTest, SourceReportsSizeAndLimits) {
 TEST_F(NbdCopyTest, ParkedSourcesHandTheirConnectionOverOnEveryPath) {
   NbdHandlePark park;
   {
-    Result<NbdSource> ok = NbdSource::Connect({socket_, "", true, kBitmapContext, &park});
+    Result<NbdSource> ok = NbdSource::Connect({Unix(socket_), "", true, kBitmapContext, &park});
     ASSERT_TRUE(ok.ok()) << ok.status().ToString();
     EXPECT_EQ(park.size(), 0u);
   }
   EXPECT_EQ(park.size(), 1u);
   Result<NbdSource> bad =
-      NbdSource::Connect({socket_, "", true, "qemu:dirty-bitmap:nosuch", &park});
+      NbdSource::Connect({Unix(socket_), "", true, "qemu:dirty-bitmap:nosuch", &park});
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(park.size(), 2u);
   park.CloseAll();
@@ -229,7 +235,7 @@ TEST_F(NbdCopyTest, ParkedSourcesHandTheirConnectionOverOnEveryPath) {
 }
 
 TEST_F(NbdCopyTest, MissingBitmapIsNotFound) {
-  Result<NbdSource> s = NbdSource::Connect({socket_, "", true, "qemu:dirty-bitmap:nope"});
+  Result<NbdSource> s = NbdSource::Connect({Unix(socket_), "", true, "qemu:dirty-bitmap:nope"});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), StatusCode::kNotFound);
   EXPECT_NE(s.status().message().find(socket_), std::string::npos) << s.status().ToString();
