@@ -126,7 +126,7 @@ class Pipeline {
         if (head.state != SlotState::kDone) {
           // Everything delivered (Ok), or an I/O thread failed: say where the copy was.
           if (io_status_.ok() || head.state == SlotState::kFree) return io_status_;
-          return io_status_.WithSuffix(" (while reading " + What(head) + ")");
+          return io_status_.WithSuffix(" (during the " + What(head) + ")");
         }
         if (head.error != 0) {
           return Status::FromErrno(What(head) + " on " + source().name(), head.error);
