@@ -1,7 +1,11 @@
 #include "common/nbd_endpoint.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <string_view>
 
 namespace backupfs {
@@ -67,6 +71,14 @@ Status ConnectNbd(nbd_handle* h, const NbdEndpoint& e) {
                              "?): " + error);
     }
     return Status::IOError("connecting to NBD " + e.Describe() + ": " + error);
+  }
+  // Requests are small writes sent while earlier ones are unanswered: Nagle's algorithm would
+  // hold each one back until the server acknowledges the previous (a round trip, or a
+  // delayed-ACK timeout, per request).
+  const int fd = nbd_aio_get_fd(h);
+  const int on = 1;
+  if (fd == -1 || ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0) {
+    return Status::FromErrno("setting TCP_NODELAY on the connection to NBD " + e.Describe(), errno);
   }
   return Status::Ok();
 }
