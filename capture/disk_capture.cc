@@ -57,7 +57,7 @@ Status CapturedDisk::Finish() {
 Result<CapturedDisk> CaptureDisk(const DomainDisk& disk, const DiskSourcePlan& plan,
                                  const DiskTargetPlan& target, ProgressBoard& progress,
                                  const std::function<bool()>& cancelled, RunLog& log) {
-  NbdConnectOptions c{plan.endpoint.socket, plan.export_name, true, plan.dirty_context, plan.park};
+  NbdConnectOptions c{plan.endpoint, plan.export_name, true, plan.dirty_context, plan.park};
   BFS_ASSIGN_OR_RETURN(NbdSource source, NbdSource::Connect(c));
   BFS_ASSIGN_OR_RETURN(BlockStatusMaps maps, MapDisk(source, target, log));
   const ExtentList frames = plan.dirty_context.empty()

@@ -6,165 +6,321 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common/thread_annotations.h"
+#include "stream/file.h"
 
 namespace backupfs {
 namespace {
 
+#if defined(__clang__)
+#define BFS_NO_THREAD_SAFETY_ANALYSIS __attribute__((no_thread_safety_analysis))
+#else
+#define BFS_NO_THREAD_SAFETY_ANALYSIS
+#endif
+
+// A condition variable for backupfs::Mutex, whose waits the analysis sees as holding it.
+class CondVar {
+ public:
+  // `mu` is held on entry and on return, released while blocked.
+  void Wait(Mutex& mu) REQUIRES(mu) {
+    Unlocker u{mu};
+    cv_.wait(u);
+  }
+  void NotifyAll() { cv_.notify_all(); }
+
+ private:
+  struct Unlocker {
+    Mutex& mu;
+    void lock() BFS_NO_THREAD_SAFETY_ANALYSIS { mu.Lock(); }
+    void unlock() BFS_NO_THREAD_SAFETY_ANALYSIS { mu.Unlock(); }
+  };
+  std::condition_variable_any cv_;
+};
+
 enum class SlotState { kFree, kInFlight, kDone };
 
+// The copy's settings once the automatic ones are resolved for the source's transport.
+struct Plan {
+  uint64_t request;
+  unsigned window;
+  unsigned connections;
+  uint64_t buffer_bytes;
+};
+
+Plan MakePlan(const NbdSource& source, const CopyOptions& o) {
+  const bool tcp = source.options().endpoint.tcp();
+  Plan p;
+  p.request = std::min(o.request_size, source.max_block());
+  p.window = o.window != 0 ? o.window : tcp ? kTcpWindow : kUnixWindow;
+  p.connections = o.connections != 0 ? o.connections : tcp ? kTcpConnections : 1;
+  if (!source.can_multi_conn()) p.connections = 1;
+  p.connections = std::min(p.connections, p.window);
+  p.buffer_bytes = o.buffer_bytes != 0 ? o.buffer_bytes
+                   : tcp               ? kTcpBufferBytes
+                                       : p.window * p.request;
+  p.buffer_bytes = std::max(p.buffer_bytes, p.request);
+  return p;
+}
+
 // Reads are issued in order into a ring of slots (read k uses slot k % window) and delivered
-// in the same order, so completions may arrive in any order and buffers are reused.
+// in the same order, so completions may arrive in any order, on any connection. Their bytes
+// live in one circular buffer of buffer_bytes, taken and given back in that same order, which
+// bounds memory whatever the sizes of the reads.
 //
-// Threads: an I/O thread owns the NBD handle for the whole copy (issues reads, runs nbd_poll,
-// and runs the completion callbacks); the caller's thread runs the consumer. So NBD replies
-// keep arriving while the consumer writes and hashes. They share only the slot states and the
-// flags below, all protected by mu_; neither holds mu_ while calling into libnbd or the
-// consumer.
+// Threads: one I/O thread owns every connection (issues reads, each on the connection with
+// the fewest in flight, polls all their sockets at once and runs the completion callbacks);
+// the caller's thread runs the consumer and wakes the I/O thread through an eventfd when it
+// frees room the I/O thread waits for. One I/O thread, not one per connection: on a busy
+// 2-core machine four polling threads made a scattered read over TCP 2-5x slower. They share
+// the slot states, the cursor over the extents, the buffer's ends and the flags below, all
+// protected by mu_; nobody holds mu_ while calling into libnbd or the consumer. A slot's
+// offset, length and data are written under mu_ while it is free and read by whoever sees it
+// in flight or done.
 class Pipeline {
-  // One read and its buffer. Its address is the completion callback's user data, so slots
-  // never move while reads are in flight.
+  // One read. Its address is the completion callback's user data: slots never move.
   struct Slot {
     Pipeline* owner = nullptr;
-    std::unique_ptr<uint8_t[]> buffer;   // request_size bytes, allocated on first use
-    uint64_t offset = 0;                 // offset and length: written by the I/O thread while
-    size_t length = 0;                   // kFree, read by the consumer once kDone
-    SlotState state = SlotState::kFree;  // protected by owner->mu_
-    int error = 0;                       // protected by owner->mu_
+    uint64_t offset = 0;
+    size_t length = 0;
+    uint8_t* data = nullptr;  // inside buffer_
+    uint64_t buffer_end = 0;  // the buffer's tail moves here once delivered
+    SlotState state = SlotState::kFree;
+    int error = 0;
   };
 
  public:
-  Pipeline(NbdSource& source, std::span<const Extent> frames, const CopyOptions& options,
-           const ChunkConsumer& consume)
-      : source_(source),
+  Pipeline(std::vector<NbdSource*> connections, std::span<const Extent> frames, const Plan& plan,
+           const CopyOptions& options, const ChunkConsumer& consume)
+      : connections_(std::move(connections)),
         frames_(frames),
-        request_(std::min(options.request_size, source.max_block())),
-        slots_(options.window),
+        plan_(plan),
+        per_connection_((plan.window + plan.connections - 1) / plan.connections),
         consume_(consume),
-        options_(options) {
+        options_(options),
+        slots_(plan.window) {
     for (Slot& slot : slots_) slot.owner = this;
   }
 
   Status Run() {
+    // Untouched pages cost nothing: a small copy only ever touches what it reads.
+    buffer_.reset(new uint8_t[plan_.buffer_bytes]);
+    if (!wake_.valid()) return Status::FromErrno("eventfd for an NBD copy", errno);
     std::thread io([this] { IoThread(); });
     Status s = Consume();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       stop_ = true;
     }
-    cv_.notify_all();
+    Wake();
     io.join();
     return s;
   }
 
  private:
+  NbdSource& source() const { return *connections_.front(); }
+
   // The caller's thread: hands completed reads to the consumer in issue order.
   Status Consume() {
+    uint64_t delivered_end = 0;  // for messages
     for (uint64_t delivered = 0;; ++delivered) {
       Slot& head = slots_[delivered % slots_.size()];
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return head.state == SlotState::kDone || io_finished_; });
-        if (head.state != SlotState::kDone) return io_status_;  // Ok: everything delivered
+        MutexLock lock(mu_);
+        while (head.state != SlotState::kDone && !io_finished_) consumer_cv_.Wait(mu_);
+        if (head.state != SlotState::kDone) {
+          // Everything delivered (Ok), or the I/O thread failed: say where the copy was.
+          if (io_status_.ok()) return io_status_;
+          if (head.state == SlotState::kInFlight) {
+            return io_status_.WithSuffix(" (during the " + What(head) + ")");
+          }
+          return io_status_.WithSuffix(" (every byte up to offset " +
+                                       std::to_string(delivered_end) + " was read)");
+        }
         if (head.error != 0) {
-          return Status::FromErrno(What(head) + " on " + source_.name(), head.error);
+          return Status::FromErrno(What(head) + " on " + source().name(), head.error);
         }
       }
       if (options_.cancelled && options_.cancelled()) {
         return Status::Cancelled("stopped on request at offset " + std::to_string(head.offset) +
-                                 " of " + source_.name());
+                                 " of " + source().name());
       }
-      BFS_RETURN_IF_ERROR(consume_(head.offset, {head.buffer.get(), head.length}));
+      BFS_RETURN_IF_ERROR(consume_(head.offset, {head.data, head.length}));
       if (options_.delivered) options_.delivered(head.length);
+      delivered_end = head.offset + head.length;
+      bool wake = false;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         head.state = SlotState::kFree;
+        buffer_tail_ = head.buffer_end;
+        wake = std::exchange(io_waits_for_room_, false);
       }
-      cv_.notify_all();
+      if (wake) Wake();
     }
+  }
+
+  // Makes the I/O thread's poll return (it waits for room, or the copy stops).
+  void Wake() {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
   }
 
   void IoThread() {
     Status s = IssueAndPoll();
-    // Reads still in flight point into slots_: wait for them (a dead connection has already
-    // retired its commands).
-    nbd_handle* h = source_.handle();
-    while (nbd_aio_in_flight(h) > 0 && nbd_poll(h, -1) != -1) {
+    // Reads still in flight point into slots_ and buffer_: wait for them (a dead connection
+    // has already retired its commands).
+    for (NbdSource* c : connections_) {
+      nbd_handle* h = c->handle();
+      while (nbd_aio_in_flight(h) > 0 && nbd_poll(h, -1) != -1) {
+      }
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       io_status_ = s;
       io_finished_ = true;
     }
-    cv_.notify_all();
+    consumer_cv_.NotifyAll();
   }
 
+  // Keeps every connection's share of the window full and polls them all (and the wake
+  // eventfd) until every piece is read or the copy stops.
   Status IssueAndPoll() {
-    nbd_handle* h = source_.handle();
     while (true) {
       BFS_RETURN_IF_ERROR(Fill());
-      if (nbd_aio_in_flight(h) > 0) {
-        if (nbd_poll(h, -1) == -1) return source_.Error("nbd_poll");
-        continue;
+      bool in_flight = false;
+      for (NbdSource* c : connections_) in_flight |= nbd_aio_in_flight(c->handle()) > 0;
+      {
+        MutexLock lock(mu_);
+        if (stop_ || (exhausted_ && !has_piece_ && !in_flight)) return Status::Ok();
+        // Told by the consumer when a slot and its bytes come free.
+        io_waits_for_room_ = !CanClaim();
       }
-      // Nothing in flight: all read, stopped, or every slot waits for the consumer.
-      std::unique_lock<std::mutex> lock(mu_);
-      if (stop_ || exhausted_) return Status::Ok();
-      cv_.wait(lock, [&] { return stop_ || NextSlot().state == SlotState::kFree; });
+      BFS_RETURN_IF_ERROR(PollOnce());
     }
   }
 
-  // Issues reads until the window is full or every data extent has been asked for.
+  // Issues reads, each on the connection with the fewest in flight, until the window or the
+  // buffer is full, every connection has its share in flight, or every piece is asked for.
   Status Fill() {
     while (true) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (stop_ || NextSlot().state != SlotState::kFree) return Status::Ok();
+      NbdSource* best = nullptr;
+      int fewest = static_cast<int>(per_connection_);
+      for (NbdSource* c : connections_) {
+        const int n = nbd_aio_in_flight(c->handle());
+        if (n < fewest) fewest = n, best = c;
       }
-      if (!has_piece_ && !NextPiece()) return Status::Ok();
-      BFS_RETURN_IF_ERROR(Issue(NextSlot()));
+      if (best == nullptr) return Status::Ok();
+      Slot* slot = Claim();
+      if (slot == nullptr) return Status::Ok();
+      BFS_RETURN_IF_ERROR(Issue(*best, *slot));
     }
   }
 
-  Status Issue(Slot& slot) {
-    if (!slot.buffer) slot.buffer.reset(new uint8_t[request_]);
-    slot.offset = piece_offset_;
-    slot.length = piece_length_;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      slot.state = SlotState::kInFlight;
-      slot.error = 0;
+  // One poll over every connection's socket, in the directions libnbd wants, and the wake
+  // eventfd; then lets libnbd read or write what is ready (completions run here).
+  Status PollOnce() {
+    std::vector<pollfd>& fds = pollfds_;
+    fds.clear();
+    for (NbdSource* c : connections_) {
+      const int fd = nbd_aio_get_fd(c->handle());
+      if (fd == -1) return c->Error("nbd_aio_get_fd");
+      const unsigned dir = nbd_aio_get_direction(c->handle());
+      fds.push_back({fd,
+                     static_cast<short>(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
+                                        ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0)),
+                     0});
     }
-    nbd_completion_callback cb = {
-        .callback = &Pipeline::OnComplete, .user_data = &slot, .free = nullptr};
-    if (nbd_aio_pread(source_.handle(), slot.buffer.get(), slot.length, slot.offset, cb, 0) == -1) {
-      return source_.Error(What(slot));
+    fds.push_back({wake_.get(), POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), -1) == -1) {
+      if (errno == EINTR) return Status::Ok();
+      return Status::FromErrno("poll on the connections to " + source().name(), errno);
     }
-    has_piece_ = false;
-    ++issued_;
+    for (size_t i = 0; i < connections_.size(); ++i) {
+      nbd_handle* h = connections_[i]->handle();
+      const short r = fds[i].revents;
+      if ((r & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(h) == -1) {
+        return connections_[i]->Error("waiting for NBD replies");
+      }
+      if ((r & POLLOUT) && nbd_aio_notify_write(h) == -1) {
+        return connections_[i]->Error("sending NBD requests");
+      }
+    }
+    if (fds.back().revents & POLLIN) {
+      uint64_t count;
+      [[maybe_unused]] ssize_t n = ::read(wake_.get(), &count, sizeof count);
+    }
     return Status::Ok();
   }
 
-  // Runs inside nbd_poll on the I/O thread: records the outcome and wakes the consumer.
-  // Returning 1 retires the command.
+  // Takes the next slot and buffer bytes for the next piece; null when the window or the
+  // buffer is full, the copy stopped, or every piece has been taken.
+  Slot* Claim() EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    if (!CanClaim()) return nullptr;
+    Slot& slot = slots_[issued_ % slots_.size()];
+    const uint64_t start = BufferStart(piece_length_);
+    slot.offset = piece_offset_;
+    slot.length = piece_length_;
+    slot.data = buffer_.get() + start % plan_.buffer_bytes;
+    slot.buffer_end = start + piece_length_;
+    slot.state = SlotState::kInFlight;
+    slot.error = 0;
+    buffer_head_ = slot.buffer_end;
+    has_piece_ = false;
+    ++issued_;
+    return &slot;
+  }
+
+  bool CanClaim() REQUIRES(mu_) {
+    if (stop_ || (!has_piece_ && !NextPiece())) return false;
+    if (slots_[issued_ % slots_.size()].state != SlotState::kFree) return false;
+    return BufferStart(piece_length_) + piece_length_ - buffer_tail_ <= plan_.buffer_bytes;
+  }
+
+  // Where `length` contiguous bytes would start (a position that only grows; the buffer
+  // index is it modulo buffer_bytes): at the head, or at the next lap when they would wrap.
+  uint64_t BufferStart(uint64_t length) const REQUIRES(mu_) {
+    const uint64_t in_lap = buffer_head_ % plan_.buffer_bytes;
+    return in_lap + length <= plan_.buffer_bytes ? buffer_head_
+                                                 : buffer_head_ + plan_.buffer_bytes - in_lap;
+  }
+
+  Status Issue(NbdSource& connection, Slot& slot) {
+    nbd_completion_callback cb = {
+        .callback = &Pipeline::OnComplete, .user_data = &slot, .free = nullptr};
+    if (nbd_aio_pread(connection.handle(), slot.data, slot.length, slot.offset, cb, 0) == -1) {
+      return connection.Error(What(slot));
+    }
+    return Status::Ok();
+  }
+
+  // Runs inside nbd_poll on the connection's I/O thread: records the outcome and wakes the
+  // consumer. Returning 1 retires the command.
   static int OnComplete(void* user, int* error) {
     Slot* slot = static_cast<Slot*>(user);
+    Pipeline* self = slot->owner;
     {
-      std::lock_guard<std::mutex> lock(slot->owner->mu_);
+      MutexLock lock(self->mu_);
       slot->error = *error;
       slot->state = SlotState::kDone;
     }
-    slot->owner->cv_.notify_all();
+    self->consumer_cv_.NotifyAll();
     return 1;
   }
 
   // Moves the cursor to the next piece of a data extent; false at the end.
-  bool NextPiece() {
+  bool NextPiece() REQUIRES(mu_) {
     for (; extent_ < frames_.size(); ++extent_, pos_ = 0) {
       const Extent& e = frames_[extent_];
       if (e.kind == ExtentKind::kData && pos_ < e.length) {
         piece_offset_ = e.offset + pos_;
-        piece_length_ = static_cast<size_t>(std::min(request_, e.length - pos_));
+        piece_length_ = static_cast<size_t>(std::min(plan_.request, e.length - pos_));
         pos_ += piece_length_;
         has_piece_ = true;
         return true;
@@ -174,34 +330,56 @@ class Pipeline {
     return false;
   }
 
-  Slot& NextSlot() { return slots_[issued_ % slots_.size()]; }
-
   static std::string What(const Slot& slot) {
     return "read of " + std::to_string(slot.length) + " bytes at " + std::to_string(slot.offset);
   }
 
-  NbdSource& source_;
+  const std::vector<NbdSource*> connections_;  // the first is the caller's source
   const std::span<const Extent> frames_;
-  const uint64_t request_;
-  std::vector<Slot> slots_;
+  const Plan plan_;
+  const unsigned per_connection_;  // reads in flight at most on one connection
   const ChunkConsumer& consume_;
   const CopyOptions& options_;
+  std::unique_ptr<uint8_t[]> buffer_;  // plan_.buffer_bytes
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;         // protected by mu_: the consumer is done (or failed)
-  bool io_finished_ = false;  // protected by mu_: the I/O thread has returned io_status_
-  Status io_status_;          // protected by mu_
-
-  // I/O thread only.
-  uint64_t issued_ = 0;     // reads issued so far
-  size_t extent_ = 0;       // cursor: the extent being split into reads
-  uint64_t pos_ = 0;        // cursor: bytes of it already asked for
-  bool has_piece_ = false;  // piece_*: the next read, not issued yet
-  bool exhausted_ = false;  // every piece has been issued
-  uint64_t piece_offset_ = 0;
-  size_t piece_length_ = 0;
+  Mutex mu_;
+  CondVar consumer_cv_;  // a slot is done, or the I/O thread ended
+  // The consumer wakes the I/O thread's poll through it (room in the window, or stop).
+  UniqueFd wake_{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+  std::vector<pollfd> pollfds_;  // I/O thread only
+  std::vector<Slot> slots_;      // fixed size; a slot's fields are protected by mu_ (see above)
+  bool stop_ GUARDED_BY(mu_) = false;               // the consumer is done
+  bool io_finished_ GUARDED_BY(mu_) = false;        // the I/O thread has returned io_status_
+  bool io_waits_for_room_ GUARDED_BY(mu_) = false;  // wake it when a slot comes free
+  Status io_status_ GUARDED_BY(mu_);
+  uint64_t issued_ GUARDED_BY(mu_) = 0;       // reads issued so far
+  uint64_t buffer_head_ GUARDED_BY(mu_) = 0;  // buffer positions (growing; see BufferStart)
+  uint64_t buffer_tail_ GUARDED_BY(mu_) = 0;  // the end of the last delivered read
+  size_t extent_ GUARDED_BY(mu_) = 0;         // cursor: the extent being split into reads
+  uint64_t pos_ GUARDED_BY(mu_) = 0;          // cursor: bytes of it already asked for
+  bool has_piece_ GUARDED_BY(mu_) = false;    // piece_*: the next read, not issued yet
+  bool exhausted_ GUARDED_BY(mu_) = false;    // every piece has been issued
+  uint64_t piece_offset_ GUARDED_BY(mu_) = 0;
+  size_t piece_length_ GUARDED_BY(mu_) = 0;
 };
+
+// The copy's extra connections, opened like `source` (into its park, if any) but without
+// meta contexts: they only read.
+Result<std::vector<NbdSource>> ExtraConnections(const NbdSource& source, unsigned count) {
+  NbdConnectOptions o = source.options();
+  o.allocation = false;
+  o.dirty_context.clear();
+  std::vector<NbdSource> extra;
+  for (unsigned i = 0; i < count; ++i) {
+    Result<NbdSource> c = NbdSource::Connect(o);
+    if (!c.ok()) {
+      return c.status().WithPrefix("connection " + std::to_string(i + 2) + " of " +
+                                   std::to_string(count + 1) + " for a multi-conn read");
+    }
+    extra.push_back(std::move(c).value());
+  }
+  return extra;
+}
 
 Status CheckFrames(const NbdSource& source, std::span<const Extent> frames) {
   uint64_t prev_end = 0;
@@ -248,11 +426,18 @@ class StreamSink {
 
 Status ReadExtents(NbdSource& source, std::span<const Extent> frames, const CopyOptions& options,
                    const ChunkConsumer& consume) {
-  if (options.window == 0 || options.request_size == 0) {
-    return Status::InvalidArgument("copy window and request size must be positive");
+  if (options.request_size == 0) {
+    return Status::InvalidArgument("copy request size must be positive");
   }
   BFS_RETURN_IF_ERROR(CheckFrames(source, frames));
-  return Pipeline(source, frames, options, consume).Run();
+  const Plan plan = MakePlan(source, options);
+  // Nothing to read: no connections to open.
+  if (DataBytes(frames) == 0) return Status::Ok();
+  BFS_ASSIGN_OR_RETURN(std::vector<NbdSource> extra,
+                       ExtraConnections(source, plan.connections - 1));
+  std::vector<NbdSource*> connections{&source};
+  for (NbdSource& c : extra) connections.push_back(&c);
+  return Pipeline(std::move(connections), frames, plan, options, consume).Run();
 }
 
 Status CopyToStream(NbdSource& source, std::span<const Extent> frames, StreamWriter& writer,

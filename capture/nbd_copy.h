@@ -1,11 +1,13 @@
 // Pipelined NBD reads of the data extents of a backup, delivered in offset order.
 //
-// One connection, many requests in flight (libnbd's asynchronous API): the measurements in
-// notes/ENVIRONMENT.md show no gain beyond one connection and 16 requests for dense reads, and
-// scattered small extents are latency bound, so the window stays full across extent
-// boundaries. The reads run on a thread of their own so replies keep arriving while the
-// consumer writes; the consumer runs on the caller's thread. The source must not be used by
-// anyone else during a copy.
+// Many requests in flight (libnbd's asynchronous API), the window kept full across extent
+// boundaries, so scattered small extents are not paid one round trip each. On a unix socket
+// one connection and 16 reads measured as fast as anything (notes/ENVIRONMENT.md). Over TCP
+// each read costs a network round trip: there the window and the read buffers grow to cover
+// the bandwidth-delay product, and the reads are spread over several connections when the
+// server allows multi-conn. Each connection is served by an I/O thread of its own, so replies
+// keep arriving while the consumer writes; the consumer runs on the caller's thread. The
+// source must not be used by anyone else during a copy.
 #pragma once
 
 #include <cstdint>
@@ -19,11 +21,28 @@
 
 namespace backupfs {
 
+// Over TCP: 10 ms of round trip at ~3 GB/s, and enough small reads in flight that a
+// scattered incremental is bound by bandwidth (see bench/RESULTS-nbd-latency.md).
+inline constexpr unsigned kUnixWindow = 16;
+inline constexpr unsigned kTcpWindow = 256;
+inline constexpr unsigned kTcpConnections = 4;
+inline constexpr uint64_t kTcpBufferBytes = 32u << 20;
+
 struct CopyOptions {
   // Bytes per NBD read (clipped to the server's maximum). 256 KiB (nbdcopy's default too)
   // measured fastest against qemu-nbd here; 4 MiB reads were 2-3x slower on a dense disk.
   uint64_t request_size = 256u << 10;
-  unsigned window = 16;  // reads in flight at most; each owns a buffer of request_size bytes
+  // Reads in flight at most, over all connections. 0: automatic (kUnixWindow on a unix
+  // socket, kTcpWindow over TCP).
+  unsigned window = 0;
+  // Connections to read over, `source` included. The others are opened from
+  // source.options() (so they go to its park too) for the copy's duration, and only when the
+  // server allows multi-conn; otherwise one. 0: automatic (1 on a unix socket,
+  // kTcpConnections over TCP).
+  unsigned connections = 0;
+  // Bytes of read buffers at most: reads in flight plus reads not yet delivered. 0: automatic
+  // (window * request_size on a unix socket, kTcpBufferBytes over TCP). At least one request.
+  uint64_t buffer_bytes = 0;
   // Asked before every delivery; true stops the copy with a Cancelled status. May be empty.
   std::function<bool()> cancelled;
   // Told the size of every piece delivered (progress); may be empty.
@@ -37,7 +56,8 @@ using ChunkConsumer = std::function<Status(uint64_t offset, std::span<const uint
 // Reads every kData extent of `frames` (sorted, non-overlapping, inside the export) and hands
 // the bytes to `consume` in offset order, each extent in pieces of at most request_size.
 // Other kinds are skipped. Returns the first failure: a read (naming export, offset and the
-// errno text), or the consumer's Status. In-flight reads are drained before returning.
+// errno text), or the consumer's Status. In-flight reads are drained before returning. A
+// connection that fails ends the copy with an error naming the export and the offset read.
 Status ReadExtents(NbdSource& source, std::span<const Extent> frames, const CopyOptions& options,
                    const ChunkConsumer& consume);
 

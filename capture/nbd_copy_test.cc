@@ -18,14 +18,17 @@
 #include "capture/extents.h"
 #include "capture/nbd_copy.h"
 #include "capture/nbd_source.h"
+#include "capture/nbd_test_util.h"
 #include "stream/reader.h"
 #include "stream/test_util.h"
 #include "stream/writer.h"
 
-extern char** environ;
-
 namespace backupfs {
 namespace {
+
+using testing::OnPath;
+using testing::RunCommand;
+using testing::Spawn;
 
 CopyOptions Opts(uint64_t request_size, unsigned window) {
   CopyOptions o;
@@ -40,42 +43,6 @@ constexpr auto D = ExtentKind::kData;
 constexpr auto Z = ExtentKind::kZero;
 const std::string kBitmapContext = "qemu:dirty-bitmap:bitmap0";
 
-bool OnPath(const std::string& program) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "/usr/bin:/bin";
-  for (size_t start = 0; start <= dirs.size();) {
-    size_t colon = dirs.find(':', start);
-    if (colon == std::string::npos) colon = dirs.size();
-    if (::access((dirs.substr(start, colon - start) + "/" + program).c_str(), X_OK) == 0) {
-      return true;
-    }
-    start = colon + 1;
-  }
-  return false;
-}
-
-// Starts argv[0] (searched on PATH) with its stdout sent to /dev/null; -1 on failure.
-pid_t Spawn(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  pid_t pid = -1;
-  int err = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return err == 0 ? pid : -1;
-}
-
-// Runs a command to completion; true when it exits with status 0.
-bool RunCommand(const std::vector<std::string>& args) {
-  pid_t pid = Spawn(args);
-  int status = 0;
-  return pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
-         WEXITSTATUS(status) == 0;
-}
-
 // True once the server completes an NBD handshake (a bare connect() makes qemu-nbd complain).
 bool Answers(const std::string& socket_path) {
   std::unique_ptr<nbd_handle, decltype(&nbd_close)> h(nbd_create(), &nbd_close);
@@ -83,6 +50,12 @@ bool Answers(const std::string& socket_path) {
 }
 
 std::string N(uint64_t n) { return std::to_string(n); }
+
+NbdEndpoint Unix(const std::string& socket) {
+  NbdEndpoint e;
+  e.socket = socket;
+  return e;
+}
 
 // The image, built once per test: the writes before `bitmap --add` are clean, those after it
 // are dirty, and the discarded range was written before and is dirty (a trim).
@@ -142,7 +115,7 @@ class NbdCopyTest : public ::testing::Test {
   }
 
   NbdSource Connect(bool dirty = true) {
-    NbdConnectOptions o{socket_, "", true, dirty ? kBitmapContext : ""};
+    NbdConnectOptions o{Unix(socket_), "", true, dirty ? kBitmapContext : ""};
     Result<NbdSource> s = NbdSource::Connect(o);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return std::move(s).value();
@@ -215,13 +188,13 @@ TEST_F(NbdCopyTest, SourceReportsSizeAndLimits) {
 TEST_F(NbdCopyTest, ParkedSourcesHandTheirConnectionOverOnEveryPath) {
   NbdHandlePark park;
   {
-    Result<NbdSource> ok = NbdSource::Connect({socket_, "", true, kBitmapContext, &park});
+    Result<NbdSource> ok = NbdSource::Connect({Unix(socket_), "", true, kBitmapContext, &park});
     ASSERT_TRUE(ok.ok()) << ok.status().ToString();
     EXPECT_EQ(park.size(), 0u);
   }
   EXPECT_EQ(park.size(), 1u);
   Result<NbdSource> bad =
-      NbdSource::Connect({socket_, "", true, "qemu:dirty-bitmap:nosuch", &park});
+      NbdSource::Connect({Unix(socket_), "", true, "qemu:dirty-bitmap:nosuch", &park});
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(park.size(), 2u);
   park.CloseAll();
@@ -229,7 +202,7 @@ TEST_F(NbdCopyTest, ParkedSourcesHandTheirConnectionOverOnEveryPath) {
 }
 
 TEST_F(NbdCopyTest, MissingBitmapIsNotFound) {
-  Result<NbdSource> s = NbdSource::Connect({socket_, "", true, "qemu:dirty-bitmap:nope"});
+  Result<NbdSource> s = NbdSource::Connect({Unix(socket_), "", true, "qemu:dirty-bitmap:nope"});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), StatusCode::kNotFound);
   EXPECT_NE(s.status().message().find(socket_), std::string::npos) << s.status().ToString();
@@ -255,6 +228,31 @@ TEST_F(NbdCopyTest, CompressedFullCopyWithSmallRequestsReadsBackAsTheRawImage) {
   WriterOptions w;
   w.lz4_level = 1;
   EXPECT_TRUE(CopyAndReadBack(kFullFrames, w, Opts(96 * KiB, 3)) == raw_);
+}
+
+// Reads spread over three connections and a buffer that wraps at odd places still arrive in
+// order, each connection parked with the source's.
+TEST_F(NbdCopyTest, MultiConnectionCopyWithASmallBufferReadsBackAsTheRawImage) {
+  CopyOptions o = Opts(64 * KiB, 8);
+  o.connections = 3;
+  o.buffer_bytes = 100 * KiB;
+  EXPECT_TRUE(CopyAndReadBack(kFullFrames, {}, o) == raw_);
+  NbdHandlePark park;
+  {
+    Result<NbdSource> source = NbdSource::Connect({Unix(socket_), "", true, "", &park});
+    ASSERT_TRUE(source.ok()) << source.status().ToString();
+    ASSERT_TRUE(source->can_multi_conn());
+    uint64_t next = 0;
+    Status s = ReadExtents(*source, kFullFrames, o, [&](uint64_t off, std::span<const uint8_t> b) {
+      EXPECT_GE(off, next);
+      next = off + b.size();
+      EXPECT_TRUE(std::equal(b.begin(), b.end(), raw_.begin() + off)) << off;
+      return Status::Ok();
+    });
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(park.size(), 2u);  // the extra connections, once the copy is done
+  }
+  EXPECT_EQ(park.size(), 3u);
 }
 
 TEST_F(NbdCopyTest, IncCopyHasDirtyDataAndZeroFrames) {

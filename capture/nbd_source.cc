@@ -5,7 +5,7 @@ namespace backupfs {
 NbdSource::NbdSource(std::unique_ptr<nbd_handle, Closer> handle, NbdConnectOptions options)
     : handle_(std::move(handle)),
       options_(std::move(options)),
-      name_("export '" + options_.export_name + "' on " + options_.socket) {}
+      name_("export '" + options_.export_name + "' on " + options_.endpoint.Describe()) {}
 
 Status NbdSource::Error(const std::string& what) const {
   const char* text = nbd_get_error();
@@ -31,7 +31,8 @@ void NbdHandlePark::CloseAll() {
 Result<NbdSource> NbdSource::Connect(const NbdConnectOptions& options) {
   std::unique_ptr<nbd_handle, Closer> handle(nbd_create(), Closer{options.park});
   if (!handle) {
-    return Status::IOError("nbd_create for " + options.socket + ": " + nbd_get_error());
+    return Status::IOError("nbd_create for " + options.endpoint.Describe() + ": " +
+                           nbd_get_error());
   }
   NbdSource source(std::move(handle), options);
   BFS_RETURN_IF_ERROR(source.Negotiate());
@@ -54,7 +55,10 @@ Status NbdSource::Negotiate() {
       nbd_add_meta_context(h, options_.dirty_context.c_str()) == -1) {
     return Error("nbd_add_meta_context " + options_.dirty_context);
   }
-  if (nbd_connect_unix(h, options_.socket.c_str()) == -1) return Error("connect");
+  // ConnectNbd's errors name the endpoint; name the export too.
+  if (Status s = ConnectNbd(h, options_.endpoint); !s.ok()) {
+    return s.WithPrefix("export '" + options_.export_name + "'");
+  }
   if (options_.allocation) BFS_RETURN_IF_ERROR(CheckContext(kBaseAllocation));
   if (!options_.dirty_context.empty()) BFS_RETURN_IF_ERROR(CheckContext(options_.dirty_context));
   return Status::Ok();

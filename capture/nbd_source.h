@@ -1,4 +1,5 @@
-// One connection to an NBD export on a unix socket (libvirt's pull-mode backup, qemu-nbd).
+// One connection to an NBD export: on a unix socket (libvirt's pull-mode backup, qemu-nbd) or
+// over TCP, plain or TLS (a remote hypervisor's export).
 //
 // Owns the libnbd handle. Not thread-safe: one thread uses a source (and its handle) at a time.
 #pragma once
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/nbd_endpoint.h"
 #include "stream/status.h"
 
 namespace backupfs {
@@ -42,13 +44,14 @@ class NbdHandlePark {
 };
 
 struct NbdConnectOptions {
-  std::string socket;       // path of the unix socket
+  NbdEndpoint endpoint;     // the unix socket, or TCP host:port (and TLS)
   std::string export_name;  // e.g. "vda" for libvirt, "" for qemu-nbd's default
   bool allocation = true;   // request base:allocation
   // A dirty-bitmap context to request, e.g. "qemu:dirty-bitmap:backup-vda"; "" for none.
   std::string dirty_context;
   // When set, the connection is handed to it rather than closed when the source goes away,
-  // on every path (failed negotiation included).
+  // on every path (failed negotiation included). Every connection made from these options
+  // (the copy's extra connections too) goes there.
   NbdHandlePark* park = nullptr;
 };
 
@@ -63,7 +66,7 @@ class NbdSource {
   // The largest read the server accepts (kDefaultNbdMaxBlock when it does not say).
   uint64_t max_block() const { return max_block_; }
   const NbdConnectOptions& options() const { return options_; }
-  // "export 'vda' on /run/sock", for messages.
+  // "export 'vda' on unix socket /run/sock", "export 'vda' on 127.0.0.2:10809", for messages.
   const std::string& name() const { return name_; }
 
   // An IOError "<what> on <name()>: <nbd_get_error()>", for a libnbd call that just failed.

@@ -35,6 +35,17 @@ std::string NbdUnixUri(const std::string& export_name, const std::string& socket
   return "nbd+unix:///" + PercentEncode(export_name) + "?socket=" + PercentEncode(socket);
 }
 
+std::string NbdUri(const std::string& export_name, const NbdEndpoint& endpoint) {
+  if (!endpoint.tcp()) return NbdUnixUri(export_name, endpoint.socket);
+  const std::string host = endpoint.host.find(':') != std::string::npos
+                               ? "[" + endpoint.host + "]"  // IPv6
+                               : PercentEncode(endpoint.host);
+  std::string uri = std::string(endpoint.tls ? "nbds" : "nbd") + "://" + host + ":" +
+                    std::to_string(endpoint.port) + "/" + PercentEncode(export_name);
+  if (endpoint.tls) uri += "?tls-certificates=" + PercentEncode(endpoint.tls_dir);
+  return uri;
+}
+
 Status ParseNbdinfoMap(std::string_view json, const std::string& context, uint64_t size,
                        BlockStatusMaps& maps) {
   nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
@@ -70,7 +81,7 @@ Status ParseNbdinfoMap(std::string_view json, const std::string& context, uint64
 
 Result<BlockStatusMaps> QueryWithNbdinfo(const NbdConnectOptions& options, uint64_t size) {
   BlockStatusMaps maps;
-  const std::string uri = NbdUnixUri(options.export_name, options.socket);
+  const std::string uri = NbdUri(options.export_name, options.endpoint);
   std::vector<std::string> contexts;
   if (options.allocation) contexts.push_back(kBaseAllocation);
   if (!options.dirty_context.empty()) contexts.push_back(options.dirty_context);

@@ -20,6 +20,11 @@ Result<BlockStatusMaps> QueryWithNbdinfo(const NbdConnectOptions& options, uint6
 // nbd+unix:///EXPORT?socket=PATH with both parts percent-encoded.
 std::string NbdUnixUri(const std::string& export_name, const std::string& socket);
 
+// The URI of `export_name` at `endpoint` for libnbd's tools: NbdUnixUri for a socket,
+// nbd://HOST:PORT/EXPORT over TCP, nbds://HOST:PORT/EXPORT?tls-certificates=DIR over TLS (the
+// tools verify the server's certificate against DIR/ca-cert.pem, as ConnectNbd does).
+std::string NbdUri(const std::string& export_name, const NbdEndpoint& endpoint);
+
 // Parses nbdinfo's --json --map output ([{"offset":..,"length":..,"type":..}, ...]) into
 // `maps`: the allocation for base:allocation, dirty ranges for any other context. Every
 // extent must follow the previous one and stay within `size`.
