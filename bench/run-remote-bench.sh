@@ -14,9 +14,9 @@
 #
 # Reaching the export through the proxy needs the client to connect to an address other than
 # the one the export binds: ours has --nbd-connect; virtnbdbackup has no such option, so its
-# libnbd connect_uri is redirected by a wrapper (vnb-wrapper.py, below), which also points it
-# at the test CA (1.9.15 gives libnbd no certificate directory) and its paramiko at the test
-# sshd's port and key. Round 1 checks every output byte for byte through a backupfs mount.
+# libnbd connect_uri is redirected by tests/tools/virtnbdbackup_remote.py, which also points
+# it at the test CA (1.9.15 gives libnbd no certificate directory) and its paramiko at the
+# test sshd's port and key. Round 1 checks every output byte for byte through a backupfs mount.
 #
 # Usage (root; exit 77 = skip otherwise): bench/run-remote-bench.sh [BUILD_DIR] (default build)
 #   DISK_MIB=1024 WRITES=4096 REPS=3 DELAY_MS=5 CHECK=1 BENCH_ROOT=/var/tmp/backupfs-bench KEEP=0
@@ -50,10 +50,10 @@ harness_require virtnbdbackup nbdcopy qemu-img virsh python3 cmp
 harness_need_fuse
 harness_start_libvirtd
 remote_start_sshd
-pki=$(remote_pki_dir)
-remote_make_pki "$pki"
-remote_libvirt_backup_tls "$pki"
-uri=$REMOTE_VIRSH_URI
+remote_pki
+pki=$REMOTE_PKI
+remote_libvirt_backup_tls
+uri=$REMOTE_URI
 
 T=$HARNESS_DIR
 tsv=$T/times.tsv
@@ -73,29 +73,6 @@ stop_proxy() { kill "$proxy_pid" 2>/dev/null || true; }
 harness_on_exit stop_proxy
 harness_wait_for 30 "the delaying proxy" test -e "$T/proxy.ready" || harness_fail "proxy: $(cat "$T/proxy.log")"
 
-cat >"$T/vnb-wrapper.py" <<'PY'
-# Runs virtnbdbackup with its NBD client sent to VNB_CONNECT (host:port) instead of the export's
-# own address, the test CA for TLS, and paramiko on the test sshd's port with its key.
-import os, runpy, sys
-import nbd, paramiko
-connect_to, export_at, certs = os.environ.get("VNB_CONNECT"), os.environ["VNB_EXPORT"], os.environ["VNB_CERTS"]
-orig_uri = nbd.NBD.connect_uri
-def connect_uri(self, uri):
-    if connect_to:
-        uri = uri.replace(export_at, connect_to, 1)
-    if uri.startswith("nbds://"):
-        uri += ("&" if "?" in uri else "?") + "tls-certificates=" + certs
-    return orig_uri(self, uri)
-nbd.NBD.connect_uri = connect_uri
-orig_ssh = paramiko.SSHClient.connect
-def ssh_connect(self, host, *a, **kw):
-    kw.setdefault("port", int(os.environ["VNB_SSH_PORT"]))
-    kw.setdefault("key_filename", os.environ["VNB_SSH_KEY"])
-    return orig_ssh(self, host, *a, **kw)
-paramiko.SSHClient.connect = ssh_connect
-sys.argv[0] = "/usr/bin/virtnbdbackup"
-runpy.run_path("/usr/bin/virtnbdbackup", run_name="__main__")
-PY
 
 # --- domains ---------------------------------------------------------------------------------
 
@@ -202,12 +179,12 @@ vnb() {
   ((tls == 0)) || args+=(--tls)
   local connect=""
   [[ $via == direct ]] || connect="127.0.0.3:$port"
-  timed "$name" "$bytes" "$T/last.log" env HOME="$T/vnbhome" VNB_CONNECT="$connect" \
+  timed "$name" "$bytes" "$T/last.log" env VNB_CONNECT="$connect" \
     VNB_EXPORT="127.0.0.2:$port" VNB_CERTS="$pki/client" VNB_SSH_PORT=2222 \
-    VNB_SSH_KEY="$REMOTE_KEY" python3 "$T/vnb-wrapper.py" -d "$dom" -l "$level" -o "$saveset" "${args[@]}"
+    VNB_SSH_KEY="$REMOTE_KEY" python3 "$here/tests/tools/virtnbdbackup_remote.py" \
+    -d "$dom" -l "$level" -o "$saveset" "${args[@]}"
   ! grep -E ' (ERROR|CRITICAL) |Traceback' "$T/last.log" >&2 || harness_fail "$name logged errors"
 }
-mkdir -p "$T/vnbhome/.ssh"
 
 check_saveset() {
   ((round == 1 && check)) || return 0

@@ -77,6 +77,7 @@ class Run {
   Status NewChainInstead(const std::string& why, bool move_old);
   Result<bool> SkipByEstimate(const ChainStep& step);
   Status StartJob(const ChainStep& step);
+  Status ExplainJobFailure(const Status& failed, const JobServer& server) const;
   Result<std::vector<DiskWork>> PlanDisks(const ChainStep& step);
   Result<std::vector<CapturedDisk>> CaptureAll(const ChainStep& step);
   Status SaveFiles(const ChainStep& step, const BackupSummary& summary);
@@ -105,7 +106,11 @@ Status Run::Connect() {
   SilenceLibvirtErrors();
   BFS_ASSIGN_OR_RETURN(transport_, CaptureTransport::Connect(o_));
   BFS_ASSIGN_OR_RETURN(conn_, ConnectLibvirt(o_.remote));
-  BFS_ASSIGN_OR_RETURN(dom_, LookupDomain(conn_.get(), o_.domain));
+  Result<UniqueDomain> dom = LookupDomain(conn_.get(), o_.domain);
+  if (!dom.ok() && transport_->remote()) {
+    return dom.status().WithPrefix(transport_->host().name() + " (" + o_.remote.uri + ")");
+  }
+  BFS_ASSIGN_OR_RETURN(dom_, std::move(dom));
   state_ = std::make_unique<DomainStateGuard>(dom_.get(), o_.domain, log_);
   chain_ = std::make_unique<LibvirtChain>(dom_.get(), o_.domain, CheckpointDir(), log_);
   return Status::Ok();
@@ -172,8 +177,7 @@ Status Run::RemovePartials() {
 Status Run::EnsureRunning() {
   BFS_ASSIGN_OR_RETURN(bool active, DomainIsActive(dom_.get(), o_.domain));
   if (active) {
-    BFS_ASSIGN_OR_RETURN(bool aborted,
-                         AbortStaleJob(transport_->host(), dom_.get(), o_.domain));
+    BFS_ASSIGN_OR_RETURN(bool aborted, AbortStaleJob(transport_->host(), dom_.get(), o_.domain));
     if (aborted) log_.Warn("aborted the backup job of an interrupted run");
     return Status::Ok();
   }
@@ -243,8 +247,7 @@ Status RefuseNbdinfoOnIothreads(const BackupOptions& o, const std::vector<Select
   for (const SelectedDisk& d : disks) {
     if (d.disk.iothread.empty()) continue;
     return Status::FailedPrecondition(
-        "domain " + o.domain + " disk " + d.disk.target + " runs in iothread " +
-        d.disk.iothread +
+        "domain " + o.domain + " disk " + d.disk.target + " runs in iothread " + d.disk.iothread +
         ": -q cannot be used, because nbdinfo's disconnect from the backup export makes QEMU "
         "abort the domain (QEMU 7.2, blockdev-nbd.c); run without -q");
   }
@@ -335,9 +338,9 @@ Status Run::StartJob(const ChainStep& step) {
   const JobServer server = transport_->JobExport();
   log_.Info("starting the backup job" + (step.create ? ", checkpoint " + step.checkpoint : "") +
             (step.parent.empty() ? "" : ", changes since " + step.parent) + ", export on " +
-            (server.socket.empty() ? server.name + ":" + std::to_string(server.port) +
-                                         (server.tls ? " (TLS)" : "")
-                                   : server.socket));
+            (server.socket.empty()
+                 ? server.name + ":" + std::to_string(server.port) + (server.tls ? " (TLS)" : "")
+                 : server.socket));
   Result<std::unique_ptr<BackupJob>> job = BackupJob::Begin(
       dom_.get(), o_.domain,
       BuildBackupXml(server, transport_->work_dir(), Inc() ? step.parent : "",
@@ -345,9 +348,21 @@ Status Run::StartJob(const ChainStep& step) {
       step.create ? BuildCheckpointXml(step.checkpoint, step.parent, selection_.job_disks) : "",
       step.checkpoint);
   state_->Thaw();
-  if (!job.ok()) return job.status();
+  if (!job.ok()) return ExplainJobFailure(job.status(), server);
   job_ = std::move(job).value();
   return Status::Ok();
+}
+
+// QEMU could not listen where the job's export should: say which port, on which host, and what
+// to do, rather than only QEMU's "Failed to bind socket".
+Status Run::ExplainJobFailure(const Status& failed, const JobServer& server) const {
+  if (server.socket.empty() && failed.message().find("in use") != std::string::npos) {
+    return failed.WithSuffix(": NBD port " + std::to_string(server.port) + " on " +
+                             transport_->host().name() + " (" + server.name + ":" +
+                             std::to_string(server.port) +
+                             ") is in use, by another backup perhaps; pick a free one with -P");
+  }
+  return failed;
 }
 
 // Where each disk is read from and what is written for it.
@@ -356,8 +371,7 @@ Result<std::vector<DiskWork>> Run::PlanDisks(const ChainStep& step) {
   if (offline_) {
     std::vector<DomainDisk> images;
     for (const SelectedDisk& d : selection_.disks) images.push_back(d.disk);
-    BFS_ASSIGN_OR_RETURN(offline,
-                         transport_->ServeOffline(images, Inc() ? step.parent : "", log_));
+    BFS_ASSIGN_OR_RETURN(offline, transport_->ServeOffline(images, Inc() ? step.parent : "", log_));
   }
   std::vector<DiskWork> work;
   for (size_t i = 0; i < selection_.disks.size(); i++) {
@@ -396,8 +410,7 @@ Result<std::vector<CapturedDisk>> Run::CaptureAll(const ChainStep& step) {
 
 // The files beside the data; when they cannot be written, the data files go again.
 Status Run::SaveFiles(const ChainStep& step, const BackupSummary& summary) {
-  SavesetFiles files{o_.output_dir, CheckpointDir(), o_.domain, step.id, transport_->host(),
-                     log_};
+  SavesetFiles files{o_.output_dir, CheckpointDir(), o_.domain, step.id, transport_->host(), log_};
   std::vector<DomainDisk> saved;
   for (const SelectedDisk& d : selection_.disks) saved.push_back(d.disk);
   Status s = files.SaveAll(dom_.get(), domain_xml_, saved, level_ == CaptureLevel::kCopy,
@@ -449,8 +462,7 @@ Result<BackupSummary> Run::Execute() {
   log_.Info("finished: " + std::to_string(summary.disks.size()) + " disk(s) in " + o_.output_dir);
   // Checkpoints a consolidation could not delete (libvirt was out of reach then). The backup
   // is done: a failure here is the warning DeletePendingCheckpoints logs, nothing more.
-  Result<std::vector<std::string>> left =
-      DeletePendingCheckpoints(o_.output_dir, o_.remote, log_);
+  Result<std::vector<std::string>> left = DeletePendingCheckpoints(o_.output_dir, o_.remote, log_);
   if (!left.ok()) log_.Warn(left.status().message());
   return summary;
 }

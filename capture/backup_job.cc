@@ -145,8 +145,8 @@ Result<bool> AbortStaleJob(Host& host, virDomainPtr dom, const std::string& doma
   const std::filesystem::path dir = OurWorkDir(*job);
   if (dir.empty() || !OwnerGone(host, dir)) {
     const std::string where = !job->socket.empty() ? "NBD socket " + job->socket
-                              : !dir.empty()        ? "work directory " + dir.string()
-                                                    : "started by another tool";
+                              : !dir.empty()       ? "work directory " + dir.string()
+                                                   : "started by another tool";
     return Status::InvalidArgument("domain " + domain + " already runs a backup job (" + where +
                                    "): another backup is in progress");
   }

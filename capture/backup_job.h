@@ -2,9 +2,10 @@
 //
 // WorkDir: a fresh directory on the hypervisor (under /var/tmp by default) with mode 0777
 // (QEMU runs as libvirt-qemu and must bind the NBD socket and create scratch files in it),
-// removed with its contents when the owner goes. BackupJob: started by virDomainBackupBegin; its destructor aborts a job still
-// running and deletes the checkpoint the job created unless KeepCheckpoint() was called, so an
-// early return after any failure leaves libvirt as it was. Neither is thread-safe.
+// removed with its contents when the owner goes. BackupJob: started by virDomainBackupBegin; its
+// destructor aborts a job still running and deletes the checkpoint the job created unless
+// KeepCheckpoint() was called, so an early return after any failure leaves libvirt as it was.
+// Neither is thread-safe.
 #pragma once
 
 #include <libvirt/libvirt.h>

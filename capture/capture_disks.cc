@@ -29,8 +29,7 @@ const Status* FirstFailure(const std::vector<std::optional<Result<CapturedDisk>>
 
 }  // namespace
 
-Result<std::vector<CapturedDisk>> CaptureDisks(const std::vector<DiskWork>& work,
-                                               unsigned workers,
+Result<std::vector<CapturedDisk>> CaptureDisks(const std::vector<DiskWork>& work, unsigned workers,
                                                const std::function<bool()>& cancelled,
                                                bool progress_bar, const std::string& what,
                                                RunLog& log) {

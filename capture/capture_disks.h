@@ -21,8 +21,7 @@ struct DiskWork {
 // Captures every disk, `workers` at a time (0: all at once). The first failure stops the
 // others; it is returned prefixed with `what` ("domain vm1") and the disk, rather than a
 // disk that stopped because of it. `cancelled` is asked before every read.
-Result<std::vector<CapturedDisk>> CaptureDisks(const std::vector<DiskWork>& work,
-                                               unsigned workers,
+Result<std::vector<CapturedDisk>> CaptureDisks(const std::vector<DiskWork>& work, unsigned workers,
                                                const std::function<bool()>& cancelled,
                                                bool progress_bar, const std::string& what,
                                                RunLog& log);

@@ -58,8 +58,7 @@ Result<DiskSelection> SelectDisks(const std::string& domain_xml, const BackupOpt
   return out;
 }
 
-ChainStep PlanChainStep(CaptureLevel level, const std::vector<std::string>& list,
-                        std::time_t now) {
+ChainStep PlanChainStep(CaptureLevel level, const std::vector<std::string>& list, std::time_t now) {
   if (level == CaptureLevel::kCopy) {
     return {CheckpointName(0), "", "copy", false, {}};  // virtnbdbackup's metadata for copy
   }

@@ -31,9 +31,9 @@ struct SelectedDisk {
 };
 
 struct DiskSelection {
-  std::vector<SelectedDisk> disks;     // backed up
-  std::vector<JobDisk> job_disks;      // every disk, for the job's XML
-  std::vector<std::string> skipped;    // "skipping disk vdb: excluded (-x)", for the log
+  std::vector<SelectedDisk> disks;   // backed up
+  std::vector<JobDisk> job_disks;    // every disk, for the job's XML
+  std::vector<std::string> skipped;  // "skipping disk vdb: excluded (-x)", for the log
 };
 
 // The disks a run at `level` (resolved: never auto) takes from the domain XML, given -i, -x

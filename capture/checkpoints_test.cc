@@ -82,8 +82,8 @@ TEST(CheckpointXmlTest, HasNameParentAndDisks) {
 }
 
 TEST(BackupXmlTest, PullModeWithSocketScratchAndIncremental) {
-  std::string x = BuildBackupXml(JobServer::Unix("/var/tmp/d/sock"), "/var/tmp/d", "virtnbdbackup.0",
-                                 {{"vda", true}, {"vdb", false}});
+  std::string x = BuildBackupXml(JobServer::Unix("/var/tmp/d/sock"), "/var/tmp/d",
+                                 "virtnbdbackup.0", {{"vda", true}, {"vdb", false}});
   EXPECT_NE(x.find("<domainbackup mode='pull'>"), std::string::npos);
   EXPECT_NE(x.find("<incremental>virtnbdbackup.0</incremental>"), std::string::npos);
   EXPECT_NE(x.find("<server transport='unix' socket='/var/tmp/d/sock'/>"), std::string::npos);
@@ -101,11 +101,11 @@ TEST(BackupXmlTest, EscapesSpecialCharacters) {
 }
 
 TEST(BackupXmlTest, TcpServerWithAndWithoutTls) {
-  std::string plain = BuildBackupXml(JobServer::Tcp("127.0.0.2", 10809, false), "/d", "", {{"vda", true}});
+  std::string plain =
+      BuildBackupXml(JobServer::Tcp("127.0.0.2", 10809, false), "/d", "", {{"vda", true}});
   EXPECT_NE(plain.find("<server transport='tcp' name='127.0.0.2' port='10809'/>"),
             std::string::npos);
-  std::string tls =
-      BuildBackupXml(JobServer::Tcp("h&1", 1, true), "/d", "", {{"vda", true}});
+  std::string tls = BuildBackupXml(JobServer::Tcp("h&1", 1, true), "/d", "", {{"vda", true}});
   EXPECT_NE(tls.find("<server transport='tcp' name='h&amp;1' port='1' tls='yes'/>"),
             std::string::npos);
 }

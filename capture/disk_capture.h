@@ -1,6 +1,6 @@
 // Backs up one disk: connects to its NBD export (libvirt's pull-mode job, or a qemu-nbd server
-// of ours for a shut-off domain, see transport.h), maps what to read, and writes a stream (or, with -t raw,
-// a sparse raw image) that is finished but not yet renamed into place, so that a run whose
+// of ours for a shut-off domain, see transport.h), maps what to read, and writes a stream (or, with
+// -t raw, a sparse raw image) that is finished but not yet renamed into place, so that a run whose
 // other disk fails leaves no file of this one looking complete.
 #pragma once
 

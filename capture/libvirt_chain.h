@@ -19,7 +19,9 @@ class LibvirtChain {
  public:
   // `checkpoint_dir` holds the saved `<checkpoint>.xml` files; `dom` must outlive this.
   LibvirtChain(virDomainPtr dom, std::string domain, std::string checkpoint_dir, RunLog& log)
-      : dom_(dom), domain_(std::move(domain)), checkpoint_dir_(std::move(checkpoint_dir)),
+      : dom_(dom),
+        domain_(std::move(domain)),
+        checkpoint_dir_(std::move(checkpoint_dir)),
         log_(log) {}
 
   // Why the running domain's chain `list` (oldest first) cannot continue, "" when it can: a

@@ -18,11 +18,10 @@
 namespace backupfs {
 
 // Deletes what it can of the pending list of `saveset` through libvirt at `remote` (its uri,
-// "" for the default, and credentials), logs what it did, and returns the names still to delete (empty when done). A
-// libvirt that cannot be reached is not an error: its checkpoints stay pending, and a warning
-// names them and the virsh command that deletes them.
+// "" for the default, and credentials), logs what it did, and returns the names still to delete
+// (empty when done). A libvirt that cannot be reached is not an error: its checkpoints stay
+// pending, and a warning names them and the virsh command that deletes them.
 Result<std::vector<std::string>> DeletePendingCheckpoints(const std::string& saveset,
-                                                          const RemoteOptions& remote,
-                                                          RunLog& log);
+                                                          const RemoteOptions& remote, RunLog& log);
 
 }  // namespace backupfs

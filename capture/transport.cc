@@ -14,9 +14,9 @@ NbdEndpoint UnixEndpoint(std::string socket) {
 
 Result<std::unique_ptr<CaptureTransport>> CaptureTransport::Connect(const BackupOptions& o) {
   if (o.remote.remote() && !o.socket_file.empty()) {
-    return Status::InvalidArgument(
-        "-f " + o.socket_file + " names a unix socket, but the export of a remote domain " +
-        "listens on TCP: drop -f (-I and -P say where it listens)");
+    return Status::InvalidArgument("-f " + o.socket_file +
+                                   " names a unix socket, but the export of a remote domain " +
+                                   "listens on TCP: drop -f (-I and -P say where it listens)");
   }
   BFS_ASSIGN_OR_RETURN(std::unique_ptr<Host> host, ConnectHost(o.remote));
   return std::unique_ptr<CaptureTransport>(new CaptureTransport(o, std::move(host)));
@@ -48,8 +48,7 @@ QemuNbdOptions CaptureTransport::OfflineServer(const DomainDisk& d, size_t index
   q.bitmap = bitmap;
   q.log_path = work_->path() + "/qemu-nbd." + d.target + ".log";
   if (!remote()) {
-    q.socket =
-        (o_.socket_file.empty() ? work_->path() + "/nbd" : o_.socket_file) + "." + d.target;
+    q.socket = (o_.socket_file.empty() ? work_->path() + "/nbd" : o_.socket_file) + "." + d.target;
     return q;
   }
   q.tcp_address = o_.remote.nbd_ip;

@@ -37,9 +37,9 @@ PROXY="$HERE/../tools/delay_proxy.py"
 [[ -f "$PROXY" ]] || harness_fail "$PROXY missing"
 
 remote_start_sshd
-PKI="$(remote_pki_dir)"
-remote_make_pki "$PKI"
-remote_libvirt_backup_tls "$PKI"
+remote_pki
+PKI="$REMOTE_PKI"
+remote_libvirt_backup_tls
 PORT=$((10900 + $$ % 50 * 2)) # two ports per run: offline servers use -P and -P+1
 R=(-U "$REMOTE_URI" -P "$PORT")
 TLS=(--tls --tls-cert "$PKI/client")
@@ -143,8 +143,10 @@ run_peer() {
     start_variant rpeer 1
     rnd vda 0 "$M"
     rnd vda $((20 * M)) "$M"
-    remote_virtnbdbackup -d "$DOM" -l full -o "$OUT" -U "$REMOTE_URI" --ssh-user root \
-        -I 127.0.0.2 -P "$PORT"
+    VNB_SSH_PORT=2222 VNB_SSH_KEY="$REMOTE_KEY" timeout 300 python3 "$HERE/../tools/virtnbdbackup_remote.py" \
+        -d "$DOM" -l full -o "$OUT" -U "$REMOTE_URI" --ssh-user root -I 127.0.0.2 -P "$PORT" -n \
+        >"$T/vnb.out" 2>&1 || harness_fail "virtnbdbackup remote full: $(tail -n 20 "$T/vnb.out")"
+    ! grep -E ' (ERROR|CRITICAL) |Traceback' "$T/vnb.out" >&2 || harness_fail "virtnbdbackup logged errors"
     record_point full
     rnd vda $((30 * M + 512)) $((300 * K))
     capture inc "${R[@]}"
@@ -169,7 +171,7 @@ bad_inputs() {
     printf '[127.0.0.2]:2222 %s\n' "$(cut -d' ' -f1,2 "$T/otherhostkey.pub")" >"$badhosts"
     expect_fail "host key mismatch" "does not match" \
         "$CAPTURE" -d "$dom" -l full -o "$out" -P "$PORT" \
-        -U "$(remote_uri_with_known_hosts "$badhosts")"
+        -U "qemu+ssh://root@127.0.0.2:2222/system?keyfile=$REMOTE_KEY&known_hosts=$badhosts"
     expect_fail "TLS CA that does not verify the server" "certificate" \
         "$CAPTURE" -d "$dom" -l full -o "$out" "${R[@]}" --tls --tls-cert "$PKI/wrongca"
     mkdir -p "$T/nocerts"
