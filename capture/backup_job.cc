@@ -39,15 +39,20 @@ std::string WorkDirOwner(const Host& host) {
   return host.remote() ? pid + "@" + MachineId() : pid;
 }
 
+// One command on the host, not three (mktemp, chmod, a file write): over ssh each command
+// costs a session, 0.3 s measured on a loaded machine here. The parent and the owner reach the
+// script as its arguments, never as part of its text.
 Result<std::unique_ptr<WorkDir>> WorkDir::Create(Host& host, const std::string& parent) {
-  BFS_ASSIGN_OR_RETURN(std::string made,
-                       host.RunChecked({"mktemp", "-d", parent + "/" + kWorkDirPrefix + "XXXXXX"}));
+  static constexpr char kScript[] =
+      "d=$(mktemp -d \"$1/$2XXXXXX\") && chmod 0777 \"$d\" && "
+      "printf '%s\\n' \"$3\" >\"$d/owner.pid\" && printf '%s\\n' \"$d\"";
+  BFS_ASSIGN_OR_RETURN(std::string made, host.RunChecked({"sh", "-c", kScript, "sh", parent,
+                                                          kWorkDirPrefix, WorkDirOwner(host)}));
   while (!made.empty() && made.back() == '\n') made.pop_back();
-  if (made.empty()) return Status::IOError("mktemp -d on " + host.name() + " printed no name");
-  std::unique_ptr<WorkDir> dir(new WorkDir(host, made));
-  BFS_RETURN_IF_ERROR(host.RunChecked({"chmod", "0777", "--", made}).status());
-  BFS_RETURN_IF_ERROR(host.WriteFile(made + "/owner.pid", WorkDirOwner(host) + "\n", 0644));
-  return dir;
+  if (made.empty()) {
+    return Status::IOError("cannot create a work directory in " + parent + " on " + host.name());
+  }
+  return std::unique_ptr<WorkDir>(new WorkDir(host, made));
 }
 
 WorkDir::~WorkDir() {

@@ -40,7 +40,11 @@ class SignalWatcher {
   }
   std::atomic<bool>* flag() { return &cancel_; }
   int signal() const { return signal_; }
+  // Also ignores SIGPIPE: a write to a connection the peer has closed (an NBD server or ssh
+  // gone, a TLS close after the server hung up) must fail with EPIPE and be reported with
+  // the rest, not kill the run before it cleans up.
   static void BlockWakeup() {
+    ::signal(SIGPIPE, SIG_IGN);
     sigset_t s;
     sigemptyset(&s);
     sigaddset(&s, SIGUSR1);

@@ -93,10 +93,9 @@ run_tls() {
     check_mount
 }
 
-# The tcp variant's domain, shut off: its inc is a diff read by qemu-nbd on the remote host.
+# The tcp variant's domain (run right after it), shut off: its inc is a diff read by qemu-nbd
+# on the remote host.
 run_offline() {
-    DOM="bfsit-cap-$$-rtcp"
-    OUT="$T/rtcp"
     harness_virsh destroy "$DOM" >/dev/null
     harness_offline_write "$DOM" vda $((7 * M)) $((64 * K)) 0x3c
     KIND=diff capture inc "${R[@]}"
@@ -202,8 +201,8 @@ open(sys.argv[2], "w").close(); time.sleep(120)' "$((PORT + 1))" "$T/listener.re
 }
 
 run_tcp
-run_tls
 run_offline
+run_tls
 bad_inputs
 run_cut
 run_peer
