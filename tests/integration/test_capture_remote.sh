@@ -6,10 +6,10 @@
 # makes, libvirt over qemu+ssh:// to it, the backup job's NBD export on TCP (127.0.0.2, plain
 # and TLS with a CA and certificates the test makes, set up as libvirt's backup TLS), firmware
 # and image info fetched over SFTP/ssh. Variants:
-#   tcp:     one disk; full, inc, diff, copy over plain TCP.
+#   tcp:     one disk; full, inc, diff over plain TCP.
 #   tls:     two disks, -z, --tls; full, inc, auto, diff.
 #   offline: the tcp domain shut off; an inc becomes a diff read through qemu-nbd started on
-#            the remote host over ssh (plain, then TLS).
+#            the remote host over ssh (plain, then TLS), then a copy.
 #   cut:     the NBD connection dropped mid-transfer (the test's own proxy on 127.0.0.3 drops
 #            every connection on SIGUSR1): exit 1 naming the export, the job aborted and the
 #            new checkpoint deleted on the remote side, nothing looking complete left; the
@@ -68,8 +68,6 @@ run_tcp() {
     capture inc "${R[@]}"
     pat vda 0x11 $((5 * M + 2048)) 512
     capture diff "${R[@]}"
-    rnd vda $((63 * M)) "$M"
-    capture copy "${R[@]}"
     check_files
     check_mount
     check_virtnbdrestore
@@ -104,6 +102,8 @@ run_offline() {
     sleep 1 # diffs are named by the second: the next one must not reuse this name
     harness_offline_write "$DOM" vda $((9 * M)) $((64 * K)) 0x3d
     KIND=diff capture inc "${R[@]}" "${TLS[@]}" --tls-server-cert "$PKI/server"
+    harness_offline_write "$DOM" vda $((63 * M)) "$M" 0x3e
+    capture copy "${R[@]}" # the newest point: the mount's latest is a copy when one exists
     [[ -z "$(pgrep -f "qemu-nbd.*$DOM" || true)" ]] || harness_fail "offline: qemu-nbd left running"
     check_files
     check_mount
