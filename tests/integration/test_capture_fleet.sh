@@ -12,6 +12,7 @@
 #         the pattern's row is FAILED naming it and the host, exit 1; a pattern alone too.
 #   all:  --all selects every domain of the host (into an output root where no run can start:
 #         the host's libvirtd is shared with other tests, whose domains stay untouched).
+#   signal: SIGTERM mid-copy stops the running domain (cleaned up) and starts no other.
 # Every restore point, mounted with backupfs, equals the guest-disk reference byte for byte.
 # The password given with --password appears in no output and no log file.
 set -euo pipefail
@@ -178,6 +179,36 @@ run_all() {
     harness_log "ok: --all selected the host's $rows domains"
 }
 
+# SIGTERM while the first of three domains copies (--parallel 1): it stops and cleans up as a
+# run of its own does, the other two never start, exit 1, the table says so.
+run_signal() {
+    local root="$T/signal" out="$T/signal.out" partial pid rc=0 deadline x
+    # The rows below show where the signal landed: a FAILED mid-copy, b and c never started.
+    DOM="$P-a"
+    rnd vda $((8 * M)) $((48 * M)) # enough to copy for a while
+    partial="$root/$P-a/vda.full.data.partial"
+    "$CAPTURE" -d "$P-[abc]" -l full -o "$root" --parallel 1 >"$out" 2>"$out.err" &
+    pid=$!
+    deadline=$((SECONDS + 60))
+    until [[ -e "$partial" ]] || ((SECONDS > deadline)); do
+        kill -0 "$pid" 2>/dev/null || break
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" || rc=$?
+    ((rc == 1)) || harness_fail "fleet after SIGTERM: exit $rc, want 1: $(cat "$out" "$out.err")"
+    expect_row "$out" "$P-a" - FAILED:
+    for x in b c; do
+        expect_row "$out" "$P-$x" - FAILED: "not started: interrupted by a signal"
+        [[ ! -e "$root/$P-$x" ]] || harness_fail "$P-$x was started after the signal"
+    done
+    grep -qF "interrupted by signal 15" "$out.err" || harness_fail "no message about the signal: $(cat "$out.err")"
+    [[ -z "$(find "$root" -name '*.partial' -o -name '*.data')" ]] ||
+        harness_fail "files left after the signal: $(find "$root")"
+    harness_virsh domjobinfo "$P-a" | grep -qE 'Job type: +None' ||
+        harness_fail "$P-a still runs a backup job after the signal"
+    harness_log "ok: SIGTERM stops the running domain and starts no other: $(row "$out" "$P-a")"
+}
+
 check_password_never_shown() {
     local hits
     hits="$(grep -rlF -- "$PW" "$T"/*.out "$T"/*.err "$FLEET" 2>/dev/null || true)"
@@ -191,5 +222,6 @@ run_inc_with_a_locked_saveset
 run_unmatched_patterns
 run_bad_arguments
 run_all
+run_signal
 check_password_never_shown
 echo "PASS: backupfs-capture fleets: patterns, lists, --all, a failed domain, every point exact"
