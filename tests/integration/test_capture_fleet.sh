@@ -11,7 +11,8 @@
 #   next: b plus a pattern that matches nothing: b's inc runs (and covers what it missed),
 #         the pattern's row is FAILED naming it and the host, exit 1; a pattern alone too.
 #   all:  --all selects every domain of the host (into an output root where no run can start:
-#         the host's libvirtd is shared with other tests, whose domains stay untouched).
+#         the host's libvirtd is shared with other tests, whose domains stay untouched); and
+#         over qemu+ssh, when the remote tests' sshd fixture (lib/remote.sh) is in the tree.
 #   signal: SIGTERM mid-copy stops the running domain (cleaned up) and starts no other.
 # Every restore point, mounted with backupfs, equals the guest-disk reference byte for byte.
 # The password given with --password appears in no output and no log file.
@@ -179,6 +180,25 @@ run_all() {
     harness_log "ok: --all selected the host's $rows domains"
 }
 
+# --all over qemu+ssh: the domains of the host the URI names (this machine, reached through the
+# remote tests' sshd on 127.0.0.2, lib/remote.sh). As in run_all, no run can start. Not run
+# (said so) on a tree without lib/remote.sh (REMOTE_LIB= names another copy of it).
+run_all_remote() {
+    local lib="${REMOTE_LIB:-$HERE/lib/remote.sh}" out="$T/all-remote.out" x
+    if [[ ! -f "$lib" ]]; then
+        harness_log "not run: --all over qemu+ssh (no $lib)"
+        return 0
+    fi
+    # shellcheck source=/dev/null
+    source "$lib"
+    remote_start_sshd
+    fleet_run 1 "$out" "$CAPTURE" -U "$REMOTE_URI" --all -l inc -o "$T/notadir" --parallel 2 \
+        --password "$PW"
+    for x in a b c d; do expect_row "$out" "$P-$x" - FAILED:; done
+    ! grep -E " (ok|skipped)$" "$out" || harness_fail "--all backed up a domain: $(cat "$out")"
+    harness_log "ok: --all over qemu+ssh listed the remote host's domains"
+}
+
 # SIGTERM while the first of three domains copies (--parallel 1): it stops and cleans up as a
 # run of its own does, the other two never start, exit 1, the table says so.
 run_signal() {
@@ -222,6 +242,7 @@ run_inc_with_a_locked_saveset
 run_unmatched_patterns
 run_bad_arguments
 run_all
+run_all_remote
 run_signal
 check_password_never_shown
 echo "PASS: backupfs-capture fleets: patterns, lists, --all, a failed domain, every point exact"
