@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <ctime>
+#include <utility>
 
 namespace backupfs {
 
@@ -44,8 +45,13 @@ void WriteAll(int fd, const std::string& text) {
 
 }  // namespace
 
-RunLog::RunLog(bool verbose, bool syslog, bool to_stderr, const char* ident)
-    : verbose_(verbose), syslog_(syslog), to_stderr_(to_stderr), ident_(ident) {
+RunLog::RunLog(bool verbose, bool syslog, bool to_stderr, const char* ident,
+               std::string line_prefix)
+    : verbose_(verbose),
+      syslog_(syslog),
+      to_stderr_(to_stderr),
+      ident_(ident),
+      line_prefix_(std::move(line_prefix)) {
   // openlog keeps the pointer: the identity must outlive the log (a string literal does).
   if (syslog_) openlog(ident_, LOG_PID, LOG_USER);
 }
@@ -88,9 +94,12 @@ void RunLog::Emit(Level level, const std::string& line) {
     early_ += text;
   }
   if (to_stderr_ && (level != Level::kDebug || verbose_)) {
-    WriteAll(STDERR_FILENO, bar_active_ ? "\r\033[K" + text : text);
+    const std::string shown = line_prefix_.empty() ? text : line_prefix_ + text;
+    WriteAll(STDERR_FILENO, bar_active_ ? "\r\033[K" + shown : shown);
   }
-  if (syslog_ && level != Level::kDebug) syslog(SyslogPriority(l), "%s", line.c_str());
+  if (syslog_ && level != Level::kDebug) {
+    syslog(SyslogPriority(l), "%s%s", line_prefix_.c_str(), line.c_str());
+  }
 }
 
 }  // namespace backupfs

@@ -21,7 +21,10 @@ class RunLog {
  public:
   // `to_stderr`: print info and warning lines there (debug too with `verbose`).
   // `ident`: the syslog identity, a string that lives as long as the program.
-  RunLog(bool verbose, bool syslog, bool to_stderr = true, const char* ident = "backupfs-capture");
+  // `line_prefix`: put before each line on stderr and in syslog, not in the file (a fleet's
+  // "[<domain>] ", so that the lines of domains backed up at once can be told apart).
+  RunLog(bool verbose, bool syslog, bool to_stderr = true, const char* ident = "backupfs-capture",
+         std::string line_prefix = "");
   ~RunLog();
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;
@@ -53,6 +56,7 @@ class RunLog {
   const bool syslog_;
   const bool to_stderr_;
   const char* const ident_;
+  const std::string line_prefix_;
   mutable std::mutex mu_;
   UniqueFd file_;            // protected by mu_
   std::string file_path_;    // protected by mu_

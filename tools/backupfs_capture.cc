@@ -11,12 +11,17 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "capture/backup.h"
+#include "capture/fleet.h"
 #include "common/command_line.h"
+#include "common/remote.h"
 #include "common/run_log.h"
 #include "common/signal_watcher.h"
 
@@ -28,8 +33,12 @@ constexpr int kExitFailure = 1;
 constexpr int kExitWarnings = 2;     // only with --strict
 constexpr int kDefaultLz4Level = 2;  // virtnbdbackup's -z without a level
 
+constexpr unsigned kDefaultParallelDomains = 2;
+
 struct Args {
-  std::string domain;
+  std::vector<std::string> domains;  // -d, repeatable, each a name, a comma list or patterns
+  bool all = false;
+  unsigned parallel = kDefaultParallelDomains;
   std::string level = "copy";  // virtnbdbackup's default
   std::string type = "stream";
   std::string output;
@@ -42,9 +51,10 @@ struct Args {
   uint64_t threshold = 0;
   bool raw = false, pause = false, noprogress = false, strict = false, syslog = false;
   bool qemu = false, printonly = false, killonly = false, startonly = false, verbose = false;
-  // Remote backups: parsed so that a virtnbdbackup command line gets a clear refusal.
-  std::string user, ssh_user, password, nbd_ip, tls_cert;
-  unsigned nbd_port = 0;
+  // Another host (virtnbdbackup's remote options, and --nbd-connect).
+  std::string user, password, ssh_user, ssh_private_key, nbd_ip, nbd_connect, tls_cert;
+  unsigned ssh_port = 22;
+  unsigned nbd_port = 0;  // 0: kDefaultNbdPort
   bool tls = false;
 };
 
@@ -83,21 +93,85 @@ void PrintSummary(const backupfs::BackupSummary& s, double seconds) {
               seconds > 0 ? static_cast<double>(read) / (1 << 20) / seconds : 0.0);
 }
 
-// Remote backups need ssh and TCP/TLS NBD: not built yet, refused before anything happens.
-std::optional<std::string> RemoteRefusal(const Args& a) {
-  if (backupfs::IsRemoteUri(a.uri)) return "-U " + a.uri + " names a remote host";
-  if (!a.user.empty()) return "--user";
-  if (!a.ssh_user.empty()) return "--ssh-user";
-  if (!a.password.empty()) return "--password";
-  if (a.nbd_port != 0) return "-P/--nbd-port";
-  if (!a.nbd_ip.empty()) return "-I/--nbd-ip";
-  if (a.tls || !a.tls_cert.empty()) return "--tls";
+// -d's values, each of which may be a comma list.
+std::vector<std::string> DomainNames(const Args& a) {
+  std::vector<std::string> names;
+  for (const std::string& d : a.domains) {
+    for (std::string& name : backupfs::SplitList(d)) names.push_back(std::move(name));
+  }
+  return names;
+}
+
+// Several domains, each into OUTPUT/<domain>, with a summary table; one plain -d NAME runs as
+// it always did (the saveset is OUTPUT itself).
+bool FleetMode(const Args& a) {
+  const auto names = DomainNames(a);
+  return a.all || names.size() > 1 || (names.size() == 1 && backupfs::IsDomainPattern(names[0]));
+}
+
+// --nbd-connect HOST[:PORT] or [IPV6]:PORT: a message saying what is wrong, if anything.
+std::optional<std::string> CheckNbdConnect(const std::string& value) {
+  const std::string what = "--nbd-connect " + value + ": ";
+  std::string port;
+  if (value.starts_with('[')) {
+    const size_t close = value.find(']');
+    if (close == std::string::npos || close == 1) return what + "want [IPV6]:PORT";
+    if (close + 1 < value.size()) {
+      if (value[close + 1] != ':') return what + "want [IPV6]:PORT";
+      port = value.substr(close + 2);
+    }
+  } else {
+    const size_t colon = value.find(':');
+    if (colon == 0 || value.empty()) return what + "want HOST[:PORT]";
+    if (colon != std::string::npos) port = value.substr(colon + 1);
+    if (port.find(':') != std::string::npos) return what + "an IPv6 address goes in [ ]";
+  }
+  if (value.ends_with(':')) return what + "the port is missing after ':'";
+  if (!port.empty()) {
+    const bool digits = port.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits || port.size() > 5 || std::stoul(port) == 0 || std::stoul(port) > 65535) {
+      return what + "the port must be a number from 1 to 65535";
+    }
+  }
+  return std::nullopt;
+}
+
+// The remote options from the arguments; for another host, completed from the URI.
+std::optional<std::string> BuildRemote(const Args& a, backupfs::RemoteOptions& r) {
+  r.uri = a.uri;
+  r.ssh.user = a.ssh_user;
+  r.ssh.port = a.ssh_port;
+  r.ssh.private_key = a.ssh_private_key;
+  r.libvirt_user = a.user;
+  r.libvirt_password = a.password;
+  r.nbd_ip = a.nbd_ip;
+  if (a.nbd_port != 0) r.nbd_port = a.nbd_port;
+  if (!a.nbd_connect.empty()) {
+    if (auto error = CheckNbdConnect(a.nbd_connect)) return error;
+    r.nbd_connect = a.nbd_connect;
+  }
+  r.tls = a.tls;
+  if (!a.tls_cert.empty()) r.tls_dir = a.tls_cert;
+  if (!backupfs::IsRemoteUri(a.uri)) return std::nullopt;
+  auto parsed = backupfs::RemoteFromUri(a.uri, r);
+  if (!parsed.ok()) return parsed.status().message();
+  r = std::move(*parsed);
   return std::nullopt;
 }
 
 void AddOptions(CLI::App& app, Args& a, CLI::Option*& z, CLI::Option*& start) {
   auto* general = "General options";
-  app.add_option("-d,--domain", a.domain, "domain to back up")->required()->group(general);
+  app.add_option("-d,--domain", a.domains,
+                 "domain to back up; several (each into OUTPUT/<domain>): repeat -d, or give a "
+                 "comma list or shell patterns ('web*')")
+      ->allow_extra_args(false)
+      ->group(general);
+  app.add_flag("--all", a.all, "back up every domain of the host, each into OUTPUT/<domain>")
+      ->group(general);
+  app.add_option("--parallel", a.parallel,
+                 "with several domains: how many are backed up at once (default 2)")
+      ->check(CLI::Range(1, 64))
+      ->group(general);
   app.add_option("-l,--level", a.level, "backup level (default: copy)")
       ->check(CLI::IsMember({"copy", "full", "inc", "diff", "auto"}))
       ->group(general);
@@ -139,16 +213,32 @@ void AddOptions(CLI::App& app, Args& a, CLI::Option*& z, CLI::Option*& start) {
                  "inc/diff: back up only when this many bytes changed")
       ->group(general);
 
-  auto* remote = "Remote backup options (not supported yet: refused)";
+  auto* remote = "Remote backup options";
   app.add_option("-U,--uri", a.uri, "libvirt connection URI (default: qemu:///system)")
       ->group(remote);
-  app.add_option("--user", a.user, "libvirt user")->group(remote);
-  app.add_option("--ssh-user", a.ssh_user, "ssh user for remote copies")->group(remote);
-  app.add_option("--password", a.password, "libvirt password")->group(remote);
-  app.add_option("-P,--nbd-port", a.nbd_port, "remote NBD port")->group(remote);
-  app.add_option("-I,--nbd-ip", a.nbd_ip, "remote NBD address")->group(remote);
-  app.add_flag("--tls", a.tls, "TLS for NBD")->group(remote);
-  app.add_option("--tls-cert", a.tls_cert, "TLS certificate directory")->group(remote);
+  app.add_option("--user", a.user, "libvirt user (SASL authentication)")->group(remote);
+  app.add_option("--password", a.password, "libvirt password (never logged)")->group(remote);
+  app.add_option("--ssh-user", a.ssh_user, "ssh user on the remote host (default: from the URI)")
+      ->group(remote);
+  app.add_option("--ssh-port", a.ssh_port, "ssh port of the remote host (default 22)")
+      ->check(CLI::Range(1, 65535))
+      ->group(remote);
+  app.add_option("--ssh-private-key", a.ssh_private_key,
+                 "ssh private key (default: the URI's keyfile, ~/.ssh/id_*, the agent)")
+      ->group(remote);
+  app.add_option("-P,--nbd-port", a.nbd_port, "port of the NBD export (default 10809)")
+      ->check(CLI::Range(1, 65535))
+      ->group(remote);
+  app.add_option("-I,--nbd-ip", a.nbd_ip, "address the NBD export listens on (default: the URI's)")
+      ->group(remote);
+  app.add_option("--nbd-connect", a.nbd_connect,
+                 "HOST[:PORT]: connect to the export there (a proxy, port forward or NAT)")
+      ->group(remote);
+  app.add_flag("--tls", a.tls, "NBD over TLS, with libvirt's and QEMU's x509 setup")->group(remote);
+  app.add_option(
+         "--tls-cert", a.tls_cert,
+         "directory of ca-cert.pem, client-cert.pem, client-key.pem (default /etc/pki/qemu)")
+      ->group(remote);
 
   auto* logging = "Logging options";
   app.add_flag("-L,--syslog", a.syslog, "also log to syslog")->group(logging);
@@ -169,14 +259,15 @@ void AddOptions(CLI::App& app, Args& a, CLI::Option*& z, CLI::Option*& start) {
 std::optional<std::string> BuildOptions(const Args& a, const CLI::Option* z,
                                         const CLI::Option* start, backupfs::BackupOptions& o,
                                         backupfs::RunLog& log) {
-  if (auto what = RemoteRefusal(a)) {
-    return *what + ": remote backups are not supported yet; run backupfs-capture on the host";
+  if (DomainNames(a).empty() && !a.all) return "-d/--domain or --all is required";
+  if (FleetMode(a) && !a.socket_file.empty()) {
+    return "-f/--socketfile names one socket: not with several domains (each makes its own)";
   }
   if (a.output.empty() && !a.killonly) return "-o/--output is required";
   if (a.output == "-") return "-o -: zip archives on stdout are not supported; name a directory";
   if (a.startonly) return "-s/--startonly is not supported: a job is never left running";
-  o.remote.uri = a.uri;
-  o.domain = a.domain;
+  if (auto error = BuildRemote(a, o.remote)) return error;
+  if (!FleetMode(a)) o.domain = DomainNames(a).front();
   o.output_dir = a.output;
   o.level = ParseLevel(a.level);
   o.type = a.type == "raw" ? backupfs::OutputType::kRaw : backupfs::OutputType::kStream;
@@ -223,6 +314,95 @@ backupfs::Result<backupfs::BackupSummary> RunCatchingExceptions(
   }
 }
 
+// The value of --password on the command line ("" when none), so that a parse error that
+// quotes it (an argument taken for another option's value, ...) can be printed without it.
+std::string PasswordArgument(int argc, char** argv) {
+  std::string password;
+  for (int i = 1; i < argc; i++) {
+    const std::string arg = argv[i];
+    if (arg == "--password" && i + 1 < argc) password = argv[i + 1];
+    if (arg.starts_with("--password=")) password = arg.substr(std::string("--password=").size());
+  }
+  return password;
+}
+
+std::string Redacted(std::string text, const std::string& secret) {
+  if (secret.empty()) return text;
+  for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+    text.replace(at, secret.size(), "<password>");
+  }
+  return text;
+}
+
+// Parses argv; the exit code when the program must stop (--help, --version, a bad option).
+std::optional<int> Parse(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream out, err;
+    const int rc = app.exit(e, out, err);
+    const std::string password = PasswordArgument(argc, argv);
+    std::cout << Redacted(out.str(), password);
+    std::cerr << Redacted(err.str(), password);
+    return rc == 0 ? kExitOk : kExitFailure;
+  }
+  return std::nullopt;
+}
+
+// The domains of -d/--all on the host, each into OUTPUT/<domain>, `a.parallel` at a time;
+// the summary table on stdout.
+int RunFleetMode(const Args& a, const backupfs::BackupOptions& base, backupfs::RunLog& log,
+                 backupfs::SignalWatcher& signals) {
+  const std::string& host = base.remote.uri;
+  auto available = backupfs::ListHostDomains(base.remote);
+  if (!available.ok()) {
+    log.Error(available.status().message());
+    return kExitFailure;
+  }
+  if (a.all && available->empty()) {
+    log.Error("--all: " + host + " has no domain to back up");
+    return kExitFailure;
+  }
+  const auto selection = backupfs::SelectDomains(DomainNames(a), a.all, *available);
+  std::vector<backupfs::DomainResult> unmatched;
+  for (const std::string& pattern : selection.unmatched) {
+    backupfs::DomainResult r;
+    r.domain = pattern;
+    r.error = "matches no domain of " + host;
+    log.Error("-d " + pattern + ": " + r.error + " (virsh -c " + host + " list --all lists them)");
+    unmatched.push_back(std::move(r));
+  }
+  std::string names;
+  for (const std::string& d : selection.domains) names += (names.empty() ? "" : ", ") + d;
+  if (!selection.domains.empty()) {
+    log.Info("backing up " + std::to_string(selection.domains.size()) + " domain(s) of " + host +
+             ", " + std::to_string(a.parallel) + " at a time, each into " + base.output_dir +
+             "/<domain>: " + names);
+  }
+  const auto begin = std::chrono::steady_clock::now();
+  auto results = backupfs::RunFleet(
+      selection.domains, a.parallel, signals.flag(), [&](const std::string& domain) {
+        return backupfs::BackupOneDomain(base, domain, a.verbose, a.syslog);
+      });
+  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - begin;
+  results.insert(results.end(), unmatched.begin(), unmatched.end());
+  if (signals.signal() != 0) {
+    log.Error("interrupted by signal " + std::to_string(signals.signal()) +
+              ": the running backups were aborted, no further domain was started");
+  }
+  std::fputs(backupfs::FormatFleetSummary(results, elapsed.count()).c_str(), stdout);
+  unsigned warnings = log.warnings();
+  for (const auto& r : results) {
+    if (r.outcome == backupfs::DomainOutcome::kFailed) return kExitFailure;
+    warnings += r.warnings;
+  }
+  if (a.strict && warnings > 0) {
+    log.Info(std::to_string(warnings) + " warning(s) and --strict: exit code 2");
+    return kExitWarnings;
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -233,23 +413,19 @@ int main(int argc, char** argv) {
   CLI::Option* z = nullptr;
   CLI::Option* start = nullptr;
   AddOptions(app, args, z, start);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? kExitOk : kExitFailure;
-  }
+  if (auto rc = Parse(app, argc, argv)) return *rc;
 
   backupfs::RunLog log(args.verbose, args.syslog);
   backupfs::BackupOptions options;
   if (auto error = BuildOptions(args, z, start, options, log)) {
-    std::fprintf(stderr, "backupfs-capture: %s\n", error->c_str());
+    std::fprintf(stderr, "backupfs-capture: %s\n", Redacted(*error, args.password).c_str());
     return kExitFailure;
   }
   backupfs::SignalWatcher signals;
   options.cancel = signals.flag();
   options.log = &log;
   options.version = BACKUPFS_VERSION;
+  if (FleetMode(args)) return RunFleetMode(args, options, log, signals);
   const auto begin = std::chrono::steady_clock::now();
   auto summary = RunCatchingExceptions(options);
   if (!summary.ok()) {
