@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #include "common/domain_xml.h"
 
@@ -26,8 +27,10 @@ bool LastErrorIs(int code) {
 }
 
 void SilenceLibvirtErrors() {
-  // The global handler also serves every connection that sets none of its own.
-  virSetErrorFunc(nullptr, IgnoreError);
+  // The global handler also serves every connection that sets none of its own. Once: the
+  // domains of a fleet connect from several threads.
+  static std::once_flag once;
+  std::call_once(once, [] { virSetErrorFunc(nullptr, IgnoreError); });
 }
 
 Status LibvirtError(const std::string& what) { return Status::IOError(what + ": " + LastError()); }
@@ -63,7 +66,7 @@ int AnswerCredentials(virConnectCredentialPtr cred, unsigned int ncred, void* da
 }  // namespace
 
 Result<UniqueConnect> ConnectLibvirt(const RemoteOptions& remote) {
-  const std::string u = remote.uri.empty() ? kDefaultLibvirtUri : remote.uri;
+  const std::string u = remote.uri.empty() ? kDefaultLibvirtUri : remote.LibvirtUri();
   int types[] = {VIR_CRED_AUTHNAME, VIR_CRED_PASSPHRASE};
   virConnectAuth auth{types, 2, AnswerCredentials, const_cast<RemoteOptions*>(&remote)};
   const bool credentials = !remote.libvirt_user.empty() || !remote.libvirt_password.empty();

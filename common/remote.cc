@@ -134,6 +134,34 @@ Result<RemoteOptions> RemoteFromUri(const std::string& uri, RemoteOptions base) 
   return base;
 }
 
+std::string RemoteOptions::LibvirtUri() const {
+  std::unique_ptr<xmlURI, UriFree> parsed(xmlParseURI(uri.c_str()));
+  if (parsed == nullptr || parsed->scheme == nullptr || parsed->server == nullptr ||
+      !SshTransport(parsed->scheme)) {
+    return uri;
+  }
+  const auto set = [](char*& field, const std::string& value) {
+    xmlFree(field);
+    field = reinterpret_cast<char*>(xmlStrdup(reinterpret_cast<const xmlChar*>(value.c_str())));
+  };
+  if (parsed->port <= 0 && ssh.port != 22) parsed->port = static_cast<int>(ssh.port);
+  if (parsed->user == nullptr && !ssh.user.empty()) set(parsed->user, ssh.user);
+  std::string query = parsed->query_raw != nullptr ? parsed->query_raw : "";
+  if (!ssh.private_key.empty() && query.find("keyfile=") == std::string::npos) {
+    std::unique_ptr<xmlChar, decltype(xmlFree)> escaped(
+        xmlURIEscapeStr(reinterpret_cast<const xmlChar*>(ssh.private_key.c_str()),
+                        reinterpret_cast<const xmlChar*>("/")),
+        xmlFree);
+    query += std::string(query.empty() ? "" : "&") + "keyfile=" +
+             reinterpret_cast<const char*>(escaped.get());
+    xmlFree(parsed->query);
+    parsed->query = nullptr;
+    set(parsed->query_raw, query);
+  }
+  std::unique_ptr<xmlChar, decltype(xmlFree)> saved(xmlSaveUri(parsed.get()), xmlFree);
+  return saved ? reinterpret_cast<const char*>(saved.get()) : uri;
+}
+
 Result<std::unique_ptr<Host>> ConnectHost(const RemoteOptions& remote) {
   if (!remote.remote()) return MakeLocalHost();
   return ConnectSsh(remote.ssh);

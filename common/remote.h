@@ -35,6 +35,10 @@ struct RemoteOptions {
   std::string tls_server_dir = kDefaultTlsDir;
 
   bool remote() const { return !ssh.host.empty(); }
+  // The URI libvirt is given: `uri` with --ssh-user, --ssh-port and --ssh-private-key added
+  // where it names none (user@, :port, keyfile=), so that libvirt's own ssh connection goes
+  // where ours does. Other transports' URIs are returned as they are.
+  std::string LibvirtUri() const;
   // The endpoint a client connects to for an export on nbd_ip:port (nbd_connect when set).
   NbdEndpoint ClientEndpoint(unsigned port) const;
 };
