@@ -243,15 +243,13 @@ TEST_F(RemoteHostTest, SpawnedProcessEndsWithTheHostObject) {
   EXPECT_TRUE(WaitFor([&] { return !Running("sleep " + secs); }));
 }
 
-// Our process SIGKILLed: nothing stops the remote program but the dropped connection.
-TEST_F(RemoteHostTest, SpawnedProcessDiesWhenTheConnectionDrops) {
-  const std::string secs = SleepSeconds();
+// A child process connects, spawns `sleep secs` and waits; returns its pid once the sleep runs.
+pid_t ChildThatSpawns(const SshOptions& options, const std::string& secs) {
   int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
+  if (pipe(ready) != 0) return -1;
   const pid_t child = fork();
-  ASSERT_GE(child, 0);
   if (child == 0) {
-    auto host = ConnectSsh(options_);
+    auto host = ConnectSsh(options);
     if (!host.ok()) _exit(1);
     auto p = (*host)->Spawn({"sleep", secs});
     if (!p.ok()) _exit(2);
@@ -261,13 +259,39 @@ TEST_F(RemoteHostTest, SpawnedProcessDiesWhenTheConnectionDrops) {
   }
   close(ready[1]);
   char c = 0;
-  ASSERT_EQ(read(ready[0], &c, 1), 1) << "the child could not connect or spawn";
+  const bool spawned = read(ready[0], &c, 1) == 1;
   close(ready[0]);
+  if (!spawned) {
+    waitpid(child, nullptr, 0);
+    return -1;
+  }
+  return child;
+}
+
+// Our process SIGKILLed: nothing stops the remote program but the dropped connection.
+TEST_F(RemoteHostTest, SpawnedProcessDiesWhenOurProcessIsKilled) {
+  const std::string secs = SleepSeconds();
+  const pid_t child = ChildThatSpawns(options_, secs);
+  ASSERT_GT(child, 0) << "the child could not connect or spawn";
   ASSERT_TRUE(WaitFor([&] { return Running("sleep " + secs); }));
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
   EXPECT_TRUE(WaitFor([&] { return !Running("sleep " + secs); }))
       << "sleep " << secs << " outlived the ssh connection";
+}
+
+// A client that stops answering without closing (a cut network, here a stopped process):
+// sshd drops it after its ClientAlive probes (6 s in the test sshd), and the program ends.
+TEST_F(RemoteHostTest, SpawnedProcessDiesWhenTheClientStopsAnswering) {
+  const std::string secs = SleepSeconds();
+  const pid_t child = ChildThatSpawns(options_, secs);
+  ASSERT_GT(child, 0) << "the child could not connect or spawn";
+  ASSERT_TRUE(WaitFor([&] { return Running("sleep " + secs); }));
+  kill(child, SIGSTOP);
+  EXPECT_TRUE(WaitFor([&] { return !Running("sleep " + secs); }, 30))
+      << "sleep " << secs << " outlived the silent ssh connection";
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
 }
 
 TEST_F(RemoteHostTest, UnreachablePortIsNamed) {
