@@ -294,6 +294,22 @@ TEST_F(RemoteHostTest, SpawnedProcessDiesWhenTheClientStopsAnswering) {
   waitpid(child, nullptr, 0);
 }
 
+// sshd drops clients that do not answer its ClientAlive probes (6 s in the test sshd): a host
+// left alone while NBD data flows must keep its spawned programs.
+TEST_F(RemoteHostTest, SpawnedProcessSurvivesAnIdleOwner) {
+  auto host = Connect();
+  ASSERT_NE(host, nullptr);
+  const std::string secs = SleepSeconds();
+  auto p = host->Spawn({"sleep", secs});
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  ASSERT_TRUE(WaitFor([&] { return Running("sleep " + secs); }));
+  // Watches for the sleep to end, which it must not, for three times sshd's patience.
+  EXPECT_FALSE(WaitFor([&] { return !Running("sleep " + secs); }, 18))
+      << "sleep ended while its owner was idle";
+  EXPECT_EQ((*p)->Exited(), std::nullopt);
+  EXPECT_EQ((*p)->Stop("sleep").message(), "sleep on host 127.0.0.2 exited with 143: Terminated");
+}
+
 TEST_F(RemoteHostTest, UnreachablePortIsNamed) {
   options_.port = 2223;
   auto host = ConnectSsh(options_);
