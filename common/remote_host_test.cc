@@ -16,6 +16,7 @@
 
 #include "common/host.h"
 #include "common/qemu_nbd.h"
+#include "common/remote.h"
 #include "common/subprocess.h"
 #include "stream/test_util.h"
 
@@ -92,6 +93,21 @@ TEST_F(RemoteHostTest, NamesItself) {
   EXPECT_TRUE(host->remote());
   EXPECT_EQ(host->name(), "host 127.0.0.2");
   EXPECT_EQ(host->address(), "127.0.0.2");
+}
+
+// The fixture's libvirt URI is all a run needs to reach the host.
+TEST_F(RemoteHostTest, ConnectHostFromTheUri) {
+  if (Env("REMOTE_URI").empty()) GTEST_SKIP() << "no REMOTE_URI";
+  auto remote = RemoteFromUri(Env("REMOTE_URI"), RemoteOptions{});
+  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+  auto host = ConnectHost(*remote);
+  ASSERT_TRUE(host.ok()) << host.status().ToString();
+  EXPECT_TRUE((*host)->remote());
+  EXPECT_EQ((*host)->RunChecked({"echo", "hi"}).value(), "hi\n");
+  auto local = ConnectHost(*RemoteFromUri("qemu:///system", RemoteOptions{}));
+  ASSERT_TRUE(local.ok());
+  EXPECT_FALSE((*local)->remote());
+  EXPECT_EQ((*local)->name(), "this host");
 }
 
 TEST_F(RemoteHostTest, RunPassesEveryWordVerbatim) {
@@ -184,6 +200,11 @@ TEST_F(RemoteHostTest, FileErrorsNameHostAndPath) {
   EXPECT_EQ(Contains(fetch, File("nope") + " on host 127.0.0.2"), "");
   Status put = host->PutFile(File("nope"), File("x"), 0600);
   EXPECT_EQ(Contains(put, File("nope")), "");
+  // A copy that fails half-way leaves no .partial behind (a directory cannot be read).
+  put = host->PutFile(scratch_->path(), File("x"), 0600);
+  EXPECT_EQ(Contains(put, "cannot read " + scratch_->path()), "");
+  EXPECT_FALSE(*host->Exists(File("x.partial")));
+  EXPECT_FALSE(*host->Exists(File("x")));
   Status mkdir = host->MakeDirs(File("nope/in/missing"), 0755);
   EXPECT_TRUE(mkdir.ok()) << mkdir.ToString();
   ASSERT_TRUE(host->WriteFile(File("plain"), "x", 0600).ok());
@@ -243,15 +264,13 @@ TEST_F(RemoteHostTest, SpawnedProcessEndsWithTheHostObject) {
   EXPECT_TRUE(WaitFor([&] { return !Running("sleep " + secs); }));
 }
 
-// Our process SIGKILLed: nothing stops the remote program but the dropped connection.
-TEST_F(RemoteHostTest, SpawnedProcessDiesWhenTheConnectionDrops) {
-  const std::string secs = SleepSeconds();
+// A child process connects, spawns `sleep secs` and waits; returns its pid once the sleep runs.
+pid_t ChildThatSpawns(const SshOptions& options, const std::string& secs) {
   int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
+  if (pipe(ready) != 0) return -1;
   const pid_t child = fork();
-  ASSERT_GE(child, 0);
   if (child == 0) {
-    auto host = ConnectSsh(options_);
+    auto host = ConnectSsh(options);
     if (!host.ok()) _exit(1);
     auto p = (*host)->Spawn({"sleep", secs});
     if (!p.ok()) _exit(2);
@@ -261,13 +280,55 @@ TEST_F(RemoteHostTest, SpawnedProcessDiesWhenTheConnectionDrops) {
   }
   close(ready[1]);
   char c = 0;
-  ASSERT_EQ(read(ready[0], &c, 1), 1) << "the child could not connect or spawn";
+  const bool spawned = read(ready[0], &c, 1) == 1;
   close(ready[0]);
+  if (!spawned) {
+    waitpid(child, nullptr, 0);
+    return -1;
+  }
+  return child;
+}
+
+// Our process SIGKILLed: nothing stops the remote program but the dropped connection.
+TEST_F(RemoteHostTest, SpawnedProcessDiesWhenOurProcessIsKilled) {
+  const std::string secs = SleepSeconds();
+  const pid_t child = ChildThatSpawns(options_, secs);
+  ASSERT_GT(child, 0) << "the child could not connect or spawn";
   ASSERT_TRUE(WaitFor([&] { return Running("sleep " + secs); }));
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
   EXPECT_TRUE(WaitFor([&] { return !Running("sleep " + secs); }))
       << "sleep " << secs << " outlived the ssh connection";
+}
+
+// A client that stops answering without closing (a cut network, here a stopped process):
+// sshd drops it after its ClientAlive probes (6 s in the test sshd), and the program ends.
+TEST_F(RemoteHostTest, SpawnedProcessDiesWhenTheClientStopsAnswering) {
+  const std::string secs = SleepSeconds();
+  const pid_t child = ChildThatSpawns(options_, secs);
+  ASSERT_GT(child, 0) << "the child could not connect or spawn";
+  ASSERT_TRUE(WaitFor([&] { return Running("sleep " + secs); }));
+  kill(child, SIGSTOP);
+  EXPECT_TRUE(WaitFor([&] { return !Running("sleep " + secs); }, 30))
+      << "sleep " << secs << " outlived the silent ssh connection";
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+}
+
+// sshd drops clients that do not answer its ClientAlive probes (6 s in the test sshd): a host
+// left alone while NBD data flows must keep its spawned programs.
+TEST_F(RemoteHostTest, SpawnedProcessSurvivesAnIdleOwner) {
+  auto host = Connect();
+  ASSERT_NE(host, nullptr);
+  const std::string secs = SleepSeconds();
+  auto p = host->Spawn({"sleep", secs});
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  ASSERT_TRUE(WaitFor([&] { return Running("sleep " + secs); }));
+  // Watches for the sleep to end, which it must not, for three times sshd's patience.
+  EXPECT_FALSE(WaitFor([&] { return !Running("sleep " + secs); }, 18))
+      << "sleep ended while its owner was idle";
+  EXPECT_EQ((*p)->Exited(), std::nullopt);
+  EXPECT_EQ((*p)->Stop("sleep").message(), "sleep on host 127.0.0.2 exited with 143: Terminated");
 }
 
 TEST_F(RemoteHostTest, UnreachablePortIsNamed) {
@@ -370,6 +431,28 @@ TEST_F(RemoteQemuNbdTest, ServesOverTcpAndRefusesASecondServerOnThePort) {
   Status stopped = (*server)->Stop();
   EXPECT_TRUE(stopped.ok()) << stopped.ToString();
   EXPECT_FALSE(Running("qemu-nbd.*--port=" + std::to_string(port_) + ".*"));
+}
+
+// The port taken where our probe does not look (a wildcard bind over a server on one
+// address): qemu-nbd's own complaint, with the hint.
+TEST_F(RemoteQemuNbdTest, PortInUseQuotesQemuNbdWithTheHint) {
+  auto host = Connect();
+  ASSERT_NE(host, nullptr);
+  auto first = StartQemuNbdOn(*host, Options());
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  QemuNbdOptions o = Options();
+  o.tcp_address = "0.0.0.0";
+  auto second = StartQemuNbdOn(*host, o, "127.0.0.4");
+  ASSERT_FALSE(second.ok());
+  const std::string port = std::to_string(port_);
+  EXPECT_EQ(Contains(second.status(), "qemu-nbd on host 127.0.0.2 (*:" + port + ") for " +
+                                          File("disk.raw") + " exited with 1: "),
+            "");
+  EXPECT_EQ(
+      Contains(second.status(), "Address already in use; another backup may be running on port " +
+                                    port + ": pick another port with -P"),
+      "");
+  EXPECT_TRUE((*first)->Stop().ok());
 }
 
 TEST_F(RemoteQemuNbdTest, BindFailureQuotesQemuNbd) {
