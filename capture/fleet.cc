@@ -62,41 +62,6 @@ std::vector<std::vector<std::string>> TableCells(const std::vector<DomainResult>
   return rows;
 }
 
-// libvirt's authentication prompts (SASL over qemu+tcp, ...) answered with --user and
-// --password. libvirt frees the strdup'ed answers.
-struct Credentials {
-  const std::string* user;
-  const std::string* password;
-};
-
-int AnswerCredentials(virConnectCredentialPtr cred, unsigned int ncred, void* data) {
-  const auto* c = static_cast<const Credentials*>(data);
-  for (unsigned int i = 0; i < ncred; i++) {
-    const std::string* answer = nullptr;
-    if (cred[i].type == VIR_CRED_AUTHNAME || cred[i].type == VIR_CRED_USERNAME) answer = c->user;
-    if (cred[i].type == VIR_CRED_PASSPHRASE) answer = c->password;
-    if (answer == nullptr || answer->empty()) return -1;  // a prompt we cannot answer
-    cred[i].result = strdup(answer->c_str());
-    if (cred[i].result == nullptr) return -1;
-    cred[i].resultlen = static_cast<unsigned int>(answer->size());
-  }
-  return 0;
-}
-
-Result<UniqueConnect> ConnectWithCredentials(const RemoteOptions& remote) {
-  const std::string uri = remote.uri.empty() ? kDefaultLibvirtUri : remote.uri;
-  if (remote.libvirt_user.empty() && remote.libvirt_password.empty()) return ConnectLibvirt(uri);
-  Credentials answers{&remote.libvirt_user, &remote.libvirt_password};
-  int types[] = {VIR_CRED_AUTHNAME, VIR_CRED_USERNAME, VIR_CRED_PASSPHRASE};
-  virConnectAuth auth{types, sizeof types / sizeof types[0], AnswerCredentials, &answers};
-  UniqueConnect conn(virConnectOpenAuth(uri.c_str(), &auth, 0));
-  if (!conn) {
-    return LibvirtError("cannot connect to libvirt at " + uri + " as user " + remote.libvirt_user +
-                        " (check --user and --password)");
-  }
-  return conn;
-}
-
 }  // namespace
 
 bool IsDomainPattern(const std::string& name) {
@@ -181,7 +146,7 @@ std::string FormatFleetSummary(const std::vector<DomainResult>& results, double 
 
 Result<std::vector<std::string>> ListHostDomains(const RemoteOptions& remote) {
   SilenceLibvirtErrors();
-  BFS_ASSIGN_OR_RETURN(UniqueConnect conn, ConnectWithCredentials(remote));
+  BFS_ASSIGN_OR_RETURN(UniqueConnect conn, ConnectLibvirt(remote));
   virDomainPtr* list = nullptr;
   const int n = virConnectListAllDomains(conn.get(), &list, 0);  // active and inactive
   if (n < 0) {

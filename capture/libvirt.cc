@@ -49,7 +49,8 @@ int AnswerCredentials(virConnectCredentialPtr cred, unsigned int ncred, void* da
   const auto* remote = static_cast<const RemoteOptions*>(data);
   for (unsigned int i = 0; i < ncred; i++) {
     const std::string* answer = nullptr;
-    if (cred[i].type == VIR_CRED_AUTHNAME && !remote->libvirt_user.empty()) {
+    const bool user = cred[i].type == VIR_CRED_AUTHNAME || cred[i].type == VIR_CRED_USERNAME;
+    if (user && !remote->libvirt_user.empty()) {
       answer = &remote->libvirt_user;
     } else if (cred[i].type == VIR_CRED_PASSPHRASE && !remote->libvirt_password.empty()) {
       answer = &remote->libvirt_password;
@@ -67,13 +68,15 @@ int AnswerCredentials(virConnectCredentialPtr cred, unsigned int ncred, void* da
 
 Result<UniqueConnect> ConnectLibvirt(const RemoteOptions& remote) {
   const std::string u = remote.uri.empty() ? kDefaultLibvirtUri : remote.LibvirtUri();
-  int types[] = {VIR_CRED_AUTHNAME, VIR_CRED_PASSPHRASE};
-  virConnectAuth auth{types, 2, AnswerCredentials, const_cast<RemoteOptions*>(&remote)};
+  int types[] = {VIR_CRED_AUTHNAME, VIR_CRED_USERNAME, VIR_CRED_PASSPHRASE};
+  virConnectAuth auth{types, 3, AnswerCredentials, const_cast<RemoteOptions*>(&remote)};
   const bool credentials = !remote.libvirt_user.empty() || !remote.libvirt_password.empty();
   UniqueConnect conn(credentials ? virConnectOpenAuth(u.c_str(), &auth, 0)
                                  : virConnectOpen(u.c_str()));
   if (!conn) {
-    Status s = LibvirtError("cannot connect to libvirt at " + u);
+    Status s = LibvirtError(
+        "cannot connect to libvirt at " + u +
+        (credentials ? " as user " + remote.libvirt_user + " (check --user and --password)" : ""));
     if (!remote.libvirt_password.empty()) {
       // libvirt does not quote a password, but make sure no message ever carries it.
       std::string text = s.message();

@@ -152,8 +152,8 @@ std::string RemoteOptions::LibvirtUri() const {
         xmlURIEscapeStr(reinterpret_cast<const xmlChar*>(ssh.private_key.c_str()),
                         reinterpret_cast<const xmlChar*>("/")),
         xmlFree);
-    query += std::string(query.empty() ? "" : "&") + "keyfile=" +
-             reinterpret_cast<const char*>(escaped.get());
+    query += std::string(query.empty() ? "" : "&") +
+             "keyfile=" + reinterpret_cast<const char*>(escaped.get());
     xmlFree(parsed->query);
     parsed->query = nullptr;
     set(parsed->query_raw, query);
