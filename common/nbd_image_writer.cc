@@ -4,11 +4,34 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <thread>
 
 #include "common/subprocess.h"
 #include "stream/file.h"
 
 namespace backupfs {
+namespace {
+
+constexpr auto kRemoteStartTimeout = std::chrono::seconds(30);
+
+// A value inside QEMU's key=value,... option syntax: commas are doubled.
+std::string QemuOptValue(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    out += c;
+    if (c == ',') out += ',';
+  }
+  return out;
+}
+
+std::string ParentDir(const std::string& path) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return dir.empty() ? "." : dir;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<NbdImageWriter>> NbdImageWriter::Create(const NbdImageOptions& options) {
   std::unique_ptr<NbdImageWriter> w(new NbdImageWriter(options));
@@ -21,6 +44,11 @@ Result<std::unique_ptr<NbdImageWriter>> NbdImageWriter::Create(const NbdImageOpt
 NbdImageWriter::~NbdImageWriter() {
   conns_.clear();
   server_.reset();  // SIGTERM: nothing of an unfinished image is kept anyway
+  remote_server_.reset();
+  if (remote()) {
+    RemoveRemoteLeftovers();
+    return;
+  }
   if (created_ && !finished_) unlink(partial().c_str());
   if (!options_.socket.empty()) {
     unlink(options_.socket.c_str());
@@ -28,21 +56,56 @@ NbdImageWriter::~NbdImageWriter() {
   }
 }
 
-Status NbdImageWriter::CreateImage() {
-  // O_EXCL claims the name first: qemu-img would silently truncate an existing file.
+// Best effort: the partial image and qemu-nbd's pid file of a writer that did not finish.
+void NbdImageWriter::RemoveRemoteLeftovers() {
+  Host& host = *options_.host;
+  if (created_ && !finished_) (void)host.Remove(partial());
+  if (!pid_dir_.empty()) {
+    (void)host.Remove(pid_dir_ + "/qemu-nbd.pid");
+    (void)host.Remove(pid_dir_);
+  }
+}
+
+// O_EXCL claims the name first: qemu-img would silently truncate an existing file.
+Status NbdImageWriter::ClaimLocal() {
   UniqueFd claim(open(partial().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!claim.valid()) return Status::FromErrno("cannot create " + partial(), errno);
   created_ = true;
+  return Status::Ok();
+}
+
+// The plan checked the name is free; checked again right before qemu-img would truncate it.
+Status NbdImageWriter::ClaimRemote() {
+  BFS_ASSIGN_OR_RETURN(bool exists, options_.host->Exists(partial()));
+  if (exists) {
+    return Status::FailedPrecondition(options_.host->name() + ": " + partial() +
+                                      " exists (another restore into the same directory?)");
+  }
+  created_ = true;
+  return Status::Ok();
+}
+
+Status NbdImageWriter::CreateImage() {
+  BFS_RETURN_IF_ERROR(remote() ? ClaimRemote() : ClaimLocal());
   std::string opts = "size=" + std::to_string(options_.size);
   if (options_.preallocate) opts += ",preallocation=full";
   for (const std::string& o : options_.create_options) opts += "," + o;
-  auto out = RunCapture({"qemu-img", "create", "-q", "-f", options_.format, "-o", opts, partial()});
+  const std::vector<std::string> argv = {"qemu-img",      "create", "-q", "-f",
+                                         options_.format, "-o",     opts, partial()};
+  if (remote()) {
+    auto out = options_.host->RunChecked(argv);
+    if (!out.ok()) return out.status().WithPrefix("cannot create " + partial());
+    return Status::Ok();
+  }
+  auto out = RunCapture(argv);
   if (!out.ok())
     return Status::IOError("cannot create " + partial() + ": " + out.status().message());
   return Status::Ok();
 }
 
 Status NbdImageWriter::StartServer() {
+  if (remote()) return StartRemoteServer();
+
   QemuNbdOptions q;
   q.image = partial();
   q.format = options_.format;
@@ -58,12 +121,88 @@ Status NbdImageWriter::StartServer() {
   return Status::Ok();
 }
 
+// qemu-nbd on the host, listening on TCP; it writes its pid file once it listens (and has
+// opened the image), which is what WaitRemoteServer waits for.
+Status NbdImageWriter::StartRemoteServer() {
+  Host& host = *options_.host;
+  const NbdTcpExport& t = options_.tcp;
+  BFS_ASSIGN_OR_RETURN(std::string dir,
+                       host.RunChecked({"mktemp", "-d", "/tmp/backupfs-restore.XXXXXX"}));
+  while (!dir.empty() && (dir.back() == '\n' || dir.back() == '\r')) dir.pop_back();
+  pid_dir_ = dir;
+  std::vector<std::string> argv = {"qemu-nbd",
+                                   "--persistent",
+                                   "--shared=0",
+                                   "--bind=" + t.address,
+                                   "--port=" + std::to_string(t.port),
+                                   "--export-name=" + options_.export_name,
+                                   "--pid-file=" + pid_dir_ + "/qemu-nbd.pid"};
+  if (!t.server_tls_dir.empty()) {
+    argv.push_back("--object");
+    argv.push_back("tls-creds-x509,id=tls0,endpoint=server,dir=" + QemuOptValue(t.server_tls_dir) +
+                   ",verify-peer=" + (t.verify_client ? "on" : "off"));
+    argv.push_back("--tls-creds=tls0");
+  }
+  if (options_.compress) {
+    argv.push_back("--image-opts");
+    argv.push_back("driver=compress,file.driver=" + options_.format +
+                   ",file.file.driver=file,file.file.filename=" + QemuOptValue(partial()));
+  } else {
+    argv.push_back("--format=" + options_.format);
+    argv.push_back(partial());
+  }
+  BFS_ASSIGN_OR_RETURN(remote_server_, host.Spawn(argv));
+  return WaitRemoteServer();
+}
+
+Status NbdImageWriter::WaitRemoteServer() {
+  const auto deadline = std::chrono::steady_clock::now() + kRemoteStartTimeout;
+  const std::string pid_file = pid_dir_ + "/qemu-nbd.pid";
+  while (true) {
+    if (auto ended = remote_server_->Exited()) return ServerEnded(*ended);
+    BFS_ASSIGN_OR_RETURN(bool listening, options_.host->Exists(pid_file));
+    if (listening) return Status::Ok();
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status::IOError(options_.host->name() + ": qemu-nbd for " + partial() +
+                             " does not listen on " + options_.tcp.address + ":" +
+                             std::to_string(options_.tcp.port) + " after 30 s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// qemu-nbd ended before listening: a port in use gets its own advice.
+Status NbdImageWriter::ServerEnded(const std::string& how) const {
+  const std::string where = options_.tcp.address + ":" + std::to_string(options_.tcp.port);
+  if (how.find("Address already in use") != std::string::npos) {
+    return Status::IOError(options_.host->name() + ": NBD port " + where +
+                           " is in use (another backup or restore, or another program, "
+                           "listens there); give a free port with -P/--nbd-port (qemu-nbd " +
+                           how + ")");
+  }
+  std::string advice;
+  if (!options_.tcp.server_tls_dir.empty() && how.find("tls") != std::string::npos) {
+    advice = "; --tls needs server-cert.pem, server-key.pem and ca-cert.pem in " +
+             options_.tcp.server_tls_dir + " on " + options_.host->name();
+  }
+  return Status::IOError(options_.host->name() + ": qemu-nbd serving " + partial() + " on " +
+                         where + " " + how + advice);
+}
+
 Status NbdImageWriter::Connect() {
   for (unsigned i = 0; i < std::max(1u, options_.connections); ++i) {
     Handle h(nbd_create());
     if (!h) return Status::IOError(std::string("nbd_create: ") + nbd_get_error());
-    if (nbd_set_export_name(h.get(), options_.export_name.c_str()) == -1 ||
-        nbd_connect_unix(h.get(), options_.socket.c_str()) == -1) {
+    if (nbd_set_export_name(h.get(), options_.export_name.c_str()) == -1) {
+      return Status::IOError(std::string("nbd_set_export_name: ") + nbd_get_error());
+    }
+    if (remote()) {
+      Status s = ConnectNbd(h.get(), options_.tcp.client);
+      if (!s.ok()) {
+        return s.WithPrefix("cannot connect to qemu-nbd on " + options_.host->name() + " for " +
+                            partial());
+      }
+    } else if (nbd_connect_unix(h.get(), options_.socket.c_str()) == -1) {
       return Status::IOError("cannot connect to qemu-nbd for " + partial() + ": " +
                              nbd_get_error());
     }
@@ -99,6 +238,7 @@ Status NbdImageWriter::Finish() {
   }
   for (auto& h : conns_) nbd_shutdown(h.get(), 0);
   conns_.clear();
+  if (remote()) return FinishRemote();
   BFS_RETURN_IF_ERROR(server_->Stop());
   server_.reset();
   BFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(partial(), O_RDONLY));
@@ -108,6 +248,17 @@ Status NbdImageWriter::Finish() {
   }
   finished_ = true;
   return FsyncParentDir(options_.path);
+}
+
+Status NbdImageWriter::FinishRemote() {
+  Host& host = *options_.host;
+  BFS_RETURN_IF_ERROR(remote_server_->Stop("qemu-nbd on " + host.name() + " serving " + partial()));
+  remote_server_.reset();
+  BFS_RETURN_IF_ERROR(host.Sync(partial()));
+  BFS_RETURN_IF_ERROR(host.Rename(partial(), options_.path));
+  finished_ = true;
+  RemoveRemoteLeftovers();
+  return host.Sync(ParentDir(options_.path));
 }
 
 }  // namespace backupfs

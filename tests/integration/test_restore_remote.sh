@@ -1,0 +1,190 @@
+#!/bin/bash
+# test_restore_remote.sh BUILD_DIR
+#
+# backupfs-restore -a restore -U qemu+ssh://... -o REMOTE_DIR: the "remote host" is this
+# machine reached through sshd on 127.0.0.2:2222 (tests/integration/lib/remote.sh), so the
+# images it writes "there" can be checked here.
+#   restore: a running TCG domain (vda 32 MiB, vdb 32 MiB), a local full + inc with
+#            backupfs-capture, then each point restored to the remote host (qemu-img and
+#            qemu-nbd started there over ssh, NBD over TCP on 127.0.0.2): every image equal
+#            to its reference (qemu-img compare), no .partial left, the summary line; once
+#            plain, once --tls (libvirt's backup TLS setup of the host, client certificate
+#            given with --tls-cert); -w 2 puts the two disks on ports P and P+1.
+#   define:  -c -D -N over qemu+ssh: the domain is defined in the remote libvirt, its XML
+#            names the remote images, and vmconfig.xml is on the remote host; the --password
+#            given appears in no output and no log.
+#   faults:  the NBD port in use (a listener of the test's own on 127.0.0.2:P): exit 1 naming
+#            host and port, no image, no .partial on the remote host; a wrong ssh key: exit 1
+#            naming the host; a client CA that does not verify the server: exit 1 naming the
+#            certificate, no image; remote options without a remote -U: usage error; remote
+#            instant recovery refused.
+#   peer:    virtnbdrestore's remote mode on the same saveset, when it works here (optional).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib/harness.sh
+source "$HERE/lib/harness.sh"
+# shellcheck source=lib/capture.sh
+source "$HERE/lib/capture.sh"
+# shellcheck source=lib/restore.sh
+source "$HERE/lib/restore.sh"
+# shellcheck source=lib/remote.sh
+source "$HERE/lib/remote.sh"
+
+[[ $# -eq 1 ]] || harness_fail "usage: $0 BUILD_DIR"
+BUILD_DIR="$(realpath "$1")"
+CAPTURE="$BUILD_DIR/tools/backupfs-capture"
+RESTORE="$BUILD_DIR/tools/backupfs-restore"
+for b in "$CAPTURE" "$RESTORE"; do
+    [[ -x "$b" ]] || harness_fail "$b not built"
+done
+harness_init
+harness_require cmp python3 qemu-img qemu-nbd ssh-keygen certtool
+harness_start_libvirtd
+T="$HARNESS_DIR"
+K=1024
+M=$((1024 * 1024))
+remote_start_sshd
+remote_libvirt_backup_tls
+
+DOM="rrest-$$"
+OUT="$T/saveset"
+DISKS=(vda vdb)
+POINTS=()
+CHECKPOINTS=0
+REMOTE_HOST=127.0.0.2
+# A free pair of ports on 127.0.0.2 for this run (other tests use 10809 and their own).
+read -r PORT < <(python3 - <<'EOF'
+import socket
+for _ in range(200):
+    a = socket.socket(); a.bind(("127.0.0.2", 0)); p = a.getsockname()[1]
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.2", p + 1))
+    except OSError:
+        a.close(); continue
+    print(p); break
+EOF
+)
+[[ "$PORT" =~ ^[0-9]+$ ]] || harness_fail "no free pair of ports on 127.0.0.2"
+harness_log "NBD ports $PORT and $((PORT + 1)) on $REMOTE_HOST"
+
+# remote_restore OUTDIR [OPTION...] : backupfs-restore -i OUT -U REMOTE_URI -o OUTDIR.
+remote_restore() {
+    local outdir="$1"
+    shift
+    restore_run "$outdir" -i "$OUT" -U "$REMOTE_URI" -P "$PORT" "$@"
+}
+
+image() { printf '%s/%s.%s.qcow2' "$1" "$DOM" "$2"; }
+
+# check_point OUTDIR POINT : each disk's image there equals POINT's reference; nothing partial.
+check_point() {
+    local outdir="$1" point="$2" d
+    for d in "${DISKS[@]}"; do
+        restore_check_same "$point/$d in $outdir" "$(image "$outdir" "$d")" qcow2 \
+            "$OUT.ref/$point.$d.raw"
+    done
+    [[ -z "$(find "$outdir" -name '*.partial')" ]] || harness_fail "$outdir holds .partial files"
+    [[ "$RESTORED_POINT" == "$point" && "$RESTORED_IMAGES" == 2 ]] ||
+        harness_fail "summary says $RESTORED_POINT / $RESTORED_IMAGES images, want $point / 2"
+    harness_log "ok: $point restored to $REMOTE_HOST:$outdir exact"
+}
+
+# no_image OUTDIR WHAT : a failed restore left no image (complete or partial) in OUTDIR.
+no_image() {
+    local left
+    left="$(find "$1" -name '*.qcow2*' 2>/dev/null || true)"
+    [[ -z "$left" ]] || harness_fail "$2: left $left"
+}
+
+# --- a saveset: full + inc of a running domain ---------------------------------------------
+harness_create_domain "$DOM" 32 2
+rnd vda 0 "$M"
+pat vda 0x5a $((5 * M + 1536)) $((130 * K + 512))
+rnd vdb $((512 * K)) $((2 * M + 512))
+capture full
+rnd vda $((3 * M)) $((700 * K))
+pat vdb 0x3c $((20 * M)) $((64 * K))
+harness_guest_trim "$DOM" vda 0 $((256 * K))
+capture inc
+harness_log "saveset $OUT: ${POINTS[*]}"
+
+# --- every point, plain and TLS ------------------------------------------------------------
+for p in "${POINTS[@]}"; do
+    remote_restore "$T/remote/plain.$p" -u "$p"
+    check_point "$T/remote/plain.$p" "$p"
+done
+remote_restore "$T/remote/tls" -u "${POINTS[-1]}" --tls --tls-cert "$REMOTE_PKI/client" -w 2
+check_point "$T/remote/tls" "${POINTS[-1]}"
+grep -qF "(TLS, $REMOTE_PKI/server on the host)" "$T/restore.err" ||
+    harness_fail "--tls: the log does not say TLS with the host's directory: $(cat "$T/restore.err")"
+
+# --- -c -D over qemu+ssh ---------------------------------------------------------------------
+NEW="$DOM-def"
+SECRET="rrest-secret-$$"
+HARNESS_DOMAINS+=("$NEW")
+remote_restore "$T/remote/def" -cD -N "$NEW" --password "$SECRET" -v -L "$T/def.log"
+check_point "$T/remote/def" "${POINTS[-1]}"
+harness_virsh dominfo "$NEW" >/dev/null || harness_fail "-D did not define $NEW"
+xml="$(harness_virsh dumpxml "$NEW")"
+for d in "${DISKS[@]}"; do
+    grep -qF "<source file='$(image "$T/remote/def" "$d")'/>" <<<"$xml" ||
+        harness_fail "$NEW's XML does not name the remote image of $d: $xml"
+done
+grep -qF "<name>$NEW</name>" "$T/remote/def/vmconfig.xml" ||
+    harness_fail "no adjusted vmconfig.xml on the remote host"
+if grep -rqF -- "$SECRET" "$T/restore.out" "$T/restore.err" "$T/def.log"; then
+    harness_fail "the --password appears in the output or the log"
+fi
+harness_log "ok: -c -D defined $NEW over qemu+ssh with the remote paths; password not logged"
+
+# --- faults ----------------------------------------------------------------------------------
+# The NBD port in use: a listener of our own holds it (started by us, stopped by pid).
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.2", int(sys.argv[1]))); s.listen(1)
+open(sys.argv[2], "w").close()
+time.sleep(600)' "$PORT" "$T/listener.ready" &
+LISTENER=$!
+stop_listener() { kill "$LISTENER" 2>/dev/null || true; }
+harness_on_exit stop_listener
+harness_wait_for 30 "the listener on $PORT" test -e "$T/listener.ready" ||
+    harness_fail "the test's listener on 127.0.0.2:$PORT does not start"
+restore_expect_rc 1 "NBD port in use" "NBD port $REMOTE_HOST:$PORT is in use" \
+    "$RESTORE" -n -i "$OUT" -U "$REMOTE_URI" -P "$PORT" -w 1 -o "$T/remote/busy"
+grep -qF "host $REMOTE_HOST" "$T/fail.out" || harness_fail "port in use: no host named: $(cat "$T/fail.out")"
+no_image "$T/remote/busy" "port in use"
+stop_listener
+wait "$LISTENER" 2>/dev/null || true
+
+ssh-keygen -q -t ed25519 -N '' -f "$T/wrong_key"
+restore_expect_rc 1 "wrong ssh key" "$REMOTE_HOST" \
+    "$RESTORE" -n -i "$OUT" -U "$REMOTE_URI" --ssh-private-key "$T/wrong_key" -P "$PORT" \
+    -o "$T/remote/wrongkey"
+no_image "$T/remote/wrongkey" "wrong ssh key"
+
+restore_expect_rc 1 "client CA does not verify the server" "ca-cert.pem" \
+    "$RESTORE" -n -i "$OUT" -U "$REMOTE_URI" -P "$PORT" --tls --tls-cert "$REMOTE_PKI/wrongca" \
+    -o "$T/remote/wrongca"
+no_image "$T/remote/wrongca" "wrong CA"
+
+restore_expect_rc 2 "remote options without a remote -U" "goes with a remote -U" \
+    "$RESTORE" -n -i "$OUT" -P "$PORT" -o "$T/local"
+restore_expect_rc 2 "remote instant recovery" "remote instant recovery is not supported" \
+    "$RESTORE" -a instant -i "$OUT" -U "$REMOTE_URI" -o "$T/instant"
+restore_expect_rc 1 "relative remote -o" "absolute path" \
+    "$RESTORE" -n -i "$OUT" -U "$REMOTE_URI" -o relative/dir
+harness_log "ok: faults"
+
+# --- peer: virtnbdrestore's remote mode (optional) --------------------------------------------
+if virtnbdrestore --help 2>&1 | grep -q -- "--ssh-user"; then
+    rc=0
+    timeout 300 virtnbdrestore -U "$REMOTE_URI" --ssh-user root -P "$PORT" -i "$OUT" \
+        -o "$T/remote/peer" -n -L "$T/peer.log" >"$T/peer.out" 2>&1 || rc=$?
+    if ((rc == 0)) && [[ -f "$(image "$T/remote/peer" vda)" ]]; then
+        harness_log "peer: virtnbdrestore's remote mode restored into $T/remote/peer"
+    else
+        harness_log "peer: virtnbdrestore's remote mode does not work here (exit $rc): $(tail -n 2 "$T/peer.out")"
+    fi
+fi
+harness_log "PASS"
