@@ -179,7 +179,7 @@ harness_log "ok: faults"
 # --- peer: virtnbdrestore's remote mode (optional) --------------------------------------------
 if virtnbdrestore --help 2>&1 | grep -q -- "--ssh-user"; then
     rc=0
-    timeout 300 virtnbdrestore -U "$REMOTE_URI" --ssh-user root -P "$PORT" -i "$OUT" \
+    timeout 120 virtnbdrestore -U "$REMOTE_URI" --ssh-user root -P "$PORT" -i "$OUT" \
         -o "$T/remote/peer" -n -L "$T/peer.log" >"$T/peer.out" 2>&1 || rc=$?
     if ((rc == 0)) && [[ -f "$(image "$T/remote/peer" vda)" ]]; then
         harness_log "peer: virtnbdrestore's remote mode restored into $T/remote/peer"
