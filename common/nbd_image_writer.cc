@@ -4,27 +4,13 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <filesystem>
-#include <thread>
 
 #include "common/subprocess.h"
 #include "stream/file.h"
 
 namespace backupfs {
 namespace {
-
-constexpr auto kRemoteStartTimeout = std::chrono::seconds(30);
-
-// A value inside QEMU's key=value,... option syntax: commas are doubled.
-std::string QemuOptValue(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    out += c;
-    if (c == ',') out += ',';
-  }
-  return out;
-}
 
 std::string ParentDir(const std::string& path) {
   std::string dir = std::filesystem::path(path).parent_path().string();
@@ -56,14 +42,9 @@ NbdImageWriter::~NbdImageWriter() {
   }
 }
 
-// Best effort: the partial image and qemu-nbd's pid file of a writer that did not finish.
+// Best effort: the partial image of a writer that did not finish.
 void NbdImageWriter::RemoveRemoteLeftovers() {
-  Host& host = *options_.host;
-  if (created_ && !finished_) (void)host.Remove(partial());
-  if (!pid_dir_.empty()) {
-    (void)host.Remove(pid_dir_ + "/qemu-nbd.pid");
-    (void)host.Remove(pid_dir_);
-  }
+  if (created_ && !finished_) (void)options_.host->Remove(partial());
 }
 
 // O_EXCL claims the name first: qemu-img would silently truncate an existing file.
@@ -121,72 +102,22 @@ Status NbdImageWriter::StartServer() {
   return Status::Ok();
 }
 
-// qemu-nbd on the host, listening on TCP; it writes its pid file once it listens (and has
-// opened the image), which is what WaitRemoteServer waits for.
+// qemu-nbd on the host, listening on TCP (TLS with the host's x509 files); returns once it
+// accepts connections. A port another program holds is an error naming the host and port.
 Status NbdImageWriter::StartRemoteServer() {
-  Host& host = *options_.host;
   const NbdTcpExport& t = options_.tcp;
-  BFS_ASSIGN_OR_RETURN(std::string dir,
-                       host.RunChecked({"mktemp", "-d", "/tmp/backupfs-restore.XXXXXX"}));
-  while (!dir.empty() && (dir.back() == '\n' || dir.back() == '\r')) dir.pop_back();
-  pid_dir_ = dir;
-  std::vector<std::string> argv = {"qemu-nbd",
-                                   "--persistent",
-                                   "--shared=0",
-                                   "--bind=" + t.address,
-                                   "--port=" + std::to_string(t.port),
-                                   "--export-name=" + options_.export_name,
-                                   "--pid-file=" + pid_dir_ + "/qemu-nbd.pid"};
-  if (!t.server_tls_dir.empty()) {
-    argv.push_back("--object");
-    argv.push_back("tls-creds-x509,id=tls0,endpoint=server,dir=" + QemuOptValue(t.server_tls_dir) +
-                   ",verify-peer=" + (t.verify_client ? "on" : "off"));
-    argv.push_back("--tls-creds=tls0");
-  }
-  if (options_.compress) {
-    argv.push_back("--image-opts");
-    argv.push_back("driver=compress,file.driver=" + options_.format +
-                   ",file.file.driver=file,file.file.filename=" + QemuOptValue(partial()));
-  } else {
-    argv.push_back("--format=" + options_.format);
-    argv.push_back(partial());
-  }
-  BFS_ASSIGN_OR_RETURN(remote_server_, host.Spawn(argv));
-  return WaitRemoteServer();
-}
-
-Status NbdImageWriter::WaitRemoteServer() {
-  const auto deadline = std::chrono::steady_clock::now() + kRemoteStartTimeout;
-  const std::string pid_file = pid_dir_ + "/qemu-nbd.pid";
-  while (true) {
-    if (auto ended = remote_server_->Exited()) return ServerEnded(*ended);
-    BFS_ASSIGN_OR_RETURN(bool listening, options_.host->Exists(pid_file));
-    if (listening) return Status::Ok();
-    if (std::chrono::steady_clock::now() > deadline) {
-      return Status::IOError(options_.host->name() + ": qemu-nbd for " + partial() +
-                             " does not listen on " + options_.tcp.address + ":" +
-                             std::to_string(options_.tcp.port) + " after 30 s");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
-// qemu-nbd ended before listening: a port in use gets its own advice.
-Status NbdImageWriter::ServerEnded(const std::string& how) const {
-  const std::string where = options_.tcp.address + ":" + std::to_string(options_.tcp.port);
-  if (how.find("Address already in use") != std::string::npos) {
-    return Status::IOError(options_.host->name() + ": NBD port " + where +
-                           " is in use (another backup or restore, or another program, "
-                           "listens there); give a free port with -P/--nbd-port (qemu-nbd " +
-                           how + ")");
-  }
-  std::string advice;
-  if (!options_.tcp.server_tls_dir.empty() && how.find("tls") != std::string::npos) {
-    advice = "; --tls needs server-cert.pem, server-key.pem and ca-cert.pem in " +
-             options_.tcp.server_tls_dir + " on " + options_.host->name();
-  }
-  return Status::IOError(options_.host->name() + ": qemu-nbd serving " + partial() + " on " +
-                         where + " " + how + advice);
+  QemuNbdOptions q;
+  q.image = partial();
+  q.format = options_.format;
+  q.export_name = options_.export_name;
+  q.writable = true;
+  q.compress = options_.compress;
+  q.tcp_address = t.address;
+  q.tcp_port = t.port;
+  q.tls_dir = t.server_tls_dir;
+  q.tls_verify_peer = t.verify_client;
+  BFS_ASSIGN_OR_RETURN(remote_server_, StartQemuNbdOn(*options_.host, q));
+  return Status::Ok();
 }
 
 Status NbdImageWriter::Connect() {
@@ -252,12 +183,11 @@ Status NbdImageWriter::Finish() {
 
 Status NbdImageWriter::FinishRemote() {
   Host& host = *options_.host;
-  BFS_RETURN_IF_ERROR(remote_server_->Stop("qemu-nbd on " + host.name() + " serving " + partial()));
+  BFS_RETURN_IF_ERROR(remote_server_->Stop());
   remote_server_.reset();
   BFS_RETURN_IF_ERROR(host.Sync(partial()));
   BFS_RETURN_IF_ERROR(host.Rename(partial(), options_.path));
   finished_ = true;
-  RemoveRemoteLeftovers();
   return host.Sync(ParentDir(options_.path));
 }
 

@@ -80,8 +80,6 @@ class NbdImageWriter final : public ImageWriter {
   Status ClaimRemote();
   Status StartServer();
   Status StartRemoteServer();
-  Status WaitRemoteServer();
-  Status ServerEnded(const std::string& how) const;
   Status Connect();
   Status NbdError(const std::string& what, uint64_t offset) const;
   Status FinishRemote();
@@ -90,9 +88,8 @@ class NbdImageWriter final : public ImageWriter {
   const NbdImageOptions options_;
   bool created_ = false;
   bool finished_ = false;
-  std::unique_ptr<QemuNbdServer> server_;       // this machine
-  std::unique_ptr<HostProcess> remote_server_;  // a remote host
-  std::string pid_dir_;                         // remote: a private dir for qemu-nbd's pid file
+  std::unique_ptr<QemuNbdServer> server_;             // this machine
+  std::unique_ptr<HostQemuNbdServer> remote_server_;  // a remote host
   std::vector<Handle> conns_;  // one per lane; a lane is used by one thread at a time
 };
 

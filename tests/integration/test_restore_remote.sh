@@ -150,7 +150,7 @@ stop_listener() { kill "$LISTENER" 2>/dev/null || true; }
 harness_on_exit stop_listener
 harness_wait_for 30 "the listener on $PORT" test -e "$T/listener.ready" ||
     harness_fail "the test's listener on 127.0.0.2:$PORT does not start"
-restore_expect_rc 1 "NBD port in use" "NBD port $REMOTE_HOST:$PORT is in use" \
+restore_expect_rc 1 "NBD port in use" "something already listens on $REMOTE_HOST:$PORT" \
     "$RESTORE" -n -i "$OUT" -U "$REMOTE_URI" -P "$PORT" -w 1 -o "$T/remote/busy"
 grep -qF "host $REMOTE_HOST" "$T/fail.out" || harness_fail "port in use: no host named: $(cat "$T/fail.out")"
 no_image "$T/remote/busy" "port in use"
