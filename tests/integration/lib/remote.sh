@@ -14,14 +14,15 @@ _remote_locked() { _remote_locked_in "$REMOTE_STATE" "$@"; }
 
 # _remote_locked_in DIR CMD... : runs CMD holding DIR/setup.lock (not inherited by CMD's
 # children, so a daemon it starts does not keep the lock).
+# Its locals have odd names: CMD sees them (bash scopes dynamically) and may use its own.
 _remote_locked_in() {
-    local dir="$1" fd rc=0
+    local _rl_dir="$1" _rl_fd _rl_rc=0
     shift
-    exec {fd}>"$dir/setup.lock"
-    flock -x "$fd"
-    "$@" {fd}>&- || rc=$?
-    exec {fd}>&-
-    return "$rc"
+    exec {_rl_fd}>"$_rl_dir/setup.lock"
+    flock -x "$_rl_fd"
+    "$@" {_rl_fd}>&- || _rl_rc=$?
+    exec {_rl_fd}>&-
+    return "$_rl_rc"
 }
 
 _remote_sshd_accepts() { timeout 2 bash -c "exec 3<>/dev/tcp/$REMOTE_SSH_ADDRESS/$REMOTE_SSH_PORT" 2>/dev/null; }
@@ -236,7 +237,7 @@ _remote_restart_libvirtd() {
     libvirtd -d </dev/null >>"$HARNESS_ROOT/libvirtd-start.log" 2>&1 ||
         harness_fail "libvirtd -d fails (log: $HARNESS_ROOT/libvirtd-start.log)"
     harness_wait_for 120 "libvirtd to answer" _harness_libvirt_answers ||
-        harness_fail "libvirtd does not answer after a restart"
+        harness_fail "libvirtd does not answer after a restart (does it accept the backup_tls_x509_* lines at the end of /etc/libvirt/qemu.conf?)"
 }
 
 # remote_libvirt_backup_tls [DIR] [VERIFY] : libvirt's QEMU serves backup NBD exports over TLS
