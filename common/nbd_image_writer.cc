@@ -144,8 +144,11 @@ Status NbdImageWriter::Connect() {
 
 Status NbdImageWriter::NbdError(const std::string& what, uint64_t offset) const {
   const int err = nbd_get_errno();
-  std::string msg = "cannot " + what + " " + partial() + " at offset " + std::to_string(offset) +
-                    ": " + nbd_get_error();
+  // A remote image is named with its host, and the endpoint (a cut network shows there).
+  const std::string image = remote() ? options_.host->name() + ":" + partial() : partial();
+  std::string msg = "cannot " + what + " " + image + " at offset " + std::to_string(offset) +
+                    (remote() ? " over NBD " + options_.tcp.client.Describe() : "") + ": " +
+                    nbd_get_error();
   return err == ENOSPC ? Status::FromErrno(msg, ENOSPC) : Status::IOError(msg);
 }
 

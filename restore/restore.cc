@@ -270,6 +270,8 @@ class Restore {
       n.tcp.verify_client = tls_.verify;
     }
     n.tcp.client = o_.remote.ClientEndpoint(port);
+    log_.Debug("disk image " + Where(n.path) + ": qemu-nbd on " + n.tcp.address + ":" +
+               std::to_string(port) + ", connecting to " + n.tcp.client.Describe());
     return AsWriter(NbdImageWriter::Create(n));
   }
 
