@@ -10,15 +10,20 @@
 #            to its reference (qemu-img compare), no .partial left, the summary line; once
 #            plain, once --tls (libvirt's backup TLS setup of the host, client certificate
 #            given with --tls-cert); -w 2 puts the two disks on ports P and P+1.
+#   proxy:   --nbd-connect through tests/tools/delay_proxy.py on 127.0.0.3 with --tls (the
+#            server certificate names 127.0.0.3 too); then the proxy resets every connection
+#            mid-transfer: exit 1 naming the image, no image or .partial left on the host, no
+#            qemu-nbd left serving it.
 #   define:  -c -D -N over qemu+ssh: the domain is defined in the remote libvirt, its XML
 #            names the remote images, and vmconfig.xml is on the remote host; the --password
 #            given appears in no output and no log.
-#   faults:  the NBD port in use (a listener of the test's own on 127.0.0.2:P): exit 1 naming
-#            host and port, no image, no .partial on the remote host; a wrong ssh key: exit 1
-#            naming the host; a client CA that does not verify the server: exit 1 naming the
-#            certificate, no image; remote options without a remote -U: usage error; remote
-#            instant recovery refused.
-#   peer:    virtnbdrestore's remote mode on the same saveset, when it works here (optional).
+#   faults:  each exit 1 with no image left: an unreachable ssh port (host and port named);
+#            the NBD port in use (a listener of the test's own on 127.0.0.2:P; host and port
+#            named); a wrong ssh key (host named); a client CA that does not verify the server
+#            (its ca-cert.pem named); a relative -o. Usage errors (exit 2): remote options
+#            without a remote -U, remote instant recovery.
+#   peer:    virtnbdrestore's remote mode on the same saveset, when it works here (optional;
+#            its vdb compared: 1.9.15 skips zero frames, so vda's trim is not restored).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/harness.sh
@@ -209,6 +214,11 @@ grep -qF "host $REMOTE_HOST" "$T/fail.out" || harness_fail "port in use: no host
 no_image "$T/remote/busy" "port in use"
 stop_listener
 wait "$LISTENER" 2>/dev/null || true
+
+# Nothing listens on 127.0.0.2:1: an unreachable ssh server, named with its port.
+restore_expect_rc 1 "unreachable ssh port" "cannot connect to $REMOTE_HOST:1 over ssh" \
+    "$RESTORE" -n -i "$OUT" -U "$REMOTE_URI" --ssh-port 1 -o "$T/remote/unreachable"
+no_image "$T/remote/unreachable" "unreachable host"
 
 ssh-keygen -q -t ed25519 -N '' -f "$T/wrong_key"
 restore_expect_rc 1 "wrong ssh key" "$REMOTE_HOST" \
