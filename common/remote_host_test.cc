@@ -16,6 +16,7 @@
 
 #include "common/host.h"
 #include "common/qemu_nbd.h"
+#include "common/remote.h"
 #include "common/subprocess.h"
 #include "stream/test_util.h"
 
@@ -92,6 +93,21 @@ TEST_F(RemoteHostTest, NamesItself) {
   EXPECT_TRUE(host->remote());
   EXPECT_EQ(host->name(), "host 127.0.0.2");
   EXPECT_EQ(host->address(), "127.0.0.2");
+}
+
+// The fixture's libvirt URI is all a run needs to reach the host.
+TEST_F(RemoteHostTest, ConnectHostFromTheUri) {
+  if (Env("REMOTE_URI").empty()) GTEST_SKIP() << "no REMOTE_URI";
+  auto remote = RemoteFromUri(Env("REMOTE_URI"), RemoteOptions{});
+  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+  auto host = ConnectHost(*remote);
+  ASSERT_TRUE(host.ok()) << host.status().ToString();
+  EXPECT_TRUE((*host)->remote());
+  EXPECT_EQ((*host)->RunChecked({"echo", "hi"}).value(), "hi\n");
+  auto local = ConnectHost(*RemoteFromUri("qemu:///system", RemoteOptions{}));
+  ASSERT_TRUE(local.ok());
+  EXPECT_FALSE((*local)->remote());
+  EXPECT_EQ((*local)->name(), "this host");
 }
 
 TEST_F(RemoteHostTest, RunPassesEveryWordVerbatim) {
@@ -294,6 +310,22 @@ TEST_F(RemoteHostTest, SpawnedProcessDiesWhenTheClientStopsAnswering) {
   waitpid(child, nullptr, 0);
 }
 
+// sshd drops clients that do not answer its ClientAlive probes (6 s in the test sshd): a host
+// left alone while NBD data flows must keep its spawned programs.
+TEST_F(RemoteHostTest, SpawnedProcessSurvivesAnIdleOwner) {
+  auto host = Connect();
+  ASSERT_NE(host, nullptr);
+  const std::string secs = SleepSeconds();
+  auto p = host->Spawn({"sleep", secs});
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  ASSERT_TRUE(WaitFor([&] { return Running("sleep " + secs); }));
+  // Watches for the sleep to end, which it must not, for three times sshd's patience.
+  EXPECT_FALSE(WaitFor([&] { return !Running("sleep " + secs); }, 18))
+      << "sleep ended while its owner was idle";
+  EXPECT_EQ((*p)->Exited(), std::nullopt);
+  EXPECT_EQ((*p)->Stop("sleep").message(), "sleep on host 127.0.0.2 exited with 143: Terminated");
+}
+
 TEST_F(RemoteHostTest, UnreachablePortIsNamed) {
   options_.port = 2223;
   auto host = ConnectSsh(options_);
@@ -394,6 +426,28 @@ TEST_F(RemoteQemuNbdTest, ServesOverTcpAndRefusesASecondServerOnThePort) {
   Status stopped = (*server)->Stop();
   EXPECT_TRUE(stopped.ok()) << stopped.ToString();
   EXPECT_FALSE(Running("qemu-nbd.*--port=" + std::to_string(port_) + ".*"));
+}
+
+// The port taken where our probe does not look (a wildcard bind over a server on one
+// address): qemu-nbd's own complaint, with the hint.
+TEST_F(RemoteQemuNbdTest, PortInUseQuotesQemuNbdWithTheHint) {
+  auto host = Connect();
+  ASSERT_NE(host, nullptr);
+  auto first = StartQemuNbdOn(*host, Options());
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  QemuNbdOptions o = Options();
+  o.tcp_address = "0.0.0.0";
+  auto second = StartQemuNbdOn(*host, o, "127.0.0.4");
+  ASSERT_FALSE(second.ok());
+  const std::string port = std::to_string(port_);
+  EXPECT_EQ(Contains(second.status(), "qemu-nbd on host 127.0.0.2 (*:" + port + ") for " +
+                                          File("disk.raw") + " exited with 1: "),
+            "");
+  EXPECT_EQ(
+      Contains(second.status(), "Address already in use; another backup may be running on port " +
+                                    port + ": pick another port with -P"),
+      "");
+  EXPECT_TRUE((*first)->Stop().ok());
 }
 
 TEST_F(RemoteQemuNbdTest, BindFailureQuotesQemuNbd) {
