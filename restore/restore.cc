@@ -1,14 +1,11 @@
 #include "restore/restore.h"
 
 #include <fcntl.h>
-#include <libvirt/libvirt.h>
-#include <libvirt/virterror.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -27,6 +24,7 @@
 #include "common/vmconfig_adjust.h"
 #include "restore/copy.h"
 #include "restore/plan.h"
+#include "restore/remote_target.h"
 #include "restore/serialized_host.h"
 
 namespace backupfs {
@@ -65,94 +63,6 @@ class SocketDir {
   explicit SocketDir(std::string path) : path_(std::move(path)) {}
   std::string path_;
 };
-
-// libvirt's x509 setup on the host (its qemu.conf), which qemu-nbd's TLS follows as QEMU's
-// own backup exports do: backup_tls_x509_* settings, else default_tls_x509_*, else
-// /etc/pki/qemu with client certificates verified.
-struct HostTls {
-  std::string dir = kDefaultTlsDir;
-  bool verify = true;
-};
-
-// `key = "value"` or `key = 1` in a libvirt config file ("" when not set).
-std::string ConfSetting(const std::string& conf, const std::string& key) {
-  size_t pos = 0;
-  while (pos < conf.size()) {
-    size_t end = conf.find('\n', pos);
-    if (end == std::string::npos) end = conf.size();
-    std::string line = conf.substr(pos, end - pos);
-    pos = end + 1;
-    size_t eq = line.find('=');
-    if (line.rfind(key, 0) != 0 || eq == std::string::npos) continue;
-    if (line.find_first_not_of(" \t", key.size()) != eq) continue;
-    std::string value = line.substr(eq + 1);
-    value.erase(0, value.find_first_not_of(" \t\""));
-    value.erase(value.find_last_not_of(" \t\r\"") + 1);
-    return value;
-  }
-  return "";
-}
-
-HostTls ReadHostTls(Host& host) {
-  HostTls tls;
-  auto conf = host.ReadFile("/etc/libvirt/qemu.conf");
-  if (!conf.ok()) return tls;
-  for (const char* prefix : {"default_tls_x509_", "backup_tls_x509_"}) {
-    std::string dir = ConfSetting(*conf, std::string(prefix) + "cert_dir");
-    if (!dir.empty()) tls.dir = dir;
-    std::string verify = ConfSetting(*conf, std::string(prefix) + "verify");
-    if (!verify.empty()) tls.verify = verify != "0";
-  }
-  return tls;
-}
-
-// --user/--password answer libvirt's credential questions; the password is handed over and
-// never logged.
-int AnswerCredentials(virConnectCredentialPtr cred, unsigned int ncred, void* data) {
-  const auto* remote = static_cast<const RemoteOptions*>(data);
-  for (unsigned int i = 0; i < ncred; ++i) {
-    const std::string* answer = nullptr;
-    if (cred[i].type == VIR_CRED_AUTHNAME || cred[i].type == VIR_CRED_USERNAME) {
-      answer = &remote->libvirt_user;
-    } else if (cred[i].type == VIR_CRED_PASSPHRASE || cred[i].type == VIR_CRED_NOECHOPROMPT) {
-      answer = &remote->libvirt_password;
-    }
-    if (answer == nullptr || answer->empty()) return -1;
-    cred[i].result = strdup(answer->c_str());
-    if (cred[i].result == nullptr) return -1;
-    cred[i].resultlen = static_cast<unsigned int>(answer->size());
-  }
-  return 0;
-}
-
-// The libvirt connection for -D: with --user/--password when given.
-Result<UniqueConnect> ConnectDefineTarget(const RestoreOptions& o) {
-  const RemoteOptions& r = o.remote;
-  if (r.libvirt_user.empty() && r.libvirt_password.empty()) return ConnectLibvirt(o.uri);
-  int types[] = {VIR_CRED_AUTHNAME, VIR_CRED_USERNAME, VIR_CRED_PASSPHRASE, VIR_CRED_NOECHOPROMPT};
-  virConnectAuth auth{types, sizeof(types) / sizeof(types[0]), AnswerCredentials,
-                      const_cast<RemoteOptions*>(&r)};
-  const std::string uri = o.uri.empty() ? "qemu:///system" : o.uri;
-  UniqueConnect conn(virConnectOpenAuth(uri.c_str(), &auth, 0));
-  if (!conn) {
-    virErrorPtr e = virGetLastError();
-    return Status::IOError("cannot connect to libvirt at " + uri + " as user " + r.libvirt_user +
-                           ": " + (e != nullptr && e->message != nullptr ? e->message : "?") +
-                           " (check --user and --password)");
-  }
-  return conn;
-}
-
-// A file written on the host as `path`.partial, made durable and renamed: a file under its
-// final name is complete.
-Status WriteHostFileAtomically(Host& host, const std::string& path, const std::string& contents) {
-  const std::string partial = path + ".partial";
-  BFS_RETURN_IF_ERROR(host.WriteFile(partial, contents, 0600));
-  BFS_RETURN_IF_ERROR(host.Sync(partial));
-  BFS_RETURN_IF_ERROR(host.Rename(partial, path));
-  std::string dir = fs::path(path).parent_path().string();
-  return host.Sync(dir.empty() ? "." : dir);
-}
 
 class Restore {
  public:
@@ -231,7 +141,7 @@ class Restore {
     name_ = o_.name.empty() ? DefaultRestoredName(original) : o_.name;
     if (!o_.define) return Status::Ok();
     SilenceLibvirtErrors();
-    BFS_ASSIGN_OR_RETURN(conn_, ConnectDefineTarget(o_));
+    BFS_ASSIGN_OR_RETURN(conn_, ConnectLibvirtAs(o_.uri, o_.remote));
     return RequireNameFree(conn_.get(), name_);
   }
 
