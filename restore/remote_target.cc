@@ -4,7 +4,6 @@
 #include <libvirt/virterror.h>
 
 #include <cstring>
-#include <filesystem>
 
 namespace backupfs {
 namespace {
@@ -80,15 +79,6 @@ Result<UniqueConnect> ConnectLibvirtAs(const std::string& uri, const RemoteOptio
         " (check --user and --password)");
   }
   return conn;
-}
-
-Status WriteHostFileAtomically(Host& host, const std::string& path, const std::string& contents) {
-  const std::string partial = path + ".partial";
-  BFS_RETURN_IF_ERROR(host.WriteFile(partial, contents, 0600));
-  BFS_RETURN_IF_ERROR(host.Sync(partial));
-  BFS_RETURN_IF_ERROR(host.Rename(partial, path));
-  const std::string dir = std::filesystem::path(path).parent_path().string();
-  return host.Sync(dir.empty() ? "." : dir);
 }
 
 }  // namespace backupfs

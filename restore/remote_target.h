@@ -1,6 +1,6 @@
 // The pieces of a restore onto another hypervisor that are not about images: how that host's
-// libvirt sets up x509 for QEMU (which the restore's qemu-nbd follows), the libvirt
-// connection with --user/--password, and small files written there atomically.
+// libvirt sets up x509 for QEMU (which the restore's qemu-nbd follows), and the libvirt
+// connection with --user/--password.
 #pragma once
 
 #include <string>
@@ -29,9 +29,5 @@ HostTls ReadHostTls(Host& host);
 // they answer libvirt's credential questions (SASL). The password is never logged nor put
 // in a message.
 Result<UniqueConnect> ConnectLibvirtAs(const std::string& uri, const RemoteOptions& remote);
-
-// Writes `path` on the host as path.partial, fsyncs it, renames it and fsyncs its directory:
-// a file under its final name is complete.
-Status WriteHostFileAtomically(Host& host, const std::string& path, const std::string& contents);
 
 }  // namespace backupfs

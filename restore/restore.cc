@@ -403,7 +403,8 @@ class Restore {
       BFS_ASSIGN_OR_RETURN(xml, AdjustedConfig());
       adjusted_ = xml;
     }
-    BFS_RETURN_IF_ERROR(WriteHostFileAtomically(*host_, plan_.config_target, xml));
+    // Both hosts write it as a partial file, fsync it and rename it into place.
+    BFS_RETURN_IF_ERROR(host_->WriteFile(plan_.config_target, xml, 0600));
     summary_.config = plan_.config_target;
     log_.Info(std::string(adjusted_.empty() ? "domain XML (as saved) " : "adjusted domain XML ") +
               "written to " + Where(plan_.config_target));
