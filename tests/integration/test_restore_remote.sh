@@ -13,7 +13,7 @@
 #   proxy:   --nbd-connect through tests/tools/delay_proxy.py on 127.0.0.3 with --tls (the
 #            server certificate names 127.0.0.3 too); then the proxy resets every connection
 #            mid-transfer: exit 1 naming the image, no image or .partial left on the host, no
-#            qemu-nbd left serving it.
+#            qemu-nbd left serving it; the same after SIGTERM mid-transfer.
 #   define:  -c -D -N over qemu+ssh: the domain is defined in the remote libvirt, its XML
 #            names the remote images, and vmconfig.xml is on the remote host; the --password
 #            given appears in no output and no log.
@@ -174,8 +174,26 @@ no_image "$T/remote/cut" "network cut"
 cut_server_gone() { ! pgrep -f "[q]emu-nbd.*$T/remote/cut/" >/dev/null; }
 harness_wait_for 30 "qemu-nbd on the cut image to end" cut_server_gone ||
     harness_fail "a qemu-nbd still serves the cut image: $(pgrep -af "[q]emu-nbd.*$T/remote/cut/")"
-stop_proxy
 harness_log "ok: network cut: $(grep -m 1 ERROR "$T/cut.out")"
+
+# SIGTERM mid-transfer: exit 1, the partial image removed from the host, qemu-nbd stopped.
+rc=0
+"$RESTORE" -n -i "$OUT" -U "$REMOTE_URI" -P "$PORT" --nbd-connect "127.0.0.3:$PROXY_PORT" \
+    -o "$T/remote/term" >"$T/cut.out" 2>&1 &
+TERM_PID=$!
+harness_wait_for 60 "vda's copy through the proxy" copying_vda ||
+    harness_fail "the restore never started copying through the proxy: $(cat "$T/cut.out")"
+kill -TERM "$TERM_PID"
+wait "$TERM_PID" || rc=$?
+((rc == 1)) || harness_fail "SIGTERM: exit $rc, want 1: $(cat "$T/cut.out")"
+grep -qF "interrupted by signal 15: the partial images were removed" "$T/cut.out" ||
+    harness_fail "SIGTERM: not reported: $(cat "$T/cut.out")"
+no_image "$T/remote/term" "SIGTERM"
+term_server_gone() { ! pgrep -f "[q]emu-nbd.*$T/remote/term/" >/dev/null; }
+harness_wait_for 30 "qemu-nbd on the interrupted image to end" term_server_gone ||
+    harness_fail "a qemu-nbd still serves the interrupted image"
+stop_proxy
+harness_log "ok: SIGTERM mid-transfer leaves nothing on the host"
 
 # --- -c -D over qemu+ssh ---------------------------------------------------------------------
 NEW="$DOM-def"
