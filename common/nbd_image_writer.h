@@ -43,7 +43,8 @@ struct NbdImageOptions {
   std::vector<std::string> create_options;  // qemu-img create -o values, e.g. "cluster_size=65536"
   bool preallocate = false;                 // preallocation=full, as virtnbdrestore's -A
   bool compress = false;                    // compressed qcow2 clusters
-  // The machine the image is written on; must outlive the writer. Remote hosts need `tcp`.
+  // The machine the image is written on (nullptr: this one); must outlive the writer. A
+  // remote host needs `tcp`.
   Host* host = nullptr;
   std::string socket;  // this machine: unix socket for qemu-nbd (must not exist)
   NbdTcpExport tcp;    // a remote host
@@ -74,7 +75,7 @@ class NbdImageWriter final : public ImageWriter {
 
   explicit NbdImageWriter(NbdImageOptions options) : options_(std::move(options)) {}
   std::string partial() const { return options_.path + ".partial"; }
-  bool remote() const { return options_.host->remote(); }
+  bool remote() const { return options_.host != nullptr && options_.host->remote(); }
   Status CreateImage();
   Status ClaimLocal();
   Status ClaimRemote();
