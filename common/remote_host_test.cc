@@ -200,6 +200,11 @@ TEST_F(RemoteHostTest, FileErrorsNameHostAndPath) {
   EXPECT_EQ(Contains(fetch, File("nope") + " on host 127.0.0.2"), "");
   Status put = host->PutFile(File("nope"), File("x"), 0600);
   EXPECT_EQ(Contains(put, File("nope")), "");
+  // A copy that fails half-way leaves no .partial behind (a directory cannot be read).
+  put = host->PutFile(scratch_->path(), File("x"), 0600);
+  EXPECT_EQ(Contains(put, "cannot read " + scratch_->path()), "");
+  EXPECT_FALSE(*host->Exists(File("x.partial")));
+  EXPECT_FALSE(*host->Exists(File("x")));
   Status mkdir = host->MakeDirs(File("nope/in/missing"), 0755);
   EXPECT_TRUE(mkdir.ok()) << mkdir.ToString();
   ASSERT_TRUE(host->WriteFile(File("plain"), "x", 0600).ok());

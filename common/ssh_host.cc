@@ -508,34 +508,44 @@ class SshHost : public Host {
   Status WriteRemote(const std::string& path, mode_t mode,
                      const std::function<Status(std::string_view*)>& next) {
     const std::string partial = path + ".partial";
-    {
+    Status st = WritePartial(partial, mode, next);
+    if (st.ok()) st = Rename(partial, path);
+    if (!st.ok()) {
+      // Best effort: the error at hand is the one to report, not this one.
       MutexLock lock(c_->mu);
-      BFS_ASSIGN_OR_RETURN(sftp_session sftp, c_->Sftp());
-      UniqueSftpFile f(sftp_open(sftp, partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC, mode));
-      if (f == nullptr) return SftpError(*c_, sftp, "cannot create", partial);
-      // The server's umask applied to the open's mode.
-      if (sftp_chmod(sftp, partial.c_str(), mode) != SSH_OK) {
-        return SftpError(*c_, sftp, "cannot chmod", partial);
-      }
-      for (;;) {
-        std::string_view chunk;
-        BFS_RETURN_IF_ERROR(next(&chunk));
-        if (chunk.empty()) break;
-        while (!chunk.empty()) {
-          const ssize_t n = sftp_write(f.get(), chunk.data(), chunk.size());
-          if (n <= 0) return SftpError(*c_, sftp, "cannot write", partial);
-          chunk.remove_prefix(static_cast<size_t>(n));
-        }
-      }
-      if (sftp_extension_supported(sftp, "fsync@openssh.com", "1") &&
-          sftp_fsync(f.get()) != SSH_OK) {
-        return SftpError(*c_, sftp, "cannot fsync", partial);
-      }
-      if (sftp_close(f.release()) != SSH_OK) return SftpError(*c_, sftp, "cannot close", partial);
+      Result<sftp_session> sftp = c_->Sftp();
+      if (sftp.ok()) sftp_unlink(*sftp, partial.c_str());
+      return st;
     }
-    BFS_RETURN_IF_ERROR(Rename(partial, path));
     const size_t slash = path.rfind('/');
     return Sync(slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash));
+  }
+
+  Status WritePartial(const std::string& partial, mode_t mode,
+                      const std::function<Status(std::string_view*)>& next) {
+    MutexLock lock(c_->mu);
+    BFS_ASSIGN_OR_RETURN(sftp_session sftp, c_->Sftp());
+    UniqueSftpFile f(sftp_open(sftp, partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC, mode));
+    if (f == nullptr) return SftpError(*c_, sftp, "cannot create", partial);
+    // The server's umask applied to the open's mode.
+    if (sftp_chmod(sftp, partial.c_str(), mode) != SSH_OK) {
+      return SftpError(*c_, sftp, "cannot chmod", partial);
+    }
+    for (;;) {
+      std::string_view chunk;
+      BFS_RETURN_IF_ERROR(next(&chunk));
+      if (chunk.empty()) break;
+      while (!chunk.empty()) {
+        const ssize_t n = sftp_write(f.get(), chunk.data(), chunk.size());
+        if (n <= 0) return SftpError(*c_, sftp, "cannot write", partial);
+        chunk.remove_prefix(static_cast<size_t>(n));
+      }
+    }
+    if (sftp_extension_supported(sftp, "fsync@openssh.com", "1") && sftp_fsync(f.get()) != SSH_OK) {
+      return SftpError(*c_, sftp, "cannot fsync", partial);
+    }
+    if (sftp_close(f.release()) != SSH_OK) return SftpError(*c_, sftp, "cannot close", partial);
+    return Status::Ok();
   }
 
   std::shared_ptr<Connection> c_;

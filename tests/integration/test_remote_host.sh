@@ -3,7 +3,9 @@
 # files, spawned processes and refusals, and qemu-nbd on a host over TCP and TLS
 # (common/remote_host_test.cc).
 # Usage: test_remote_host.sh BUILD_DIR
+# shellcheck source=lib/harness.sh
 source "$(dirname "$0")/lib/harness.sh"
+# shellcheck source=lib/remote.sh
 source "$(dirname "$0")/lib/remote.sh"
 
 BUILD_DIR="${1:?usage: $0 BUILD_DIR}"

@@ -4,13 +4,15 @@
 # TLS (read byte-exact with the client certificates), plain NBD and a client of another CA are
 # refused.
 # Usage: test_remote_tls_backup.sh BUILD_DIR
+# shellcheck source=lib/harness.sh
 source "$(dirname "$0")/lib/harness.sh"
+# shellcheck source=lib/remote.sh
 source "$(dirname "$0")/lib/remote.sh"
 
 harness_init
 harness_require nbdcopy nbdinfo certtool
 harness_start_libvirtd
-remote_libvirt_backup_tls # verify-peer on: clients show a certificate of the CA
+remote_libvirt_backup_tls "" 1 # verify-peer on: clients show a certificate of the CA
 DOM="ssh_tls_$$"
 PORT=$((30000 + $$ % 10000))
 harness_create_domain "$DOM" 8 1

@@ -68,7 +68,7 @@ _remote_trust_for_ssh_binary() {
     local line home_kh="$HOME/.ssh/known_hosts"
     line="$(cat "$REMOTE_STATE/known_hosts")"
     grep -qxF "$line" "$home_kh" 2>/dev/null && return 0
-    mkdir -p -m 0700 "$HOME/.ssh"
+    [[ -d "$HOME/.ssh" ]] || mkdir -m 0700 "$HOME/.ssh"
     [[ -f "$home_kh" ]] && ssh-keygen -q -R "[$REMOTE_SSH_ADDRESS]:$REMOTE_SSH_PORT" -f "$home_kh" >/dev/null 2>&1
     printf '%s\n' "$line" >>"$home_kh"
 }
@@ -210,9 +210,10 @@ _remote_pki_complete() {
 
 # remote_pki : exports REMOTE_PKI, made once in a fixed place and kept (a libvirtd restart
 # and every running test depend on the files staying the same).
+_remote_pki_locked() { _remote_pki_complete "$REMOTE_PKI" || remote_make_pki "$REMOTE_PKI"; }
+
 remote_pki() {
     mkdir -p "${REMOTE_PKI%/*}"
-    _remote_pki_locked() { _remote_pki_complete "$REMOTE_PKI" || remote_make_pki "$REMOTE_PKI"; }
     _remote_locked_in "${REMOTE_PKI%/*}" _remote_pki_locked
     export REMOTE_PKI
 }
@@ -240,6 +241,10 @@ _remote_restart_libvirtd() {
         harness_fail "libvirtd does not answer after a restart (does it accept the backup_tls_x509_* lines at the end of /etc/libvirt/qemu.conf?)"
 }
 
+_remote_tls_locked() {
+    if _remote_set_qemu_conf "$1" "$2"; then _remote_restart_libvirtd; fi
+}
+
 # remote_libvirt_backup_tls [DIR] [VERIFY] : libvirt's QEMU serves backup NBD exports over TLS
 # with DIR/server (default: remote_pki's), asking clients for a certificate unless VERIFY
 # is 0. Restarts libvirtd only when qemu.conf changes (running domains survive it).
@@ -251,8 +256,5 @@ remote_libvirt_backup_tls() {
     fi
     _remote_pki_complete "$dir" || harness_fail "$dir lacks the x509 files of remote_make_pki"
     chmod -R a+rX "$dir"
-    _remote_tls_locked() {
-        if _remote_set_qemu_conf "$dir/server" "$verify"; then _remote_restart_libvirtd; fi
-    }
-    _remote_locked_in "${REMOTE_PKI%/*}" _remote_tls_locked
+    _remote_locked_in "${REMOTE_PKI%/*}" _remote_tls_locked "$dir/server" "$verify"
 }
