@@ -4,11 +4,20 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 
 #include "common/subprocess.h"
 #include "stream/file.h"
 
 namespace backupfs {
+namespace {
+
+std::string ParentDir(const std::string& path) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return dir.empty() ? "." : dir;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<NbdImageWriter>> NbdImageWriter::Create(const NbdImageOptions& options) {
   std::unique_ptr<NbdImageWriter> w(new NbdImageWriter(options));
@@ -21,6 +30,11 @@ Result<std::unique_ptr<NbdImageWriter>> NbdImageWriter::Create(const NbdImageOpt
 NbdImageWriter::~NbdImageWriter() {
   conns_.clear();
   server_.reset();  // SIGTERM: nothing of an unfinished image is kept anyway
+  remote_server_.reset();
+  if (remote()) {
+    RemoveRemoteLeftovers();
+    return;
+  }
   if (created_ && !finished_) unlink(partial().c_str());
   if (!options_.socket.empty()) {
     unlink(options_.socket.c_str());
@@ -28,21 +42,51 @@ NbdImageWriter::~NbdImageWriter() {
   }
 }
 
-Status NbdImageWriter::CreateImage() {
-  // O_EXCL claims the name first: qemu-img would silently truncate an existing file.
+// Best effort: the partial image of a writer that did not finish.
+void NbdImageWriter::RemoveRemoteLeftovers() {
+  if (created_ && !finished_) (void)options_.host->Remove(partial());
+}
+
+// O_EXCL claims the name first: qemu-img would silently truncate an existing file.
+Status NbdImageWriter::ClaimLocal() {
   UniqueFd claim(open(partial().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!claim.valid()) return Status::FromErrno("cannot create " + partial(), errno);
   created_ = true;
+  return Status::Ok();
+}
+
+// The plan checked the name is free; checked again right before qemu-img would truncate it.
+Status NbdImageWriter::ClaimRemote() {
+  BFS_ASSIGN_OR_RETURN(bool exists, options_.host->Exists(partial()));
+  if (exists) {
+    return Status::FailedPrecondition(options_.host->name() + ": " + partial() +
+                                      " exists (another restore into the same directory?)");
+  }
+  created_ = true;
+  return Status::Ok();
+}
+
+Status NbdImageWriter::CreateImage() {
+  BFS_RETURN_IF_ERROR(remote() ? ClaimRemote() : ClaimLocal());
   std::string opts = "size=" + std::to_string(options_.size);
   if (options_.preallocate) opts += ",preallocation=full";
   for (const std::string& o : options_.create_options) opts += "," + o;
-  auto out = RunCapture({"qemu-img", "create", "-q", "-f", options_.format, "-o", opts, partial()});
+  const std::vector<std::string> argv = {"qemu-img",      "create", "-q", "-f",
+                                         options_.format, "-o",     opts, partial()};
+  if (remote()) {
+    auto out = options_.host->RunChecked(argv);
+    if (!out.ok()) return out.status().WithPrefix("cannot create " + partial());
+    return Status::Ok();
+  }
+  auto out = RunCapture(argv);
   if (!out.ok())
     return Status::IOError("cannot create " + partial() + ": " + out.status().message());
   return Status::Ok();
 }
 
 Status NbdImageWriter::StartServer() {
+  if (remote()) return StartRemoteServer();
+
   QemuNbdOptions q;
   q.image = partial();
   q.format = options_.format;
@@ -58,12 +102,38 @@ Status NbdImageWriter::StartServer() {
   return Status::Ok();
 }
 
+// qemu-nbd on the host, listening on TCP (TLS with the host's x509 files); returns once it
+// accepts connections. A port another program holds is an error naming the host and port.
+Status NbdImageWriter::StartRemoteServer() {
+  const NbdTcpExport& t = options_.tcp;
+  QemuNbdOptions q;
+  q.image = partial();
+  q.format = options_.format;
+  q.export_name = options_.export_name;
+  q.writable = true;
+  q.compress = options_.compress;
+  q.tcp_address = t.address;
+  q.tcp_port = t.port;
+  q.tls_dir = t.server_tls_dir;
+  q.tls_verify_peer = t.verify_client;
+  BFS_ASSIGN_OR_RETURN(remote_server_, StartQemuNbdOn(*options_.host, q));
+  return Status::Ok();
+}
+
 Status NbdImageWriter::Connect() {
   for (unsigned i = 0; i < std::max(1u, options_.connections); ++i) {
     Handle h(nbd_create());
     if (!h) return Status::IOError(std::string("nbd_create: ") + nbd_get_error());
-    if (nbd_set_export_name(h.get(), options_.export_name.c_str()) == -1 ||
-        nbd_connect_unix(h.get(), options_.socket.c_str()) == -1) {
+    if (nbd_set_export_name(h.get(), options_.export_name.c_str()) == -1) {
+      return Status::IOError(std::string("nbd_set_export_name: ") + nbd_get_error());
+    }
+    if (remote()) {
+      Status s = ConnectNbd(h.get(), options_.tcp.client);
+      if (!s.ok()) {
+        return s.WithPrefix("cannot connect to qemu-nbd on " + options_.host->name() + " for " +
+                            partial());
+      }
+    } else if (nbd_connect_unix(h.get(), options_.socket.c_str()) == -1) {
       return Status::IOError("cannot connect to qemu-nbd for " + partial() + ": " +
                              nbd_get_error());
     }
@@ -74,8 +144,11 @@ Status NbdImageWriter::Connect() {
 
 Status NbdImageWriter::NbdError(const std::string& what, uint64_t offset) const {
   const int err = nbd_get_errno();
-  std::string msg = "cannot " + what + " " + partial() + " at offset " + std::to_string(offset) +
-                    ": " + nbd_get_error();
+  // A remote image is named with its host, and the endpoint (a cut network shows there).
+  const std::string image = remote() ? options_.host->name() + ":" + partial() : partial();
+  std::string msg = "cannot " + what + " " + image + " at offset " + std::to_string(offset) +
+                    (remote() ? " over NBD " + options_.tcp.client.Describe() : "") + ": " +
+                    nbd_get_error();
   return err == ENOSPC ? Status::FromErrno(msg, ENOSPC) : Status::IOError(msg);
 }
 
@@ -99,6 +172,7 @@ Status NbdImageWriter::Finish() {
   }
   for (auto& h : conns_) nbd_shutdown(h.get(), 0);
   conns_.clear();
+  if (remote()) return FinishRemote();
   BFS_RETURN_IF_ERROR(server_->Stop());
   server_.reset();
   BFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(partial(), O_RDONLY));
@@ -108,6 +182,16 @@ Status NbdImageWriter::Finish() {
   }
   finished_ = true;
   return FsyncParentDir(options_.path);
+}
+
+Status NbdImageWriter::FinishRemote() {
+  Host& host = *options_.host;
+  BFS_RETURN_IF_ERROR(remote_server_->Stop());
+  remote_server_.reset();
+  BFS_RETURN_IF_ERROR(host.Sync(partial()));
+  BFS_RETURN_IF_ERROR(host.Rename(partial(), options_.path));
+  finished_ = true;
+  return host.Sync(ParentDir(options_.path));
 }
 
 }  // namespace backupfs

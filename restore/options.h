@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "common/remote.h"
+
 namespace backupfs {
 
 enum class OutputFormat {
@@ -19,7 +21,7 @@ struct RestoreOptions {
   std::string until;                         // -u: restore point; "" = the newest
   std::vector<std::string> sequence;         // -s: data file names in DIR, oldest first
   std::string disk;                          // -d: only this disk ("" = all)
-  unsigned workers = 0;                      // -w: disks restored at once (0 = up to 4)
+  unsigned workers = 0;                      // -w: disks restored at once (0 = up to 2)
   bool progress = true;                      // not -n
   std::string socket_file;                   // -f: qemu-nbd's socket ("" = a private directory)
   bool raw = false;                          // -r: copy raw-image data files as they are
@@ -34,6 +36,9 @@ struct RestoreOptions {
   std::map<std::string, std::string> devices;  // --device DISK=BLOCKDEV
   bool force = false;                          // replace existing files
   std::string uri;                             // -U: libvirt to define in ("" = qemu:///system)
+  // -U naming another host, and the options of a remote run (remote.uri == uri): the output
+  // directory is on that host, the images are written there through qemu-nbd over TCP/TLS.
+  RemoteOptions remote;
 };
 
 }  // namespace backupfs

@@ -86,11 +86,29 @@ Status CheckName(const std::string& name, const std::string& from) {
   return Status::Ok();
 }
 
+// The remote counterpart of Target's checks: over SFTP, one stat per name. (A directory in
+// the way with --force makes qemu-img's create fail, naming it.)
+Status CheckRemoteTarget(Host& host, const RestoreOptions& o, const std::string& path) {
+  if (o.force) return Status::Ok();
+  for (const std::string& p : {path, path + ".partial"}) {
+    BFS_ASSIGN_OR_RETURN(bool exists, host.Exists(p));
+    if (exists) {
+      return Status::FailedPrecondition(host.name() + ": " + p + " exists; --force replaces it");
+    }
+  }
+  return Status::Ok();
+}
+
 // OUTDIR/name, refused when it (or a leftover .partial) exists and --force was not given.
+// `host`: where OUTDIR is when it is not on this machine.
 Result<std::string> Target(const RestoreOptions& o, const std::string& name,
-                           const std::string& from) {
+                           const std::string& from, Host* host) {
   BFS_RETURN_IF_ERROR(CheckName(name, from));
   const std::string path = o.output + "/" + name;
+  if (host != nullptr) {
+    BFS_RETURN_IF_ERROR(CheckRemoteTarget(*host, o, path));
+    return path;
+  }
   if (fs::is_directory(fs::symlink_status(path))) {
     return Status::FailedPrecondition(path + " is a directory");
   }
@@ -156,7 +174,8 @@ Status CheckDevices(const RestoreOptions& o, const RestorePlan& plan) {
 
 class Planner {
  public:
-  Planner(const SavesetModel& model, const RestoreOptions& o) : model_(model), o_(o) {}
+  Planner(const SavesetModel& model, const RestoreOptions& o, Host* host)
+      : model_(model), o_(o), host_(host) {}
 
   Result<RestorePlan> Run() {
     BFS_ASSIGN_OR_RETURN(point_, FindPoint(model_, o_.until));
@@ -173,7 +192,7 @@ class Planner {
     BFS_RETURN_IF_ERROR(PlanBootFiles());
     if (!plan_.vmconfig_xml.empty()) {
       BFS_ASSIGN_OR_RETURN(plan_.config_target,
-                           Target(o_, fs::path(o_.config_file).filename().string(), "-C"));
+                           Target(o_, fs::path(o_.config_file).filename().string(), "-C", host_));
     }
     const std::string autostart = model_.dir + "/autostart." + plan_.id;
     if (fs::exists(autostart)) plan_.autostart_file = autostart;
@@ -271,8 +290,8 @@ class Planner {
       name = WithFormatExtension(name, p.format, o_.format);
       if (!names.insert(name).second) name = d.target + "." + name;  // two disks, one basename
       names.insert(name);
-      BFS_ASSIGN_OR_RETURN(p.target,
-                           Target(o_, name, "disk " + d.target + " source '" + d.source + "'"));
+      BFS_ASSIGN_OR_RETURN(
+          p.target, Target(o_, name, "disk " + d.target + " source '" + d.source + "'", host_));
     }
     p.qcow_json = NewestPerPoint(model_.dir, ids_, d.target + ".", ".qcow.json");
     if (o_.compress && p.format != "qcow2") {
@@ -319,7 +338,7 @@ class Planner {
                                  model_.dir + "; the restored domain needs it in place");
         continue;
       }
-      BFS_ASSIGN_OR_RETURN(b.target, Target(o_, base, f.setting + " '" + f.path + "'"));
+      BFS_ASSIGN_OR_RETURN(b.target, Target(o_, base, f.setting + " '" + f.path + "'", host_));
       plan_.boot_files.push_back(std::move(b));
     }
     return Status::Ok();
@@ -327,6 +346,7 @@ class Planner {
 
   const SavesetModel& model_;
   const RestoreOptions& o_;
+  Host* host_;  // the output directory's remote host; nullptr: this machine
   const RestorePoint* point_ = nullptr;
   std::vector<std::string> ids_;
   RestorePlan plan_;
@@ -334,8 +354,9 @@ class Planner {
 
 }  // namespace
 
-Result<RestorePlan> PlanRestore(const SavesetModel& model, const RestoreOptions& options) {
-  return Planner(model, options).Run();
+Result<RestorePlan> PlanRestore(const SavesetModel& model, const RestoreOptions& options,
+                                Host* output_host) {
+  return Planner(model, options, output_host).Run();
 }
 
 Result<DiskChain> ChainFromSequence(const RestoreOptions& o, const OpenOptions& open) {
@@ -369,7 +390,7 @@ Result<DiskChain> ChainFromSequence(const RestoreOptions& o, const OpenOptions& 
   return chain;
 }
 
-Result<RestorePlan> PlanSequence(DiskChain chain, const RestoreOptions& o) {
+Result<RestorePlan> PlanSequence(DiskChain chain, const RestoreOptions& o, Host* output_host) {
   RestorePlan plan;
   // The point is named as the mount and -u name it: a diff by its file's id (its metadata
   // names the checkpoint the next inc will get), a copy "copy".
@@ -389,7 +410,7 @@ Result<RestorePlan> PlanSequence(DiskChain chain, const RestoreOptions& o) {
     p.block_device = true;
     p.format = "raw";
   } else {
-    BFS_ASSIGN_OR_RETURN(p.target, Target(o, p.disk, "disk name in the metadata"));
+    BFS_ASSIGN_OR_RETURN(p.target, Target(o, p.disk, "disk name in the metadata", output_host));
   }
   plan.disks.push_back(std::move(p));
   BFS_RETURN_IF_ERROR(CheckDevices(o, plan));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backupfs/chain.h"
+#include "common/host.h"
 #include "restore/options.h"
 #include "stream/status.h"
 
@@ -42,14 +43,17 @@ struct RestorePlan {
   std::vector<std::string> warnings;  // disks not restored, files not found, ...
 };
 
-// Plans a restore of `model` (a loaded saveset) as `options` ask.
-Result<RestorePlan> PlanRestore(const SavesetModel& model, const RestoreOptions& options);
+// Plans a restore of `model` (a loaded saveset) as `options` ask. `output_host`: the remote
+// host the output directory is on (its files are checked there), nullptr for this machine.
+Result<RestorePlan> PlanRestore(const SavesetModel& model, const RestoreOptions& options,
+                                Host* output_host = nullptr);
 
 // -s: the chain named by data file names in options.input (oldest first, a full or copy
 // first; each incremental's parent is the checkpoint before it).
 Result<DiskChain> ChainFromSequence(const RestoreOptions& options, const OpenOptions& open);
 
 // -s: a plan for the one disk of `chain` (no config, no boot files, as virtnbdrestore).
-Result<RestorePlan> PlanSequence(DiskChain chain, const RestoreOptions& options);
+Result<RestorePlan> PlanSequence(DiskChain chain, const RestoreOptions& options,
+                                 Host* output_host = nullptr);
 
 }  // namespace backupfs

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <set>
+
 #include "stream/test_util.h"
 #include "stream/writer.h"
 
@@ -134,6 +136,57 @@ TEST_F(PlanTest, ExistingFilesAreRefusedUnlessForced) {
     EXPECT_TRUE(Plan().ok());
     ASSERT_EQ(unlink(in_.File(std::string("out/") + name).c_str()), 0);
   }
+}
+
+// A remote output directory: only Exists is asked; the rest is never called by the planner.
+class FakeRemoteHost final : public Host {
+ public:
+  bool remote() const override { return true; }
+  const std::string& name() const override { return name_; }
+  const std::string& address() const override { return address_; }
+  Result<CommandResult> Run(const std::vector<std::string>&) override { return Unused(); }
+  Result<std::unique_ptr<HostProcess>> Spawn(const std::vector<std::string>&) override {
+    return Unused();
+  }
+  Result<std::string> ReadFile(const std::string&) override { return Unused(); }
+  Status FetchFile(const std::string&, const std::string&) override { return Unused(); }
+  Status PutFile(const std::string&, const std::string&, mode_t) override { return Unused(); }
+  Status WriteFile(const std::string&, const std::string&, mode_t) override { return Unused(); }
+  Result<bool> Exists(const std::string& path) override {
+    asked.insert(path);
+    return existing.count(path) > 0;
+  }
+  Status MakeDirs(const std::string&, mode_t) override { return Unused(); }
+  Status Rename(const std::string&, const std::string&) override { return Unused(); }
+  Status Remove(const std::string&) override { return Unused(); }
+  Status Sync(const std::string&) override { return Unused(); }
+
+  std::set<std::string> existing, asked;
+
+ private:
+  static Status Unused() { return Status::IOError("not used by the planner"); }
+  std::string name_ = "host 192.0.2.7", address_ = "192.0.2.7";
+};
+
+TEST_F(PlanTest, RemoteOutputIsCheckedOnTheHostNotHere) {
+  TwoDiskSaveset();
+  options_.output = "/srv/restore";  // exists on the host only
+  FakeRemoteHost host;
+  auto model = LoadSaveset(in_.path(), {});
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto plan = PlanRestore(*model, options_, &host);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  EXPECT_EQ(plan->disks[0].target, "/srv/restore/web1.qcow2");
+  EXPECT_EQ(plan->config_target, "/srv/restore/vmconfig.xml");
+  EXPECT_EQ(host.asked.count("/srv/restore/web1.qcow2.partial"), 1u);
+
+  host.existing.insert("/srv/restore/data.qcow2");
+  auto refused = PlanRestore(*model, options_, &host);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message(),
+            "host 192.0.2.7: /srv/restore/data.qcow2 exists; --force replaces it");
+  options_.force = true;
+  EXPECT_TRUE(PlanRestore(*model, options_, &host).ok());
 }
 
 TEST_F(PlanTest, PlantedSymlinkIsRefusedEvenWhenItDangles) {

@@ -19,10 +19,13 @@
 #include "common/qcow2_writer.h"
 #include "common/qcow_options.h"
 #include "common/raw_image.h"
+#include "common/remote.h"
 #include "common/thread_annotations.h"
 #include "common/vmconfig_adjust.h"
 #include "restore/copy.h"
 #include "restore/plan.h"
+#include "restore/remote_target.h"
+#include "restore/serialized_host.h"
 
 namespace backupfs {
 namespace {
@@ -67,13 +70,26 @@ class Restore {
       : o_(o), log_(log), stop_(stop) {}
 
   Result<RestoreSummary> Run() {
+    BFS_RETURN_IF_ERROR(CheckRemote());
+    BFS_ASSIGN_OR_RETURN(connected_, ConnectHost(o_.remote));
+    host_ = std::make_unique<SerializedHost>(*connected_);
+    if (remote()) {
+      tls_ = ReadHostTls(*host_);
+      log_.Info("restoring to " + host_->name() + ":" + o_.output + ", images over NBD on " +
+                NbdAddress() + ":" + std::to_string(o_.remote.nbd_port) +
+                (o_.remote.tls ? " (TLS, " + tls_.dir + " on the host)" : ""));
+    }
     BFS_ASSIGN_OR_RETURN(plan_, Plan());
     for (const std::string& w : plan_.warnings) log_.Warn(w);
     summary_.point = plan_.point;
     BFS_RETURN_IF_ERROR(PrepareDefine());
-    std::error_code ec;
-    fs::create_directories(o_.output, ec);
-    if (ec) return Status::IOError("cannot create " + o_.output + ": " + ec.message());
+    if (remote()) {
+      BFS_RETURN_IF_ERROR(host_->MakeDirs(o_.output, 0755));
+    } else {
+      std::error_code ec;
+      fs::create_directories(o_.output, ec);
+      if (ec) return Status::IOError("cannot create " + o_.output + ": " + ec.message());
+    }
     BFS_RETURN_IF_ERROR(RestoreDisks());
     BFS_RETURN_IF_ERROR(RestoreBootFiles());
     BFS_RETURN_IF_ERROR(WriteConfig());
@@ -82,16 +98,39 @@ class Restore {
   }
 
  private:
+  bool remote() const { return o_.remote.remote(); }
+  std::string NbdAddress() const {
+    return o_.remote.nbd_ip.empty() ? host_->address() : o_.remote.nbd_ip;
+  }
+
+  // What a remote restore cannot do, refused before anything is connected or written.
+  Status CheckRemote() const {
+    if (!remote()) return Status::Ok();
+    if (!o_.devices.empty()) {
+      return Status::InvalidArgument(
+          "--device writes into a block device of this machine; with -U " + o_.uri +
+          " restore into image files on that host (or run backupfs-restore there)");
+    }
+    if (o_.output.empty() || o_.output.front() != '/') {
+      return Status::InvalidArgument("-o " + o_.output +
+                                     ": a remote restore needs an absolute "
+                                     "path on " +
+                                     o_.remote.ssh.host);
+    }
+    return Status::Ok();
+  }
+
   Result<RestorePlan> Plan() {
     OpenOptions open;
     open.reader.cache = std::make_shared<ChunkCache>(kChunkCacheBytes);
+    Host* output_host = remote() ? host_.get() : nullptr;
     if (!o_.sequence.empty()) {
       BFS_ASSIGN_OR_RETURN(DiskChain chain, ChainFromSequence(o_, open));
-      return PlanSequence(std::move(chain), o_);
+      return PlanSequence(std::move(chain), o_, output_host);
     }
     BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, open));
     for (const std::string& p : model.problems) log_.Warn(p);
-    return PlanRestore(model, o_);
+    return PlanRestore(model, o_, output_host);
   }
 
   // -D: the new name must be free before anything is written.
@@ -102,7 +141,7 @@ class Restore {
     name_ = o_.name.empty() ? DefaultRestoredName(original) : o_.name;
     if (!o_.define) return Status::Ok();
     SilenceLibvirtErrors();
-    BFS_ASSIGN_OR_RETURN(conn_, ConnectLibvirt(o_.uri));
+    BFS_ASSIGN_OR_RETURN(conn_, ConnectLibvirtAs(o_.uri, o_.remote));
     return RequireNameFree(conn_.get(), name_);
   }
 
@@ -118,12 +157,39 @@ class Restore {
     return socket_dir_->path() + "/" + d.disk + ".sock";
   }
 
-  Result<std::unique_ptr<ImageWriter>> OpenWriter(const DiskPlan& d, uint64_t size) {
-    if (d.block_device) return AsWriter(BlockDeviceWriter::Open(d.target, size));
-    if (o_.force) {
-      unlink((d.target + ".partial").c_str());  // a leftover of a killed restore
+  // A leftover of a killed restore, replaced with --force.
+  Status RemoveLeftoverPartial(const DiskPlan& d) {
+    if (!o_.force || d.block_device) return Status::Ok();
+    if (!remote()) {
+      unlink((d.target + ".partial").c_str());
+      return Status::Ok();
     }
-    if (d.format == "raw" && !o_.preallocate)
+    BFS_ASSIGN_OR_RETURN(bool exists, host_->Exists(d.target + ".partial"));
+    return exists ? host_->Remove(d.target + ".partial") : Status::Ok();
+  }
+
+  // A remote image: qemu-img and qemu-nbd on the host, the lanes over TCP (TLS). Each worker
+  // has its own port (-P, -P + 1, ...), so that parallel disks never share one.
+  Result<std::unique_ptr<ImageWriter>> OpenRemoteWriter(NbdImageOptions n, unsigned worker) {
+    const unsigned port = o_.remote.nbd_port + worker;
+    n.host = host_.get();
+    n.tcp.address = NbdAddress();
+    n.tcp.port = port;
+    if (o_.remote.tls) {
+      n.tcp.server_tls_dir = tls_.dir;
+      n.tcp.verify_client = tls_.verify;
+    }
+    n.tcp.client = o_.remote.ClientEndpoint(port);
+    log_.Debug("disk image " + Where(n.path) + ": qemu-nbd on " + n.tcp.address + ":" +
+               std::to_string(port) + ", connecting to " + n.tcp.client.Describe());
+    return AsWriter(NbdImageWriter::Create(n));
+  }
+
+  Result<std::unique_ptr<ImageWriter>> OpenWriter(const DiskPlan& d, uint64_t size,
+                                                  unsigned worker) {
+    if (d.block_device) return AsWriter(BlockDeviceWriter::Open(d.target, size));
+    BFS_RETURN_IF_ERROR(RemoveLeftoverPartial(d));
+    if (d.format == "raw" && !o_.preallocate && !remote())
       return AsWriter(RawImageWriter::Create(d.target, size));
     NbdImageOptions n;
     n.path = d.target;
@@ -134,6 +200,8 @@ class Restore {
     if (d.format == "qcow2") {
       BFS_ASSIGN_OR_RETURN(n.create_options, CreateOptions(d));
     }
+    if (remote()) return OpenRemoteWriter(std::move(n), worker);
+    n.host = host_.get();
     Qcow2Layout direct;
     if (d.format == "qcow2" && !o_.qemu_writer && !o_.preallocate && !o_.compress &&
         Qcow2WriterFits(n.create_options, &direct)) {
@@ -156,15 +224,20 @@ class Restore {
     return q->options;
   }
 
-  Status RestoreDisk(const DiskPlan& d, ProgressBoard& board) {
-    if (!d.raw_copy.empty()) return CopyRawFile(d);
+  // "/dir/img" here, "host 127.0.0.2:/dir/img" on a remote host.
+  std::string Where(const std::string& path) const {
+    return remote() ? host_->name() + ":" + path : path;
+  }
+
+  Status RestoreDisk(const DiskPlan& d, ProgressBoard& board, unsigned worker) {
+    if (!d.raw_copy.empty()) return CopyRawFile(d, worker);
     std::shared_ptr<DiskImage> image = DiskImage::Build(d.chain);
-    BFS_ASSIGN_OR_RETURN(std::unique_ptr<ImageWriter> out, OpenWriter(d, image->size()));
+    BFS_ASSIGN_OR_RETURN(std::unique_ptr<ImageWriter> out, OpenWriter(d, image->size(), worker));
     CopyOptions copy;
     const uint64_t data = BytesToRead(*image, *out, copy);
     log_.Info("disk " + d.disk + ": restore point " + plan_.point + " (" +
               std::to_string(d.chain.files.size()) + " data files, " + FormatMib(data) +
-              " of data) into " + d.target + " (" + d.format + ")");
+              " of data) into " + Where(d.target) + " (" + d.format + ")");
     ProgressBoard::Disk& progress = board.Start(d.disk, data);
     copy.cancel = &stop_;
     copy.progress = [&progress](uint64_t n) { progress.Add(n); };
@@ -185,19 +258,25 @@ class Restore {
     MutexLock lock(mu_);
     data_bytes_ += stats.data_bytes;
     written_bytes_ += stats.written_bytes;
-    log_.Info("disk " + d.disk + ": " + d.target + " complete (" + FormatMib(stats.written_bytes) +
-              " written)");
+    log_.Info("disk " + d.disk + ": " + Where(d.target) + " complete (" +
+              FormatMib(stats.written_bytes) + " written)");
   }
 
   // -r: a raw image data file, copied as it is: its data ranges written, its holes left
   // (or zeroed on a device).
-  Status CopyRawFile(const DiskPlan& d) {
-    log_.Info("disk " + d.disk + ": copying the raw image " + d.raw_copy + " to " + d.target);
+  Status CopyRawFile(const DiskPlan& d, unsigned worker) {
+    log_.Info("disk " + d.disk + ": copying the raw image " + d.raw_copy + " to " +
+              Where(d.target));
     BFS_ASSIGN_OR_RETURN(FileSource src, FileSource::Open(d.raw_copy));
-    if (o_.force && !d.block_device) unlink((d.target + ".partial").c_str());
-    BFS_ASSIGN_OR_RETURN(std::unique_ptr<ImageWriter> out,
-                         d.block_device ? AsWriter(BlockDeviceWriter::Open(d.target, src.size()))
-                                        : AsWriter(RawImageWriter::Create(d.target, src.size())));
+    std::unique_ptr<ImageWriter> out;
+    if (remote()) {
+      BFS_ASSIGN_OR_RETURN(out, OpenWriter(d, src.size(), worker));
+    } else {
+      if (o_.force && !d.block_device) unlink((d.target + ".partial").c_str());
+      BFS_ASSIGN_OR_RETURN(out, d.block_device
+                                    ? AsWriter(BlockDeviceWriter::Open(d.target, src.size()))
+                                    : AsWriter(RawImageWriter::Create(d.target, src.size())));
+    }
     BFS_ASSIGN_OR_RETURN(uint64_t written, CopyFileRanges(src, *out));
     if (stop_.load()) return Failed(d, Status::Cancelled("interrupted"));
     if (Status s = out->Finish(); !s.ok()) return Failed(d, s);
@@ -225,29 +304,36 @@ class Restore {
     return written;
   }
 
+  // How many disks are written at once: -w (default 2), at most one per disk. Through
+  // --nbd-connect (one forwarded port) a remote restore writes one disk after another.
+  unsigned Workers() const {
+    if (remote() && !o_.remote.nbd_connect.empty()) return 1;
+    const size_t n = plan_.disks.size();
+    return std::max<unsigned>(1, std::min<size_t>(n, o_.workers ? o_.workers : kMaxParallelDisks));
+  }
+
   // Disks run on up to -w threads; the first failure stops the others.
   Status RestoreDisks() {
     ProgressBoard board(log_, o_.progress && isatty(STDERR_FILENO));
     const size_t n = plan_.disks.size();
-    const unsigned workers =
-        std::max<unsigned>(1, std::min<size_t>(n, o_.workers ? o_.workers : kMaxParallelDisks));
+    const unsigned workers = Workers();
     std::atomic<size_t> next{0};
     std::vector<Status> results(n, Status::Cancelled("not started"));
-    auto work = [&] {
+    auto work = [&](unsigned worker) {
       for (size_t i; (i = next.fetch_add(1)) < n && !stop_.load();) {
-        results[i] = RestoreDisk(plan_.disks[i], board);
+        results[i] = RestoreDisk(plan_.disks[i], board, worker);
         if (!results[i].ok()) stop_ = true;
       }
     };
     std::vector<std::thread> threads;
     for (unsigned w = 1; w < workers; ++w) {
       try {
-        threads.emplace_back(work);
+        threads.emplace_back(work, w);
       } catch (const std::system_error&) {
         break;
       }
     }
-    work();
+    work(0);
     for (auto& t : threads) t.join();
     return FirstFailure(results);
   }
@@ -258,7 +344,7 @@ class Restore {
     std::string done;
     for (size_t i = 0; i < results.size(); ++i) {
       if (results[i].ok())
-        done += (done.empty() ? "; complete and kept: " : ", ") + plan_.disks[i].target;
+        done += (done.empty() ? "; complete and kept: " : ", ") + Where(plan_.disks[i].target);
     }
     return done;
   }
@@ -282,25 +368,30 @@ class Restore {
     return Status::Ok();
   }
 
+  // Loader, NVRAM, kernel, initrd: copied to the host (SFTP when remote; PutFile writes a
+  // partial file, fsyncs and renames it).
   Status RestoreBootFiles() {
     for (const BootFilePlan& b : plan_.boot_files) {
-      BFS_ASSIGN_OR_RETURN(std::string bytes, ReadWholeFile(b.saved));
-      BFS_RETURN_IF_ERROR(WriteFileAtomically(
-          b.target, std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), 0600));
-      log_.Info("the " + b.setting + " " + b.original + " restored as " + b.target);
+      BFS_RETURN_IF_ERROR(host_->PutFile(b.saved, b.target, 0600));
+      log_.Info("the " + b.setting + " " + b.original + " restored as " + Where(b.target));
     }
     return Status::Ok();
+  }
+
+  // The path the domain XML names: remote paths are absolute already (CheckRemote).
+  std::string DomainPath(const std::string& path) const {
+    if (remote()) return fs::path(path).lexically_normal().string();
+    return fs::absolute(path).lexically_normal().string();
   }
 
   Result<std::string> AdjustedConfig() {
     VmConfigChanges changes;
     changes.name = name_;
     for (const DiskPlan& d : plan_.disks) {
-      changes.disks[d.disk] = {fs::absolute(d.target).lexically_normal().string(), d.format,
-                               d.block_device};
+      changes.disks[d.disk] = {DomainPath(d.target), d.format, d.block_device};
     }
     for (const BootFilePlan& b : plan_.boot_files) {
-      changes.boot_files[b.setting] = fs::absolute(b.target).lexically_normal().string();
+      changes.boot_files[b.setting] = DomainPath(b.target);
     }
     return AdjustDomainXml(plan_.vmconfig_xml, changes, plan_.vmconfig_path);
   }
@@ -312,12 +403,11 @@ class Restore {
       BFS_ASSIGN_OR_RETURN(xml, AdjustedConfig());
       adjusted_ = xml;
     }
-    BFS_RETURN_IF_ERROR(WriteFileAtomically(
-        plan_.config_target, std::span(reinterpret_cast<const uint8_t*>(xml.data()), xml.size()),
-        0600));
+    // Both hosts write it as a partial file, fsync it and rename it into place.
+    BFS_RETURN_IF_ERROR(host_->WriteFile(plan_.config_target, xml, 0600));
     summary_.config = plan_.config_target;
     log_.Info(std::string(adjusted_.empty() ? "domain XML (as saved) " : "adjusted domain XML ") +
-              "written to " + plan_.config_target);
+              "written to " + Where(plan_.config_target));
     return Status::Ok();
   }
 
@@ -334,9 +424,12 @@ class Restore {
   RunLog& log_;
   std::atomic<bool>& stop_;
   RestorePlan plan_;
-  std::string name_;      // of the restored domain (-c, -D)
-  std::string adjusted_;  // the adjusted domain XML
-  UniqueConnect conn_;    // -D
+  std::string name_;                      // of the restored domain (-c, -D)
+  std::string adjusted_;                  // the adjusted domain XML
+  UniqueConnect conn_;                    // -D
+  std::unique_ptr<Host> connected_;       // this machine, or the -U host over ssh
+  std::unique_ptr<SerializedHost> host_;  // connected_, shared by the disks' threads
+  HostTls tls_;                           // a remote host's x509 setup (--tls)
   RestoreSummary summary_;
   Mutex mu_;  // the disks' threads add up what they wrote, and share the socket directory
   std::unique_ptr<SocketDir> socket_dir_ GUARDED_BY(mu_);

@@ -14,6 +14,7 @@
 #include "backupfs/verify.h"
 #include "common/command_line.h"
 #include "common/progress.h"
+#include "common/remote.h"
 #include "common/run_log.h"
 #include "common/signal_watcher.h"
 #include "restore/consolidate.h"
@@ -49,8 +50,8 @@ struct Args {
   // Consolidation and retention.
   bool dry_run = false;
   std::optional<unsigned> keep_last, keep_days;
-  // Remote restore: parsed so that a virtnbdrestore command line gets a clear refusal.
-  std::string uri, user, ssh_user, password, nbd_ip, tls_cert, ssh_key;
+  // Remote restore (virtnbdrestore's options, and --nbd-connect).
+  std::string uri, user, ssh_user, password, nbd_ip, tls_cert, ssh_key, nbd_connect;
   unsigned nbd_port = 0, ssh_port = 0;
   bool tls = false;
 };
@@ -123,25 +124,50 @@ int Dump(const Args& args) {
   return rc;
 }
 
-// Remote restores need ssh and TCP/TLS NBD: not built yet, refused before anything happens.
-std::optional<std::string> RemoteRefusal(const Args& a) {
+// The first option that only a run against another host uses (nullopt when none is given).
+std::optional<std::string> RemoteOption(const Args& a) {
   if (backupfs::IsRemoteUri(a.uri)) return "-U " + a.uri + " names a remote host";
-  if (!a.user.empty()) return "--user";
   if (!a.ssh_user.empty()) return "--ssh-user";
   if (a.ssh_port != 0) return "--ssh-port";
   if (!a.ssh_key.empty()) return "--ssh-private-key";
-  if (!a.password.empty()) return "--password";
   if (a.nbd_port != 0) return "-P/--nbd-port";
   if (!a.nbd_ip.empty()) return "-I/--nbd-ip";
+  if (!a.nbd_connect.empty()) return "--nbd-connect";
   if (a.tls || !a.tls_cert.empty()) return "--tls";
+  return std::nullopt;
+}
+
+// -U and the remote options as RemoteOptions; a usage message when they do not go together.
+std::optional<std::string> BuildRemote(const Args& a, backupfs::RemoteOptions& remote) {
+  remote.uri = a.uri;
+  remote.libvirt_user = a.user;
+  remote.libvirt_password = a.password;
+  if (!backupfs::IsRemoteUri(a.uri)) {
+    if (auto what = RemoteOption(a)) {
+      return *what +
+             " goes with a remote -U (qemu+ssh://[USER@]HOST/system): the images "
+             "are written on that host";
+    }
+    return std::nullopt;
+  }
+  backupfs::RemoteOptions base = remote;
+  base.ssh.user = a.ssh_user;
+  if (a.ssh_port != 0) base.ssh.port = a.ssh_port;
+  base.ssh.private_key = a.ssh_key;
+  base.nbd_ip = a.nbd_ip;
+  if (a.nbd_port != 0) base.nbd_port = a.nbd_port;
+  base.nbd_connect = a.nbd_connect;
+  base.tls = a.tls;
+  if (!a.tls_cert.empty()) base.tls_dir = a.tls_cert;
+  auto parsed = backupfs::RemoteFromUri(a.uri, base);
+  if (!parsed.ok()) return parsed.status().message();
+  remote = std::move(parsed).value();
   return std::nullopt;
 }
 
 // Fills the options; a usage message when the arguments do not go together.
 std::optional<std::string> BuildOptions(const Args& a, backupfs::RestoreOptions& o) {
-  if (auto what = RemoteRefusal(a)) {
-    return *what + ": remote restores are not supported yet; run backupfs-restore on the host";
-  }
+  if (auto error = BuildRemote(a, o.remote)) return error;
   if (a.output.empty()) return "-o/--output is required: the directory the images go to";
   o.input = a.input;
   o.output = a.output;
@@ -233,6 +259,26 @@ int Restore(const Args& args) {
   return kExitOk;
 }
 
+std::string RemoteInstantRefusal(const std::string& what) {
+  return what +
+         ": remote instant recovery is not supported; run backupfs-restore -a instant on "
+         "the host (or -a restore with -U to restore the images there)";
+}
+
+// Actions that read or write this machine's saveset only: the remote options have no meaning.
+std::optional<std::string> LocalOnlyRefusal(const Args& a) {
+  const std::string& act = a.action;
+  const bool local_only = act == "dump" || act == "verify" || act == "export" ||
+                          (act == "restore" && (a.output == "dump" || a.output == "verify"));
+  if (!local_only) return std::nullopt;
+  auto what = RemoteOption(a);
+  if (!what) return std::nullopt;
+  const std::string name = act == "restore" ? a.output : act;
+  return *what + ": -a " + name +
+         " works on the saveset on this machine; the remote options go "
+         "with -a restore";
+}
+
 // What each action needs beyond the parser's checks.
 std::optional<std::string> CheckActionArgs(const Args& a) {
   const std::string& act = a.action;
@@ -242,10 +288,11 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
     return "-a instant-migrate needs --migrate-to DIR, where the disks go";
   }
   if (act == "instant-list" || by_name) {
-    if (auto what = RemoteRefusal(a)) return *what + ": instant recovery runs on the host";
+    if (auto what = RemoteOption(a)) return RemoteInstantRefusal(*what);
     return std::nullopt;
   }
   if (a.input.empty()) return "-i/--input is required: the saveset directory";
+  if (auto refusal = LocalOnlyRefusal(a)) return refusal;
   if (act == "consolidate" && a.until.empty()) {
     return "-a consolidate needs -u POINT: the restore point the new full backup equals";
   }
@@ -262,7 +309,7 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
     return "-a retention works in place: -o goes with -a consolidate (a synthetic full)";
   }
   if (act == "instant") {
-    if (auto what = RemoteRefusal(a)) return *what + ": instant recovery runs on the host";
+    if (auto what = RemoteOption(a)) return RemoteInstantRefusal(*what);
     if (a.output.empty()) {
       return "-a instant needs -o WORKDIR: the overlays, boot files and the mount go there";
     }
@@ -538,17 +585,39 @@ void AddOptions(CLI::App& app, Args& a) {
                "consolidate, retention: print what would be folded and removed, change nothing")
       ->group(maintenance);
 
-  auto* remote = "Remote restore options (not supported yet: refused)";
-  app.add_option("-U,--uri", a.uri, "libvirt URI for -D (default: qemu:///system)")->group(remote);
-  app.add_option("--user", a.user, "libvirt user")->group(remote);
-  app.add_option("--password", a.password, "libvirt password")->group(remote);
-  app.add_option("--ssh-user", a.ssh_user, "ssh user")->group(remote);
-  app.add_option("--ssh-port", a.ssh_port, "ssh port")->group(remote);
-  app.add_option("--ssh-private-key", a.ssh_key, "ssh private key")->group(remote);
-  app.add_option("-P,--nbd-port", a.nbd_port, "remote NBD port")->group(remote);
-  app.add_option("-I,--nbd-ip", a.nbd_ip, "remote NBD address")->group(remote);
-  app.add_flag("--tls", a.tls, "TLS for NBD")->group(remote);
-  app.add_option("--tls-cert", a.tls_cert, "TLS certificate directory")->group(remote);
+  auto* remote = "Remote restore options";
+  app.add_option("-U,--uri", a.uri,
+                 "libvirt URI (default: qemu:///system); qemu+ssh://[USER@]HOST[:PORT]/system: "
+                 "restore into -o on that host, -D defines the domain there")
+      ->group(remote);
+  app.add_option("--user", a.user, "libvirt user (SASL)")->group(remote);
+  app.add_option("--password", a.password, "libvirt password (never logged)")->group(remote);
+  app.add_option("--ssh-user", a.ssh_user, "ssh user on the remote host (default: the URI's)")
+      ->group(remote);
+  app.add_option("--ssh-port", a.ssh_port, "ssh port of the remote host (default: 22)")
+      ->check(CLI::Range(1, 65535))
+      ->group(remote);
+  app.add_option("--ssh-private-key", a.ssh_key,
+                 "ssh private key (default: the URI's keyfile, ~/.ssh/id_*, the agent)")
+      ->group(remote);
+  app.add_option("-P,--nbd-port", a.nbd_port,
+                 "TCP port of qemu-nbd on the remote host (default: 10809; with -w N, the "
+                 "ports P to P+N-1)")
+      ->check(CLI::Range(1, 65535))
+      ->group(remote);
+  app.add_option("-I,--nbd-ip", a.nbd_ip,
+                 "address qemu-nbd listens on, on the remote host (default: the URI's host)")
+      ->group(remote);
+  app.add_option("--nbd-connect", a.nbd_connect,
+                 "connect to HOST[:PORT] instead of the -I/-P address (a proxy, port forward, "
+                 "NAT); disks are then written one after another")
+      ->group(remote);
+  app.add_flag("--tls", a.tls, "NBD over TLS, with the remote host's libvirt x509 setup")
+      ->group(remote);
+  app.add_option("--tls-cert", a.tls_cert,
+                 "client's x509 directory: ca-cert.pem, client-cert.pem, client-key.pem "
+                 "(default: /etc/pki/qemu)")
+      ->group(remote);
 
   auto* logging = "Logging options";
   app.add_option("-L,--logfile", a.logfile, "also write the log to this file")->group(logging);
