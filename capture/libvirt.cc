@@ -52,7 +52,8 @@ int AnswerCredentials(virConnectCredentialPtr cred, unsigned int ncred, void* da
     const bool user = cred[i].type == VIR_CRED_AUTHNAME || cred[i].type == VIR_CRED_USERNAME;
     if (user && !remote->libvirt_user.empty()) {
       answer = &remote->libvirt_user;
-    } else if (cred[i].type == VIR_CRED_PASSPHRASE && !remote->libvirt_password.empty()) {
+    } else if ((cred[i].type == VIR_CRED_PASSPHRASE || cred[i].type == VIR_CRED_NOECHOPROMPT) &&
+               !remote->libvirt_password.empty()) {
       answer = &remote->libvirt_password;
     } else {
       return -1;
@@ -68,8 +69,8 @@ int AnswerCredentials(virConnectCredentialPtr cred, unsigned int ncred, void* da
 
 Result<UniqueConnect> ConnectLibvirt(const RemoteOptions& remote) {
   const std::string u = remote.uri.empty() ? kDefaultLibvirtUri : remote.LibvirtUri();
-  int types[] = {VIR_CRED_AUTHNAME, VIR_CRED_USERNAME, VIR_CRED_PASSPHRASE};
-  virConnectAuth auth{types, 3, AnswerCredentials, const_cast<RemoteOptions*>(&remote)};
+  int types[] = {VIR_CRED_AUTHNAME, VIR_CRED_USERNAME, VIR_CRED_PASSPHRASE, VIR_CRED_NOECHOPROMPT};
+  virConnectAuth auth{types, 4, AnswerCredentials, const_cast<RemoteOptions*>(&remote)};
   const bool credentials = !remote.libvirt_user.empty() || !remote.libvirt_password.empty();
   UniqueConnect conn(credentials ? virConnectOpenAuth(u.c_str(), &auth, 0)
                                  : virConnectOpen(u.c_str()));

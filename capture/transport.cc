@@ -1,5 +1,7 @@
 #include "capture/transport.h"
 
+#include "common/host_tls.h"
+
 namespace backupfs {
 
 namespace {
@@ -53,7 +55,10 @@ QemuNbdOptions CaptureTransport::OfflineServer(const DomainDisk& d, size_t index
   }
   q.tcp_address = o_.remote.nbd_ip;
   q.tcp_port = o_.remote.nbd_port + static_cast<unsigned>(index);
-  if (o_.remote.tls) q.tls_dir = o_.remote.tls_server_dir;
+  if (o_.remote.tls) {
+    q.tls_dir = tls_.dir;
+    q.tls_verify_peer = tls_.verify;
+  }
   return q;
 }
 
@@ -67,6 +72,8 @@ NbdEndpoint CaptureTransport::OfflineEndpoint(const DomainDisk& d, size_t index)
 
 Result<std::vector<NbdEndpoint>> CaptureTransport::ServeOffline(
     const std::vector<DomainDisk>& disks, const std::string& bitmap, RunLog& log) {
+  // Our qemu-nbd serves TLS as the host's libvirt has its QEMU do (qemu.conf).
+  if (remote() && o_.remote.tls) tls_ = ReadHostTls(*host_);
   std::vector<NbdEndpoint> out;
   for (size_t i = 0; i < disks.size(); i++) {
     const DomainDisk& d = disks[i];

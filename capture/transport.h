@@ -18,6 +18,7 @@
 #include "capture/checkpoints.h"
 #include "common/domain_xml.h"
 #include "common/host.h"
+#include "common/host_tls.h"
 #include "common/nbd_endpoint.h"
 #include "common/qemu_nbd.h"
 #include "common/run_log.h"
@@ -58,6 +59,7 @@ class CaptureTransport {
 
   const BackupOptions& o_;
   std::unique_ptr<Host> host_;
+  HostTls tls_;  // the host's libvirt x509 setup, read for offline servers with --tls
   // Declared after host_: the servers and the directory go first, while the host is reachable.
   std::unique_ptr<WorkDir> work_;
   std::vector<std::unique_ptr<HostQemuNbdServer>> offline_;

@@ -29,10 +29,6 @@ struct RemoteOptions {
   std::string nbd_connect;
   bool tls = false;                      // --tls: NBD over TLS (libvirt's/QEMU's x509 setup)
   std::string tls_dir = kDefaultTlsDir;  // --tls-cert: ca-cert.pem, client-cert.pem, client-key.pem
-  // --tls-server-cert: the x509 directory ON THE HYPERVISOR for the qemu-nbd servers we start
-  // there (offline capture, restore): ca-cert.pem, server-cert.pem, server-key.pem. libvirt's
-  // own backup job uses qemu.conf's backup_tls_x509_cert_dir instead.
-  std::string tls_server_dir = kDefaultTlsDir;
 
   bool remote() const { return !ssh.host.empty(); }
   // The URI libvirt is given: `uri` with --ssh-user, --ssh-port and --ssh-private-key added

@@ -14,6 +14,7 @@
 #include "capture/libvirt.h"
 #include "common/block_device_writer.h"
 #include "common/domain_xml.h"
+#include "common/host_tls.h"
 #include "common/nbd_image_writer.h"
 #include "common/progress.h"
 #include "common/qcow2_writer.h"
@@ -24,7 +25,6 @@
 #include "common/vmconfig_adjust.h"
 #include "restore/copy.h"
 #include "restore/plan.h"
-#include "restore/remote_target.h"
 #include "restore/serialized_host.h"
 
 namespace backupfs {
@@ -141,7 +141,9 @@ class Restore {
     name_ = o_.name.empty() ? DefaultRestoredName(original) : o_.name;
     if (!o_.define) return Status::Ok();
     SilenceLibvirtErrors();
-    BFS_ASSIGN_OR_RETURN(conn_, ConnectLibvirtAs(o_.uri, o_.remote));
+    RemoteOptions login = o_.remote;
+    login.uri = o_.uri;
+    BFS_ASSIGN_OR_RETURN(conn_, ConnectLibvirt(login));
     return RequireNameFree(conn_.get(), name_);
   }
 

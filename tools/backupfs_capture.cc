@@ -53,7 +53,6 @@ struct Args {
   bool qemu = false, printonly = false, killonly = false, startonly = false, verbose = false;
   // Another host (virtnbdbackup's remote options, and --nbd-connect).
   std::string user, password, ssh_user, ssh_private_key, nbd_ip, nbd_connect, tls_cert;
-  std::string tls_server_cert;
   unsigned ssh_port = 22;
   unsigned nbd_port = 0;  // 0: kDefaultNbdPort
   bool tls = false;
@@ -153,7 +152,6 @@ std::optional<std::string> BuildRemote(const Args& a, backupfs::RemoteOptions& r
   }
   r.tls = a.tls;
   if (!a.tls_cert.empty()) r.tls_dir = a.tls_cert;
-  if (!a.tls_server_cert.empty()) r.tls_server_dir = a.tls_server_cert;
   if (!backupfs::IsRemoteUri(a.uri)) return std::nullopt;
   auto parsed = backupfs::RemoteFromUri(a.uri, r);
   if (!parsed.ok()) return parsed.status().message();
@@ -240,9 +238,6 @@ void AddOptions(CLI::App& app, Args& a, CLI::Option*& z, CLI::Option*& start) {
   app.add_option(
          "--tls-cert", a.tls_cert,
          "directory of ca-cert.pem, client-cert.pem, client-key.pem (default /etc/pki/qemu)")
-      ->group(remote);
-  app.add_option("--tls-server-cert", a.tls_server_cert,
-                 "on the host: x509 directory of the qemu-nbd servers for a shut-off domain")
       ->group(remote);
 
   auto* logging = "Logging options";

@@ -101,7 +101,7 @@ run_offline() {
         harness_fail "offline: qemu-nbd was not started on the remote host"
     sleep 1 # diffs are named by the second: the next one must not reuse this name
     harness_offline_write "$DOM" vda $((9 * M)) $((64 * K)) 0x3d
-    KIND=diff capture inc "${R[@]}" "${TLS[@]}" --tls-server-cert "$PKI/server"
+    KIND=diff capture inc "${R[@]}" "${TLS[@]}"
     harness_offline_write "$DOM" vda $((63 * M)) "$M" 0x3e
     capture copy "${R[@]}" # the newest point: the mount's latest is a copy when one exists
     [[ -z "$(pgrep -f "qemu-nbd.*$DOM" || true)" ]] || harness_fail "offline: qemu-nbd left running"

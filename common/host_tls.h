@@ -1,14 +1,11 @@
-// The pieces of a restore onto another hypervisor that are not about images: how that host's
-// libvirt sets up x509 for QEMU (which the restore's qemu-nbd follows), and the libvirt
-// connection with --user/--password.
+// How a hypervisor's libvirt sets up x509 for QEMU, read from its qemu.conf: the qemu-nbd
+// servers we start there (a restore's, an offline capture's) serve TLS the same way.
 #pragma once
 
 #include <string>
 
-#include "capture/libvirt.h"
 #include "common/host.h"
 #include "common/remote.h"
-#include "stream/status.h"
 
 namespace backupfs {
 
@@ -24,10 +21,5 @@ struct HostTls {
 HostTls ParseHostTls(const std::string& qemu_conf);
 // From the host's /etc/libvirt/qemu.conf; libvirt's defaults when it cannot be read.
 HostTls ReadHostTls(Host& host);
-
-// Connects to libvirt at `uri` ("" = qemu:///system); with a user or password in `remote`,
-// they answer libvirt's credential questions (SASL). The password is never logged nor put
-// in a message.
-Result<UniqueConnect> ConnectLibvirtAs(const std::string& uri, const RemoteOptions& remote);
 
 }  // namespace backupfs

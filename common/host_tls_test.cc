@@ -1,4 +1,4 @@
-#include "restore/remote_target.h"
+#include "common/host_tls.h"
 
 #include <gtest/gtest.h>
 
