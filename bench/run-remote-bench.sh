@@ -181,7 +181,7 @@ vnb() {
   [[ $via == direct ]] || connect="127.0.0.3:$port"
   timed "$name" "$bytes" "$T/last.log" env VNB_CONNECT="$connect" \
     VNB_EXPORT="127.0.0.2:$port" VNB_CERTS="$pki/client" VNB_SSH_PORT=2222 \
-    VNB_SSH_KEY="$REMOTE_KEY" python3 "$here/tests/tools/virtnbdbackup_remote.py" \
+    VNB_SSH_KEY="$REMOTE_KEY" /usr/bin/python3 "$here/tests/tools/virtnbdbackup_remote.py" \
     -d "$dom" -l "$level" -o "$saveset" "${args[@]}"
   ! grep -E ' (ERROR|CRITICAL) |Traceback' "$T/last.log" >&2 || harness_fail "$name logged errors"
 }

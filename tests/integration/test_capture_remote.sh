@@ -44,6 +44,11 @@ PORT=$((10900 + $$ % 50 * 2)) # two ports per run: offline servers use -P and -P
 R=(-U "$REMOTE_URI" -P "$PORT")
 TLS=(--tls --tls-cert "$PKI/client")
 
+PROXY_PID=""
+LISTENER_PID=""
+stop_proxy() { [[ -z "$PROXY_PID" ]] || kill "$PROXY_PID" 2>/dev/null || true; }
+stop_listener() { [[ -z "$LISTENER_PID" ]] || kill "$LISTENER_PID" 2>/dev/null || true; }
+
 # remote_state_clean WHAT : no backup job on $DOM, no checkpoint virtnbdbackup.$CHECKPOINTS, no
 # data file of a run that failed and no .partial file in $OUT.
 remote_state_clean() {
@@ -119,17 +124,22 @@ run_cut() {
     rnd vda $((8 * M + 512)) $((48 * M))
     python3 "$PROXY" --listen "127.0.0.3:$PORT" --to "127.0.0.2:$PORT" --delay-ms 2 \
         --ready-file "$T/proxy.ready" >"$T/proxy.log" 2>&1 &
-    proxy_pid=$!
-    harness_on_exit "kill $proxy_pid"
+    PROXY_PID=$!
+    proxy_pid=$PROXY_PID
+    harness_on_exit stop_proxy
     harness_wait_for 30 "the proxy" test -e "$T/proxy.ready" || harness_fail "proxy: $(cat "$T/proxy.log")"
     partial="$OUT/vda.inc.virtnbdbackup.$CHECKPOINTS.data.partial"
     "$CAPTURE" -d "$DOM" -l inc -o "$OUT" "${R[@]}" --nbd-connect "127.0.0.3:$PORT" -v >"$log" 2>&1 &
     local pid=$!
-    harness_wait_for 60 "$partial" test -e "$partial" || harness_fail "cut: no $partial: $(cat "$log")"
+    # Cut once data flows: 4 MiB of the 48 MiB written.
+    harness_wait_for 60 "4 MiB in $partial" \
+        bash -c "(( \$(stat -c %s '$partial' 2>/dev/null || echo 0) >= 4194304 ))" ||
+        harness_fail "cut: $partial did not grow to 4 MiB: $(cat "$log")"
     kill -USR1 "$proxy_pid"
     wait "$pid" || rc=$?
     ((rc == 1)) || harness_fail "cut: exit $rc, want 1: $(cat "$log")"
-    grep -qF "127.0.0.3:$PORT" "$log" || harness_fail "cut: the message does not name the export: $(tail -n 5 "$log")"
+    grep -E "ERROR .*127\.0\.0\.3:$PORT.*offset|ERROR .*offset.*127\.0\.0\.3:$PORT" "$log" >/dev/null ||
+        harness_fail "cut: the message does not name the export and offset: $(grep ERROR "$log")"
     remote_state_clean "cut"
     harness_log "ok: network cut mid-transfer: $(grep -m1 ERROR "$log" || tail -n 1 "$log")"
     capture inc "${R[@]}" --nbd-connect "127.0.0.3:$PORT"
@@ -142,7 +152,7 @@ run_peer() {
     start_variant rpeer 1
     rnd vda 0 "$M"
     rnd vda $((20 * M)) "$M"
-    VNB_SSH_PORT=2222 VNB_SSH_KEY="$REMOTE_KEY" timeout 300 python3 "$HERE/../tools/virtnbdbackup_remote.py" \
+    VNB_SSH_PORT=2222 VNB_SSH_KEY="$REMOTE_KEY" timeout 300 /usr/bin/python3 "$HERE/../tools/virtnbdbackup_remote.py" \
         -d "$DOM" -l full -o "$OUT" -U "$REMOTE_URI" --ssh-user root -I 127.0.0.2 -P "$PORT" -n \
         >"$T/vnb.out" 2>&1 || harness_fail "virtnbdbackup remote full: $(tail -n 20 "$T/vnb.out")"
     ! grep -E ' (ERROR|CRITICAL) |Traceback' "$T/vnb.out" >&2 || harness_fail "virtnbdbackup logged errors"
@@ -179,8 +189,9 @@ bad_inputs() {
     python3 -c 'import socket, sys, time
 s = socket.socket(); s.bind(("127.0.0.2", int(sys.argv[1]))); s.listen(1)
 open(sys.argv[2], "w").close(); time.sleep(120)' "$((PORT + 1))" "$T/listener.ready" &
-    local listener=$!
-    harness_on_exit "kill $listener"
+    LISTENER_PID=$!
+    local listener=$LISTENER_PID
+    harness_on_exit stop_listener
     harness_wait_for 30 "a listener on port $((PORT + 1))" test -e "$T/listener.ready" ||
         harness_fail "could not start the listener"
     expect_fail "NBD port in use" "$((PORT + 1))" \

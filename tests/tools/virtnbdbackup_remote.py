@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Runs virtnbdbackup 1.9.15 (the Debian package) in remote mode against the test setup.
 
 1.9.15 gives no way to name the ssh port or key (paramiko's defaults: port 22, ~/.ssh/id_*), no
@@ -10,7 +10,8 @@ virtnbdbackup calls, and changes nothing else:
   VNB_CERTS                   tls-certificates= added to nbds:// URIs
   VNB_EXPORT, VNB_CONNECT     connect to VNB_CONNECT (host:port) where the URI names
                               VNB_EXPORT (optional)
-Arguments are virtnbdbackup's.
+Arguments are virtnbdbackup's. Run with the system python (/usr/bin/python3), whose modules
+virtnbdbackup uses.
 """
 import os
 import runpy
