@@ -1,9 +1,17 @@
 #include "common/nbdkit_server.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
 #include <chrono>
+#include <csignal>
+#include <fstream>
 #include <thread>
 
 #include "common/listening.h"
+#include "stream/file.h"
 
 namespace backupfs {
 namespace {
@@ -23,7 +31,38 @@ std::vector<std::string> Argv(const NbdkitOptions& o) {
   } else {
     argv.push_back("-r");
   }
+  if (!o.tls_certificates.empty()) {
+    argv.insert(argv.end(), {"--tls=require", "--tls-certificates=" + o.tls_certificates});
+  }
   argv.insert(argv.end(), {"file", "file=" + o.image});
+  return argv;
+}
+
+std::vector<std::string> DetachedArgv(const NbdkitOptions& o, const std::string& pid_file) {
+  std::vector<std::string> argv = Argv(o);
+  argv.erase(argv.begin() + 2);  // --exit-with-parent: it is meant to outlive us
+  argv.insert(argv.begin() + 2, {"-P", pid_file});
+  return argv;
+}
+
+// The pid nbdkit wrote, once it is complete (nullopt before).
+std::optional<pid_t> ReadPidFile(const std::string& path) {
+  auto text = ReadWholeFile(path);
+  if (!text.ok() || text->empty() || text->back() != '\n') return std::nullopt;
+  pid_t pid = 0;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size() - 1, pid);
+  if (ec != std::errc() || end != text->data() + text->size() - 1 || pid <= 0) {
+    return std::nullopt;
+  }
+  return pid;
+}
+
+// argv of a running process, from /proc (empty when it is gone).
+std::vector<std::string> CommandLine(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::vector<std::string> argv;
+  std::string word;
+  while (std::getline(in, word, '\0')) argv.push_back(word);
   return argv;
 }
 
@@ -53,6 +92,84 @@ std::optional<std::string> NbdkitServer::Exited() {
   auto how = child_->Exited();
   if (how) *how += ": " + child_->LastStderrLine();
   return how;
+}
+
+namespace {
+
+// One start; nullopt when it ended before listening without a word in its log (killed by a
+// stray signal, e.g. a kill aimed at an old process whose pid the busy host gave it).
+Result<std::optional<pid_t>> StartDetachedOnce(const NbdkitOptions& o,
+                                               const std::string& pid_file) {
+  const std::string address = o.tcp_host + ":" + o.tcp_port;
+  const std::string what = "nbdkit serving " + o.image + " on " + address;
+  unlink(pid_file.c_str());
+  struct stat before;
+  const off_t logged = stat(o.log_path.c_str(), &before) == 0 ? before.st_size : 0;
+  BFS_ASSIGN_OR_RETURN(pid_t pid, SpawnDetached(DetachedArgv(o, pid_file), o.log_path));
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  for (;;) {
+    if (auto written = ReadPidFile(pid_file)) return std::optional<pid_t>(*written);
+    if (!ProcessRuns(pid)) {
+      struct stat after;
+      if (stat(o.log_path.c_str(), &after) == 0 && after.st_size == logged) {
+        return std::optional<pid_t>();
+      }
+      const std::string complaint = LastLineOfFile(o.log_path);
+      if (complaint.find("Address already in use") != std::string::npos) {
+        return Status::FailedPrecondition("cannot serve NBD on " + address +
+                                          ": the port is in use (another export or program "
+                                          "listens there); choose another port");
+      }
+      return Status::IOError(what + " ended at its start: " + complaint + " (log: " + o.log_path +
+                             ")");
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      (void)StopDetachedNbdkit(pid, o.image);
+      return Status::IOError(what + " does not listen after 30 s (log: " + o.log_path + ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+}  // namespace
+
+Result<pid_t> StartDetachedNbdkit(const NbdkitOptions& o, const std::string& pid_file) {
+  constexpr int kAttempts = 3;
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    BFS_ASSIGN_OR_RETURN(std::optional<pid_t> pid, StartDetachedOnce(o, pid_file));
+    if (pid) return *pid;
+  }
+  return Status::IOError("nbdkit serving " + o.image + " on " + o.tcp_host + ":" + o.tcp_port +
+                         " ended at its start " + std::to_string(kAttempts) +
+                         " times without a message (killed by a signal?)");
+}
+
+bool IsNbdkitServing(pid_t pid, const std::string& image) {
+  if (pid <= 0 || !ProcessRuns(pid)) return false;
+  const std::vector<std::string> argv = CommandLine(pid);
+  if (argv.empty() || argv[0].substr(argv[0].rfind('/') + 1) != "nbdkit") return false;
+  for (const std::string& a : argv) {
+    if (a == "file=" + image) return true;
+  }
+  return false;
+}
+
+Status StopDetachedNbdkit(pid_t pid, const std::string& image) {
+  if (!IsNbdkitServing(pid, image)) return Status::Ok();
+  if (kill(pid, SIGTERM) != 0 && errno != ESRCH) {
+    return Status::FromErrno(
+        "cannot stop nbdkit (pid " + std::to_string(pid) + ") serving " + image, errno);
+  }
+  const auto kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool killed = false;
+  while (ProcessRuns(pid)) {
+    if (!killed && std::chrono::steady_clock::now() > kill_at) {
+      kill(pid, SIGKILL);
+      killed = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return Status::Ok();
 }
 
 }  // namespace backupfs
