@@ -1,6 +1,5 @@
 #include "common/nbdkit_server.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -38,10 +37,12 @@ std::vector<std::string> Argv(const NbdkitOptions& o) {
   return argv;
 }
 
+// Without -f nbdkit binds and listens, then forks into the background, whose process writes
+// `pid_file`: the foreground process's exit status says whether the port could be bound.
 std::vector<std::string> DetachedArgv(const NbdkitOptions& o, const std::string& pid_file) {
   std::vector<std::string> argv = Argv(o);
-  argv.erase(argv.begin() + 2);  // --exit-with-parent: it is meant to outlive us
-  argv.insert(argv.begin() + 2, {"-P", pid_file});
+  argv.erase(argv.begin() + 1, argv.begin() + 3);  // -f, --exit-with-parent: it outlives us
+  argv.insert(argv.begin() + 1, {"-P", pid_file});
   return argv;
 }
 
@@ -94,54 +95,29 @@ std::optional<std::string> NbdkitServer::Exited() {
   return how;
 }
 
-namespace {
-
-// One start; nullopt when it ended before listening without a word in its log (killed by a
-// stray signal, e.g. a kill aimed at an old process whose pid the busy host gave it).
-Result<std::optional<pid_t>> StartDetachedOnce(const NbdkitOptions& o,
-                                               const std::string& pid_file) {
-  const std::string address = o.tcp_host + ":" + o.tcp_port;
-  const std::string what = "nbdkit serving " + o.image + " on " + address;
-  unlink(pid_file.c_str());
-  struct stat before;
-  const off_t logged = stat(o.log_path.c_str(), &before) == 0 ? before.st_size : 0;
-  BFS_ASSIGN_OR_RETURN(pid_t pid, SpawnDetached(DetachedArgv(o, pid_file), o.log_path));
-  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  for (;;) {
-    if (auto written = ReadPidFile(pid_file)) return std::optional<pid_t>(*written);
-    if (!ProcessRuns(pid)) {
-      struct stat after;
-      if (stat(o.log_path.c_str(), &after) == 0 && after.st_size == logged) {
-        return std::optional<pid_t>();
-      }
-      const std::string complaint = LastLineOfFile(o.log_path);
-      if (complaint.find("Address already in use") != std::string::npos) {
-        return Status::FailedPrecondition("cannot serve NBD on " + address +
-                                          ": the port is in use (another export or program "
-                                          "listens there); choose another port");
-      }
-      return Status::IOError(what + " ended at its start: " + complaint + " (log: " + o.log_path +
-                             ")");
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      (void)StopDetachedNbdkit(pid, o.image);
-      return Status::IOError(what + " does not listen after 30 s (log: " + o.log_path + ")");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
-
-}  // namespace
-
 Result<pid_t> StartDetachedNbdkit(const NbdkitOptions& o, const std::string& pid_file) {
-  constexpr int kAttempts = 3;
-  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
-    BFS_ASSIGN_OR_RETURN(std::optional<pid_t> pid, StartDetachedOnce(o, pid_file));
-    if (pid) return *pid;
+  const std::string address = o.tcp_host + ":" + o.tcp_port;
+  unlink(pid_file.c_str());
+  auto started = RunCapture(DetachedArgv(o, pid_file));
+  if (!started.ok()) {
+    if (started.status().message().find("Address already in use") != std::string::npos) {
+      return Status::FailedPrecondition("cannot serve NBD on " + address +
+                                        ": the port is in use (another export or program "
+                                        "listens there); choose another port");
+    }
+    return started.status().WithPrefix("cannot serve " + o.image + " on " + address);
   }
-  return Status::IOError("nbdkit serving " + o.image + " on " + o.tcp_host + ":" + o.tcp_port +
-                         " ended at its start " + std::to_string(kAttempts) +
-                         " times without a message (killed by a signal?)");
+  // The background process writes the pid file, maybe after the foreground one exited.
+  std::optional<pid_t> pid;
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (!(pid = ReadPidFile(pid_file)) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (!pid || !IsNbdkitServing(*pid, o.image)) {
+    return Status::IOError("nbdkit serving " + o.image + " on " + address +
+                           " is gone right after its start (pid file " + pid_file + ")");
+  }
+  return *pid;
 }
 
 bool IsNbdkitServing(pid_t pid, const std::string& image) {

@@ -46,9 +46,11 @@ class NbdkitServer {
 };
 
 // An nbdkit that outlives us (remote instant recovery: a domain on another host reads from it
-// after our command ended): detached (SpawnDetached), read-only, on TCP. Returns its pid once
-// it listens, i.e. once it wrote `pid_file` (nbdkit writes it after binding). A port in use is
-// a FailedPrecondition naming the address and port; other failures quote nbdkit's complaint.
+// after our command ended): read-only, on TCP, in the background (nbdkit's own daemon mode:
+// it binds, forks, and the background process writes `pid_file`; its later messages go to
+// syslog, `log_path` is unused).
+// Returns its pid once it listens. A port in use is a FailedPrecondition naming the address
+// and port; other failures quote nbdkit's complaint.
 Result<pid_t> StartDetachedNbdkit(const NbdkitOptions& options, const std::string& pid_file);
 
 // Whether `pid` is an nbdkit serving `image` (a pid recorded earlier may have been reused).
