@@ -37,11 +37,9 @@ struct InstantOptions {
   bool progress = true;    // not -n
   // Remote instant recovery (remote.remote(): -U names another host, see instant_remote.h):
   // `workdir` is on that host, and this host serves the point over NBD on nbd_serve,
-  // ADDR:PORT (disk i on PORT+i); over TLS when remote.tls, with nbdkit's x509 files
-  // (ca-cert.pem, server-cert.pem, server-key.pem) in tls_server_dir.
+  // ADDR:PORT (disk i on PORT+i). Without TLS for now: remote.tls is refused.
   RemoteOptions remote;
   std::string nbd_serve;
-  std::string tls_server_dir;
 };
 
 struct InstantSummary {

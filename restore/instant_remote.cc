@@ -141,13 +141,12 @@ class RemoteInstant {
                                      "absolute path");
     }
     if (o_.remote.tls) {
-      if (o_.tls_server_dir.empty()) {
-        return Status::InvalidArgument(
-            "--tls: give --tls-server-cert DIR, nbdkit's x509 files on this host "
-            "(ca-cert.pem, server-cert.pem, server-key.pem)");
-      }
-      served_.tls = true;
-      served_.tls_dir = fs::absolute(o_.tls_server_dir).lexically_normal().string();
+      // nbdkit would require TLS (InstantServed::tls), but the domain's QEMU would also need
+      // the disk's <source tls='yes'> and the hypervisor's nbd_tls_x509_cert_dir: not done.
+      return Status::InvalidArgument(
+          "--tls: remote instant recovery serves NBD without TLS for now (the hypervisor's "
+          "QEMU would need TLS settings for NBD disks); serve on a trusted network, or use "
+          "-a restore -U to copy the images over TLS");
     }
     served_.host = ThisHostName();
     return Status::Ok();

@@ -3,7 +3,7 @@
 //
 // Here: the saveset is mounted by the backupfs daemon in a private directory, and one
 // read-only nbdkit per disk serves the point's raw image on TCP (--nbd-serve ADDR:PORT, disk
-// i on PORT+i, TLS optional). Both are detached from the command: the domain keeps reading
+// i on PORT+i; no TLS yet). Both are detached from the command: the domain keeps reading
 // after it ends. On the hypervisor (through its Host, i.e. ssh): the work directory, a qcow2
 // overlay per disk whose backing file is the NBD export, the boot file copies and the domain
 // XML; the domain is defined and started over the remote libvirt URI.

@@ -70,6 +70,13 @@ _rinst_cleanup() {
 }
 harness_on_exit _rinst_cleanup
 
+# proc_runs PID : PID runs (a zombie does not: a detached nbdkit is reaped by init, not us).
+proc_runs() {
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    [[ "${stat##*) }" != [ZX]* ]]
+}
+
 # remote_sh CMD... : CMD on "the hypervisor" over the test's sshd, each word quoted.
 remote_sh() {
     ssh -q -i "$REMOTE_KEY" -o UserKnownHostsFile="$REMOTE_KNOWN_HOSTS" -o StrictHostKeyChecking=yes \
@@ -229,6 +236,24 @@ harness_cmp "the served vda is still the point's" "$T/point1/vda.raw" "$mnt/virt
 saveset_sums "$S" | diff "$T/plain.sums" - >&2 || harness_fail "the saveset changed under the instant domain"
 harness_log "ok: guest writes in the overlay, the served point and the saveset unchanged"
 
+# As after a reboot of the backup host: the nbdkits gone, the domain shut off; instant-resume
+# -U serves the point again on the same ports and starts the domain.
+harness_virsh destroy "$I1" >/dev/null
+kill "${pids[@]}"
+_nbdkits_gone() { ! proc_runs "${pids[0]}" && ! proc_runs "${pids[1]}"; }
+harness_wait_for 30 "nbdkit ${pids[*]} to end" _nbdkits_gone ||
+    harness_fail "nbdkit ${pids[*]} do not end: $(cat "/proc/${pids[0]}/stat" "/proc/${pids[1]}/stat" 2>&1)"
+"$RESTORE" -a instant-resume -U "$RURI" -N "$I1" 2>"$T/resume.err" || harness_fail "instant-resume -U: $(cat "$T/resume.err")"
+[[ "$(harness_virsh domstate "$I1")" == running ]] || harness_fail "$I1 not running after instant-resume"
+mapfile -t pids < <(record_pids "$I1")
+((${#pids[@]} == 2)) || harness_fail "the record names ${#pids[@]} nbdkit pids after the resume"
+for pid in "${pids[@]}"; do proc_runs "$pid" || harness_fail "nbdkit $pid of the record does not run"; done
+grep -qF -- "-p $((PORT + 1)) " <(tr '\0' ' ' <"/proc/${pids[1]}/cmdline") ||
+    harness_fail "vdb's nbdkit does not serve port $((PORT + 1)): $(tr '\0' ' ' <"/proc/${pids[1]}/cmdline")"
+restore_guest_read "$I1" vda $((32 * M)) $M 0x77 ok
+restore_guest_read "$I1" vdb $((2 * M)) $M 0x11 ok
+harness_log "ok: instant-resume -U started nbdkit ${pids[*]} on the same ports and the domain"
+
 # ---------------------------------------------------------------------------------------
 # Refusals leave nothing behind.
 BUSY="$(free_ports 2)"
@@ -249,6 +274,12 @@ BUSY_PID=""
 restore_expect_rc 2 "remote instant without --nbd-serve" "--nbd-serve" \
     "$RESTORE" -a instant -U "$RURI" -i "$S" -N "$I1-y" -o "$T/remote-work-y"
 nothing_left "$I1-y" "$T/remote-work-y"
+restore_expect_rc 1 "remote instant with --tls (not supported yet)" "serves NBD without TLS for now" \
+    "$RESTORE" -a instant -U "$RURI" --tls -i "$S" -N "$I1-t" -o "$T/remote-work-t" --nbd-serve "127.0.0.1:$PORT"
+nothing_left "$I1-t" "$T/remote-work-t"
+restore_expect_rc 1 "remote instant with a relative work directory" "must be an absolute path" \
+    "$RESTORE" -a instant -U "$RURI" -i "$S" -N "$I1-r" -o "relative-work" --nbd-serve "127.0.0.1:$PORT"
+nothing_left "$I1-r" "relative-work"
 
 # ---------------------------------------------------------------------------------------
 # The end of a remote instant domain.
@@ -276,7 +307,7 @@ for d in vda vdb; do
 done
 restore_guest_read "$I1" vda $((32 * M)) $M 0x77 ok
 for pid in "${pids[@]}"; do
-    ! kill -0 "$pid" 2>/dev/null || harness_fail "nbdkit $pid still runs after the live restore"
+    ! proc_runs "$pid" || harness_fail "nbdkit $pid still runs after the live restore"
 done
 nothing_served "$I1"
 ! remote_sh test -e "$W1" || harness_fail "$W1 is left on the remote host: $(remote_sh ls -la "$W1")"
