@@ -61,7 +61,7 @@ struct MigrateOptions {
   uint64_t bandwidth = 0;  // bytes per second per disk; 0 = unlimited
   // How to reach the hypervisor of a remote instant domain over ssh (its files are there);
   // when it names no host, what `uri` says (keyfile=, known_hosts=).
-  RemoteOptions remote;
+  RemoteOptions remote = RemoteOptions();
 };
 // Copies every disk of the running instant domain into TARGET_DIR/<overlay's name> and pivots
 // onto the copies; then removes the overlays, unmounts the saveset and drops the record (a
