@@ -31,12 +31,12 @@ struct QemuNbdOptions {
   bool die_with_thread = false;  // see ChildProcess::Start
   // Listening on TCP instead of `socket` (a remote hypervisor; see StartQemuNbdOn):
   // --bind=tcp_address --port=tcp_port.
-  std::string tcp_address;
+  std::string tcp_address = {};
   unsigned tcp_port = 0;
   // TLS on the TCP export: x509 files in tls_dir (ca-cert.pem, server-cert.pem,
   // server-key.pem, as libvirt's backup_tls_x509_cert_dir); with tls_verify_peer, clients
   // must show a certificate that the CA signed.
-  std::string tls_dir;
+  std::string tls_dir = {};
   bool tls_verify_peer = false;
 };
 

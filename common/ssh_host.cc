@@ -6,16 +6,26 @@
 // Connection::mu. A spawned program's channel is only read when its owner asks (Exited()
 // polls it without blocking, Stop() reads it to its end); meanwhile libssh buffers what it
 // writes, which for qemu-nbd is a few stderr lines.
+//
+// Keepalive: sshd may drop a client that leaves its ClientAlive probes unanswered, and
+// libssh answers them only while someone calls into the session. A capture leaves the Host
+// alone for as long as the NBD copy takes, so a thread of the Connection calls in every
+// second (ssh_send_keepalive, which also processes what arrived), or the remote qemu-nbd
+// would go with the connection.
 #include <fcntl.h>
 #include <libssh/libssh.h>
+#include <libssh/server.h>  // ssh_send_keepalive, which clients may use too
 #include <libssh/sftp.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <functional>
+#include <mutex>
+#include <thread>
 
 #include "common/host.h"
 #include "common/host_internal.h"
@@ -29,6 +39,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr long kConnectTimeoutSeconds = 10;
+constexpr auto kKeepaliveInterval = std::chrono::seconds(1);
 constexpr int kPollMs = 100;
 // The remote watchdog (kSpawnScript) sends SIGKILL 30 s after SIGTERM.
 constexpr auto kStopTimeout = std::chrono::seconds(35);
@@ -86,6 +97,7 @@ class Connection {
         where(o.host + ":" + std::to_string(o.port)),
         session_(session) {}
   ~Connection() {
+    StopKeepalive();
     MutexLock lock(mu);
     if (sftp_ != nullptr) sftp_free(sftp_);
     ssh_disconnect(session_);
@@ -93,6 +105,11 @@ class Connection {
   }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
+
+  // Once connected: see "Keepalive" at the top.
+  void StartKeepalive() {
+    keepalive_ = std::thread([this] { KeepaliveLoop(); });
+  }
 
   Mutex mu;
   ssh_session session() REQUIRES(mu) { return session_; }
@@ -105,9 +122,38 @@ class Connection {
   const std::string where;    // "127.0.0.2:2222"
 
  private:
+  void KeepaliveLoop() EXCLUDES(mu);
+  void StopKeepalive();
+
   ssh_session session_ GUARDED_BY(mu);
   sftp_session sftp_ GUARDED_BY(mu) = nullptr;
+  std::thread keepalive_;
+  std::mutex stop_mu_;  // guards stopping_ (std::mutex: the condition variable needs one)
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
 };
+
+void Connection::KeepaliveLoop() {
+  std::unique_lock<std::mutex> stop_lock(stop_mu_);
+  while (!stop_cv_.wait_for(stop_lock, kKeepaliveInterval, [this] { return stopping_; })) {
+    stop_lock.unlock();
+    {
+      MutexLock lock(mu);
+      if (ssh_is_connected(session_)) ssh_send_keepalive(session_);
+    }
+    stop_lock.lock();
+  }
+}
+
+void Connection::StopKeepalive() {
+  if (!keepalive_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> stop_lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  keepalive_.join();
+}
 
 Result<sftp_session> Connection::Sftp() {
   if (sftp_ != nullptr) return sftp_;
@@ -462,34 +508,44 @@ class SshHost : public Host {
   Status WriteRemote(const std::string& path, mode_t mode,
                      const std::function<Status(std::string_view*)>& next) {
     const std::string partial = path + ".partial";
-    {
+    Status st = WritePartial(partial, mode, next);
+    if (st.ok()) st = Rename(partial, path);
+    if (!st.ok()) {
+      // Best effort: the error at hand is the one to report, not this one.
       MutexLock lock(c_->mu);
-      BFS_ASSIGN_OR_RETURN(sftp_session sftp, c_->Sftp());
-      UniqueSftpFile f(sftp_open(sftp, partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC, mode));
-      if (f == nullptr) return SftpError(*c_, sftp, "cannot create", partial);
-      // The server's umask applied to the open's mode.
-      if (sftp_chmod(sftp, partial.c_str(), mode) != SSH_OK) {
-        return SftpError(*c_, sftp, "cannot chmod", partial);
-      }
-      for (;;) {
-        std::string_view chunk;
-        BFS_RETURN_IF_ERROR(next(&chunk));
-        if (chunk.empty()) break;
-        while (!chunk.empty()) {
-          const ssize_t n = sftp_write(f.get(), chunk.data(), chunk.size());
-          if (n <= 0) return SftpError(*c_, sftp, "cannot write", partial);
-          chunk.remove_prefix(static_cast<size_t>(n));
-        }
-      }
-      if (sftp_extension_supported(sftp, "fsync@openssh.com", "1") &&
-          sftp_fsync(f.get()) != SSH_OK) {
-        return SftpError(*c_, sftp, "cannot fsync", partial);
-      }
-      if (sftp_close(f.release()) != SSH_OK) return SftpError(*c_, sftp, "cannot close", partial);
+      Result<sftp_session> sftp = c_->Sftp();
+      if (sftp.ok()) sftp_unlink(*sftp, partial.c_str());
+      return st;
     }
-    BFS_RETURN_IF_ERROR(Rename(partial, path));
     const size_t slash = path.rfind('/');
     return Sync(slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash));
+  }
+
+  Status WritePartial(const std::string& partial, mode_t mode,
+                      const std::function<Status(std::string_view*)>& next) {
+    MutexLock lock(c_->mu);
+    BFS_ASSIGN_OR_RETURN(sftp_session sftp, c_->Sftp());
+    UniqueSftpFile f(sftp_open(sftp, partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC, mode));
+    if (f == nullptr) return SftpError(*c_, sftp, "cannot create", partial);
+    // The server's umask applied to the open's mode.
+    if (sftp_chmod(sftp, partial.c_str(), mode) != SSH_OK) {
+      return SftpError(*c_, sftp, "cannot chmod", partial);
+    }
+    for (;;) {
+      std::string_view chunk;
+      BFS_RETURN_IF_ERROR(next(&chunk));
+      if (chunk.empty()) break;
+      while (!chunk.empty()) {
+        const ssize_t n = sftp_write(f.get(), chunk.data(), chunk.size());
+        if (n <= 0) return SftpError(*c_, sftp, "cannot write", partial);
+        chunk.remove_prefix(static_cast<size_t>(n));
+      }
+    }
+    if (sftp_extension_supported(sftp, "fsync@openssh.com", "1") && sftp_fsync(f.get()) != SSH_OK) {
+      return SftpError(*c_, sftp, "cannot fsync", partial);
+    }
+    if (sftp_close(f.release()) != SSH_OK) return SftpError(*c_, sftp, "cannot close", partial);
+    return Status::Ok();
   }
 
   std::shared_ptr<Connection> c_;
@@ -592,9 +648,13 @@ Status Authenticate(ssh_session s, const SshOptions& o, const std::string& where
 Status SetOptions(ssh_session s, const SshOptions& o) {
   int port = static_cast<int>(o.port);
   long timeout = kConnectTimeoutSeconds;
+  // Without it, Nagle's algorithm holds the tail of each SFTP request until the server's
+  // delayed ACK: about 40 ms per round trip.
+  int nodelay = 1;
   if (ssh_options_set(s, SSH_OPTIONS_HOST, o.host.c_str()) != SSH_OK ||
       ssh_options_set(s, SSH_OPTIONS_PORT, &port) != SSH_OK ||
       ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &timeout) != SSH_OK ||
+      ssh_options_set(s, SSH_OPTIONS_NODELAY, &nodelay) != SSH_OK ||
       (!o.user.empty() && ssh_options_set(s, SSH_OPTIONS_USER, o.user.c_str()) != SSH_OK) ||
       (!o.known_hosts.empty() &&
        ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, o.known_hosts.c_str()) != SSH_OK)) {
@@ -620,6 +680,7 @@ Result<std::unique_ptr<Host>> ConnectSsh(const SshOptions& o) {
   }
   BFS_RETURN_IF_ERROR(VerifyHostKey(s, o, where));
   BFS_RETURN_IF_ERROR(Authenticate(s, o, where));
+  c->StartKeepalive();
   return std::unique_ptr<Host>(new SshHost(std::move(c)));
 }
 

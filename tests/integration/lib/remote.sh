@@ -14,14 +14,15 @@ _remote_locked() { _remote_locked_in "$REMOTE_STATE" "$@"; }
 
 # _remote_locked_in DIR CMD... : runs CMD holding DIR/setup.lock (not inherited by CMD's
 # children, so a daemon it starts does not keep the lock).
+# Its locals have odd names: CMD sees them (bash scopes dynamically) and may use its own.
 _remote_locked_in() {
-    local dir="$1" fd rc=0
+    local _rl_dir="$1" _rl_fd _rl_rc=0
     shift
-    exec {fd}>"$dir/setup.lock"
-    flock -x "$fd"
-    "$@" {fd}>&- || rc=$?
-    exec {fd}>&-
-    return "$rc"
+    exec {_rl_fd}>"$_rl_dir/setup.lock"
+    flock -x "$_rl_fd"
+    "$@" {_rl_fd}>&- || _rl_rc=$?
+    exec {_rl_fd}>&-
+    return "$_rl_rc"
 }
 
 _remote_sshd_accepts() { timeout 2 bash -c "exec 3<>/dev/tcp/$REMOTE_SSH_ADDRESS/$REMOTE_SSH_PORT" 2>/dev/null; }
@@ -67,7 +68,7 @@ _remote_trust_for_ssh_binary() {
     local line home_kh="$HOME/.ssh/known_hosts"
     line="$(cat "$REMOTE_STATE/known_hosts")"
     grep -qxF "$line" "$home_kh" 2>/dev/null && return 0
-    mkdir -p -m 0700 "$HOME/.ssh"
+    [[ -d "$HOME/.ssh" ]] || mkdir -m 0700 "$HOME/.ssh"
     [[ -f "$home_kh" ]] && ssh-keygen -q -R "[$REMOTE_SSH_ADDRESS]:$REMOTE_SSH_PORT" -f "$home_kh" >/dev/null 2>&1
     printf '%s\n' "$line" >>"$home_kh"
 }
@@ -209,9 +210,10 @@ _remote_pki_complete() {
 
 # remote_pki : exports REMOTE_PKI, made once in a fixed place and kept (a libvirtd restart
 # and every running test depend on the files staying the same).
+_remote_pki_locked() { _remote_pki_complete "$REMOTE_PKI" || remote_make_pki "$REMOTE_PKI"; }
+
 remote_pki() {
     mkdir -p "${REMOTE_PKI%/*}"
-    _remote_pki_locked() { _remote_pki_complete "$REMOTE_PKI" || remote_make_pki "$REMOTE_PKI"; }
     _remote_locked_in "${REMOTE_PKI%/*}" _remote_pki_locked
     export REMOTE_PKI
 }
@@ -236,7 +238,11 @@ _remote_restart_libvirtd() {
     libvirtd -d </dev/null >>"$HARNESS_ROOT/libvirtd-start.log" 2>&1 ||
         harness_fail "libvirtd -d fails (log: $HARNESS_ROOT/libvirtd-start.log)"
     harness_wait_for 120 "libvirtd to answer" _harness_libvirt_answers ||
-        harness_fail "libvirtd does not answer after a restart"
+        harness_fail "libvirtd does not answer after a restart (does it accept the backup_tls_x509_* lines at the end of /etc/libvirt/qemu.conf?)"
+}
+
+_remote_tls_locked() {
+    if _remote_set_qemu_conf "$1" "$2"; then _remote_restart_libvirtd; fi
 }
 
 # remote_libvirt_backup_tls [DIR] [VERIFY] : libvirt's QEMU serves backup NBD exports over TLS
@@ -250,8 +256,5 @@ remote_libvirt_backup_tls() {
     fi
     _remote_pki_complete "$dir" || harness_fail "$dir lacks the x509 files of remote_make_pki"
     chmod -R a+rX "$dir"
-    _remote_tls_locked() {
-        if _remote_set_qemu_conf "$dir/server" "$verify"; then _remote_restart_libvirtd; fi
-    }
-    _remote_locked_in "${REMOTE_PKI%/*}" _remote_tls_locked
+    _remote_locked_in "${REMOTE_PKI%/*}" _remote_tls_locked "$dir/server" "$verify"
 }
