@@ -22,6 +22,9 @@ struct NbdkitOptions {
   std::string tcp_port;
   bool writable = false;  // copy-on-write, discarded at exit
   std::string log_path;   // nbdkit's stderr
+  // TCP only: "" for plain NBD; else TLS required, with nbdkit's x509 files in this
+  // directory (ca-cert.pem, server-cert.pem, server-key.pem).
+  std::string tls_certificates;
 };
 
 class NbdkitServer {
@@ -41,5 +44,20 @@ class NbdkitServer {
   std::unique_ptr<ChildProcess> child_;
   std::string address_;
 };
+
+// An nbdkit that outlives us (remote instant recovery: a domain on another host reads from it
+// after our command ended): read-only, on TCP, in the background (nbdkit's own daemon mode:
+// it binds, forks, and the background process writes `pid_file`; its later messages go to
+// syslog, `log_path` is unused).
+// Returns its pid once it listens. A port in use is a FailedPrecondition naming the address
+// and port; other failures quote nbdkit's complaint.
+Result<pid_t> StartDetachedNbdkit(const NbdkitOptions& options, const std::string& pid_file);
+
+// Whether `pid` is an nbdkit serving `image` (a pid recorded earlier may have been reused).
+bool IsNbdkitServing(pid_t pid, const std::string& image);
+
+// Stops the detached nbdkit `pid` serving `image` (SIGTERM; SIGKILL after 10 s) and waits
+// until it is gone. Ok when it is gone already or the pid is no longer such an nbdkit.
+Status StopDetachedNbdkit(pid_t pid, const std::string& image);
 
 }  // namespace backupfs

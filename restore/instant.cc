@@ -10,31 +10,18 @@
 
 #include "backupfs/saveset.h"
 #include "capture/libvirt_instant.h"
+#include "common/command_line.h"
 #include "common/domain_xml.h"
 #include "common/subprocess.h"
 #include "common/vmconfig_adjust.h"
 #include "restore/instant_domain.h"
+#include "restore/instant_remote.h"
 #include "restore/plan.h"
 
 namespace backupfs {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Steps to take back, newest first, unless the whole operation succeeded.
-class Undo {
- public:
-  ~Undo() {
-    if (committed_) return;
-    for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) (*it)();
-  }
-  void Add(std::function<void()> step) { steps_.push_back(std::move(step)); }
-  void Commit() { committed_ = true; }
-
- private:
-  std::vector<std::function<void()>> steps_;
-  bool committed_ = false;
-};
 
 std::string Absolute(const std::string& path) {
   return fs::absolute(path).lexically_normal().string();
@@ -228,10 +215,12 @@ class Instant {
 }  // namespace
 
 Result<InstantSummary> RunInstant(const InstantOptions& o, RunLog& log, std::atomic<bool>& stop) {
-  BFS_ASSIGN_OR_RETURN(InstantSummary summary, Instant(o, log, stop).Run());
+  BFS_ASSIGN_OR_RETURN(InstantSummary summary, o.remote.remote() ? RunRemoteInstant(o, log, stop)
+                                                                 : Instant(o, log, stop).Run());
   if (!o.migrate_to.empty()) {
     MigrateOptions m;
     m.uri = o.uri;
+    m.remote = o.remote;
     m.name = summary.name;
     m.target_dir = o.migrate_to;
     m.progress = o.progress;
@@ -243,8 +232,14 @@ Result<InstantSummary> RunInstant(const InstantOptions& o, RunLog& log, std::ato
   return summary;
 }
 
-Status EndInstant(const std::string& uri, const std::string& name, RunLog& log) {
+Status EndInstant(const std::string& uri, const std::string& name, RunLog& log,
+                  const RemoteOptions& remote) {
   BFS_ASSIGN_OR_RETURN(OpenedInstant in, OpenInstant(uri, name));
+  std::unique_ptr<Host> host;  // a remote domain's files are on its host
+  if (in.record.remote()) {
+    BFS_RETURN_IF_ERROR(CheckServedHere(in.record, name));
+    BFS_ASSIGN_OR_RETURN(host, ConnectInstantHost(uri, remote));
+  }
   for (const InstantDisk& d : in.record.disks) {
     BFS_ASSIGN_OR_RETURN(BlockJobState job, GetBlockJob(in.dom.get(), name, d.target));
     if (job.exists) {
@@ -258,11 +253,44 @@ Status EndInstant(const std::string& uri, const std::string& name, RunLog& log) 
   if (active) BFS_RETURN_IF_ERROR(DestroyDomain(in.dom.get(), name));
   BFS_RETURN_IF_ERROR(UndefineDomain(in.dom.get(), name));
   log.Info("domain " + name + " stopped and undefined");
+  if (host) return RemoveRemoteInstantFiles(*host, in.record, /*keep_files=*/false, log);
   return RemoveInstantFiles(in.record, /*keep_files=*/false, log);
 }
 
+namespace {
+
+// ResumeInstant of a remote domain: what serves its point comes back here, on its ports.
+Status ResumeRemoteInstant(OpenedInstant& in, bool start, RunLog& log) {
+  BFS_RETURN_IF_ERROR(CheckServedHere(in.record, in.name));
+  BFS_ASSIGN_OR_RETURN(bool active, DomainIsActive(in.dom.get(), in.name));
+  BFS_ASSIGN_OR_RETURN(MountState state, ProbeMount(in.record.mount));
+  if (state == MountState::kStale) {
+    if (active) {
+      return Status::FailedPrecondition("domain " + in.name +
+                                        " runs on a mount whose daemon is gone (its disks fail "
+                                        "reads); stop it first: virsh destroy " +
+                                        in.name);
+    }
+    BFS_RETURN_IF_ERROR(StopServingInstant(in.record, log));
+  }
+  if (mkdir(in.record.served->dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::FromErrno("cannot create " + in.record.served->dir, errno);
+  }
+  const InstantRecord before = in.record;
+  BFS_RETURN_IF_ERROR(ServeInstantPoint(in.record, log));
+  if (!(in.record == before)) BFS_RETURN_IF_ERROR(SaveRecord(in));  // the new pids
+  if (start && !active) {
+    BFS_RETURN_IF_ERROR(StartDomain(in.dom.get(), in.name));
+    log.Info("domain " + in.name + " started");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status ResumeInstant(const std::string& uri, const std::string& name, bool start, RunLog& log) {
   BFS_ASSIGN_OR_RETURN(OpenedInstant in, OpenInstant(uri, name));
+  if (in.record.remote()) return ResumeRemoteInstant(in, start, log);
   BFS_ASSIGN_OR_RETURN(MountState state, ProbeMount(in.record.mount));
   if (state == MountState::kStale) {
     BFS_ASSIGN_OR_RETURN(bool active, DomainIsActive(in.dom.get(), name));
@@ -370,15 +398,21 @@ Result<InstantListing> ListInstant(const std::string& uri) {
     if (!*xml) continue;
     BFS_ASSIGN_OR_RETURN(e.record, ParseInstantRecord(**xml, "domain " + e.name));
     BFS_ASSIGN_OR_RETURN(e.running, DomainIsActive(dom.get(), e.name));
-    for (const InstantDisk& d : e.record.disks) e.overlay_bytes += AllocatedBytes(d.overlay);
+    // A remote domain's overlays are on its host: not measured from here.
+    if (!e.record.remote()) {
+      for (const InstantDisk& d : e.record.disks) e.overlay_bytes += AllocatedBytes(d.overlay);
+    }
     BFS_ASSIGN_OR_RETURN(e.mount, ProbeMount(e.record.mount));
     BFS_ASSIGN_OR_RETURN(e.migration, MigrationState(dom.get(), e.name, e.record));
     e.advice = Advice(e);
     used_mounts[e.record.mount] = true;
     out.domains.push_back(std::move(e));
   }
+  // This host's mounts belong to its own domains, which a remote URI does not list.
+  if (IsRemoteUri(uri)) return out;
   BFS_ASSIGN_OR_RETURN(std::vector<std::string> mounts, BackupfsMounts());
   for (const std::string& m : mounts) {
+    // Mounts that serve remote domains are another URI's to tell (kServedMountName).
     if (fs::path(m).filename() == kInstantMountName && !used_mounts.count(m)) {
       out.leftovers.push_back(m +
                               ": an instant-recovery mount no domain uses; clear it with: "

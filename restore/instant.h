@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/remote.h"
 #include "common/run_log.h"
 #include "restore/instant_record.h"
 #include "restore/saveset_mount.h"
@@ -34,6 +35,11 @@ struct InstantOptions {
   uint64_t bandwidth = 0;  // --bandwidth, bytes per second per disk (0 = unlimited)
   bool start = true;       // not --no-start
   bool progress = true;    // not -n
+  // Remote instant recovery (remote.remote(): -U names another host, see instant_remote.h):
+  // `workdir` is on that host, and this host serves the point over NBD on nbd_serve,
+  // ADDR:PORT (disk i on PORT+i). Without TLS for now: remote.tls is refused.
+  RemoteOptions remote;
+  std::string nbd_serve;
 };
 
 struct InstantSummary {
@@ -53,9 +59,13 @@ struct MigrateOptions {
   std::string target_dir;  // where the standalone images go
   bool progress = true;
   uint64_t bandwidth = 0;  // bytes per second per disk; 0 = unlimited
+  // How to reach the hypervisor of a remote instant domain over ssh (its files are there);
+  // when it names no host, what `uri` says (keyfile=, known_hosts=).
+  RemoteOptions remote = RemoteOptions();
 };
 // Copies every disk of the running instant domain into TARGET_DIR/<overlay's name> and pivots
-// onto the copies; then removes the overlays, unmounts the saveset and drops the record. A
+// onto the copies; then removes the overlays, unmounts the saveset and drops the record (a
+// remote domain: TARGET_DIR is on its host, and this host stops serving the point). A
 // failure or `stop` cancels the copies (the domain stays on its overlays, the record says
 // why) and removes the unfinished images; running it again retries. Copies that a killed run
 // left behind are taken over.
@@ -63,10 +73,14 @@ Status MigrateInstant(const MigrateOptions& options, RunLog& log, std::atomic<bo
 
 // Ends an instant domain: destroy, undefine, overlays and our files removed, unmount. Refused
 // while a copy job runs on one of its disks.
-Status EndInstant(const std::string& uri, const std::string& name, RunLog& log);
+// A remote domain's files go on its host (through `remote`, see MigrateOptions::remote), and
+// its NBD server (nbdkit, the mount) here.
+Status EndInstant(const std::string& uri, const std::string& name, RunLog& log,
+                  const RemoteOptions& remote = RemoteOptions());
 
 // Mounts the saveset again where it is missing or its daemon is gone (after a host reboot),
-// then starts the domain unless `start` is false or it runs.
+// then starts the domain unless `start` is false or it runs. A remote domain's nbdkits that
+// are gone are started again, on their ports.
 Status ResumeInstant(const std::string& uri, const std::string& name, bool start, RunLog& log);
 
 struct InstantEntry {

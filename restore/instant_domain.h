@@ -2,8 +2,10 @@
 // the QEMU user, the saveset mount under the work directory, and the final cleanup.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "capture/libvirt.h"
 #include "common/path_access.h"
@@ -12,6 +14,21 @@
 #include "stream/status.h"
 
 namespace backupfs {
+
+// Steps to take back, newest first, unless the whole operation succeeded.
+class Undo {
+ public:
+  ~Undo() {
+    if (committed_) return;
+    for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) (*it)();
+  }
+  void Add(std::function<void()> step) { steps_.push_back(std::move(step)); }
+  void Commit() { committed_ = true; }
+
+ private:
+  std::vector<std::function<void()>> steps_;
+  bool committed_ = false;
+};
 
 struct OpenedInstant {
   UniqueConnect conn;
@@ -32,8 +49,9 @@ Status SaveRecord(OpenedInstant& in);
 Result<std::optional<UserIdentity>> QemuIdentity(virConnectPtr conn);
 
 // The mount daemon's log: what the guest's reads met (a corrupt chunk, with file and offset).
+// A remote domain's mount is on the backup host, so its log is there too.
 inline std::string InstantLogFile(const InstantRecord& record) {
-  return record.workdir + "/backupfs-instant.log";
+  return (record.served ? record.served->dir : record.workdir) + "/backupfs-instant.log";
 }
 
 // Mounts `record.saveset` on `record.mount` for QEMU: allow_other, files owned by its user.

@@ -4,6 +4,7 @@
 #include <libxml/tree.h>
 #include <libxml/xmlwriter.h>
 
+#include <charconv>
 #include <memory>
 #include <optional>
 
@@ -47,11 +48,24 @@ std::string InstantRecordXml(const InstantRecord& r) {
   Attribute(w.get(), "point", r.point);
   Attribute(w.get(), "workdir", r.workdir);
   Attribute(w.get(), "mount", r.mount);
+  if (r.served) {
+    xmlTextWriterStartElement(w.get(), X("served"));
+    Attribute(w.get(), "host", r.served->host);
+    Attribute(w.get(), "dir", r.served->dir);
+    Attribute(w.get(), "address", r.served->address);
+    Attribute(w.get(), "tls", r.served->tls ? "1" : "0");
+    Attribute(w.get(), "tls-dir", r.served->tls_dir);
+    xmlTextWriterEndElement(w.get());
+  }
   for (const InstantDisk& d : r.disks) {
     xmlTextWriterStartElement(w.get(), X("disk"));
     Attribute(w.get(), "target", d.target);
     Attribute(w.get(), "overlay", d.overlay);
     Attribute(w.get(), "backing", d.backing);
+    if (r.served) {
+      Attribute(w.get(), "nbd-port", std::to_string(d.nbd_port));
+      Attribute(w.get(), "nbdkit-pid", std::to_string(d.nbdkit_pid));
+    }
     xmlTextWriterEndElement(w.get());
   }
   for (const std::string& f : r.files) {
@@ -88,6 +102,16 @@ Result<InstantRecord> ParseInstantRecord(std::string_view xml, const std::string
     }
     return *v;
   };
+  auto number = [&](xmlNode* node, const char* name) -> Result<unsigned> {
+    BFS_ASSIGN_OR_RETURN(std::string text, need(node, name));
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      return Status::Corruption(what + ": backupfs metadata: " + name + "='" + text +
+                                "' is not a number");
+    }
+    return value;
+  };
   InstantRecord r;
   BFS_ASSIGN_OR_RETURN(r.saveset, need(root, "saveset"));
   BFS_ASSIGN_OR_RETURN(r.point, need(root, "point"));
@@ -99,7 +123,21 @@ Result<InstantRecord> ParseInstantRecord(std::string_view xml, const std::string
       BFS_ASSIGN_OR_RETURN(d.target, need(n, "target"));
       BFS_ASSIGN_OR_RETURN(d.overlay, need(n, "overlay"));
       BFS_ASSIGN_OR_RETURN(d.backing, need(n, "backing"));
+      if (GetAttribute(n, "nbd-port")) {
+        BFS_ASSIGN_OR_RETURN(d.nbd_port, number(n, "nbd-port"));
+        BFS_ASSIGN_OR_RETURN(unsigned pid, number(n, "nbdkit-pid"));
+        d.nbdkit_pid = static_cast<int>(pid);
+      }
       r.disks.push_back(std::move(d));
+    } else if (Named(n, "served")) {
+      InstantServed s;
+      BFS_ASSIGN_OR_RETURN(s.host, need(n, "host"));
+      BFS_ASSIGN_OR_RETURN(s.dir, need(n, "dir"));
+      BFS_ASSIGN_OR_RETURN(s.address, need(n, "address"));
+      const std::optional<std::string> tls = GetAttribute(n, "tls");  // absent: "0"
+      s.tls = tls && *tls == "1";
+      BFS_ASSIGN_OR_RETURN(s.tls_dir, need(n, "tls-dir"));
+      r.served = std::move(s);
     } else if (Named(n, "file")) {
       BFS_ASSIGN_OR_RETURN(std::string path, need(n, "path"));
       r.files.push_back(std::move(path));

@@ -30,6 +30,29 @@ TEST(InstantRecordTest, RoundTrips) {
   EXPECT_EQ(*back, r);
 }
 
+TEST(InstantRecordTest, RoundTripsARemoteRecord) {
+  InstantRecord r = Sample();
+  r.served = InstantServed{"backup1", "/var/tmp/backupfs-served.x", "127.0.0.1", true, "/pki"};
+  r.disks[0].backing = "nbd://127.0.0.1:10809/vda";
+  r.disks[0].nbd_port = 10809;
+  r.disks[0].nbdkit_pid = 4242;
+  r.disks[1].nbd_port = 10810;  // not started yet: pid 0
+  auto back = ParseInstantRecord(InstantRecordXml(r), "domain x");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(*back, r);
+  EXPECT_TRUE(back->remote());
+  EXPECT_FALSE(Sample().remote());
+}
+
+TEST(InstantRecordTest, RefusesAPortThatIsNoNumber) {
+  const std::string xml =
+      "<instant saveset='/s' point='p' workdir='/w' mount='/m'><disk target='vda' "
+      "overlay='/w/o' backing='nbd://a:1/vda' nbd-port='10x' nbdkit-pid='1'/></instant>";
+  auto r = ParseInstantRecord(xml, "domain x");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "domain x: backupfs metadata: nbd-port='10x' is not a number");
+}
+
 TEST(InstantRecordTest, ReadsWhatLibvirtReturns) {
   // libvirt hands the element back with its namespace declared on it.
   const std::string xml =

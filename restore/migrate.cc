@@ -16,6 +16,7 @@
 #include "common/progress.h"
 #include "restore/instant.h"
 #include "restore/instant_domain.h"
+#include "restore/instant_remote.h"
 #include "stream/file.h"
 
 namespace backupfs {
@@ -43,6 +44,10 @@ class Migration {
 
   Status Run() {
     BFS_ASSIGN_OR_RETURN(in_, OpenInstant(o_.uri, o_.name));
+    if (in_.record.remote()) {
+      BFS_RETURN_IF_ERROR(CheckServedHere(in_.record, o_.name));
+      BFS_ASSIGN_OR_RETURN(host_, ConnectInstantHost(o_.uri, o_.remote));
+    }
     BFS_ASSIGN_OR_RETURN(bool active, DomainIsActive(dom(), o_.name));
     if (!active) {
       return Status::FailedPrecondition("domain " + o_.name +
@@ -63,7 +68,31 @@ class Migration {
  private:
   virDomainPtr dom() { return in_.dom.get(); }
 
-  Status PrepareTargets() {
+  // The target directory and images are on the domain's host: host_ when it is remote.
+  Result<bool> TargetExists(const std::string& path) {
+    if (host_) return host_->Exists(path);
+    std::error_code ec;
+    return fs::exists(path, ec) || fs::is_symlink(path, ec);
+  }
+  bool RemoveTarget(const std::string& path) {
+    if (host_) return host_->Remove(path).ok();
+    return unlink(path.c_str()) == 0;
+  }
+
+  Status PrepareRemoteTargetDir() {
+    dir_ = fs::path(o_.target_dir).lexically_normal().string();
+    if (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+    if (dir_.empty() || dir_[0] != '/') {
+      return Status::InvalidArgument("--migrate-to " + o_.target_dir + ": a directory on " +
+                                     host_->name() + " must be an absolute path");
+    }
+    BFS_ASSIGN_OR_RETURN(bool exists, host_->Exists(dir_));
+    if (!exists) BFS_RETURN_IF_ERROR(host_->MakeDirs(dir_, 0755));
+    return Status::Ok();
+  }
+
+  Status PrepareTargetDir() {
+    if (host_) return PrepareRemoteTargetDir();
     dir_ = fs::absolute(o_.target_dir).lexically_normal().string();
     std::error_code ec;
     if (!fs::exists(dir_, ec) && mkdir(dir_.c_str(), 0755) != 0) {
@@ -71,6 +100,11 @@ class Migration {
     }
     BFS_ASSIGN_OR_RETURN(std::optional<UserIdentity> qemu, QemuIdentity(in_.conn.get()));
     if (qemu) BFS_RETURN_IF_ERROR(CheckUserCanReach(dir_, *qemu, "the QEMU user"));
+    return Status::Ok();
+  }
+
+  Status PrepareTargets() {
+    BFS_RETURN_IF_ERROR(PrepareTargetDir());
     for (const InstantDisk& d : in_.record.disks) {
       const std::string target = dir_ + "/" + fs::path(d.overlay).filename().string();
       BFS_ASSIGN_OR_RETURN(BlockJobState job, GetBlockJob(dom(), o_.name, d.target));
@@ -84,10 +118,14 @@ class Migration {
         log_.Info("disk " + d.target + ": taking over the copy to " + target +
                   " that an earlier run started");
         taken_over_.insert(d.target);
-      } else if (fs::exists(target, ec) || fs::is_symlink(target, ec)) {
-        return Status::FailedPrecondition(target +
-                                          " exists already; remove it or choose another "
-                                          "--migrate-to directory");
+      } else {
+        BFS_ASSIGN_OR_RETURN(bool exists, TargetExists(target));
+        if (exists) {
+          return Status::FailedPrecondition(target + " exists already" +
+                                            (host_ ? " on " + host_->name() : "") +
+                                            "; remove it or choose another --migrate-to "
+                                            "directory");
+        }
       }
       targets_.push_back(target);
     }
@@ -147,7 +185,7 @@ class Migration {
                       o_.name + ".log)";
     struct statvfs fsinfo;
     struct stat st;
-    if (statvfs(dir_.c_str(), &fsinfo) == 0 && stat(target.c_str(), &st) == 0) {
+    if (!host_ && statvfs(dir_.c_str(), &fsinfo) == 0 && stat(target.c_str(), &st) == 0) {
       why += "; " + dir_ + " has " + FormatMib(uint64_t{fsinfo.f_bavail} * fsinfo.f_frsize) +
              " free, the copy had reached " + FormatMib(uint64_t(st.st_blocks) * 512);
       if (fsinfo.f_bavail * fsinfo.f_frsize < (64u << 20)) why += ": is it full?";
@@ -188,8 +226,13 @@ class Migration {
     }
     // The overlays hold the guest's writes until the copies are on disk: QEMU leaves the
     // copies' last writes in the page cache, so they are flushed before the overlays go.
-    for (const std::string& target : targets_) BFS_RETURN_IF_ERROR(FlushFile(target));
-    BFS_RETURN_IF_ERROR(FsyncParentDir(targets_.front()));
+    if (host_) {
+      for (const std::string& target : targets_) BFS_RETURN_IF_ERROR(host_->Sync(target));
+      BFS_RETURN_IF_ERROR(host_->Sync(dir_));
+    } else {
+      for (const std::string& target : targets_) BFS_RETURN_IF_ERROR(FlushFile(target));
+      BFS_RETURN_IF_ERROR(FsyncParentDir(targets_.front()));
+    }
     BFS_RETURN_IF_ERROR(
         SetDomainMetadata(dom(), o_.name, kInstantNamespace, kInstantPrefix, /*xml=*/""));
     // The boot files (loader, NVRAM) stay: the domain keeps using its copies in the work dir.
@@ -203,7 +246,8 @@ class Migration {
         log_.Info("the " + b.setting + " " + b.path + " stays: the domain uses it");
       }
     }
-    Status s = RemoveInstantFiles(drop, /*keep_files=*/false, log_);
+    Status s = host_ ? RemoveRemoteInstantFiles(*host_, drop, /*keep_files=*/false, log_)
+                     : RemoveInstantFiles(drop, /*keep_files=*/false, log_);
     log_.Info("live restore of " + o_.name + " done: it runs on its images in " + dir_ +
               ", no longer on the backup");
     return s;
@@ -220,7 +264,7 @@ class Migration {
       if (job.ok() && job->exists) {
         if (Status a = AbortBlockJob(dom(), o_.name, disk); !a.ok()) log_.Error(a.message());
       }
-      if ((started_.count(disk) || taken_over_.count(disk)) && unlink(targets_[i].c_str()) == 0) {
+      if ((started_.count(disk) || taken_over_.count(disk)) && RemoveTarget(targets_[i])) {
         log_.Info("removed the unfinished copy " + targets_[i]);
       }
     }
@@ -240,6 +284,7 @@ class Migration {
   RunLog& log_;
   std::atomic<bool>& stop_;
   OpenedInstant in_;
+  std::unique_ptr<Host> host_;  // a remote domain's host; null for this host's domains
   std::string dir_;
   std::vector<std::string> targets_;  // per disk of the record
   std::set<std::string> started_, taken_over_, pivoted_;

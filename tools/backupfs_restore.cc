@@ -45,6 +45,7 @@ struct Args {
   bool qemu_writer = false;
   // Instant recovery, live restore, NBD export.
   std::string migrate_to, nbd_socket, nbd_tcp;
+  std::string nbd_serve;  // remote instant recovery
   bool no_start = false, writable = false;
   unsigned bandwidth_mib = 0;
   // Consolidation and retention.
@@ -259,12 +260,6 @@ int Restore(const Args& args) {
   return kExitOk;
 }
 
-std::string RemoteInstantRefusal(const std::string& what) {
-  return what +
-         ": remote instant recovery is not supported; run backupfs-restore -a instant on "
-         "the host (or -a restore with -U to restore the images there)";
-}
-
 // Actions that read or write this machine's saveset only: the remote options have no meaning.
 std::optional<std::string> LocalOnlyRefusal(const Args& a) {
   const std::string& act = a.action;
@@ -287,8 +282,13 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
   if (act == "instant-migrate" && a.migrate_to.empty()) {
     return "-a instant-migrate needs --migrate-to DIR, where the disks go";
   }
+  const bool remote_instant = act.rfind("instant", 0) == 0 && backupfs::IsRemoteUri(a.uri);
+  if ((!remote_instant || act != "instant") && !a.nbd_serve.empty()) {
+    return "--nbd-serve goes with -a instant -U naming a remote host";
+  }
   if (act == "instant-list" || by_name) {
-    if (auto what = RemoteOption(a)) return RemoteInstantRefusal(*what);
+    if (remote_instant) return std::nullopt;
+    if (auto what = RemoteOption(a)) return *what + ": goes with -U naming a remote host";
     return std::nullopt;
   }
   if (a.input.empty()) return "-i/--input is required: the saveset directory";
@@ -309,7 +309,13 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
     return "-a retention works in place: -o goes with -a consolidate (a synthetic full)";
   }
   if (act == "instant") {
-    if (auto what = RemoteOption(a)) return RemoteInstantRefusal(*what);
+    if (remote_instant && a.nbd_serve.empty()) {
+      return "-a instant -U " + a.uri +
+             " needs --nbd-serve ADDR:PORT: where this host serves the restore point over NBD";
+    }
+    if (!remote_instant) {
+      if (auto what = RemoteOption(a)) return *what + ": goes with -U naming a remote host";
+    }
     if (a.output.empty()) {
       return "-a instant needs -o WORKDIR: the overlays, boot files and the mount go there";
     }
@@ -350,9 +356,21 @@ int ListInstant(const Args& args) {
   return kExitOk;
 }
 
+// The instant actions' remote host: -U with the ssh and TLS options.
+backupfs::Result<backupfs::RemoteOptions> InstantRemote(const Args& args) {
+  backupfs::RemoteOptions base;
+  base.ssh.user = args.ssh_user;
+  if (args.ssh_port != 0) base.ssh.port = args.ssh_port;
+  base.ssh.private_key = args.ssh_key;
+  base.tls = args.tls;
+  return backupfs::RemoteFromUri(args.uri.empty() ? "qemu:///system" : args.uri, base);
+}
+
 // -a instant: the summary line on success.
 backupfs::Status InstantRecovery(const Args& args, backupfs::RunLog& log, std::atomic<bool>& stop) {
   backupfs::InstantOptions o;
+  BFS_ASSIGN_OR_RETURN(o.remote, InstantRemote(args));
+  o.nbd_serve = args.nbd_serve;
   o.input = args.input;
   o.workdir = args.output;
   o.until = args.until;
@@ -383,13 +401,18 @@ int Instant(const Args& args) {
   if (args.action == "instant") {
     status = InstantRecovery(args, log, *signals.flag());
   } else if (args.action == "instant-migrate") {
-    backupfs::MigrateOptions m{args.uri, args.name, args.migrate_to, !args.noprogress,
-                               uint64_t{args.bandwidth_mib} << 20};
-    status = backupfs::MigrateInstant(m, log, *signals.flag());
+    backupfs::MigrateOptions m{
+        args.uri, args.name, args.migrate_to, !args.noprogress, uint64_t{args.bandwidth_mib} << 20,
+        {}};
+    auto remote = InstantRemote(args);
+    status = remote.ok() ? (m.remote = *remote, backupfs::MigrateInstant(m, log, *signals.flag()))
+                         : remote.status();
   } else if (args.action == "instant-resume") {
     status = backupfs::ResumeInstant(args.uri, args.name, !args.no_start, log);
   } else {
-    status = backupfs::EndInstant(args.uri, args.name, log);
+    auto remote = InstantRemote(args);
+    status =
+        remote.ok() ? backupfs::EndInstant(args.uri, args.name, log, *remote) : remote.status();
   }
   if (!status.ok()) {
     log.Error(status.message());
@@ -570,6 +593,10 @@ void AddOptions(CLI::App& app, Args& a) {
       ->group(instant);
   app.add_flag("--writable", a.writable,
                "export: accept writes, into an overlay discarded when the export ends")
+      ->group(instant);
+  app.add_option("--nbd-serve", a.nbd_serve,
+                 "instant with a remote -U: serve the restore point from this host over NBD on "
+                 "ADDR:PORT (disk i on PORT+i); the remote domain's overlays are backed by it")
       ->group(instant);
 
   auto* maintenance = "Consolidation and retention options";
