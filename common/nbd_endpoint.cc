@@ -72,9 +72,9 @@ Status ConnectNbd(nbd_handle* h, const NbdEndpoint& e) {
     }
     return Status::IOError("connecting to NBD " + e.Describe() + ": " + error);
   }
-  // Requests are small writes sent while earlier ones are unanswered: Nagle's algorithm would
-  // hold each one back until the server acknowledges the previous (a round trip, or a
-  // delayed-ACK timeout, per request).
+  // Requests are small writes sent while earlier ones are unanswered: Nagle's algorithm may
+  // hold one back until the server acknowledges the previous. QEMU's own NBD client turns it
+  // off too. (No difference measured on loopback, where ACKs come at once.)
   const int fd = nbd_aio_get_fd(h);
   const int on = 1;
   if (fd == -1 || ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0) {
