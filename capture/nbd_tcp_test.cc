@@ -24,6 +24,7 @@
 #include "capture/nbd_copy.h"
 #include "capture/nbd_source.h"
 #include "capture/nbd_test_util.h"
+#include "capture/nbdinfo_map.h"
 #include "common/listening.h"
 #include "stream/file.h"
 #include "stream/test_util.h"
@@ -222,6 +223,25 @@ TEST_F(NbdTcpTest, ReadsOverTlsAreExact) {
   ASSERT_NO_FATAL_FAILURE(MakeTlsDirs());
   ASSERT_NO_FATAL_FAILURE(StartServer(server_dir_));
   ExpectExactRead(Options(kServerIp, port_, client_dir_));
+}
+
+// backupfs-capture -q maps through nbdinfo: its nbd:// and nbds:// URIs reach the same export.
+TEST_F(NbdTcpTest, NbdinfoMapsOverTcpAndTlsAsWeDo) {
+  if (!OnPath("nbdinfo")) GTEST_SKIP() << "nbdinfo is not installed";
+  ASSERT_NO_FATAL_FAILURE(MakeTlsDirs());
+  for (const std::string& tls : {std::string(), client_dir_}) {
+    ASSERT_NO_FATAL_FAILURE(StartServer(tls.empty() ? "" : server_dir_));
+    const NbdConnectOptions o = Options(kServerIp, port_, tls);
+    Result<NbdSource> source = NbdSource::Connect(o);
+    ASSERT_TRUE(source.ok()) << source.status().ToString();
+    Result<BlockStatusMaps> ours = QueryBlockStatus(*source);
+    Result<BlockStatusMaps> theirs = QueryWithNbdinfo(o, kImageSize);
+    ASSERT_TRUE(ours.ok()) << ours.status().ToString();
+    ASSERT_TRUE(theirs.ok()) << theirs.status().ToString();
+    EXPECT_EQ(FullFrames(ours->allocation), FullFrames(theirs->allocation)) << "tls: " << tls;
+    StopChild(server_);
+    server_ = -1;
+  }
 }
 
 TEST_F(NbdTcpTest, TlsWithAnotherCaFailsToVerify) {
