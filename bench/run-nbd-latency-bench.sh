@@ -99,8 +99,8 @@ for img in dense scattered; do
   done
 done
 for img in dense scattered; do
-  wait_until "qemu-nbd for $img" nbdinfo --size "nbd://127.0.0.2:${tcp_port[$img]}/$img"
-  wait_until "qemu-nbd for $img (unix)" nbdinfo --size "nbd+unix:///$img?socket=${unix_socket[$img]}"
+  wait_until "qemu-nbd for $img" nbdinfo --size >/dev/null "nbd://127.0.0.2:${tcp_port[$img]}/$img"
+  wait_until "qemu-nbd for $img (unix)" nbdinfo --size >/dev/null "nbd+unix:///$img?socket=${unix_socket[$img]}"
   for d in 0 "$delay_ms"; do wait_until "the proxy" test -e "$work/proxy-$img-$d.ready"; done
 done
 

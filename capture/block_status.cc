@@ -1,6 +1,8 @@
 #include "capture/block_status.h"
 
 #include <algorithm>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,6 +62,10 @@ void Consume(const Reply& reply, uint64_t start, uint64_t stop, Add add) {
   }
 }
 
+// The export is cut into ranges of `request` bytes, queried kBlockStatusWindow at a time
+// (aio_block_status: over a network each query is a round trip, and a disk of many ranges
+// would otherwise pay them one after the other). A range answered short is asked again from
+// where the answer stopped. The answers are put together in offset order at the end.
 class Query {
  public:
   Query(NbdSource& source, uint64_t request) : source_(source), request_(request) {}
@@ -67,37 +73,110 @@ class Query {
   Result<BlockStatusMaps> Run() {
     const NbdConnectOptions& opt = source_.options();
     if (!opt.allocation && opt.dirty_context.empty()) return std::move(maps_);
-    uint64_t offset = 0;
-    while (offset < source_.size()) {
-      BFS_ASSIGN_OR_RETURN(uint64_t done, Step(offset));
-      offset = done;
+    uint64_t next_range = 0;
+    std::vector<std::unique_ptr<Pending>> flight;
+    while (true) {
+      while (flight.size() < kBlockStatusWindow && (!again_.empty() || next_range < size())) {
+        Span span;
+        if (!again_.empty()) {
+          span = again_.back();
+          again_.pop_back();
+        } else {
+          span = {next_range, std::min(size(), next_range + request_)};
+          next_range = span.end;
+        }
+        BFS_ASSIGN_OR_RETURN(std::unique_ptr<Pending> p, Issue(span));
+        flight.push_back(std::move(p));
+      }
+      if (flight.empty()) break;
+      if (nbd_poll(source_.handle(), -1) == -1) return source_.Error("block status: nbd_poll");
+      for (auto it = flight.begin(); it != flight.end();) {
+        if (!(*it)->done) {
+          ++it;
+          continue;
+        }
+        BFS_RETURN_IF_ERROR(Harvest(**it));
+        it = flight.erase(it);
+      }
     }
-    return std::move(maps_);
+    return Assemble();
   }
 
  private:
-  // One NBD_CMD_BLOCK_STATUS at `offset`; returns how far every context answered.
-  Result<uint64_t> Step(uint64_t offset) {
+  struct Span {
+    uint64_t start = 0, end = 0;
+  };
+  // One NBD_CMD_BLOCK_STATUS in flight. Its address is the callbacks' user data.
+  struct Pending {
+    Collector collector;
+    uint64_t end = 0;  // of the range it belongs to
+    bool done = false;
+    int error = 0;
+    static int OnComplete(void* user, int* error) {
+      auto* p = static_cast<Pending*>(user);
+      p->done = true;
+      p->error = *error;
+      return 1;
+    }
+  };
+  // What every context answered from `start` on, up to `stop`.
+  struct Answer {
+    uint64_t stop = 0;
+    Reply allocation, dirty;
+  };
+
+  uint64_t size() const { return source_.size(); }
+
+  Result<std::unique_ptr<Pending>> Issue(const Span& span) {
+    auto p = std::make_unique<Pending>();
+    p->collector.dirty_context = source_.options().dirty_context;
+    p->collector.start = span.start;
+    p->end = span.end;
+    nbd_extent_callback ecb = {
+        .callback = &Collector::Callback, .user_data = &p->collector, .free = nullptr};
+    nbd_completion_callback ccb = {
+        .callback = &Pending::OnComplete, .user_data = p.get(), .free = nullptr};
+    if (nbd_aio_block_status(source_.handle(), span.end - span.start, span.start, ecb, ccb, 0) ==
+        -1) {
+      return source_.Error("block status at " + std::to_string(span.start));
+    }
+    return p;
+  }
+
+  // Keeps what every context covered; asks again for the rest of the range.
+  Status Harvest(Pending& p) {
     const NbdConnectOptions& opt = source_.options();
-    Collector c{opt.dirty_context, offset, {}, {}, {}};
-    const uint64_t count = std::min(request_, source_.size() - offset);
-    nbd_extent_callback cb = {.callback = &Collector::Callback, .user_data = &c, .free = nullptr};
-    if (nbd_block_status(source_.handle(), count, offset, cb, 0) == -1) {
-      return source_.Error("block status at " + std::to_string(offset));
+    Collector& c = p.collector;
+    const uint64_t offset = c.start;
+    if (p.error != 0) {
+      return Status::FromErrno(
+          "block status at " + std::to_string(offset) + " on " + source_.name(), p.error);
     }
     if (!c.problem.empty()) return Fail(offset, c.problem);
     // Contexts may answer for different lengths: keep what all of them cover.
-    uint64_t stop = offset + count;
+    uint64_t stop = p.end;
     if (opt.allocation) stop = std::min(stop, c.allocation.end(offset));
     if (!opt.dirty_context.empty()) stop = std::min(stop, c.dirty.end(offset));
     if (stop <= offset) return Fail(offset, "a meta context made no progress");
-    Consume(c.allocation, offset, stop, [&](uint64_t o, uint64_t n, uint32_t f) {
-      AppendExtent(maps_.allocation, {o, n, AllocationKind(f)});
-    });
-    Consume(c.dirty, offset, stop, [&](uint64_t o, uint64_t n, uint32_t f) {
-      if (f & kNbdStateDirty) AppendRange(maps_.dirty, {o, n});
-    });
-    return stop;
+    answers_[offset] = {stop, std::move(c.allocation), std::move(c.dirty)};
+    if (stop < p.end) again_.push_back({stop, p.end});
+    return Status::Ok();
+  }
+
+  Result<BlockStatusMaps> Assemble() {
+    for (uint64_t offset = 0; offset < size();) {
+      auto it = answers_.find(offset);
+      if (it == answers_.end()) return Fail(offset, "no answer covers this offset");
+      const Answer& a = it->second;
+      Consume(a.allocation, offset, a.stop, [&](uint64_t o, uint64_t n, uint32_t f) {
+        AppendExtent(maps_.allocation, {o, n, AllocationKind(f)});
+      });
+      Consume(a.dirty, offset, a.stop, [&](uint64_t o, uint64_t n, uint32_t f) {
+        if (f & kNbdStateDirty) AppendRange(maps_.dirty, {o, n});
+      });
+      offset = a.stop;
+    }
+    return std::move(maps_);
   }
 
   Status Fail(uint64_t offset, const std::string& why) const {
@@ -107,6 +186,8 @@ class Query {
 
   NbdSource& source_;
   const uint64_t request_;
+  std::map<uint64_t, Answer> answers_;  // by the offset asked
+  std::vector<Span> again_;             // rests of ranges answered short
   BlockStatusMaps maps_;
 };
 

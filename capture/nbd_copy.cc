@@ -96,12 +96,15 @@ class Pipeline {
   };
 
  public:
-  Pipeline(std::vector<NbdSource*> connections, std::span<const Extent> frames, const Plan& plan,
-           const CopyOptions& options, const ChunkConsumer& consume)
-      : connections_(std::move(connections)),
+  // `connecting`: extra connections whose handshakes the I/O thread completes while it
+  // reads on `source`; each joins the reads once ready.
+  Pipeline(NbdSource& source, std::vector<NbdSource*> connecting, std::span<const Extent> frames,
+           const Plan& plan, const CopyOptions& options, const ChunkConsumer& consume)
+      : source_(source),
+        ready_{&source},
+        connecting_(std::move(connecting)),
         frames_(frames),
         plan_(plan),
-        per_connection_((plan.window + plan.connections - 1) / plan.connections),
         consume_(consume),
         options_(options),
         slots_(plan.window) {
@@ -124,7 +127,7 @@ class Pipeline {
   }
 
  private:
-  NbdSource& source() const { return *connections_.front(); }
+  NbdSource& source() const { return source_; }
 
   // The caller's thread: hands completed reads to the consumer in issue order.
   Status Consume() {
@@ -175,7 +178,7 @@ class Pipeline {
     Status s = IssueAndPoll();
     // Reads still in flight point into slots_ and buffer_: wait for them (a dead connection
     // has already retired its commands).
-    for (NbdSource* c : connections_) {
+    for (NbdSource* c : ready_) {
       nbd_handle* h = c->handle();
       while (nbd_aio_in_flight(h) > 0 && nbd_poll(h, -1) != -1) {
       }
@@ -194,7 +197,7 @@ class Pipeline {
     while (true) {
       BFS_RETURN_IF_ERROR(Fill());
       bool in_flight = false;
-      for (NbdSource* c : connections_) in_flight |= nbd_aio_in_flight(c->handle()) > 0;
+      for (NbdSource* c : ready_) in_flight |= nbd_aio_in_flight(c->handle()) > 0;
       {
         MutexLock lock(mu_);
         if (stop_ || (exhausted_ && !has_piece_ && !in_flight)) return Status::Ok();
@@ -210,8 +213,9 @@ class Pipeline {
   Status Fill() {
     while (true) {
       NbdSource* best = nullptr;
-      int fewest = static_cast<int>(per_connection_);
-      for (NbdSource* c : connections_) {
+      // The window shared among the connections ready so far.
+      int fewest = static_cast<int>((plan_.window + ready_.size() - 1) / ready_.size());
+      for (NbdSource* c : ready_) {
         const int n = nbd_aio_in_flight(c->handle());
         if (n < fewest) fewest = n, best = c;
       }
@@ -222,39 +226,70 @@ class Pipeline {
     }
   }
 
-  // One poll over every connection's socket, in the directions libnbd wants, and the wake
-  // eventfd; then lets libnbd read or write what is ready (completions run here).
+  // One poll over every connection's socket (the connecting ones too), in the directions
+  // libnbd wants, and the wake eventfd; then lets libnbd read or write what is ready
+  // (completions and handshakes move on here).
   Status PollOnce() {
     std::vector<pollfd>& fds = pollfds_;
     fds.clear();
-    for (NbdSource* c : connections_) {
-      const int fd = nbd_aio_get_fd(c->handle());
-      if (fd == -1) return c->Error("nbd_aio_get_fd");
-      const unsigned dir = nbd_aio_get_direction(c->handle());
-      fds.push_back({fd,
-                     static_cast<short>(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
-                                        ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0)),
-                     0});
-    }
+    for (NbdSource* c : ready_) BFS_RETURN_IF_ERROR(AddPollFd(*c));
+    for (NbdSource* c : connecting_) BFS_RETURN_IF_ERROR(AddPollFd(*c));
     fds.push_back({wake_.get(), POLLIN, 0});
     if (::poll(fds.data(), fds.size(), -1) == -1) {
       if (errno == EINTR) return Status::Ok();
       return Status::FromErrno("poll on the connections to " + source().name(), errno);
     }
-    for (size_t i = 0; i < connections_.size(); ++i) {
-      nbd_handle* h = connections_[i]->handle();
-      const short r = fds[i].revents;
-      if ((r & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(h) == -1) {
-        return connections_[i]->Error("waiting for NBD replies");
-      }
-      if ((r & POLLOUT) && nbd_aio_notify_write(h) == -1) {
-        return connections_[i]->Error("sending NBD requests");
-      }
+    for (size_t i = 0; i < ready_.size(); ++i) {
+      BFS_RETURN_IF_ERROR(Notify(*ready_[i], fds[i].revents));
     }
+    BFS_RETURN_IF_ERROR(AdvanceHandshakes(std::span(fds).subspan(ready_.size())));
     if (fds.back().revents & POLLIN) {
       uint64_t count;
       [[maybe_unused]] ssize_t n = ::read(wake_.get(), &count, sizeof count);
     }
+    return Status::Ok();
+  }
+
+  Status AddPollFd(NbdSource& c) {
+    const int fd = nbd_aio_get_fd(c.handle());
+    if (fd == -1) return c.Error("nbd_aio_get_fd");
+    const unsigned dir = nbd_aio_get_direction(c.handle());
+    pollfds_.push_back({fd,
+                        static_cast<short>(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
+                                           ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0)),
+                        0});
+    return Status::Ok();
+  }
+
+  Status Notify(NbdSource& c, short revents) {
+    if ((revents & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(c.handle()) == -1) {
+      return c.Error("waiting for NBD replies");
+    }
+    if ((revents & POLLOUT) && nbd_aio_notify_write(c.handle()) == -1) {
+      return c.Error("sending NBD requests");
+    }
+    return Status::Ok();
+  }
+
+  // Moves the handshakes of the connecting connections on; a finished one joins ready_.
+  // `polled` holds their pollfds, in connecting_'s order.
+  Status AdvanceHandshakes(std::span<const pollfd> polled) {
+    std::vector<NbdSource*> still;
+    for (size_t i = 0; i < connecting_.size(); ++i) {
+      NbdSource& c = *connecting_[i];
+      Status s = Notify(c, polled[i].revents);
+      if (s.ok() && nbd_aio_is_ready(c.handle()) == 1) s = c.FinishConnect();
+      if (s.ok() && (nbd_aio_is_dead(c.handle()) == 1 || nbd_aio_is_closed(c.handle()) == 1)) {
+        s = NbdConnectError(c.options().endpoint, nbd_get_error() ? nbd_get_error() : "closed");
+      }
+      if (!s.ok()) return s.WithPrefix("extra connection (multi-conn) to " + c.name());
+      if (nbd_aio_is_ready(c.handle()) == 1) {
+        ready_.push_back(&c);
+      } else {
+        still.push_back(&c);
+      }
+    }
+    connecting_ = std::move(still);
     return Status::Ok();
   }
 
@@ -334,10 +369,11 @@ class Pipeline {
     return "read of " + std::to_string(slot.length) + " bytes at " + std::to_string(slot.offset);
   }
 
-  const std::vector<NbdSource*> connections_;  // the first is the caller's source
+  NbdSource& source_;                   // the caller's
+  std::vector<NbdSource*> ready_;       // I/O thread only: connections to read on
+  std::vector<NbdSource*> connecting_;  // I/O thread only: handshakes under way
   const std::span<const Extent> frames_;
   const Plan plan_;
-  const unsigned per_connection_;  // reads in flight at most on one connection
   const ChunkConsumer& consume_;
   const CopyOptions& options_;
   std::unique_ptr<uint8_t[]> buffer_;  // plan_.buffer_bytes
@@ -363,19 +399,19 @@ class Pipeline {
   size_t piece_length_ GUARDED_BY(mu_) = 0;
 };
 
-// The copy's extra connections, opened like `source` (into its park, if any) but without
-// meta contexts: they only read.
-Result<std::vector<NbdSource>> ExtraConnections(const NbdSource& source, unsigned count) {
+// Starts the copy's extra connections, opened like `source` (into its park, if any) but
+// without meta contexts: they only read. Their handshakes go on while the copy reads on
+// `source` (a handshake is several round trips: ~50 ms at 5 ms of latency). One that has not
+// finished by the end of the copy is dropped, so a server that never answers a second
+// connection (qemu-nbd --shared=1) costs nothing.
+Result<std::vector<NbdSource>> StartExtraConnections(const NbdSource& source, unsigned count) {
   NbdConnectOptions o = source.options();
   o.allocation = false;
   o.dirty_context.clear();
   std::vector<NbdSource> extra;
   for (unsigned i = 0; i < count; ++i) {
-    Result<NbdSource> c = NbdSource::Connect(o);
-    if (!c.ok()) {
-      return c.status().WithPrefix("connection " + std::to_string(i + 2) + " of " +
-                                   std::to_string(count + 1) + " for a multi-conn read");
-    }
+    Result<NbdSource> c = NbdSource::StartConnect(o);
+    if (!c.ok()) return c.status().WithPrefix("an extra connection for a multi-conn read");
     extra.push_back(std::move(c).value());
   }
   return extra;
@@ -434,10 +470,10 @@ Status ReadExtents(NbdSource& source, std::span<const Extent> frames, const Copy
   // Nothing to read: no connections to open.
   if (DataBytes(frames) == 0) return Status::Ok();
   BFS_ASSIGN_OR_RETURN(std::vector<NbdSource> extra,
-                       ExtraConnections(source, plan.connections - 1));
-  std::vector<NbdSource*> connections{&source};
-  for (NbdSource& c : extra) connections.push_back(&c);
-  return Pipeline(std::move(connections), frames, plan, options, consume).Run();
+                       StartExtraConnections(source, plan.connections - 1));
+  std::vector<NbdSource*> connecting;
+  for (NbdSource& c : extra) connecting.push_back(&c);
+  return Pipeline(source, std::move(connecting), frames, plan, options, consume).Run();
 }
 
 Status CopyToStream(NbdSource& source, std::span<const Extent> frames, StreamWriter& writer,

@@ -5,9 +5,10 @@
 // one connection and 16 reads measured as fast as anything (notes/ENVIRONMENT.md). Over TCP
 // each read costs a network round trip: there the window and the read buffers grow to cover
 // the bandwidth-delay product, and the reads are spread over several connections when the
-// server allows multi-conn. Each connection is served by an I/O thread of its own, so replies
-// keep arriving while the consumer writes; the consumer runs on the caller's thread. The
-// source must not be used by anyone else during a copy.
+// server allows multi-conn (the extra connections shake hands while the first one already
+// reads). One I/O thread drives every connection, so replies keep arriving while the
+// consumer writes; the consumer runs on the caller's thread. The source must not be used by
+// anyone else during a copy.
 #pragma once
 
 #include <cstdint>

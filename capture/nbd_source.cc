@@ -40,7 +40,31 @@ Result<NbdSource> NbdSource::Connect(const NbdConnectOptions& options) {
   return source;
 }
 
-Status NbdSource::Negotiate() {
+Result<NbdSource> NbdSource::StartConnect(const NbdConnectOptions& options) {
+  std::unique_ptr<nbd_handle, Closer> handle(nbd_create(), Closer{options.park});
+  if (!handle) {
+    return Status::IOError("nbd_create for " + options.endpoint.Describe() + ": " +
+                           nbd_get_error());
+  }
+  NbdSource source(std::move(handle), options);
+  BFS_RETURN_IF_ERROR(source.Prepare());
+  if (Status s = StartNbdConnect(source.handle(), options.endpoint); !s.ok()) {
+    return s.WithPrefix("export '" + options.export_name + "'");
+  }
+  return source;
+}
+
+Status NbdSource::FinishConnect() {
+  if (Status s = FinishNbdConnect(handle(), options_.endpoint); !s.ok()) {
+    return s.WithPrefix("export '" + options_.export_name + "'");
+  }
+  if (options_.allocation) BFS_RETURN_IF_ERROR(CheckContext(kBaseAllocation));
+  if (!options_.dirty_context.empty()) BFS_RETURN_IF_ERROR(CheckContext(options_.dirty_context));
+  return ReadSizes();
+}
+
+// Settings made before connecting.
+Status NbdSource::Prepare() {
   nbd_handle* h = handle_.get();
   // libnbd zero-fills every read buffer first, in case a caller used the bytes of a failed
   // read; ours never do (a failed read fails the copy), and the fill cost ~2% of a full copy.
@@ -55,6 +79,12 @@ Status NbdSource::Negotiate() {
       nbd_add_meta_context(h, options_.dirty_context.c_str()) == -1) {
     return Error("nbd_add_meta_context " + options_.dirty_context);
   }
+  return Status::Ok();
+}
+
+Status NbdSource::Negotiate() {
+  BFS_RETURN_IF_ERROR(Prepare());
+  nbd_handle* h = handle_.get();
   // ConnectNbd's errors name the endpoint; name the export too.
   if (Status s = ConnectNbd(h, options_.endpoint); !s.ok()) {
     return s.WithPrefix("export '" + options_.export_name + "'");

@@ -59,6 +59,11 @@ class NbdSource {
  public:
   // Connects and checks that the server agreed to every requested meta context.
   static Result<NbdSource> Connect(const NbdConnectOptions& options);
+  // Connect in two halves, for a poll loop of the caller's that drives the handshake (see
+  // StartNbdConnect): StartConnect begins it; once nbd_aio_is_ready(handle()), FinishConnect
+  // checks the contexts and reads the sizes. Until then only handle() and name() are valid.
+  static Result<NbdSource> StartConnect(const NbdConnectOptions& options);
+  Status FinishConnect();
 
   nbd_handle* handle() const { return handle_.get(); }
   uint64_t size() const { return size_; }
@@ -84,6 +89,7 @@ class NbdSource {
     }
   };
   NbdSource(std::unique_ptr<nbd_handle, Closer> handle, NbdConnectOptions options);
+  Status Prepare();
   Status Negotiate();
   Status CheckContext(const std::string& context) const;
   Status ReadSizes();

@@ -24,6 +24,7 @@
 #include "capture/nbd_copy.h"
 #include "capture/nbd_source.h"
 #include "capture/nbd_test_util.h"
+#include "capture/nbdinfo_map.h"
 #include "common/listening.h"
 #include "stream/file.h"
 #include "stream/test_util.h"
@@ -115,15 +116,19 @@ class NbdTcpTest : public ::testing::Test {
     WaitFor(server_, "qemu-nbd", [&] { return AcceptsTcp(kServerIp, std::to_string(port_)); });
   }
 
-  // delay_proxy.py from kProxyIp to the server.
-  void StartProxy(int delay_ms) {
+  // delay_proxy.py from kProxyIp to the server. With hold_after >= 0, connections after the
+  // first `hold_after` are accepted and never answered.
+  void StartProxy(int delay_ms, int hold_after = -1) {
     proxy_port_ = FreePort(kProxyIp);
     ASSERT_NE(proxy_port_, 0u);
     const std::string ready = dir_.File("proxy.ready");
-    proxy_ =
-        Spawn({"python3", BFS_DELAY_PROXY, "--listen", kProxyIp + ":" + std::to_string(proxy_port_),
-               "--to", kServerIp + ":" + std::to_string(port_), "--delay-ms",
-               std::to_string(delay_ms), "--ready-file", ready});
+    std::vector<std::string> args{"python3",      BFS_DELAY_PROXY,
+                                  "--listen",     kProxyIp + ":" + std::to_string(proxy_port_),
+                                  "--to",         kServerIp + ":" + std::to_string(port_),
+                                  "--delay-ms",   std::to_string(delay_ms),
+                                  "--ready-file", ready};
+    if (hold_after >= 0) args.insert(args.end(), {"--hold-after", std::to_string(hold_after)});
+    proxy_ = Spawn(args);
     ASSERT_GT(proxy_, 0);
     WaitFor(proxy_, "delay_proxy.py", [&] { return Exists(ready); });
   }
@@ -220,6 +225,25 @@ TEST_F(NbdTcpTest, ReadsOverTlsAreExact) {
   ExpectExactRead(Options(kServerIp, port_, client_dir_));
 }
 
+// backupfs-capture -q maps through nbdinfo: its nbd:// and nbds:// URIs reach the same export.
+TEST_F(NbdTcpTest, NbdinfoMapsOverTcpAndTlsAsWeDo) {
+  if (!OnPath("nbdinfo")) GTEST_SKIP() << "nbdinfo is not installed";
+  ASSERT_NO_FATAL_FAILURE(MakeTlsDirs());
+  for (const std::string& tls : {std::string(), client_dir_}) {
+    ASSERT_NO_FATAL_FAILURE(StartServer(tls.empty() ? "" : server_dir_));
+    const NbdConnectOptions o = Options(kServerIp, port_, tls);
+    Result<NbdSource> source = NbdSource::Connect(o);
+    ASSERT_TRUE(source.ok()) << source.status().ToString();
+    Result<BlockStatusMaps> ours = QueryBlockStatus(*source);
+    Result<BlockStatusMaps> theirs = QueryWithNbdinfo(o, kImageSize);
+    ASSERT_TRUE(ours.ok()) << ours.status().ToString();
+    ASSERT_TRUE(theirs.ok()) << theirs.status().ToString();
+    EXPECT_EQ(FullFrames(ours->allocation), FullFrames(theirs->allocation)) << "tls: " << tls;
+    StopChild(server_);
+    server_ = -1;
+  }
+}
+
 TEST_F(NbdTcpTest, TlsWithAnotherCaFailsToVerify) {
   ASSERT_NO_FATAL_FAILURE(MakeTlsDirs());
   ASSERT_NO_FATAL_FAILURE(StartServer(server_dir_));
@@ -267,6 +291,19 @@ TEST_F(NbdTcpTest, ReadsThroughADelayingProxyOverFourConnectionsAreExact) {
   copy.request_size = 64 * KiB;  // many reads: the window and connections matter
   ExpectExactRead(o, copy);
   EXPECT_EQ(park.size(), 4u);  // the source and its kTcpConnections - 1 extra connections
+}
+
+// The proxy answers the first connection only (as a server that takes one client at a time
+// while advertising multi-conn): the extra connections never finish their handshakes, and the
+// copy must not wait for them.
+TEST_F(NbdTcpTest, ExtraConnectionsThatNeverAnswerDoNotHoldTheCopy) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  ASSERT_NO_FATAL_FAILURE(StartProxy(0, /*hold_after=*/1));
+  NbdHandlePark park;
+  NbdConnectOptions o = Options(kProxyIp, proxy_port_);
+  o.park = &park;
+  ExpectExactRead(o);
+  EXPECT_EQ(park.size(), 4u);  // the held ones too
 }
 
 TEST_F(NbdTcpTest, ANetworkCutMidCopyFailsNamingTheExportAndOffset) {

@@ -29,4 +29,13 @@ struct NbdEndpoint {
 // and quote libnbd ("the server's certificate does not verify against <dir>/ca-cert.pem").
 Status ConnectNbd(nbd_handle* h, const NbdEndpoint& e);
 
+// ConnectNbd in two halves, for a connection whose handshake a poll loop of the caller's
+// drives (nbd_aio_get_fd, nbd_aio_get_direction, nbd_aio_notify_read/write): Start sets up
+// TLS and begins connecting; once nbd_aio_is_ready(h), Finish applies the per-connection
+// settings. NbdConnectError turns nbd_get_error() of a failed handshake into ConnectNbd's
+// message.
+Status StartNbdConnect(nbd_handle* h, const NbdEndpoint& e);
+Status FinishNbdConnect(nbd_handle* h, const NbdEndpoint& e);
+Status NbdConnectError(const NbdEndpoint& e, const std::string& libnbd_error);
+
 }  // namespace backupfs

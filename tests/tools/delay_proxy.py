@@ -2,7 +2,7 @@
 """A TCP proxy that adds latency, for tests and benchmarks of NBD over a slow network.
 
     delay_proxy.py --listen 127.0.0.3:PORT --to 127.0.0.2:PORT --delay-ms 5 [--pidfile F]
-                   [--ready-file F]
+                   [--ready-file F] [--hold-after N]
 
 Every byte is held back `--delay-ms` in each direction, from the moment it arrives: data is
 timestamped and released in order once its time has come, so many segments are in flight at
@@ -162,8 +162,12 @@ class ClientSide(Side):
         self.pair.up.sink = None
         self.pair.down.sink = transport
         _nodelay(transport)
-        self.pair.proxy.pairs.add(self.pair)
-        self.pair.proxy.loop.create_task(self.pair.proxy.connect_upstream(self.pair))
+        proxy = self.pair.proxy
+        proxy.pairs.add(self.pair)
+        proxy.accepted += 1
+        if proxy.hold_after is not None and proxy.accepted > proxy.hold_after:
+            return  # held: what the client sends is kept, nothing is answered
+        proxy.loop.create_task(proxy.connect_upstream(self.pair))
 
 
 def _nodelay(transport):
@@ -173,10 +177,12 @@ def _nodelay(transport):
 
 
 class Proxy:
-    def __init__(self, loop, target, delay):
+    def __init__(self, loop, target, delay, hold_after):
         self.loop = loop
         self.target = target
         self.delay = delay
+        self.hold_after = hold_after
+        self.accepted = 0
         self.pairs = set()
 
     def new_client(self):
@@ -219,10 +225,13 @@ async def main():
     parser.add_argument("--delay-ms", type=float, default=5.0, help="added each way (ms)")
     parser.add_argument("--pidfile", help="write our pid here")
     parser.add_argument("--ready-file", help="write 'listening HOST:PORT' here once bound")
+    parser.add_argument("--hold-after", type=int, metavar="N",
+                        help="accept connections after the first N but never forward or "
+                        "answer them (a server that serves one client at a time)")
     args = parser.parse_args()
 
     loop = asyncio.get_running_loop()
-    proxy = Proxy(loop, args.to, args.delay_ms / 1000.0)
+    proxy = Proxy(loop, args.to, args.delay_ms / 1000.0, args.hold_after)
     server = await loop.create_server(proxy.new_client, args.listen[0], args.listen[1],
                                       reuse_address=True, backlog=128)
     stop = loop.create_future()
