@@ -36,8 +36,9 @@ LOW_WATER = 16 << 20
 class Direction:
     """Bytes from one socket to the other, each chunk released `delay` seconds after arrival."""
 
-    def __init__(self, loop, delay, source_transport_getter):
+    def __init__(self, loop, delay, source_transport_getter, released=None):
         self.loop = loop
+        self.released = released  # told the size of every batch forwarded (or None)
         self.delay = delay
         self.queue = collections.deque()  # (release time, bytes)
         self.held = 0
@@ -80,6 +81,8 @@ class Direction:
             batch.append(data)
         if batch:
             self.sink.writelines(batch)
+            if self.released is not None:
+                self.released(sum(len(b) for b in batch))
         if self.paused and self.held < LOW_WATER:
             self.paused = False
             self.source().resume_reading()
@@ -101,7 +104,8 @@ class Pair:
         self.client = None
         self.upstream = None
         self.up = Direction(proxy.loop, proxy.delay, lambda: self.client)  # client -> server
-        self.down = Direction(proxy.loop, proxy.delay, lambda: self.upstream)  # server -> client
+        self.down = Direction(proxy.loop, proxy.delay, lambda: self.upstream,  # server -> client
+                              proxy.count_down)
         self.closed = False
 
     def abort(self):
@@ -177,11 +181,13 @@ def _nodelay(transport):
 
 
 class Proxy:
-    def __init__(self, loop, target, delay, hold_after):
+    def __init__(self, loop, target, delay, hold_after, drop_after_bytes=None):
         self.loop = loop
         self.target = target
         self.delay = delay
         self.hold_after = hold_after
+        self.drop_after_bytes = drop_after_bytes  # a cut once, after this many bytes served
+        self.served = 0
         self.accepted = 0
         self.pairs = set()
 
@@ -206,6 +212,14 @@ class Proxy:
         pair.up.sink = transport
         pair.up.schedule()
 
+    def count_down(self, n):
+        if self.drop_after_bytes is None:
+            return
+        self.served += n
+        if self.served >= self.drop_after_bytes:
+            self.drop_after_bytes = None  # once: later connections pass
+            self.loop.call_soon(self.drop_all)
+
     def drop_all(self):
         for pair in list(self.pairs):
             pair.abort()
@@ -228,10 +242,14 @@ async def main():
     parser.add_argument("--hold-after", type=int, metavar="N",
                         help="accept connections after the first N but never forward or "
                         "answer them (a server that serves one client at a time)")
+    parser.add_argument("--drop-after-bytes", type=int, metavar="B",
+                        help="drop every connection (as SIGUSR1 does) once B bytes have gone "
+                        "from the server to the clients: a network cut mid-transfer, at a "
+                        "point that does not depend on timing; once only")
     args = parser.parse_args()
 
     loop = asyncio.get_running_loop()
-    proxy = Proxy(loop, args.to, args.delay_ms / 1000.0, args.hold_after)
+    proxy = Proxy(loop, args.to, args.delay_ms / 1000.0, args.hold_after, args.drop_after_bytes)
     server = await loop.create_server(proxy.new_client, args.listen[0], args.listen[1],
                                       reuse_address=True, backlog=128)
     stop = loop.create_future()
