@@ -1,6 +1,7 @@
 #include "capture/nbd_copy.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -458,6 +459,20 @@ class StreamSink {
   size_t next_ = 0;  // the first frame not yet begun
 };
 
+// A connection handed to the park mid-handshake keeps QEMU's NBD server from stopping when
+// the backup job ends: seen here with a small inc, whose copy was done before the extra
+// connections had shaken hands; the job's abort then never completed and libvirt's state
+// lock timed out. The handshakes the copy did not wait for are finished before the
+// connections go (bounded: a server that never answers does not hold the run).
+void FinishHandshakes(std::vector<NbdSource>& extra) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (NbdSource& c : extra) {
+    while (nbd_aio_is_connecting(c.handle()) == 1 && std::chrono::steady_clock::now() < deadline) {
+      if (nbd_poll(c.handle(), 100) == -1) break;
+    }
+  }
+}
+
 }  // namespace
 
 Status ReadExtents(NbdSource& source, std::span<const Extent> frames, const CopyOptions& options,
@@ -473,7 +488,9 @@ Status ReadExtents(NbdSource& source, std::span<const Extent> frames, const Copy
                        StartExtraConnections(source, plan.connections - 1));
   std::vector<NbdSource*> connecting;
   for (NbdSource& c : extra) connecting.push_back(&c);
-  return Pipeline(source, std::move(connecting), frames, plan, options, consume).Run();
+  Status copied = Pipeline(source, std::move(connecting), frames, plan, options, consume).Run();
+  FinishHandshakes(extra);
+  return copied;
 }
 
 Status CopyToStream(NbdSource& source, std::span<const Extent> frames, StreamWriter& writer,
