@@ -59,7 +59,7 @@ T=$HARNESS_DIR
 tsv=$T/times.tsv
 info=$T/info.tsv
 out=$T/out
-mkdir -p "$out" "$T/images" "$T/ref" "$T/io"
+mkdir -p "$out" "$T/images" "$T/ref" "$T/io" "$T/logs"
 note() { printf '%s\t%s\n' "$1" "$2" >>"$info"; }
 note "source" "$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo ?)"
 note "setup" "uri $uri, export 127.0.0.2:$port, proxy 127.0.0.3:$port (+${delay_ms} ms each way)"
@@ -164,6 +164,7 @@ timed() {
   t1=${EPOCHREALTIME/./}
   ((rc == 0)) || harness_fail "$name failed (exit $rc): $(tail -n 20 "$log")"
   printf '%s\t%d\t%d\n' "$name" $((t1 - t0)) "$bytes" >>"$tsv"
+  cp "$log" "$T/logs/${name//[^A-Za-z0-9,.-]/_}.$round.log" # each figure's output, kept with KEEP=1
 }
 
 saveset=$out/saveset
@@ -180,7 +181,7 @@ vnb() {
   local connect=""
   [[ $via == direct ]] || connect="127.0.0.3:$port"
   timed "$name" "$bytes" "$T/last.log" env VNB_CONNECT="$connect" \
-    VNB_EXPORT="127.0.0.2:$port" VNB_CERTS="$pki/client" VNB_SSH_PORT=2222 \
+    VNB_EXPORT="127.0.0.2:$port" VNB_CERTS="$pki/client" VNB_SSH_HOST=127.0.0.2 VNB_SSH_PORT=2222 \
     VNB_SSH_KEY="$REMOTE_KEY" /usr/bin/python3 "$here/tests/tools/virtnbdbackup_remote.py" \
     -d "$dom" -l "$level" -o "$saveset" "${args[@]}"
   ! grep -E ' (ERROR|CRITICAL) |Traceback' "$T/last.log" >&2 || harness_fail "$name logged errors"

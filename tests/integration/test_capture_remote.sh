@@ -145,10 +145,12 @@ run_peer() {
     start_variant rpeer 1
     rnd vda 0 "$M"
     rnd vda $((20 * M)) "$M"
-    VNB_SSH_PORT=2222 VNB_SSH_KEY="$REMOTE_KEY" timeout 300 /usr/bin/python3 "$HERE/../tools/virtnbdbackup_remote.py" \
+    VNB_SSH_HOST=127.0.0.2 VNB_SSH_PORT=2222 VNB_SSH_KEY="$REMOTE_KEY" timeout 300 /usr/bin/python3 "$HERE/../tools/virtnbdbackup_remote.py" \
         -d "$DOM" -l full -o "$OUT" -U "$REMOTE_URI" --ssh-user root -I 127.0.0.2 -P "$PORT" -n \
         >"$T/vnb.out" 2>&1 || harness_fail "virtnbdbackup remote full: $(tail -n 20 "$T/vnb.out")"
     ! grep -E ' (ERROR|CRITICAL) |Traceback' "$T/vnb.out" >&2 || harness_fail "virtnbdbackup logged errors"
+    grep -qF "nbd://127.0.0.2:$PORT/vda" "$T/vnb.out" ||
+        harness_fail "virtnbdbackup did not read over TCP (its remote mode): $(grep -i nbd "$T/vnb.out")"
     record_point full
     rnd vda $((30 * M + 512)) $((300 * K))
     capture inc "${R[@]}"
