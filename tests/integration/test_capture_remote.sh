@@ -7,7 +7,8 @@
 # and TLS with a CA and certificates the test makes, set up as libvirt's backup TLS), firmware
 # and image info fetched over SFTP/ssh. Variants:
 #   tcp:     one disk; full, inc, diff over plain TCP.
-#   tls:     two disks, -z, --tls; full, inc, auto, diff.
+#   tls:     two disks, -z, --tls; full, inc (-w 2), auto (after libvirt lost the last
+#            checkpoint: redefined from the saveset), diff, copy.
 #   offline: the tcp domain shut off; an inc becomes a diff read through qemu-nbd started on
 #            the remote host over ssh (plain, then TLS), then a copy.
 #   cut:     the NBD connection dropped mid-transfer (the test's own proxy on 127.0.0.3 drops
@@ -87,11 +88,17 @@ run_tls() {
         harness_fail "the job's export did not use TLS: $(cat "$T/capture.0.out")"
     rnd vdb $((10 * M)) "$M"
     harness_guest_trim "$DOM" vdb $((4 * M)) $((2 * M))
-    capture inc "${R[@]}" "${TLS[@]}" -z
+    capture inc "${R[@]}" "${TLS[@]}" -z -w 2
+    # libvirt forgets the last checkpoint: the remote run redefines it from the saveset.
+    harness_virsh checkpoint-delete "$DOM" virtnbdbackup.1 --metadata >/dev/null
     pat vda 0x77 $((30 * M + 512)) $((3 * K))
     capture auto "${R[@]}" "${TLS[@]}" -z
+    grep -qF "libvirt had lost checkpoint virtnbdbackup.1: redefined it" \
+        "$T/capture.$((${#POINTS[@]} - 1)).out" || harness_fail "the lost checkpoint was not redefined"
     harness_guest_trim "$DOM" vda 0 $((512 * K))
     capture diff "${R[@]}" "${TLS[@]}" -z
+    rnd vda $((50 * M)) "$M"
+    capture copy "${R[@]}" "${TLS[@]}" -z
     check_files
     check_mount
 }
