@@ -1,5 +1,9 @@
 #include "common/remote.h"
 
+#include <optional>
+
+#include "common/command_line.h"
+
 #include <libxml/uri.h>
 
 #include <charconv>
@@ -86,7 +90,66 @@ void SplitHostPort(const std::string& text, std::string& host, unsigned& port) {
   if (!port_text.empty() && ec == std::errc() && ptr == end) port = parsed;
 }
 
+// --nbd-connect HOST[:PORT] or [IPV6]:PORT: a message saying what is wrong, if anything.
+std::optional<std::string> NbdConnectProblem(const std::string& value) {
+  const std::string what = "--nbd-connect " + value + ": ";
+  std::string port;
+  if (value.starts_with('[')) {
+    const size_t close = value.find(']');
+    if (close == std::string::npos || close == 1) return what + "want [IPV6]:PORT";
+    if (close + 1 < value.size()) {
+      if (value[close + 1] != ':') return what + "want [IPV6]:PORT";
+      port = value.substr(close + 2);
+    }
+  } else {
+    const size_t colon = value.find(':');
+    if (colon == 0 || value.empty()) return what + "want HOST[:PORT]";
+    if (colon != std::string::npos) port = value.substr(colon + 1);
+    if (port.find(':') != std::string::npos) return what + "an IPv6 address goes in [ ]";
+  }
+  if (value.ends_with(':')) return what + "the port is missing after ':'";
+  if (!port.empty()) {
+    const bool digits = port.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits || port.size() > 5 || std::stoul(port) == 0 || std::stoul(port) > 65535) {
+      return what + "the port must be a number from 1 to 65535";
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+std::string FirstRemoteOnlyOption(const RemoteArgs& a) {
+  if (IsRemoteUri(a.uri)) return "-U " + a.uri + " names a remote host";
+  if (!a.ssh_user.empty()) return "--ssh-user";
+  if (a.ssh_port != 0) return "--ssh-port";
+  if (!a.ssh_private_key.empty()) return "--ssh-private-key";
+  if (a.nbd_port != 0) return "-P/--nbd-port";
+  if (!a.nbd_ip.empty()) return "-I/--nbd-ip";
+  if (!a.nbd_connect.empty()) return "--nbd-connect";
+  if (a.tls || !a.tls_cert.empty()) return "--tls";
+  return "";
+}
+
+Result<RemoteOptions> RemoteFromArgs(const RemoteArgs& a) {
+  RemoteOptions r;
+  r.uri = a.uri;
+  r.libvirt_user = a.user;
+  r.libvirt_password = a.password;
+  r.ssh.user = a.ssh_user;
+  if (a.ssh_port != 0) r.ssh.port = a.ssh_port;
+  r.ssh.private_key = a.ssh_private_key;
+  r.nbd_ip = a.nbd_ip;
+  if (a.nbd_port != 0) r.nbd_port = a.nbd_port;
+  if (!a.nbd_connect.empty()) {
+    if (auto problem = NbdConnectProblem(a.nbd_connect)) return Status::InvalidArgument(*problem);
+    r.nbd_connect = a.nbd_connect;
+  }
+  r.tls = a.tls;
+  if (!a.tls_cert.empty()) r.tls_dir = a.tls_cert;
+  if (!IsRemoteUri(a.uri)) return r;
+  return RemoteFromUri(a.uri, r);
+}
 
 NbdEndpoint RemoteOptions::ClientEndpoint(unsigned port) const {
   NbdEndpoint e;

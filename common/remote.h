@@ -39,6 +39,25 @@ struct RemoteOptions {
   NbdEndpoint ClientEndpoint(unsigned port) const;
 };
 
+// The remote options as a command line gives them (virtnbdbackup's and virtnbdrestore's names,
+// and --nbd-connect); empty or 0 when not given. Both tools parse into this.
+struct RemoteArgs {
+  std::string uri{}, user{}, password{}, ssh_user{}, ssh_private_key{}, nbd_ip{}, nbd_connect{},
+      tls_cert{};
+  unsigned ssh_port = 0;
+  unsigned nbd_port = 0;
+  bool tls = false;
+};
+
+// The first option in `a` that only a run against another host uses ("-U URI names a remote
+// host", "--ssh-user", ...), for a usage message; "" when none is given.
+std::string FirstRemoteOnlyOption(const RemoteArgs& a);
+
+// RemoteOptions from the command line; for a remote -U completed from the URI (RemoteFromUri).
+// An InvalidArgument for a --nbd-connect that is not HOST[:PORT] or [IPV6]:PORT, or a URI
+// that does not parse. The password is never part of a message.
+Result<RemoteOptions> RemoteFromArgs(const RemoteArgs& a);
+
 // Options naming only a libvirt URI (a local run, or one that needs no ssh).
 inline RemoteOptions LibvirtOnly(const std::string& uri) {
   RemoteOptions r;

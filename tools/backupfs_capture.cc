@@ -42,7 +42,6 @@ struct Args {
   std::string level = "copy";  // virtnbdbackup's default
   std::string type = "stream";
   std::string output;
-  std::string uri = "qemu:///system";
   std::string compress;  // -z's optional level
   std::string include, exclude, freeze;
   std::string checkpoint_dir, scratch_dir = "/var/tmp", socket_file;
@@ -51,11 +50,8 @@ struct Args {
   uint64_t threshold = 0;
   bool raw = false, pause = false, noprogress = false, strict = false, syslog = false;
   bool qemu = false, printonly = false, killonly = false, startonly = false, verbose = false;
-  // Another host (virtnbdbackup's remote options, and --nbd-connect).
-  std::string user, password, ssh_user, ssh_private_key, nbd_ip, nbd_connect, tls_cert;
-  unsigned ssh_port = 22;
-  unsigned nbd_port = 0;  // 0: kDefaultNbdPort
-  bool tls = false;
+  // Another host: virtnbdbackup's options, and --nbd-connect.
+  backupfs::RemoteArgs remote{.uri = "qemu:///system"};
 };
 
 backupfs::CaptureLevel ParseLevel(const std::string& level) {
@@ -109,53 +105,11 @@ bool FleetMode(const Args& a) {
   return a.all || names.size() > 1 || (names.size() == 1 && backupfs::IsDomainPattern(names[0]));
 }
 
-// --nbd-connect HOST[:PORT] or [IPV6]:PORT: a message saying what is wrong, if anything.
-std::optional<std::string> CheckNbdConnect(const std::string& value) {
-  const std::string what = "--nbd-connect " + value + ": ";
-  std::string port;
-  if (value.starts_with('[')) {
-    const size_t close = value.find(']');
-    if (close == std::string::npos || close == 1) return what + "want [IPV6]:PORT";
-    if (close + 1 < value.size()) {
-      if (value[close + 1] != ':') return what + "want [IPV6]:PORT";
-      port = value.substr(close + 2);
-    }
-  } else {
-    const size_t colon = value.find(':');
-    if (colon == 0 || value.empty()) return what + "want HOST[:PORT]";
-    if (colon != std::string::npos) port = value.substr(colon + 1);
-    if (port.find(':') != std::string::npos) return what + "an IPv6 address goes in [ ]";
-  }
-  if (value.ends_with(':')) return what + "the port is missing after ':'";
-  if (!port.empty()) {
-    const bool digits = port.find_first_not_of("0123456789") == std::string::npos;
-    if (!digits || port.size() > 5 || std::stoul(port) == 0 || std::stoul(port) > 65535) {
-      return what + "the port must be a number from 1 to 65535";
-    }
-  }
-  return std::nullopt;
-}
-
 // The remote options from the arguments; for another host, completed from the URI.
 std::optional<std::string> BuildRemote(const Args& a, backupfs::RemoteOptions& r) {
-  r.uri = a.uri;
-  r.ssh.user = a.ssh_user;
-  r.ssh.port = a.ssh_port;
-  r.ssh.private_key = a.ssh_private_key;
-  r.libvirt_user = a.user;
-  r.libvirt_password = a.password;
-  r.nbd_ip = a.nbd_ip;
-  if (a.nbd_port != 0) r.nbd_port = a.nbd_port;
-  if (!a.nbd_connect.empty()) {
-    if (auto error = CheckNbdConnect(a.nbd_connect)) return error;
-    r.nbd_connect = a.nbd_connect;
-  }
-  r.tls = a.tls;
-  if (!a.tls_cert.empty()) r.tls_dir = a.tls_cert;
-  if (!backupfs::IsRemoteUri(a.uri)) return std::nullopt;
-  auto parsed = backupfs::RemoteFromUri(a.uri, r);
+  auto parsed = backupfs::RemoteFromArgs(a.remote);
   if (!parsed.ok()) return parsed.status().message();
-  r = std::move(*parsed);
+  r = std::move(parsed).value();
   return std::nullopt;
 }
 
@@ -214,29 +168,32 @@ void AddOptions(CLI::App& app, Args& a, CLI::Option*& z, CLI::Option*& start) {
       ->group(general);
 
   auto* remote = "Remote backup options";
-  app.add_option("-U,--uri", a.uri, "libvirt connection URI (default: qemu:///system)")
+  app.add_option("-U,--uri", a.remote.uri, "libvirt connection URI (default: qemu:///system)")
       ->group(remote);
-  app.add_option("--user", a.user, "libvirt user (SASL authentication)")->group(remote);
-  app.add_option("--password", a.password, "libvirt password (never logged)")->group(remote);
-  app.add_option("--ssh-user", a.ssh_user, "ssh user on the remote host (default: from the URI)")
+  app.add_option("--user", a.remote.user, "libvirt user (SASL authentication)")->group(remote);
+  app.add_option("--password", a.remote.password, "libvirt password (never logged)")->group(remote);
+  app.add_option("--ssh-user", a.remote.ssh_user,
+                 "ssh user on the remote host (default: from the URI)")
       ->group(remote);
-  app.add_option("--ssh-port", a.ssh_port, "ssh port of the remote host (default 22)")
+  app.add_option("--ssh-port", a.remote.ssh_port, "ssh port of the remote host (default 22)")
       ->check(CLI::Range(1, 65535))
       ->group(remote);
-  app.add_option("--ssh-private-key", a.ssh_private_key,
+  app.add_option("--ssh-private-key", a.remote.ssh_private_key,
                  "ssh private key (default: the URI's keyfile, ~/.ssh/id_*, the agent)")
       ->group(remote);
-  app.add_option("-P,--nbd-port", a.nbd_port, "port of the NBD export (default 10809)")
+  app.add_option("-P,--nbd-port", a.remote.nbd_port, "port of the NBD export (default 10809)")
       ->check(CLI::Range(1, 65535))
       ->group(remote);
-  app.add_option("-I,--nbd-ip", a.nbd_ip, "address the NBD export listens on (default: the URI's)")
+  app.add_option("-I,--nbd-ip", a.remote.nbd_ip,
+                 "address the NBD export listens on (default: the URI's)")
       ->group(remote);
-  app.add_option("--nbd-connect", a.nbd_connect,
+  app.add_option("--nbd-connect", a.remote.nbd_connect,
                  "HOST[:PORT]: connect to the export there (a proxy, port forward or NAT)")
       ->group(remote);
-  app.add_flag("--tls", a.tls, "NBD over TLS, with libvirt's and QEMU's x509 setup")->group(remote);
+  app.add_flag("--tls", a.remote.tls, "NBD over TLS, with libvirt's and QEMU's x509 setup")
+      ->group(remote);
   app.add_option(
-         "--tls-cert", a.tls_cert,
+         "--tls-cert", a.remote.tls_cert,
          "directory of ca-cert.pem, client-cert.pem, client-key.pem (default /etc/pki/qemu)")
       ->group(remote);
 
@@ -418,7 +375,7 @@ int main(int argc, char** argv) {
   backupfs::RunLog log(args.verbose, args.syslog);
   backupfs::BackupOptions options;
   if (auto error = BuildOptions(args, z, start, options, log)) {
-    std::fprintf(stderr, "backupfs-capture: %s\n", Redacted(*error, args.password).c_str());
+    std::fprintf(stderr, "backupfs-capture: %s\n", Redacted(*error, args.remote.password).c_str());
     return kExitFailure;
   }
   backupfs::SignalWatcher signals;

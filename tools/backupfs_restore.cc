@@ -52,9 +52,7 @@ struct Args {
   bool dry_run = false;
   std::optional<unsigned> keep_last, keep_days;
   // Remote restore (virtnbdrestore's options, and --nbd-connect).
-  std::string uri, user, ssh_user, password, nbd_ip, tls_cert, ssh_key, nbd_connect;
-  unsigned nbd_port = 0, ssh_port = 0;
-  bool tls = false;
+  backupfs::RemoteArgs remote;
 };
 
 class PrintingReporter final : public backupfs::VerifyReporter {
@@ -127,40 +125,21 @@ int Dump(const Args& args) {
 
 // The first option that only a run against another host uses (nullopt when none is given).
 std::optional<std::string> RemoteOption(const Args& a) {
-  if (backupfs::IsRemoteUri(a.uri)) return "-U " + a.uri + " names a remote host";
-  if (!a.ssh_user.empty()) return "--ssh-user";
-  if (a.ssh_port != 0) return "--ssh-port";
-  if (!a.ssh_key.empty()) return "--ssh-private-key";
-  if (a.nbd_port != 0) return "-P/--nbd-port";
-  if (!a.nbd_ip.empty()) return "-I/--nbd-ip";
-  if (!a.nbd_connect.empty()) return "--nbd-connect";
-  if (a.tls || !a.tls_cert.empty()) return "--tls";
-  return std::nullopt;
+  std::string what = backupfs::FirstRemoteOnlyOption(a.remote);
+  if (what.empty()) return std::nullopt;
+  return what;
 }
 
 // -U and the remote options as RemoteOptions; a usage message when they do not go together.
 std::optional<std::string> BuildRemote(const Args& a, backupfs::RemoteOptions& remote) {
-  remote.uri = a.uri;
-  remote.libvirt_user = a.user;
-  remote.libvirt_password = a.password;
-  if (!backupfs::IsRemoteUri(a.uri)) {
+  if (!backupfs::IsRemoteUri(a.remote.uri)) {
     if (auto what = RemoteOption(a)) {
       return *what +
              " goes with a remote -U (qemu+ssh://[USER@]HOST/system): the images "
              "are written on that host";
     }
-    return std::nullopt;
   }
-  backupfs::RemoteOptions base = remote;
-  base.ssh.user = a.ssh_user;
-  if (a.ssh_port != 0) base.ssh.port = a.ssh_port;
-  base.ssh.private_key = a.ssh_key;
-  base.nbd_ip = a.nbd_ip;
-  if (a.nbd_port != 0) base.nbd_port = a.nbd_port;
-  base.nbd_connect = a.nbd_connect;
-  base.tls = a.tls;
-  if (!a.tls_cert.empty()) base.tls_dir = a.tls_cert;
-  auto parsed = backupfs::RemoteFromUri(a.uri, base);
+  auto parsed = backupfs::RemoteFromArgs(a.remote);
   if (!parsed.ok()) return parsed.status().message();
   remote = std::move(parsed).value();
   return std::nullopt;
@@ -188,7 +167,7 @@ std::optional<std::string> BuildOptions(const Args& a, backupfs::RestoreOptions&
   o.compress = a.compress;
   o.qemu_writer = a.qemu_writer;
   o.force = a.force;
-  o.uri = a.uri;
+  o.uri = a.remote.uri;
   o.format = a.format == "qcow2" ? backupfs::OutputFormat::kQcow2
              : a.format == "raw" ? backupfs::OutputFormat::kRaw
                                  : backupfs::OutputFormat::kAuto;
@@ -282,7 +261,7 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
   if (act == "instant-migrate" && a.migrate_to.empty()) {
     return "-a instant-migrate needs --migrate-to DIR, where the disks go";
   }
-  const bool remote_instant = act.rfind("instant", 0) == 0 && backupfs::IsRemoteUri(a.uri);
+  const bool remote_instant = act.rfind("instant", 0) == 0 && backupfs::IsRemoteUri(a.remote.uri);
   if ((!remote_instant || act != "instant") && !a.nbd_serve.empty()) {
     return "--nbd-serve goes with -a instant -U naming a remote host";
   }
@@ -310,7 +289,7 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
   }
   if (act == "instant") {
     if (remote_instant && a.nbd_serve.empty()) {
-      return "-a instant -U " + a.uri +
+      return "-a instant -U " + a.remote.uri +
              " needs --nbd-serve ADDR:PORT: where this host serves the restore point over NBD";
     }
     if (!remote_instant) {
@@ -334,7 +313,7 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
 }
 
 int ListInstant(const Args& args) {
-  auto listing = backupfs::ListInstant(args.uri);
+  auto listing = backupfs::ListInstant(args.remote.uri);
   if (!listing.ok()) {
     std::fprintf(stderr, "backupfs-restore: %s\n", listing.status().message().c_str());
     return kExitFailure;
@@ -358,12 +337,7 @@ int ListInstant(const Args& args) {
 
 // The instant actions' remote host: -U with the ssh and TLS options.
 backupfs::Result<backupfs::RemoteOptions> InstantRemote(const Args& args) {
-  backupfs::RemoteOptions base;
-  base.ssh.user = args.ssh_user;
-  if (args.ssh_port != 0) base.ssh.port = args.ssh_port;
-  base.ssh.private_key = args.ssh_key;
-  base.tls = args.tls;
-  return backupfs::RemoteFromUri(args.uri.empty() ? "qemu:///system" : args.uri, base);
+  return backupfs::RemoteFromArgs(args.remote);
 }
 
 // -a instant: the summary line on success.
@@ -376,7 +350,7 @@ backupfs::Status InstantRecovery(const Args& args, backupfs::RunLog& log, std::a
   o.until = args.until;
   o.disk = args.disk;
   o.name = args.name;
-  o.uri = args.uri;
+  o.uri = args.remote.uri;
   o.migrate_to = args.migrate_to;
   o.bandwidth = uint64_t{args.bandwidth_mib} << 20;
   o.start = !args.no_start;
@@ -401,18 +375,21 @@ int Instant(const Args& args) {
   if (args.action == "instant") {
     status = InstantRecovery(args, log, *signals.flag());
   } else if (args.action == "instant-migrate") {
-    backupfs::MigrateOptions m{
-        args.uri, args.name, args.migrate_to, !args.noprogress, uint64_t{args.bandwidth_mib} << 20,
-        {}};
+    backupfs::MigrateOptions m{args.remote.uri,
+                               args.name,
+                               args.migrate_to,
+                               !args.noprogress,
+                               uint64_t{args.bandwidth_mib} << 20,
+                               {}};
     auto remote = InstantRemote(args);
     status = remote.ok() ? (m.remote = *remote, backupfs::MigrateInstant(m, log, *signals.flag()))
                          : remote.status();
   } else if (args.action == "instant-resume") {
-    status = backupfs::ResumeInstant(args.uri, args.name, !args.no_start, log);
+    status = backupfs::ResumeInstant(args.remote.uri, args.name, !args.no_start, log);
   } else {
     auto remote = InstantRemote(args);
-    status =
-        remote.ok() ? backupfs::EndInstant(args.uri, args.name, log, *remote) : remote.status();
+    status = remote.ok() ? backupfs::EndInstant(args.remote.uri, args.name, log, *remote)
+                         : remote.status();
   }
   if (!status.ok()) {
     log.Error(status.message());
@@ -502,7 +479,7 @@ int Consolidate(const Args& args) {
   o.point = args.until;
   o.output = args.output;
   o.dry_run = args.dry_run;
-  o.uri = args.uri;
+  o.uri = args.remote.uri;
   o.stop = signals.flag();
   if (args.action == "retention") {
     o.retention = backupfs::RetentionPolicy{args.keep_last, args.keep_days};
@@ -613,35 +590,36 @@ void AddOptions(CLI::App& app, Args& a) {
       ->group(maintenance);
 
   auto* remote = "Remote restore options";
-  app.add_option("-U,--uri", a.uri,
+  app.add_option("-U,--uri", a.remote.uri,
                  "libvirt URI (default: qemu:///system); qemu+ssh://[USER@]HOST[:PORT]/system: "
                  "restore into -o on that host, -D defines the domain there")
       ->group(remote);
-  app.add_option("--user", a.user, "libvirt user (SASL)")->group(remote);
-  app.add_option("--password", a.password, "libvirt password (never logged)")->group(remote);
-  app.add_option("--ssh-user", a.ssh_user, "ssh user on the remote host (default: the URI's)")
+  app.add_option("--user", a.remote.user, "libvirt user (SASL)")->group(remote);
+  app.add_option("--password", a.remote.password, "libvirt password (never logged)")->group(remote);
+  app.add_option("--ssh-user", a.remote.ssh_user,
+                 "ssh user on the remote host (default: the URI's)")
       ->group(remote);
-  app.add_option("--ssh-port", a.ssh_port, "ssh port of the remote host (default: 22)")
+  app.add_option("--ssh-port", a.remote.ssh_port, "ssh port of the remote host (default: 22)")
       ->check(CLI::Range(1, 65535))
       ->group(remote);
-  app.add_option("--ssh-private-key", a.ssh_key,
+  app.add_option("--ssh-private-key", a.remote.ssh_private_key,
                  "ssh private key (default: the URI's keyfile, ~/.ssh/id_*, the agent)")
       ->group(remote);
-  app.add_option("-P,--nbd-port", a.nbd_port,
+  app.add_option("-P,--nbd-port", a.remote.nbd_port,
                  "TCP port of qemu-nbd on the remote host (default: 10809; with -w N, the "
                  "ports P to P+N-1)")
       ->check(CLI::Range(1, 65535))
       ->group(remote);
-  app.add_option("-I,--nbd-ip", a.nbd_ip,
+  app.add_option("-I,--nbd-ip", a.remote.nbd_ip,
                  "address qemu-nbd listens on, on the remote host (default: the URI's host)")
       ->group(remote);
-  app.add_option("--nbd-connect", a.nbd_connect,
+  app.add_option("--nbd-connect", a.remote.nbd_connect,
                  "connect to HOST[:PORT] instead of the -I/-P address (a proxy, port forward, "
                  "NAT); disks are then written one after another")
       ->group(remote);
-  app.add_flag("--tls", a.tls, "NBD over TLS, with the remote host's libvirt x509 setup")
+  app.add_flag("--tls", a.remote.tls, "NBD over TLS, with the remote host's libvirt x509 setup")
       ->group(remote);
-  app.add_option("--tls-cert", a.tls_cert,
+  app.add_option("--tls-cert", a.remote.tls_cert,
                  "client's x509 directory: ca-cert.pem, client-cert.pem, client-key.pem "
                  "(default: /etc/pki/qemu)")
       ->group(remote);
