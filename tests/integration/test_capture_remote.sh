@@ -189,7 +189,8 @@ bad_inputs() {
     expect_fail "--tls-cert without ca-cert.pem" "ca-cert.pem" \
         "$CAPTURE" -d "$dom" -l full -o "$out" "${R[@]}" --tls --tls-cert "$T/nocerts"
     python3 -c 'import socket, sys, time
-s = socket.socket(); s.bind(("127.0.0.2", int(sys.argv[1]))); s.listen(1)
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.2", int(sys.argv[1]))); s.listen(1)
 open(sys.argv[2], "w").close(); time.sleep(120)' "$((PORT + 1))" "$T/listener.ready" &
     LISTENER_PID=$!
     local listener=$LISTENER_PID

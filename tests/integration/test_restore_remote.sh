@@ -21,7 +21,7 @@
 #            the NBD port in use (a listener of the test's own on 127.0.0.2:P; host and port
 #            named); a wrong ssh key (host named); a client CA that does not verify the server
 #            (its ca-cert.pem named); a relative -o. Usage errors (exit 2): remote options
-#            without a remote -U, remote instant recovery.
+#            without a remote -U, remote instant recovery without --nbd-serve.
 #   peer:    virtnbdrestore's remote mode on the same saveset, when it works here (optional;
 #            its vdb compared: 1.9.15 skips zero frames, so vda's trim is not restored).
 set -euo pipefail
@@ -157,13 +157,13 @@ grep -qF "connecting to 127.0.0.3:$PROXY_PORT (TLS)" "$T/restore.err" ||
 # write taking 600 ms there and back): exit 1, nothing of the image left on the host, no
 # qemu-nbd left serving it.
 # The copy starts once every lane is connected: the log says so ("disk vda: restore point").
-copying_vda() { grep -qF "disk vda: restore point" "$T/cut.out"; }
+copying_vda() { grep -qF "disk vda: restore point" "$1"; } # copying_vda OUTPUT
 start_proxy 300
 rc=0
 "$RESTORE" -n -i "$OUT" -U "$REMOTE_URI" -P "$PORT" --nbd-connect "127.0.0.3:$PROXY_PORT" \
     -o "$T/remote/cut" >"$T/cut.out" 2>&1 &
 CUT_PID=$!
-harness_wait_for 60 "vda's copy through the proxy" copying_vda ||
+harness_wait_for 60 "vda's copy through the proxy" copying_vda "$T/cut.out" ||
     harness_fail "the restore never started copying through the proxy: $(cat "$T/cut.out")"
 kill -USR1 "$PROXY_PID"
 wait "$CUT_PID" || rc=$?
@@ -179,15 +179,15 @@ harness_log "ok: network cut: $(grep -m 1 ERROR "$T/cut.out")"
 # SIGTERM mid-transfer: exit 1, the partial image removed from the host, qemu-nbd stopped.
 rc=0
 "$RESTORE" -n -i "$OUT" -U "$REMOTE_URI" -P "$PORT" --nbd-connect "127.0.0.3:$PROXY_PORT" \
-    -o "$T/remote/term" >"$T/cut.out" 2>&1 &
+    -o "$T/remote/term" >"$T/term.out" 2>&1 &
 TERM_PID=$!
-harness_wait_for 60 "vda's copy through the proxy" copying_vda ||
-    harness_fail "the restore never started copying through the proxy: $(cat "$T/cut.out")"
+harness_wait_for 60 "vda's copy through the proxy" copying_vda "$T/term.out" ||
+    harness_fail "the restore never started copying through the proxy: $(cat "$T/term.out")"
 kill -TERM "$TERM_PID"
 wait "$TERM_PID" || rc=$?
-((rc == 1)) || harness_fail "SIGTERM: exit $rc, want 1: $(cat "$T/cut.out")"
-grep -qF "interrupted by signal 15: the partial images were removed" "$T/cut.out" ||
-    harness_fail "SIGTERM: not reported: $(cat "$T/cut.out")"
+((rc == 1)) || harness_fail "SIGTERM: exit $rc, want 1: $(cat "$T/term.out")"
+grep -qF "interrupted by signal 15: the partial images were removed" "$T/term.out" ||
+    harness_fail "SIGTERM: not reported: $(cat "$T/term.out")"
 no_image "$T/remote/term" "SIGTERM"
 term_server_gone() { ! pgrep -f "[q]emu-nbd.*$T/remote/term/" >/dev/null; }
 harness_wait_for 30 "qemu-nbd on the interrupted image to end" term_server_gone ||
@@ -218,7 +218,8 @@ harness_log "ok: -c -D defined $NEW over qemu+ssh with the remote paths; passwor
 # The NBD port in use: a listener of our own holds it (started by us, stopped by pid).
 python3 -c '
 import socket, sys, time
-s = socket.socket(); s.bind(("127.0.0.2", int(sys.argv[1]))); s.listen(1)
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.2", int(sys.argv[1]))); s.listen(1)
 open(sys.argv[2], "w").close()
 time.sleep(600)' "$PORT" "$T/listener.ready" &
 LISTENER=$!
@@ -251,7 +252,7 @@ no_image "$T/remote/wrongca" "wrong CA"
 
 restore_expect_rc 2 "remote options without a remote -U" "goes with a remote -U" \
     "$RESTORE" -n -i "$OUT" -P "$PORT" -o "$T/local"
-restore_expect_rc 2 "remote instant recovery" "remote instant recovery is not supported" \
+restore_expect_rc 2 "remote instant recovery without --nbd-serve" "needs --nbd-serve ADDR:PORT" \
     "$RESTORE" -a instant -i "$OUT" -U "$REMOTE_URI" -o "$T/instant"
 restore_expect_rc 1 "relative remote -o" "absolute path" \
     "$RESTORE" -n -i "$OUT" -U "$REMOTE_URI" -o relative/dir
