@@ -204,8 +204,10 @@ run_disks() {
     harness_virsh destroy "$DOM" >/dev/null
     expect_fail "auto on a shut-off domain without a chain" "use -S" \
         "$CAPTURE" -d "$DOM" -l auto -o "$T/auto"
-    expect_fail "a remote URI" "remote" \
-        "$CAPTURE" -d "$DOM" -l full -o "$T/r" -U qemu+ssh://root@elsewhere/system
+    # Remote runs are test_capture_remote.sh's; here only a host that does not resolve.
+    expect_fail "a remote host that does not resolve" "cannot connect to elsewhere.invalid:22 over ssh" \
+        "$CAPTURE" -d "$DOM" -l full -o "$T/r" -U qemu+ssh://root@elsewhere.invalid/system
+    [[ ! -e "$T/r" ]] || [[ -z "$(ls -A "$T/r")" ]] || harness_fail "the failed remote run left $(ls "$T/r")"
     harness_log "disks: done in $((SECONDS - start))s"
 }
 
