@@ -62,12 +62,10 @@ QemuNbdOptions CaptureTransport::OfflineServer(const DomainDisk& d, size_t index
   return q;
 }
 
-NbdEndpoint CaptureTransport::OfflineEndpoint(const DomainDisk& d, size_t index) const {
-  if (!remote()) {
-    return UnixEndpoint((o_.socket_file.empty() ? work_->path() + "/nbd" : o_.socket_file) + "." +
-                        d.target);
-  }
-  return o_.remote.ClientEndpoint(o_.remote.nbd_port + static_cast<unsigned>(index));
+// Where the client reaches the server `q` describes.
+NbdEndpoint CaptureTransport::OfflineEndpoint(const QemuNbdOptions& q) const {
+  if (!remote()) return UnixEndpoint(q.socket);
+  return o_.remote.ClientEndpoint(q.tcp_port);
 }
 
 Result<std::vector<NbdEndpoint>> CaptureTransport::ServeOffline(
@@ -83,7 +81,7 @@ Result<std::vector<NbdEndpoint>> CaptureTransport::ServeOffline(
              (q.tcp_port != 0 ? ", port " + std::to_string(q.tcp_port) : ""));
     BFS_ASSIGN_OR_RETURN(std::unique_ptr<HostQemuNbdServer> server, StartQemuNbdOn(*host_, q));
     offline_.push_back(std::move(server));
-    out.push_back(OfflineEndpoint(d, i));
+    out.push_back(OfflineEndpoint(q));
   }
   return out;
 }

@@ -55,7 +55,7 @@ class CaptureTransport {
   CaptureTransport(const BackupOptions& o, std::unique_ptr<Host> host)
       : o_(o), host_(std::move(host)) {}
   QemuNbdOptions OfflineServer(const DomainDisk& d, size_t index, const std::string& bitmap) const;
-  NbdEndpoint OfflineEndpoint(const DomainDisk& d, size_t index) const;
+  NbdEndpoint OfflineEndpoint(const QemuNbdOptions& q) const;
 
   const BackupOptions& o_;
   std::unique_ptr<Host> host_;

@@ -31,5 +31,14 @@ if [ ${#missing[@]} -eq 0 ]; then
 fi
 echo "install-deps.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Packages with services (openssh-server, libvirt) must not start them at install: a machine
+# without systemd has no init to ask, and the tests start what they need themselves (sshd on
+# 127.0.0.2 only, libvirtd). policy-rc.d is Debian's switch for that, removed afterwards.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 0755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
