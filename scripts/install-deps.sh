@@ -5,7 +5,9 @@ set -euo pipefail
 build_packages=(
   build-essential cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
   libfuse3-dev libvirt-dev libnbd-dev liblz4-dev libxxhash-dev libdeflate-dev
-  nlohmann-json3-dev libcli11-dev libxml2-dev libmount-dev libssh-dev libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libcli11-dev libxml2-dev libmount-dev libssh-dev
+  libblkid-dev libext2fs-dev ntfs-3g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
 )
 runtime_packages=(
   fuse3 qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
@@ -13,6 +15,8 @@ runtime_packages=(
   strace
   # Remote hypervisors: the ssh client, and for the tests an sshd on 127.0.0.2 and certtool.
   openssh-client openssh-server gnutls-bin
+  # Guest filesystems for the tests: partition tables, NTFS images, fuse2fs to compare with.
+  fdisk ntfs-3g fuse2fs
 )
 # The benchmarks (bench/, not run by CI) also need these.
 bench_packages=(fio lz4 python3-lz4 qemu-system-common)
