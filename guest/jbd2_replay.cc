@@ -125,7 +125,7 @@ Result<JournalSuper> ReadSuper(const ByteSource& j, uint32_t fs_block_size) {
     return Bad(j, "truncated: " + std::to_string(j.size()) +
                       " bytes cannot hold the journal superblock (1024)");
   std::array<uint8_t, kSuperSize> sb;
-  BFS_RETURN_IF_ERROR(j.Read(0, sb));
+  BFS_RETURN_IF_ERROR(j.ReadAt(0, sb));
   uint32_t type = Be32(sb, kHeaderType);
   if (Be32(sb, kHeaderMagic) != kMagic || (type != kSuperblockV1 && type != kSuperblockV2))
     return Bad(j, "no jbd2 superblock at offset 0 (magic " + Hex(Be32(sb, kHeaderMagic)) +
@@ -167,7 +167,7 @@ class Recovery {
 
  private:
   Status ReadLogBlock(uint32_t log_block, std::vector<uint8_t>& into) const {
-    return j_.Read(uint64_t{log_block} * s_.block_size, into);
+    return j_.ReadAt(uint64_t{log_block} * s_.block_size, into);
   }
   std::string Where(uint32_t log_block) const {
     return "journal block " + std::to_string(log_block) + " (transaction " +

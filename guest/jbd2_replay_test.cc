@@ -131,7 +131,7 @@ Bytes ReadBlock(const fs::path& image, uint64_t block, uint32_t bs) {
 }
 
 Result<JournalReplay> Replay(const Bytes& journal, uint32_t bs, const std::string& name = "j") {
-  MemorySource src(journal, name);
+  BufferSource src(journal, name);
   return ReplayJournal(src, bs);
 }
 
