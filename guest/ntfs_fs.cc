@@ -43,6 +43,7 @@ constexpr int64_t kMaxXattrValue = 64 << 10;  // XATTR_SIZE_MAX
 constexpr size_t kMaxRuns = 1 << 20;          // runlist elements mapped for SEEK_HOLE
 constexpr size_t kOpenAttrs = 16;             // data attributes kept open for reads
 constexpr size_t kMaxLog = 2048;
+constexpr uint64_t kWholeVolume = UINT64_MAX;  // an error of no one MFT record
 
 // --- libntfs-3g's log, kept off stderr --------------------------------------------------------
 
@@ -133,7 +134,9 @@ class Volume {
   // "<source>: MFT record N: <what>: <errno text> (libntfs-3g: <log>)"; a failed read of the
   // source says what the source said.
   Status Error(uint64_t ino, const std::string& what, int err, const LogCapture& log) REQUIRES(mu) {
-    std::string msg = name() + ": MFT record " + std::to_string(ino) + ": " + what;
+    std::string msg = name() + ": ";
+    if (ino != kWholeVolume) msg += "MFT record " + std::to_string(ino) + ": ";
+    msg += what;
     if (err == EIO && !device_.last_error.empty()) {
       msg += ": " + device_.last_error;
       device_.last_error.clear();
@@ -669,8 +672,7 @@ Result<std::unique_ptr<GuestFs>> OpenNtfsFs(std::shared_ptr<const ByteSource> de
   errno = 0;
   vol->vol = ntfs_device_mount(dev.get(), NTFS_MNT_RDONLY);
   if (vol->vol == nullptr) {
-    Status s = vol->Error(FILE_MFT, "cannot mount as NTFS", errno, log);
-    return Status::Corruption(s.message());
+    return vol->Error(kWholeVolume, "cannot mount as NTFS", errno, log);
   }
   dev.release();  // the volume owns it now: ntfs_umount frees it
   if (ntfs_set_shown_files(vol->vol, FALSE, TRUE, FALSE)) {

@@ -8,6 +8,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "guest/guest_fs.h"
 
@@ -385,6 +387,130 @@ TEST_F(NtfsFsTest, CorruptBootSectorIsAnError) {
       << gfs.status().message();
   EXPECT_NE(gfs.status().message().find("cannot mount as NTFS"), std::string::npos)
       << gfs.status().message();
+}
+
+// The offset of MFT record `ino` in the image: records are 1 KiB, "FILE" at offset 0, their
+// number at offset 44 (the first match: $MFT, not its mirror, comes first on mkntfs images).
+size_t RecordOffset(const std::string& bytes, uint64_t ino, size_t from = 0) {
+  for (size_t off = from; off + 1024 <= bytes.size(); off += 1024) {
+    uint32_t num;
+    std::memcpy(&num, bytes.data() + off + 44, 4);
+    if (bytes.compare(off, 4, "FILE") == 0 && num == ino) return off;
+  }
+  return std::string::npos;
+}
+
+std::shared_ptr<const ByteSource> Source(const std::string& bytes, std::string name) {
+  return std::make_shared<MemorySource>(std::vector<uint8_t>(bytes.begin(), bytes.end()),
+                                        std::move(name));
+}
+
+TEST_F(NtfsFsTest, CorruptDirectoryRecordIsAnError) {
+  auto good = OpenNtfsFs(ImageSource(image_, "ntfs.img"));
+  ASSERT_TRUE(good.ok());
+  const uint64_t ino = Lookup(**good, "d1/d2");
+  std::string bytes = ReadAll(image_);
+  const size_t at = RecordOffset(bytes, ino);
+  ASSERT_NE(at, std::string::npos);
+  for (size_t i = 24; i < 1024; i += 2) bytes[at + i] = static_cast<char>(i * 7);
+  auto gfs = OpenNtfsFs(Source(bytes, "bad-dir.img"));
+  ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
+  auto e = (*gfs)->ReadDir(ino);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("bad-dir.img: MFT record " + std::to_string(ino)),
+            std::string::npos)
+      << e.status().message();
+  // the rest of the tree still reads
+  EXPECT_TRUE((*gfs)->ReadDir((*gfs)->root()).ok());
+}
+
+// A volume not cleanly unmounted is shown read-only, with a note: the VOLUME_IS_DIRTY flag
+// is set in $Volume's $VOLUME_INFORMATION (attribute 0x70, flags at value offset 10).
+TEST_F(NtfsFsTest, DirtyVolumeIsShownWithANote) {
+  std::string bytes = ReadAll(image_);
+  // Both copies of record 3 ($MFT's and $MFTMirr's), which the mount compares.
+  int set = 0;
+  for (size_t from = 0; set < 2;) {
+    const size_t rec = RecordOffset(bytes, 3, from);
+    if (rec == std::string::npos) break;
+    from = rec + 1024;
+    uint16_t attr_off;
+    std::memcpy(&attr_off, bytes.data() + rec + 20, 2);
+    for (size_t a = rec + attr_off; a + 24 <= rec + 1024;) {
+      uint32_t type, len;
+      std::memcpy(&type, bytes.data() + a, 4);
+      std::memcpy(&len, bytes.data() + a + 4, 4);
+      if (type == 0xffffffff || len < 24 || len > 1024) break;
+      if (type == 0x70) {
+        uint16_t value_off;
+        std::memcpy(&value_off, bytes.data() + a + 20, 2);
+        bytes[a + value_off + 10] |= 1;
+        ++set;
+        break;
+      }
+      a += len;
+    }
+  }
+  ASSERT_EQ(set, 2);
+  auto gfs = OpenNtfsFs(Source(bytes, "dirty.img"));
+  ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
+  auto notes = (*gfs)->Notes();
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("dirty.img: NTFS volume marked dirty"), std::string::npos) << notes[0];
+  EXPECT_TRUE((*gfs)->ReadDir((*gfs)->root()).ok());
+}
+
+// A source whose reads fail past 1 MiB: the error is the source's, as an I/O error.
+class FailingSource final : public ByteSource {
+ public:
+  explicit FailingSource(std::shared_ptr<const ByteSource> base) : base_(std::move(base)) {}
+  uint64_t size() const override { return base_->size(); }
+  Status Read(uint64_t offset, std::span<uint8_t> out) const override {
+    if (offset + out.size() > (1 << 20)) {
+      return Status::IOError("failing.img: injected read error at offset " +
+                             std::to_string(offset));
+    }
+    return base_->Read(offset, out);
+  }
+  const std::string& name() const override { return name_; }
+
+ private:
+  std::shared_ptr<const ByteSource> base_;
+  std::string name_ = "failing.img";
+};
+
+TEST_F(NtfsFsTest, FailingReadsAreIOErrors) {
+  auto gfs = OpenNtfsFs(std::make_shared<FailingSource>(ImageSource(image_, "ntfs.img")));
+  ASSERT_FALSE(gfs.ok());
+  EXPECT_EQ(gfs.status().code(), StatusCode::kIOError) << gfs.status().ToString();
+  EXPECT_NE(gfs.status().message().find("injected read error"), std::string::npos)
+      << gfs.status().message();
+}
+
+// Reads from many threads (each file's attribute kept open, more files than stay open).
+TEST_F(NtfsFsTest, ConcurrentReads) {
+  auto gfs = OpenNtfsFs(ImageSource(image_, "ntfs.img"));
+  ASSERT_TRUE(gfs.ok());
+  const std::vector<std::string> paths = {"d1/random.bin", "sparse.bin", "d1/linked.txt",
+                                          "d1/with-ads.txt", "d1/d2/d3/deep.txt"};
+  std::vector<std::string> expected;
+  for (const auto& p : paths) expected.push_back(ReadAll(ro_ + "/" + p));
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 3; ++round) {
+        for (size_t i = 0; i < paths.size(); ++i) {
+          size_t k = (i + t) % paths.size();
+          if (ReadGuest(**gfs, Lookup(**gfs, paths[k]), expected[k].size()) != expected[k]) {
+            ++mismatches;
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST_F(NtfsFsTest, CorruptMftRecordIsAnError) {
