@@ -137,7 +137,7 @@ class NtfsFsTest : public ::testing::Test {
   // for ntfs-3g to exit (its image is then complete).
   static void Fill() {
     pid_t pid = 0;
-    ASSERT_EQ(RunTool({"ntfs-3g", "-o", "no_detach", image_, rw_}, &pid), 0);
+    ASSERT_EQ(RunTool({"ntfs-3g", "-o", "no_detach,compression", image_, rw_}, &pid), 0);
     ASSERT_TRUE(WaitFor([] { return IsMounted(rw_); }));
     const std::string m = rw_;
     fs::create_directories(m + "/d1/d2/d3");
@@ -169,6 +169,14 @@ class NtfsFsTest : public ::testing::Test {
     ASSERT_EQ(
         setxattr((m + "/win-rel").c_str(), "system.ntfs_reparse_data", rel.data(), rel.size(), 0),
         0);
+    // A compressed file: text, 512 KiB of zeros (whole compression blocks: holes), random.
+    fs::create_directory(m + "/comp");
+    const char compressed_dir[4] = {0, 0, 0x08, 0x10};  // FILE_ATTR_COMPRESSED | DIRECTORY
+    ASSERT_EQ(setxattr((m + "/comp").c_str(), "system.ntfs_attrib_be", compressed_dir, 4, 0), 0);
+    std::string text;
+    while (text.size() < (256 << 10)) text += "compressible text ";
+    text.resize(256 << 10);
+    WriteFile(m + "/comp/c.bin", text + std::string(512 << 10, '\0') + random.substr(0, 100000));
     SetMtime(m + "/d1/random.bin", 1500000000, 123456700);
     SetMtime(m + "/d1/d2", 1400000000, 0);
     ASSERT_EQ(umount(m.c_str()), 0);
@@ -294,7 +302,7 @@ TEST_F(NtfsFsTest, ShowsWhatNtfs3gShows) {
   EXPECT_EQ(root->size, static_cast<uint64_t>(st.st_size));
   int compared = 0;
   CompareTree(**gfs, (*gfs)->root(), ro_, ro_, &compared);
-  EXPECT_EQ(compared, 13);  // every path filled in, none of the $ files
+  EXPECT_EQ(compared, 15);  // every path filled in, none of the $ files
 }
 
 // Walks names from the root.
@@ -366,6 +374,24 @@ TEST_F(NtfsFsTest, SparseFileHolesFromTheRunlist) {
           ->Read((5 << 20) - 4, std::span<uint8_t>(reinterpret_cast<uint8_t*>(bytes.data()), 8))
           .ok());
   EXPECT_EQ(bytes, std::string(4, '\0') + "more");
+}
+
+TEST_F(NtfsFsTest, CompressedFileReadsAndItsZeroBlocksAreHoles) {
+  auto gfs = OpenNtfsFs(ImageSource(image_, "ntfs.img"));
+  ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
+  const std::string host = ReadAll(ro_ + "/comp/c.bin");
+  ASSERT_EQ(host.size(), (768u << 10) + 100000);
+  struct stat st;
+  ASSERT_EQ(stat((ro_ + "/comp/c.bin").c_str(), &st), 0);
+  ASSERT_LT(static_cast<uint64_t>(st.st_blocks) * 512, host.size() / 2);  // really compressed
+  const uint64_t ino = Lookup(**gfs, "comp/c.bin");
+  EXPECT_TRUE(ReadGuest(**gfs, ino, host.size()) == host);
+  auto file = (*gfs)->Open(ino);
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ((*file)->NextData(0), 0u);
+  EXPECT_EQ((*file)->NextHole(0), 256u << 10);  // compressed blocks before are data
+  EXPECT_EQ((*file)->NextData(256 << 10), 768u << 10);
+  EXPECT_EQ((*file)->NextHole(768 << 10), host.size());
 }
 
 TEST_F(NtfsFsTest, TruncatedImageIsAnError) {
