@@ -601,9 +601,14 @@ class NtfsFs final : public GuestFs {
     BFS_ASSIGN_OR_RETURN(auto names, StreamNames(ni.get(), log));
     for (const std::vector<ntfschar>& name : names) {
       std::string utf8;
-      BFS_RETURN_IF_ERROR(ToUtf8Into(name.data(), static_cast<int>(name.size()), &utf8));
-      // ntfs-3g keeps its own attributes of other namespaces in streams named "ntfs-3g.*"
-      if (utf8.size() > 8 && utf8.compare(0, 8, "ntfs-3g.") == 0) continue;
+      Status converted = ToUtf8Into(name.data(), static_cast<int>(name.size()), &utf8);
+      if (!converted.ok()) {
+        return converted.WithPrefix(vol_->name() + ": MFT record " + std::to_string(ino) +
+                                    ": data stream");
+      }
+      // ntfs-3g keeps its own attributes of other namespaces in streams named "ntfs-3g.*" and
+      // hides them when longer than its prefix and NUL (strlen > sizeof "ntfs-3g.").
+      if (utf8.size() > 9 && utf8.compare(0, 8, "ntfs-3g.") == 0) continue;
       AttrPtr na(
           ntfs_attr_open(ni.get(), AT_DATA, const_cast<ntfschar*>(name.data()), name.size()));
       if (!na) return vol_->Error(ino, "cannot open stream " + utf8, errno, log);
