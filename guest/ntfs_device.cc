@@ -41,7 +41,7 @@ s64 DevPread(ntfs_device* dev, void* buf, s64 count, s64 offset) {
   }
   if (static_cast<uint64_t>(offset) >= size) return 0;
   const uint64_t n = std::min<uint64_t>(count, size - offset);
-  Status s = st->source->Read(offset, std::span<uint8_t>(static_cast<uint8_t*>(buf), n));
+  Status s = st->source->ReadAt(offset, std::span<uint8_t>(static_cast<uint8_t*>(buf), n));
   if (!s.ok()) {
     st->last_error = s.message();
     errno = EIO;

@@ -191,7 +191,7 @@ class NtfsFsTest : public ::testing::Test {
 
   static std::shared_ptr<const ByteSource> ImageSource(const std::string& path, std::string name) {
     std::string bytes = ReadAll(path);
-    return std::make_shared<MemorySource>(std::vector<uint8_t>(bytes.begin(), bytes.end()),
+    return std::make_shared<BufferSource>(std::vector<uint8_t>(bytes.begin(), bytes.end()),
                                           std::move(name));
   }
 
@@ -398,7 +398,7 @@ TEST_F(NtfsFsTest, TruncatedImageIsAnError) {
   std::string bytes = ReadAll(image_);
   bytes.resize(1 << 20);
   auto gfs = OpenNtfsFs(
-      std::make_shared<MemorySource>(std::vector<uint8_t>(bytes.begin(), bytes.end()), "cut.img"));
+      std::make_shared<BufferSource>(std::vector<uint8_t>(bytes.begin(), bytes.end()), "cut.img"));
   ASSERT_FALSE(gfs.ok()) << "a 1 MiB cut of a 64 MiB volume mounted";
   EXPECT_NE(gfs.status().message().find("cut.img"), std::string::npos) << gfs.status().message();
 }
@@ -406,7 +406,7 @@ TEST_F(NtfsFsTest, TruncatedImageIsAnError) {
 TEST_F(NtfsFsTest, CorruptBootSectorIsAnError) {
   std::string bytes = ReadAll(image_);
   std::memcpy(bytes.data() + 3, "XXXXXXXX", 8);  // the "NTFS    " OEM id
-  auto gfs = OpenNtfsFs(std::make_shared<MemorySource>(
+  auto gfs = OpenNtfsFs(std::make_shared<BufferSource>(
       std::vector<uint8_t>(bytes.begin(), bytes.end()), "bad-boot.img"));
   ASSERT_FALSE(gfs.ok());
   EXPECT_NE(gfs.status().message().find("bad-boot.img"), std::string::npos)
@@ -427,7 +427,7 @@ size_t RecordOffset(const std::string& bytes, uint64_t ino, size_t from = 0) {
 }
 
 std::shared_ptr<const ByteSource> Source(const std::string& bytes, std::string name) {
-  return std::make_shared<MemorySource>(std::vector<uint8_t>(bytes.begin(), bytes.end()),
+  return std::make_shared<BufferSource>(std::vector<uint8_t>(bytes.begin(), bytes.end()),
                                         std::move(name));
 }
 
@@ -491,12 +491,12 @@ class FailingSource final : public ByteSource {
  public:
   explicit FailingSource(std::shared_ptr<const ByteSource> base) : base_(std::move(base)) {}
   uint64_t size() const override { return base_->size(); }
-  Status Read(uint64_t offset, std::span<uint8_t> out) const override {
+  Status ReadAt(uint64_t offset, std::span<uint8_t> out) const override {
     if (offset + out.size() > (1 << 20)) {
       return Status::IOError("failing.img: injected read error at offset " +
                              std::to_string(offset));
     }
-    return base_->Read(offset, out);
+    return base_->ReadAt(offset, out);
   }
   const std::string& name() const override { return name_; }
 
@@ -555,7 +555,7 @@ TEST_F(NtfsFsTest, CorruptMftRecordIsAnError) {
   }
   ASSERT_NE(at, std::string::npos);
   for (size_t i = 56; i < 1024; ++i) bytes[at + i] = static_cast<char>(0xA5);  // its attributes
-  auto gfs = OpenNtfsFs(std::make_shared<MemorySource>(
+  auto gfs = OpenNtfsFs(std::make_shared<BufferSource>(
       std::vector<uint8_t>(bytes.begin(), bytes.end()), "bad-mft.img"));
   ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
   auto a = (*gfs)->Stat(ino);
