@@ -329,6 +329,9 @@ GuestAttr ExtFs::AttrOf(uint64_t ino, const ext2_inode_large& inode) {
     a.blocks |= static_cast<uint64_t>(inode.osd2.linux2.l_i_blocks_hi) << 32;
     if (inode.i_flags & EXT4_HUGE_FILE_FL) a.blocks *= block_size_ / 512;
   }
+  // The kernel reports a regular file's inline data as sectors, so that tools do not take it
+  // for a hole (ext4_file_getattr).
+  if (S_ISREG(a.mode) && (inode.i_flags & EXT4_INLINE_DATA_FL)) a.blocks += (a.size + 511) >> 9;
   if (S_ISCHR(a.mode) || S_ISBLK(a.mode)) a.rdev = DecodeRdev(small);
   // The *_extra words exist when the inode is large and i_extra_isize covers them.
   const uint32_t inode_size = EXT2_INODE_SIZE(fs_->super);
@@ -394,8 +397,9 @@ Result<std::vector<GuestDirEntry>> ExtFs::ReadDir(uint64_t ino) {
   DirWalk walk;
   walk.what = InodeName(ino);
   walk.filetype = ext2fs_has_feature_filetype(fs_->super);
-  // Inline directories come as up to two pieces (i_block and the xattr), each at offset 0.
-  walk.max_blocks = EXT2_I_SIZE(&inode) / block_size_ + 2;
+  // A directory block starts at offset 0; an inline directory comes as up to four such
+  // pieces (".", "..", i_block and its xattr).
+  walk.max_blocks = EXT2_I_SIZE(&inode) / block_size_ + 4;
   errcode_t err = ext2fs_dir_iterate2(fs_.get(), static_cast<ext2_ino_t>(ino),
                                       DIRENT_FLAG_INCLUDE_EMPTY, nullptr, OnDirEntry, &walk);
   if (!walk.error.ok()) return walk.error;
