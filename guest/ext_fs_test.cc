@@ -46,6 +46,32 @@ int RunTool(const std::vector<std::string>& argv) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// Runs argv[0] and returns its stdout ("" when it fails).
+std::string RunToolOutput(const std::vector<std::string>& argv) {
+  int fds[2];
+  if (pipe(fds) != 0) return "";
+  pid_t pid = fork();
+  if (pid < 0) return "";
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) out.append(buf, n);
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? out : "";
+}
+
 bool IsRoot() { return geteuid() == 0; }
 
 class TempDir {
@@ -397,6 +423,78 @@ TEST(ExtFs, ExtentPastTheEndIsAnErrorNamingTheInode) {
       << file.status().message();
   EXPECT_NE(file.status().message().find("outside the filesystem"), std::string::npos)
       << file.status().message();
+}
+
+bool HasNote(const GuestFs& gfs, const std::string& text) {
+  for (const std::string& n : gfs.Notes()) {
+    if (n.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// A crash-consistent copy: the image read while the kernel has it mounted read-write, after a
+// sync committed new files to the journal but before unmount checkpointed them home.
+std::vector<uint8_t> CrashConsistentCopy(const TempDir& dir, const fs::path& img) {
+  fs::path mnt = dir.path() / "rw";
+  fs::create_directories(mnt);
+  if (RunTool({"mount", "-o", "loop", img.string(), mnt.string()}) != 0) return {};
+  fs::create_directories(mnt / "newdir");
+  WriteAt(mnt / "newdir/after", 0, "written after mkfs");
+  sync();
+  std::vector<uint8_t> copy = ReadAll(img);
+  RunTool({"umount", "-d", mnt.string()});
+  return copy;
+}
+
+TEST(ExtFs, JournalIsReplayedInMemory) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root for a read-write loop mount";
+  TempDir dir;
+  fs::path root = dir.path() / "root";
+  fs::create_directories(root);
+  WriteAt(root / "before", 0, "from mkfs");
+  fs::path img = dir.path() / "disk.img";
+  ASSERT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-d", root.string(), img.string(), "32M"}), 0);
+  std::vector<uint8_t> copy = CrashConsistentCopy(dir, img);
+  ASSERT_FALSE(copy.empty());
+  // The superblock says needs_recovery (s_feature_incompat at 1024 + 0x60, bit 0x4).
+  ASSERT_TRUE(copy[1024 + 0x60] & 0x4);
+  auto gfs = OpenExtFs(std::make_shared<MemorySource>(std::move(copy), "crash.img"));
+  ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
+  if (HasNote(**gfs, "replay stub")) GTEST_SKIP() << "jbd2_replay.cc is a local stub";
+  ASSERT_TRUE(HasNote(**gfs, "journal replayed in memory: ")) << (*gfs)->Notes().front();
+  uint64_t ino = Lookup(**gfs, "newdir/after");
+  ASSERT_NE(ino, 0u);
+  auto file = (*gfs)->Open(ino);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  EXPECT_EQ(ReadFile(**file), "written after mkfs");
+  EXPECT_NE(Lookup(**gfs, "before"), 0u);
+}
+
+TEST(ExtFs, UnreplayableJournalShowsTheUnrecoveredStateWithANote) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root for a read-write loop mount";
+  TempDir dir;
+  fs::path root = dir.path() / "root";
+  fs::create_directories(root);
+  WriteAt(root / "before", 0, "from mkfs");
+  fs::path img = dir.path() / "disk.img";
+  ASSERT_EQ(
+      RunTool({"mkfs.ext4", "-q", "-F", "-b", "4096", "-d", root.string(), img.string(), "32M"}),
+      0);
+  // The journal superblock's block (journal inode 8, logical block 0).
+  std::string bmap = RunToolOutput({"debugfs", "-R", "bmap <8> 0", img.string()});
+  ASSERT_FALSE(bmap.empty());
+  uint64_t jblock = std::stoull(bmap);
+  std::vector<uint8_t> copy = CrashConsistentCopy(dir, img);
+  ASSERT_FALSE(copy.empty());
+  ASSERT_LT(jblock * 4096 + 4, copy.size());
+  std::memset(copy.data() + jblock * 4096, 0, 4);  // no jbd2 magic any more
+  auto gfs = OpenExtFs(std::make_shared<MemorySource>(std::move(copy), "crash.img"));
+  ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
+  ASSERT_TRUE(HasNote(**gfs, "journal not replayed")) << testing::PrintToString((*gfs)->Notes());
+  EXPECT_TRUE(HasNote(**gfs, "the state shown is the unrecovered one"));
+  auto before = (*gfs)->Open(Lookup(**gfs, "before"));
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  EXPECT_EQ(ReadFile(**before), "from mkfs");
 }
 
 TEST(ExtFs, NotExtIsAnError) {
