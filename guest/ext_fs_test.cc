@@ -13,9 +13,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "guest/ext_io.h"
 #include "guest/guest_fs.h"
@@ -495,6 +497,123 @@ TEST(ExtFs, UnreplayableJournalShowsTheUnrecoveredStateWithANote) {
   auto before = (*gfs)->Open(Lookup(**gfs, "before"));
   ASSERT_TRUE(before.ok()) << before.status().ToString();
   EXPECT_EQ(ReadFile(**before), "from mkfs");
+}
+
+// A small image built from `root` (mkfs.ext4 -d), the tree made by `fill`.
+fs::path SmallImage(const TempDir& dir, const std::function<void(const fs::path&)>& fill,
+                    const std::string& size = "16M") {
+  fs::path root = dir.path() / "root";
+  fs::create_directories(root);
+  fill(root);
+  fs::path img = dir.path() / "disk.img";
+  EXPECT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-d", root.string(), img.string(), size}), 0);
+  return img;
+}
+
+TEST(ExtFs, EncryptedInodesAreRefusedClearly) {
+  TempDir dir;
+  fs::path img = SmallImage(dir, [](const fs::path& root) {
+    fs::create_directories(root / "secret");
+    WriteAt(root / "secret/f", 0, "x");
+    WriteAt(root / "file", 0, std::string(5000, 'f'));
+    fs::create_symlink(std::string(100, 'l'), root / "link");
+  });
+  for (const char* path : {"/secret", "/file", "/link"}) {
+    ASSERT_EQ(
+        RunTool({"debugfs", "-w", "-R", std::string("sif ") + path + " flags 0x800", img.string()}),
+        0);
+  }
+  auto gfs = OpenExtFs(std::make_shared<MemorySource>(ReadAll(img), "enc.img"));
+  ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
+  auto root = (*gfs)->ReadDir((*gfs)->root());
+  ASSERT_TRUE(root.ok()) << root.status().ToString();
+  std::map<std::string, uint64_t> ino;
+  for (const auto& e : *root) ino[e.name] = e.ino;
+  auto dir_entries = (*gfs)->ReadDir(ino["secret"]);
+  EXPECT_EQ(dir_entries.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(dir_entries.status().message().find("encrypted"), std::string::npos);
+  EXPECT_EQ((*gfs)->Open(ino["file"]).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*gfs)->ReadLink(ino["link"]).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE((*gfs)->Stat(ino["file"]).ok());
+}
+
+TEST(ExtFs, ConcurrentCallsAgree) {
+  TempDir dir;
+  std::string content(300000, '\0');
+  for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 7 + i / 4096);
+  fs::path img = SmallImage(
+      dir,
+      [&](const fs::path& root) {
+        for (int d = 0; d < 8; ++d) {
+          fs::create_directories(root / ("d" + std::to_string(d)));
+          for (int f = 0; f < 50; ++f) {
+            WriteAt(root / ("d" + std::to_string(d)) / ("f" + std::to_string(f)), 0, content);
+          }
+        }
+      },
+      "256M");
+  auto gfs = OpenExtFs(std::make_shared<MemorySource>(ReadAll(img), "mt.img"));
+  ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
+  GuestFs& g = **gfs;
+  std::vector<std::thread> threads;
+  std::vector<int> good(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto top = g.ReadDir(g.root());
+      if (!top.ok()) return;
+      for (const auto& d : *top) {
+        auto entries = g.ReadDir(d.ino);
+        if (!entries.ok()) continue;  // lost+found is fine; others are counted below
+        for (size_t i = t % 2; i < entries->size(); i += 2) {
+          auto a = g.Stat((*entries)[i].ino);
+          auto f = g.Open((*entries)[i].ino);
+          if (!a.ok() || !f.ok() || a->size != content.size()) continue;
+          std::string got(content.size(), '\0');
+          if (!(*f)->Read(0, {reinterpret_cast<uint8_t*>(got.data()), got.size()}).ok()) continue;
+          if (got == content) ++good[t];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(good[t], 8 * 25) << "thread " << t;
+}
+
+// Random byte flips in the metadata: errors are fine, crashes and hangs are not.
+TEST(ExtFs, CorruptedMetadataNeverCrashes) {
+  TempDir dir;
+  fs::path img = SmallImage(dir, [](const fs::path& root) {
+    fs::create_directories(root / "a/b");
+    for (int i = 0; i < 40; ++i)
+      WriteAt(root / "a" / std::to_string(i), 0, std::string(i * 300, 'q'));
+    fs::create_symlink(std::string(80, 'z'), root / "a/b/link");
+  });
+  const std::vector<uint8_t> clean = ReadAll(img);
+  std::mt19937 rng(7);
+  for (int round = 0; round < 400; ++round) {
+    std::vector<uint8_t> bytes = clean;
+    // The superblock, group descriptors, bitmaps, inode table and the first directory blocks.
+    for (int i = 0; i < 20; ++i) bytes[1024 + rng() % (1024 * 1024)] ^= 1u << (rng() % 8);
+    auto gfs = OpenExtFs(std::make_shared<MemorySource>(std::move(bytes), "flip.img"));
+    if (!gfs.ok()) continue;
+    std::vector<uint64_t> todo = {(*gfs)->root()};
+    for (size_t n = 0; n < todo.size() && n < 200; ++n) {
+      auto entries = (*gfs)->ReadDir(todo[n]);
+      if (!entries.ok()) continue;
+      for (const auto& e : *entries) {
+        auto a = (*gfs)->Stat(e.ino);
+        if (!a.ok()) continue;
+        (void)(*gfs)->Xattrs(e.ino);
+        if (S_ISDIR(a->mode)) todo.push_back(e.ino);
+        if (S_ISLNK(a->mode)) (void)(*gfs)->ReadLink(e.ino);
+        if (!S_ISREG(a->mode)) continue;
+        auto f = (*gfs)->Open(e.ino);
+        if (!f.ok()) continue;
+        std::vector<uint8_t> buf(std::min<uint64_t>((*f)->size(), 1 << 20));
+        (void)(*f)->Read(0, buf);
+      }
+    }
+  }
 }
 
 TEST(ExtFs, NotExtIsAnError) {
