@@ -616,6 +616,22 @@ TEST(ExtFs, CorruptedMetadataNeverCrashes) {
   }
 }
 
+TEST(ExtFs, UnsupportedIncompatFeaturesAreNamed) {
+  TempDir dir;
+  fs::path img = SmallImage(dir, [](const fs::path& root) { WriteAt(root / "f", 0, "f"); });
+  std::vector<uint8_t> bytes = ReadAll(img);
+  ASSERT_GT(bytes.size(), 2048u);
+  bytes[1024 + 0x60] |= 0x01;  // s_feature_incompat: compression
+  bytes[1024 + 0x63] |= 0x40;  // and an unknown bit, 30
+  auto gfs = OpenExtFs(std::make_shared<MemorySource>(std::move(bytes), "feat.img"));
+  ASSERT_FALSE(gfs.ok());
+  EXPECT_EQ(gfs.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(gfs.status().message().find("feat.img: ext filesystem with features compression, "
+                                        "FEATURE_I30 that cannot be read"),
+            std::string::npos)
+      << gfs.status().message();
+}
+
 TEST(ExtFs, NotExtIsAnError) {
   auto gfs = OpenExtFs(std::make_shared<MemorySource>(std::vector<uint8_t>(1 << 20), "zeros"));
   ASSERT_FALSE(gfs.ok());
