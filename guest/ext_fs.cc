@@ -26,7 +26,6 @@ constexpr size_t kMaxDirEntries = 16 * 1024 * 1024;
 constexpr size_t kMaxXattrs = 64 * 1024;
 constexpr size_t kMaxXattrBytes = 64 * 1024 * 1024;
 constexpr uint64_t kMaxLinkLength = 4095;
-constexpr uint32_t kFastCommitFeature = 0x0400;  // EXT4_FEATURE_COMPAT_FAST_COMMIT
 
 struct FsCloser {
   void operator()(ext2_filsys fs) const { ext2fs_close_free(&fs); }
@@ -242,7 +241,7 @@ Result<std::shared_ptr<const ByteSource>> Recover(ext2_filsys fs,
                               ExtErrorText(err));
   }
   auto runs = ReadExtBlockMap(fs, jino, &inode, name);
-  if (!runs.ok()) return runs.status().WithPrefix(name + ": journal");
+  if (!runs.ok()) return runs.status().WithPrefix("journal");
   auto journal_file =
       std::make_shared<ExtFile>(device, fs->blocksize, EXT2_I_SIZE(&inode), std::move(runs).value(),
                                 name + " journal inode " + std::to_string(jino));
@@ -255,22 +254,22 @@ Result<std::shared_ptr<const ByteSource>> Recover(ext2_filsys fs,
   }
   std::map<uint64_t, std::vector<uint8_t>> blocks;
   uint64_t total = ext2fs_blocks_count(fs->super);
+  uint64_t ignored = 0;
   for (auto& [block, bytes] : replay->blocks) {
     if (block >= total || bytes.size() != fs->blocksize) {
-      notes.push_back("journal block for filesystem block " + std::to_string(block) +
-                      " ignored: outside the filesystem or of the wrong size");
+      ++ignored;
       continue;
     }
     blocks.emplace(block, std::move(bytes));
   }
+  if (ignored != 0) {
+    notes.push_back(std::to_string(ignored) +
+                    " journalled blocks ignored: outside the filesystem or of the wrong size");
+  }
   notes.push_back("journal replayed in memory: " + std::to_string(replay->transactions) +
                   " transactions, " + std::to_string(blocks.size()) + " blocks");
+  // ReplayJournal's own notes say what it left out (a non-empty fast-commit area, say).
   for (std::string& n : replay->notes) notes.push_back(std::move(n));
-  if (sb.s_feature_compat & kFastCommitFeature) {
-    notes.push_back(
-        "fast-commit blocks, if any, not replayed: the state shown is that of the last full "
-        "journal commit");
-  }
   if (blocks.empty()) return std::shared_ptr<const ByteSource>();
   return std::shared_ptr<const ByteSource>(
       std::make_shared<BlockOverlaySource>(device, std::move(blocks), fs->blocksize));
