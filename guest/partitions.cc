@@ -52,11 +52,14 @@ Result<TableScan> ScanTable(const BlkidWindow& window) {
   blkid_probe_enable_partitions(probe.get(), 1);
   blkid_probe_set_partitions_flags(probe.get(), BLKID_PARTS_ENTRY_DETAILS);
   TableScan scan;
-  blkid_partlist list = blkid_probe_get_partitions(probe.get());
-  if (!list) {
+  // blkid_probe_get_partitions returns null both for "no table" and for an error; the probe's
+  // own result tells them apart (-1: error, -2: ambivalent, 1: nothing).
+  if (blkid_do_safeprobe(probe.get()) < 0) {
     scan.rejected = true;
     return scan;
   }
+  blkid_partlist list = blkid_probe_get_partitions(probe.get());
+  if (!list) return scan;
   if (blkid_parttable table = blkid_partlist_get_table(list)) {
     scan.table = Str(blkid_parttable_get_type(table));
     scan.table_uuid = Str(blkid_parttable_get_id(table));
@@ -94,6 +97,9 @@ Result<TableScan> DiscoverTable(BlkidWindow& window) {
   BFS_RETURN_IF_ERROR(window.Add(0, kMiB).status());
   BFS_RETURN_IF_ERROR(window.Add(size > kMiB ? size - kMiB : 0, kMiB).status());
   BFS_RETURN_IF_ERROR(AddGptEntryArrays(window).status());
+  // blkid's MBR prober steps aside for an NTFS boot sector (0x55AA too) only when it finds
+  // the $MFT the boot sector points to.
+  BFS_RETURN_IF_ERROR(AddNtfsMft(window, 0, size).status());
   for (int round = 1;; ++round) {
     BFS_ASSIGN_OR_RETURN(TableScan scan, ScanTable(window));
     if (scan.rejected || round == kMaxRounds) return scan;
