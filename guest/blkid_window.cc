@@ -1,5 +1,6 @@
 #include "guest/blkid_window.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -82,6 +83,17 @@ Result<bool> BlkidWindow::Add(uint64_t offset, uint64_t length) {
   return added;
 }
 
+Status BlkidWindow::Blank(uint64_t offset, uint64_t length) {
+  // A hole punched in the memfd reads as zeros and frees what was copied there.
+  if (fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                static_cast<off_t>(length)) != 0) {
+    return Status::FromErrno(
+        disk_->name() + ": blanking offset " + std::to_string(offset) + " in the blkid memfd",
+        errno);
+  }
+  return Status::Ok();
+}
+
 Status BlkidWindow::Read(uint64_t offset, std::span<uint8_t> out) const {
   for (size_t done = 0; done < out.size();) {
     const ssize_t n =
@@ -107,7 +119,8 @@ Result<BlkidProbe> NewBlkidProbe(const BlkidWindow& window, uint64_t offset, uin
 namespace {
 
 // The entry array a GPT header at byte `header_at` names, when the header looks like one.
-Result<bool> AddGptEntryArray(BlkidWindow& window, uint64_t header_at) {
+Result<bool> AddGptEntryArray(BlkidWindow& window, uint64_t header_at,
+                              std::vector<std::string>& problems) {
   std::array<uint8_t, kSector> h{};
   if (header_at + kSector > window.disk().size()) return false;
   BFS_ASSIGN_OR_RETURN(bool added, window.Add(header_at, kSector));
@@ -115,21 +128,29 @@ Result<bool> AddGptEntryArray(BlkidWindow& window, uint64_t header_at) {
   if (std::string_view(reinterpret_cast<const char*>(h.data()), 8) != "EFI PART") return added;
   const uint64_t entries_lba = Le64(&h[72]);
   const uint64_t bytes = uint64_t{Le32(&h[80])} * Le32(&h[84]);
-  // blkid refuses arrays of 4 GiB or more; a sane one is 16 KiB. Copy no more than 4 MiB.
-  if (bytes == 0 || bytes > 4 * kMiB || entries_lba > window.disk().size() / kSector) {
-    return added;
+  if (bytes > kMaxGptEntryArray) {
+    // blkid would allocate and read all of it (up to 4 GiB): it never sees this header.
+    BFS_RETURN_IF_ERROR(window.Blank(header_at, kSector));
+    problems.push_back(window.disk().name() + ": the GPT header at byte " +
+                       std::to_string(header_at) + " claims " + std::to_string(Le32(&h[80])) +
+                       " entries of " + std::to_string(Le32(&h[84])) + " bytes (" +
+                       std::to_string(bytes) + " bytes, more than " +
+                       std::to_string(kMaxGptEntryArray) + "); ignored");
+    return true;
   }
+  if (bytes == 0 || entries_lba > window.disk().size() / kSector) return added;
   BFS_ASSIGN_OR_RETURN(bool array_added, window.Add(entries_lba * kSector, bytes));
   return added || array_added;
 }
 
 }  // namespace
 
-Result<bool> AddGptEntryArrays(BlkidWindow& window) {
+Result<bool> AddGptEntryArrays(BlkidWindow& window, std::vector<std::string>& problems) {
   const uint64_t size = window.disk().size();
   if (size < 2 * kSector) return false;
-  BFS_ASSIGN_OR_RETURN(bool primary, AddGptEntryArray(window, kSector));
-  BFS_ASSIGN_OR_RETURN(bool backup, AddGptEntryArray(window, (size / kSector - 1) * kSector));
+  BFS_ASSIGN_OR_RETURN(bool primary, AddGptEntryArray(window, kSector, problems));
+  BFS_ASSIGN_OR_RETURN(bool backup,
+                       AddGptEntryArray(window, (size / kSector - 1) * kSector, problems));
   return primary || backup;
 }
 

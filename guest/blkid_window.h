@@ -13,6 +13,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "guest/byte_source.h"
 #include "stream/status.h"
@@ -46,6 +47,8 @@ class BlkidWindow {
   // granule was copied for the first time. Past the budget nothing more is copied (false,
   // and exhausted() says so). Fails only when the disk cannot be read.
   Result<bool> Add(uint64_t offset, uint64_t length);
+  // Makes [offset, offset + length) read as zeros again: a structure blkid must not see.
+  Status Blank(uint64_t offset, uint64_t length);
   // Reads what the window holds (zeros where nothing was copied), for the hints below.
   Status Read(uint64_t offset, std::span<uint8_t> out) const;
 
@@ -71,10 +74,15 @@ using BlkidProbe = std::unique_ptr<std::remove_pointer_t<blkid_probe>, BlkidProb
 // A probe over [offset, offset + size) of the window's descriptor.
 Result<BlkidProbe> NewBlkidProbe(const BlkidWindow& window, uint64_t offset, uint64_t size);
 
+// A GPT entry array larger than this (32768 entries of 128 bytes; real ones hold 128) is not
+// shown to blkid, which would allocate and read all of it, up to 4 GiB.
+inline constexpr uint64_t kMaxGptEntryArray = 4 * kMiB;
+
 // Regions a table points to that blkid will read, beyond the first and last MiB: the GPT entry
 // arrays named by the primary and backup headers, and the chain of extended boot records of
 // the extended partition at [offset, offset + size). Bounded; true when anything was new.
-Result<bool> AddGptEntryArrays(BlkidWindow& window);
+// A GPT header naming an array above kMaxGptEntryArray is blanked and named in `problems`.
+Result<bool> AddGptEntryArrays(BlkidWindow& window, std::vector<std::string>& problems);
 Result<bool> AddExtendedChain(BlkidWindow& window, uint64_t offset, uint64_t size);
 // The first MFT records of an NTFS volume at `offset` (blkid reads $MFT and $Volume there).
 Result<bool> AddNtfsMft(BlkidWindow& window, uint64_t offset, uint64_t size);

@@ -92,11 +92,11 @@ Result<bool> AddPartitionRegions(BlkidWindow& window, const TableScan& scan) {
 }
 
 // Probes the window until no new region is copied (bounded rounds).
-Result<TableScan> DiscoverTable(BlkidWindow& window) {
+Result<TableScan> DiscoverTable(BlkidWindow& window, std::vector<std::string>& problems) {
   const uint64_t size = window.disk().size();
   BFS_RETURN_IF_ERROR(window.Add(0, kMiB).status());
   BFS_RETURN_IF_ERROR(window.Add(size > kMiB ? size - kMiB : 0, kMiB).status());
-  BFS_RETURN_IF_ERROR(AddGptEntryArrays(window).status());
+  BFS_RETURN_IF_ERROR(AddGptEntryArrays(window, problems).status());
   // blkid's MBR prober steps aside for an NTFS boot sector (0x55AA too) only when it finds
   // the $MFT the boot sector points to.
   BFS_RETURN_IF_ERROR(AddNtfsMft(window, 0, size).status());
@@ -200,7 +200,7 @@ Result<DiskLayout> ProbeDisk(const ByteSource& disk) {
     return layout;
   }
   BFS_ASSIGN_OR_RETURN(BlkidWindow window, BlkidWindow::Create(disk));
-  BFS_ASSIGN_OR_RETURN(TableScan scan, DiscoverTable(window));
+  BFS_ASSIGN_OR_RETURN(TableScan scan, DiscoverTable(window, layout.problems));
   if (scan.rejected) {
     layout.problems.push_back(disk.name() +
                               ": blkid rejects its partition table; shown as unpartitioned");
