@@ -274,7 +274,6 @@ std::string DescribeLayout(const DiskLayout& layout) {
     Field(line, "PART_ENTRY_TYPE", p.entry_type);
     Field(line, "PART_ENTRY_NAME", p.entry_name);
     Field(line, "PART_ENTRY_UUID", p.entry_uuid);
-    if (p.container) line += " CONTAINER=\"extended\"";
     out += line + "\n";
   }
   return out;
