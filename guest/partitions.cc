@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <map>
 
 #include "guest/blkid_window.h"
 
@@ -24,6 +25,9 @@ struct TableScan {
   std::string table, table_uuid;
   std::vector<Partition> partitions;  // in blkid's order, at most kMaxPartitions
   size_t total = 0;                   // how many blkid listed
+  // Partitions of a table nested in another partition (a BSD label in an MBR slice): the
+  // number of the partition that holds their table.
+  std::map<int, int> parent_of;
 };
 
 std::string Str(const char* s) { return s ? std::string(s) : std::string(); }
@@ -31,8 +35,15 @@ std::string Str(const char* s) { return s ? std::string(s) : std::string(); }
 Partition FromBlkid(blkid_partition par) {
   Partition p;
   p.number = blkid_partition_get_partno(par);
-  p.offset = static_cast<uint64_t>(blkid_partition_get_start(par)) * kSector;
-  p.size = static_cast<uint64_t>(blkid_partition_get_size(par)) * kSector;
+  const blkid_loff_t start = blkid_partition_get_start(par);
+  const blkid_loff_t sectors = blkid_partition_get_size(par);
+  constexpr blkid_loff_t kMaxSectors = INT64_MAX / kSector;
+  if (start < 0 || sectors < 0 || start > kMaxSectors || sectors > kMaxSectors) {
+    p.offset = UINT64_MAX;  // past any disk's end: dropped and named
+  } else {
+    p.offset = static_cast<uint64_t>(start) * kSector;
+    p.size = static_cast<uint64_t>(sectors) * kSector;
+  }
   p.container = blkid_partition_is_extended(par) != 0;
   p.entry_type = Str(blkid_partition_get_type_string(par));
   if (p.entry_type.empty()) {
@@ -69,6 +80,10 @@ Result<TableScan> ScanTable(const BlkidWindow& window) {
   for (int i = 0; i < n && scan.partitions.size() < kMaxPartitions; ++i) {
     if (blkid_partition par = blkid_partlist_get_partition(list, i)) {
       scan.partitions.push_back(FromBlkid(par));
+      blkid_parttable table = blkid_partition_get_table(par);
+      if (blkid_partition parent = table ? blkid_parttable_get_parent(table) : nullptr) {
+        scan.parent_of[scan.partitions.back().number] = blkid_partition_get_partno(parent);
+      }
     }
   }
   return scan;
@@ -157,14 +172,18 @@ std::vector<Partition> InsideDisk(const ByteSource& disk, std::vector<Partition>
   return inside;
 }
 
-// A logical partition inside its extended container is how MBR works, not a problem.
-bool Nested(const Partition& outer, const Partition& inner) {
-  return outer.container && inner.offset >= outer.offset &&
+// A logical partition inside its extended container, or a partition of a table nested in
+// another one, is how those tables work, not a problem.
+bool Nested(const Partition& outer, const Partition& inner, const std::map<int, int>& parent_of) {
+  auto parent = parent_of.find(inner.number);
+  const bool holds =
+      outer.container || (parent != parent_of.end() && parent->second == outer.number);
+  return holds && inner.offset >= outer.offset &&
          inner.offset + inner.size <= outer.offset + outer.size;
 }
 
 void NameOverlaps(const ByteSource& disk, std::vector<Partition> sorted,
-                  std::vector<std::string>& problems) {
+                  const std::map<int, int>& parent_of, std::vector<std::string>& problems) {
   std::sort(sorted.begin(), sorted.end(),
             [](const Partition& a, const Partition& b) { return a.offset < b.offset; });
   size_t found = 0;
@@ -172,7 +191,8 @@ void NameOverlaps(const ByteSource& disk, std::vector<Partition> sorted,
     const Partition& a = sorted[i];
     for (size_t j = i + 1; j < sorted.size() && sorted[j].offset < a.offset + a.size; ++j) {
       const Partition& b = sorted[j];
-      if (b.size == 0 || a.size == 0 || Nested(a, b) || Nested(b, a)) continue;
+      if (b.size == 0 || a.size == 0 || Nested(a, b, parent_of) || Nested(b, a, parent_of))
+        continue;
       if (++found <= kMaxOverlapsNamed) {
         problems.push_back(disk.name() + ": " + Where(a) + " overlaps " + Where(b));
       }
@@ -216,7 +236,7 @@ Result<DiskLayout> ProbeDisk(const ByteSource& disk) {
                                 std::to_string(kMaxPartitions) + " are shown");
     }
     layout.partitions = InsideDisk(disk, std::move(scan.partitions), layout.problems);
-    NameOverlaps(disk, layout.partitions, layout.problems);
+    NameOverlaps(disk, layout.partitions, scan.parent_of, layout.problems);
   }
   for (Partition& p : layout.partitions) {
     BFS_RETURN_IF_ERROR(ProbeSuperblock(window, p, layout.problems));

@@ -353,6 +353,33 @@ TEST_F(PartitionsTest, GptClaimingTenThousandEntriesShowsTheFirstOnes) {
             "vde: its gpt table lists 300 partitions; only the first 256 are shown");
 }
 
+// A BSD disklabel in MBR slice 1 (type 0xa5): blkid lists its partitions as 5 and 6, inside
+// partition 1, which is how nested tables work, not an overlap.
+TEST_F(PartitionsTest, NestedBsdLabelIsNotAnOverlap) {
+  std::vector<uint8_t> bytes = Mbr({{0xa5, 2048, 8192}}, 8 * kMiB);
+  const size_t label = 2048 * 512 + 512;
+  Put<uint32_t>(bytes, label, 0x82564557);
+  Put<uint32_t>(bytes, label + 40, 512);
+  Put<uint32_t>(bytes, label + 132, 0x82564557);
+  Put<uint16_t>(bytes, label + 138, 2);
+  for (uint32_t i = 0; i < 2; ++i) {
+    Put<uint32_t>(bytes, label + 148 + 16 * i, 4000);                  // sectors
+    Put<uint32_t>(bytes, label + 152 + 16 * i, 2048 + 16 + 4000 * i);  // absolute start
+    bytes[label + 160 + 16 * i] = 7;                                   // 4.2BSD
+  }
+  std::string image = Sparse("bsd.img", 8 * kMiB);
+  Patch(image, 0, bytes);
+
+  MemorySource disk(std::move(bytes), "vdf");
+  Result<DiskLayout> layout = ProbeDisk(disk);
+  ASSERT_TRUE(layout.ok()) << layout.status().ToString();
+  EXPECT_TRUE(layout->problems.empty()) << layout->problems.front();
+  ExpectMatchesRealTools(image, *layout);
+  ASSERT_EQ(layout->partitions.size(), 3u);
+  EXPECT_EQ(layout->partitions[2].number, 6);
+  EXPECT_EQ(layout->partitions[2].offset, (2048 + 16 + 4000) * 512u);
+}
+
 // libblkid itself allocates and reads a GPT entry array of up to 4 GiB (blkid -p on this
 // image: 2 GB resident, 54 s). The primary header is not shown to it; the backup one is used.
 TEST_F(PartitionsTest, GptHeaderClaimingAHugeEntryArrayIsIgnored) {
