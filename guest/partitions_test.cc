@@ -441,6 +441,27 @@ TEST_F(PartitionsTest, NtfsWithItsMftFarFromTheStartIsFound) {
   EXPECT_EQ(layout->partitions[0].uuid, truth["UUID"]);
 }
 
+// A disk that cannot be read is the one failure of ProbeDisk; the error is the source's own.
+class UnreadableSource final : public ByteSource {
+ public:
+  uint64_t size() const override { return 64 * kMiB; }
+  Status Read(uint64_t offset, std::span<uint8_t>) const override {
+    return Status::IOError(name_ + ": saveset chunk at offset " + std::to_string(offset) +
+                           " is missing");
+  }
+  const std::string& name() const override { return name_; }
+
+ private:
+  const std::string name_ = "vdg";
+};
+
+TEST(ProbeDiskTest, UnreadableDiskFails) {
+  Result<DiskLayout> layout = ProbeDisk(UnreadableSource());
+  ASSERT_FALSE(layout.ok());
+  EXPECT_EQ(layout.status().code(), StatusCode::kIOError);
+  EXPECT_EQ(layout.status().message(), "vdg: saveset chunk at offset 0 is missing");
+}
+
 TEST(DescribeLayoutTest, QuotesLikeBlkidAndKeepsOneLinePerPartition) {
   DiskLayout layout;
   layout.table = "dos";
