@@ -181,6 +181,8 @@ Result<bool> AddExtendedChain(BlkidWindow& window, uint64_t offset, uint64_t siz
   return added;
 }
 
+namespace {
+
 Result<bool> AddNtfsMft(BlkidWindow& window, uint64_t offset, uint64_t size) {
   std::array<uint8_t, kSector> boot{};
   if (size < kSector || offset + kSector > window.disk().size()) return false;
@@ -199,6 +201,49 @@ Result<bool> AddNtfsMft(BlkidWindow& window, uint64_t offset, uint64_t size) {
   const uint64_t mft = mft_lcn * cluster;
   // $MFT itself and $Volume (record 3), where blkid finds the label.
   return window.Add(offset + mft, 4 * record);
+}
+
+// The first cluster of a FAT32 root directory, where blkid finds the volume label entry; on a
+// large volume the FATs before it reach past the first MiB.
+Result<bool> AddFatRootDir(BlkidWindow& window, uint64_t offset, uint64_t size) {
+  std::array<uint8_t, kSector> boot{};
+  if (size < kSector || offset + kSector > window.disk().size()) return false;
+  BFS_RETURN_IF_ERROR(window.Read(offset, boot));
+  if (std::string_view(reinterpret_cast<const char*>(&boot[82]), 8) != "FAT32   ") return false;
+  const uint64_t sector_size = Le16(&boot[11]);
+  const uint64_t cluster = sector_size * boot[13];
+  const uint64_t fats = uint64_t{Le16(&boot[14])} + uint64_t{boot[16]} * Le32(&boot[36]);
+  const uint64_t root_cluster = Le32(&boot[44]);
+  if (cluster == 0 || cluster > 256 * 1024 || root_cluster < 2) return false;
+  const uint64_t root = fats * sector_size + (root_cluster - 2) * cluster;
+  if (root >= size) return false;
+  return window.Add(offset + root, std::min<uint64_t>(cluster, 64 * 1024));
+}
+
+// The first cluster of an exFAT root directory (the label entry), at the start of the
+// cluster heap, commonly past the first MiB.
+Result<bool> AddExfatRootDir(BlkidWindow& window, uint64_t offset, uint64_t size) {
+  std::array<uint8_t, kSector> boot{};
+  if (size < kSector || offset + kSector > window.disk().size()) return false;
+  BFS_RETURN_IF_ERROR(window.Read(offset, boot));
+  if (std::string_view(reinterpret_cast<const char*>(&boot[3]), 8) != "EXFAT   ") return false;
+  if (boot[108] < 9 || boot[108] > 12 || boot[109] > 16) return false;
+  const uint64_t sector_size = uint64_t{1} << boot[108];
+  const uint64_t cluster = sector_size << boot[109];
+  const uint64_t root_cluster = Le32(&boot[96]);
+  if (root_cluster < 2) return false;
+  const uint64_t root = uint64_t{Le32(&boot[88])} * sector_size + (root_cluster - 2) * cluster;
+  if (root >= size) return false;
+  return window.Add(offset + root, std::min<uint64_t>(cluster, 64 * 1024));
+}
+
+}  // namespace
+
+Result<bool> AddFilesystemHints(BlkidWindow& window, uint64_t offset, uint64_t size) {
+  BFS_ASSIGN_OR_RETURN(bool ntfs, AddNtfsMft(window, offset, size));
+  BFS_ASSIGN_OR_RETURN(bool fat, AddFatRootDir(window, offset, size));
+  BFS_ASSIGN_OR_RETURN(bool exfat, AddExfatRootDir(window, offset, size));
+  return ntfs || fat || exfat;
 }
 
 }  // namespace backupfs

@@ -84,7 +84,9 @@ inline constexpr uint64_t kMaxGptEntryArray = 4 * kMiB;
 // A GPT header naming an array above kMaxGptEntryArray is blanked and named in `problems`.
 Result<bool> AddGptEntryArrays(BlkidWindow& window, std::vector<std::string>& problems);
 Result<bool> AddExtendedChain(BlkidWindow& window, uint64_t offset, uint64_t size);
-// The first MFT records of an NTFS volume at `offset` (blkid reads $MFT and $Volume there).
-Result<bool> AddNtfsMft(BlkidWindow& window, uint64_t offset, uint64_t size);
+// What blkid reads beyond the first MiB of a filesystem at [offset, offset + size) whose boot
+// sector the window already holds: an NTFS volume's first MFT records ($MFT, and $Volume with
+// the label), a FAT32 or exFAT volume's first root directory cluster (the label entry).
+Result<bool> AddFilesystemHints(BlkidWindow& window, uint64_t offset, uint64_t size);
 
 }  // namespace backupfs

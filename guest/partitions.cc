@@ -114,7 +114,7 @@ Result<TableScan> DiscoverTable(BlkidWindow& window, std::vector<std::string>& p
   BFS_RETURN_IF_ERROR(AddGptEntryArrays(window, problems).status());
   // blkid's MBR prober steps aside for an NTFS boot sector (0x55AA too) only when it finds
   // the $MFT the boot sector points to.
-  BFS_RETURN_IF_ERROR(AddNtfsMft(window, 0, size).status());
+  BFS_RETURN_IF_ERROR(AddFilesystemHints(window, 0, size).status());
   for (int round = 1;; ++round) {
     BFS_ASSIGN_OR_RETURN(TableScan scan, ScanTable(window));
     if (scan.rejected || round == kMaxRounds) return scan;
@@ -133,7 +133,7 @@ std::string Lookup(blkid_probe probe, const char* name) {
 // TYPE, LABEL, UUID and VERSION of what `p` holds; a problem when blkid finds two signatures.
 Status ProbeSuperblock(BlkidWindow& window, Partition& p, std::vector<std::string>& problems) {
   if (p.size == 0 || p.container) return Status::Ok();
-  BFS_RETURN_IF_ERROR(AddNtfsMft(window, p.offset, p.size).status());
+  BFS_RETURN_IF_ERROR(AddFilesystemHints(window, p.offset, p.size).status());
   BFS_ASSIGN_OR_RETURN(BlkidProbe probe, NewBlkidProbe(window, p.offset, p.size));
   blkid_probe_enable_partitions(probe.get(), 0);
   blkid_probe_enable_superblocks(probe.get(), 1);
@@ -225,11 +225,13 @@ Result<DiskLayout> ProbeDisk(const ByteSource& disk) {
     layout.problems.push_back(disk.name() +
                               ": blkid rejects its partition table; shown as unpartitioned");
   }
-  if (scan.table.empty()) {
+  // A table that lists nothing (blkid calls an exFAT boot sector an empty "dos" table too):
+  // the whole disk is shown, with what it holds.
+  layout.table = scan.table;
+  layout.table_uuid = scan.table_uuid;
+  if (scan.table.empty() || scan.total == 0) {
     Unpartitioned(disk, layout);
   } else {
-    layout.table = scan.table;
-    layout.table_uuid = scan.table_uuid;
     if (scan.total > kMaxPartitions) {
       layout.problems.push_back(disk.name() + ": its " + scan.table + " table lists " +
                                 std::to_string(scan.total) + " partitions; only the first " +

@@ -441,6 +441,31 @@ TEST_F(PartitionsTest, NtfsWithItsMftFarFromTheStartIsFound) {
   EXPECT_EQ(layout->partitions[0].uuid, truth["UUID"]);
 }
 
+// Labels blkid finds in the root directory, past the first MiB on a 2 GiB volume: FAT32 (its
+// FATs come first) and exFAT (the cluster heap starts at 2 MiB). blkid also calls an exFAT
+// boot sector an empty "dos" table; the whole disk is shown with its filesystem.
+TEST_F(PartitionsTest, FatAndExfatLabelsPastTheFirstMiBMatchBlkid) {
+  std::string fat = Sparse("fat.img", 2ull << 30);
+  RunTool({"mkfs.vfat", "-F", "32", "-n", "ESP", fat});
+  std::string exfat = Sparse("exfat.img", 2ull << 30);
+  RunTool({"mkfs.exfat", "-L", "EX", exfat});
+  for (const std::string& image : {fat, exfat}) {
+    SCOPED_TRACE(image);
+    FileSource disk(image);
+    Result<DiskLayout> layout = ProbeDisk(disk);
+    ASSERT_TRUE(layout.ok()) << layout.status().ToString();
+    ASSERT_EQ(layout->partitions.size(), 1u);
+    const Partition& whole = layout->partitions[0];
+    EXPECT_EQ(whole.number, 0);
+    auto truth = BlkidAt(image, whole);
+    EXPECT_EQ(whole.type, truth["TYPE"]);
+    EXPECT_EQ(whole.label, truth["LABEL"]);
+    EXPECT_FALSE(whole.label.empty());
+    EXPECT_EQ(whole.uuid, truth["UUID"]);
+    EXPECT_EQ(layout->table, truth["PTTYPE"]);
+  }
+}
+
 // A disk that cannot be read is the one failure of ProbeDisk; the error is the source's own.
 class UnreadableSource final : public ByteSource {
  public:
