@@ -35,12 +35,8 @@ bool AllZero(std::span<const uint8_t> bytes) {
 
 }  // namespace
 
-OwnedFd::~OwnedFd() {
-  if (fd_ >= 0) close(fd_);
-}
-
 Result<BlkidWindow> BlkidWindow::Create(const ByteSource& disk) {
-  OwnedFd fd(memfd_create("backupfs-blkid", MFD_CLOEXEC));
+  UniqueFd fd(memfd_create("backupfs-blkid", MFD_CLOEXEC));
   if (fd.get() < 0) return Status::FromErrno(disk.name() + ": memfd_create for blkid", errno);
   if (ftruncate(fd.get(), static_cast<off_t>(disk.size())) != 0) {
     return Status::FromErrno(

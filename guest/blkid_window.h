@@ -16,27 +16,12 @@
 #include <vector>
 
 #include "guest/byte_source.h"
+#include "stream/file.h"
 #include "stream/status.h"
 
 namespace backupfs {
 
 inline constexpr uint64_t kMiB = 1024 * 1024;
-
-// Owns one descriptor. (stream/file.h has OwnedFd, but it also declares a ByteSource and a
-// MemorySource of its own that clash with guest/byte_source.h's in one translation unit.)
-class OwnedFd {
- public:
-  explicit OwnedFd(int fd) : fd_(fd) {}
-  OwnedFd(OwnedFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  OwnedFd& operator=(OwnedFd&&) = delete;
-  OwnedFd(const OwnedFd&) = delete;
-  OwnedFd& operator=(const OwnedFd&) = delete;
-  ~OwnedFd();
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 class BlkidWindow {
  public:
@@ -57,11 +42,11 @@ class BlkidWindow {
   bool exhausted() const { return exhausted_; }
 
  private:
-  BlkidWindow(const ByteSource& disk, OwnedFd fd) : disk_(&disk), fd_(std::move(fd)) {}
+  BlkidWindow(const ByteSource& disk, UniqueFd fd) : disk_(&disk), fd_(std::move(fd)) {}
   Status CopyGranule(uint64_t index);
 
   const ByteSource* disk_;
-  OwnedFd fd_;
+  UniqueFd fd_;
   std::set<uint64_t> copied_;  // granule indexes
   bool exhausted_ = false;
 };
