@@ -8,7 +8,8 @@ As a program (for the libvirt test):
   guestlib.py build OUTDIR              point{0..3}.{vda,vdb}.raw, crash.vdc.raw, fsck.vdc.raw
   guestlib.py runs OLD NEW              changed 64 KiB runs of NEW against OLD: "OFFSET LENGTH"
   guestlib.py check MNT POINT vda=RAW,vdb=RAW [POINT ...]   every comparison of one mount
-  guestlib.py check-crash MNT POINT DISK FSCKED_RAW         the replayed journal's tree"""
+  guestlib.py check-crash MNT POINT DISK FSCKED_RAW         the replayed journal's tree
+  guestlib.py walk DIR                  a bounded walk of everything under DIR, as JSON"""
 import contextlib
 import os
 import re
@@ -599,6 +600,69 @@ def check_crash(mnt, point, disk, fscked):
     log(f"ok: {point} {disk}.files/disk: {count} entries equal the e2fsck'ed image")
 
 
+# ---------------------------------------------------------------- mounts and hostile walks
+
+@contextlib.contextmanager
+def mounted_fg(build_dir, saveset, *options, log_path):
+    """backupfs -f (its log in LOG_PATH) over SAVESET: yields (mountpoint, process); always
+    unmounts and waits for the daemon to exit."""
+    mnt = tempfile.mkdtemp(prefix="bfs-mnt-", dir="/var/tmp")
+    os.chmod(mnt, 0o755)
+    argv = [os.path.abspath(os.path.join(build_dir, "tools", "backupfs")), "-f", *options, saveset, mnt]
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT)
+    try:
+        mountlib.wait_for(lambda: os.path.ismount(mnt) or proc.poll() is not None, "the mount", 60)
+        if not os.path.ismount(mnt):
+            raise RuntimeError(f"backupfs exited {proc.returncode}: {open(log_path).read()[-3000:]}")
+        yield mnt, proc
+    finally:
+        if os.path.ismount(mnt):
+            if subprocess.run(["fusermount3", "-u", mnt], capture_output=True).returncode != 0:
+                subprocess.run(["fusermount3", "-u", "-z", mnt])
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        mountlib.wait_for(lambda: not os.path.ismount(mnt), "unmount")
+        os.rmdir(mnt)
+
+
+def walk(root, max_entries=5000, max_depth=24):
+    """Everything a user may do under ROOT, bounded (a hostile tree may loop or claim huge
+    sizes): lstat, readdir, readlink, listxattr/getxattr, and reads of each regular file's
+    first MiB and last 64 KiB. Returns {"entries": N, "errors": {errno name: [paths]}}."""
+    import errno as errno_mod
+    errors, count = {}, 0
+
+    def note(path, e):
+        errors.setdefault(errno_mod.errorcode.get(e.errno, str(e.errno)), []).append(path)
+
+    stack = [(root, 0)]
+    while stack and count < max_entries:
+        path, depth = stack.pop()
+        count += 1
+        try:
+            st = os.lstat(path)
+            for name in os.listxattr(path, follow_symlinks=False):
+                os.getxattr(path, name, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    f.read(MiB)
+                    if st.st_size > MiB:
+                        f.seek(max(0, st.st_size - BLOCK))
+                        f.read(BLOCK)
+            elif stat.S_ISDIR(st.st_mode) and depth < max_depth:
+                for name in sorted(os.listdir(path)):
+                    stack.append((os.path.join(path, name), depth + 1))
+        except OSError as e:
+            note(path, e)
+    return {"entries": count, "errors": errors}
+
+
 def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "build" and len(argv) == 3:
@@ -619,6 +683,10 @@ def main(argv):
             for i in range(3, len(argv), 2):
                 raws = dict(kv.split("=", 1) for kv in argv[i + 1].split(","))
                 check_point(argv[2], argv[i], raws, copies if i == 3 else None)
+        return 0
+    if cmd == "walk" and len(argv) == 3:
+        import json
+        print(json.dumps(walk(argv[2])))
         return 0
     if cmd == "check-crash" and len(argv) == 6:
         check_crash(argv[2], argv[3], argv[4], argv[5])
