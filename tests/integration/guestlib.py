@@ -316,13 +316,24 @@ def build_crash_ext4(workdir, rng, size=DISK_SIZE):
         os.symlink("dir/f1", os.path.join(m, "journalled", "link"))
         os.setxattr(os.path.join(m, "journalled", "dir", "f2"), "user.j", b"journalled xattr")
         os.rename(os.path.join(m, "before-sync"), os.path.join(m, "journalled", "moved"))
-        os.sync()
+        # fsync commits the transaction to the journal and writes nothing to its home
+        # locations (sync(2) would also write back the block device's dirty buffers).
+        for p in (os.path.join(m, "journalled", "dir", "f0"), os.path.join(m, "journalled")):
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         run("cp", "--sparse=always", img, crash)
     os.remove(img)
     hdr = run("dumpe2fs", "-h", crash).stdout
     features = next(line for line in hdr.splitlines() if line.startswith("Filesystem features:"))
     if "needs_recovery" not in features:
         raise AssertionError(f"{crash} does not need recovery: {features}")
+    # The journal must matter: without its replay the tree has no /journalled at all.
+    unreplayed = subprocess.run(["debugfs", "-R", "stat /journalled", crash], capture_output=True, text=True)
+    if "File not found" not in unreplayed.stdout + unreplayed.stderr:
+        raise AssertionError(f"{crash}: /journalled reached its home blocks; the journal would not matter")
     fscked = os.path.join(workdir, "fsck.vdc.raw")
     run("cp", "--sparse=always", crash, fscked)
     r = subprocess.run(["e2fsck", "-fy", fscked], capture_output=True, text=True)

@@ -240,6 +240,8 @@ def check_hostile(build_dir, tmp):
         for name, (img, must_name) in images.items():
             results = {}
             for sub in (f"{name}.parts", f"{name}.files"):
+                if not os.path.isdir(os.path.join(mnt, point, sub)):
+                    raise AssertionError(f"{point}/{sub} is not a directory (it always must be)")
                 r = subprocess.run([sys.executable, guestlib.__file__, "walk", os.path.join(mnt, point, sub)],
                                    capture_output=True, text=True, timeout=120)
                 if r.returncode != 0:
