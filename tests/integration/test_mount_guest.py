@@ -155,9 +155,9 @@ def check_points(mnt, names, points, tmp):
         guestlib.check_point(mnt, name, images, tmp if i == len(names) - 1 else None)
 
 
-def check_crash(mnt, names, fscked, log_path):
+def check_crash(mnt, names, crash, fscked, log_path):
     for name in (names[0], names[-1]):
-        guestlib.check_crash(mnt, name, "vdc", fscked)
+        guestlib.check_crash(mnt, name, "vdc", crash, fscked)
     text = open(log_path, errors="replace").read()
     lines = [line for line in text.splitlines() if "vdc" in line and "journal" in line.lower()]
     if not any("replay" in line.lower() or "recover" in line.lower() for line in lines):
@@ -189,11 +189,23 @@ def check_mount_flags(mnt):
     raise AssertionError(f"{mnt} not in /proc/self/mountinfo")
 
 
+def check_guest_dir_modes(mnt, point, mode):
+    """<disk>.parts and <disk>.files carry the raw image's owner and the mount's directory mode."""
+    raw = os.stat(os.path.join(mnt, point, "vda.raw"))
+    for sub in ("vda.parts", "vda.files"):
+        st = os.stat(os.path.join(mnt, point, sub))
+        if (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (mode, raw.st_uid, raw.st_gid):
+            raise AssertionError(f"{sub} is {oct(st.st_mode)} {st.st_uid}:{st.st_gid}, want "
+                                 f"{oct(mode)} {raw.st_uid}:{raw.st_gid} (vda.raw's owner)")
+    log(f"ok: vda.parts and vda.files are {oct(mode)}, owned like vda.raw")
+
+
 def check_security(build_dir, saveset, point, tmp):
     files = f"{point}/vda.files/1"
     log_path = os.path.join(tmp, "security.log")
     with guestlib.mounted_fg(build_dir, saveset, "-o", "allow_other", log_path=log_path) as (mnt, _):
         check_mount_flags(mnt)
+        check_guest_dir_modes(mnt, point, 0o550)
         root = os.path.join(mnt, files)
         if os.stat(os.path.join(root, "docs", "world.txt")).st_mode & 0o777 != 0o644:
             raise AssertionError("docs/world.txt is not 0644 in the guest tree")
@@ -210,6 +222,7 @@ def check_security(build_dir, saveset, point, tmp):
         except PermissionError:
             log("ok: a guest device node cannot be opened (nodev)")
     with guestlib.mounted_fg(build_dir, saveset, "-o", "allow_other,umask=0222", log_path=log_path) as (mnt, _):
+        check_guest_dir_modes(mnt, point, 0o555)
         root = os.path.join(mnt, files)
         r = as_nobody("cat", os.path.join(root, "docs", "world.txt"))
         if r.returncode != 0 or r.stdout != "world-readable in the guest\n":
@@ -285,7 +298,7 @@ def main():
         log_path = os.path.join(tmp, "mount.log")
         with guestlib.mounted_fg(build_dir, saveset, log_path=log_path) as (mnt, _):
             check_points(mnt, names, points, tmp)
-            check_crash(mnt, names, fscked, log_path)
+            check_crash(mnt, names, crash, fscked, log_path)
         check_security(build_dir, saveset, names[-1], tmp)
         check_hostile(build_dir, tmp)
     print("PASS: guest partitions and files of 4 restore points, a replayed journal, hostile images, "

@@ -102,7 +102,7 @@ done
 
 check_saveset "$OUT" "${POINTS[@]}"
 for p in "${POINTS[0]}" "${POINTS[-1]}"; do
-    python3 "$GUESTLIB" check-crash "$CHECKED_MNT" "$p" vdc "$IMG/fsck.vdc.raw" >&2 ||
+    python3 "$GUESTLIB" check-crash "$CHECKED_MNT" "$p" vdc "$IMG/crash.vdc.raw" "$IMG/fsck.vdc.raw" >&2 ||
         harness_fail "backupfs-capture's $p: vdc's tree is not the recovered one"
 done
 grep -i vdc "$CHECKED_MNT.log" | grep -i journal | grep -qiE 'replay|recover' ||
