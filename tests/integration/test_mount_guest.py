@@ -11,7 +11,8 @@
   a GPT claiming 10,000 entries, a directory loop, a huge inode size, an extent past the disk)
   can be walked completely: clean errors, the daemon alive, the problem named in the log;
 - security: -o allow_other with the default umask keeps other users out of guest files
-  whatever the guest's modes and uids; umask=0222 lets them read world-readable ones; the mount
+  whatever the guest's modes and uids; umask=0222 (or gid= of the user's group) lets them
+  read world-readable ones, and the guest's modes keep them out of the others; the mount
   is nosuid,nodev: a setuid guest binary runs without privileges, a device node cannot be opened.
 
 Usage: test_mount_guest.py BUILD_DIR"""
@@ -165,16 +166,20 @@ def check_crash(mnt, names, crash, fscked, log_path):
     log(f"ok: the mount log: {lines[0].strip()}")
 
 
-def as_nobody(*argv):
-    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv],
+def as_user(uid, *argv):
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv],
                           capture_output=True, text=True, timeout=60)
 
 
-def expect_denied(path, why):
-    r = as_nobody("cat", path)
+def as_nobody(*argv):
+    return as_user(NOBODY, *argv)
+
+
+def expect_denied(path, why, uid=NOBODY):
+    r = as_user(uid, "cat", path)
     if r.returncode == 0 or "Permission denied" not in r.stderr:
-        raise AssertionError(f"nobody reads {path} ({why}): rc {r.returncode} {r.stdout!r} {r.stderr!r}")
-    log(f"ok: nobody cannot read {os.path.basename(path)} ({why})")
+        raise AssertionError(f"uid {uid} reads {path} ({why}): rc {r.returncode} {r.stdout!r} {r.stderr!r}")
+    log(f"ok: uid {uid} cannot read {os.path.basename(path)} ({why})")
 
 
 def check_mount_flags(mnt):
@@ -237,6 +242,19 @@ def check_security(build_dir, saveset, point, tmp):
         if r.returncode != 0 or "uid=65534" not in r.stdout or "euid=" in r.stdout:
             raise AssertionError(f"the setuid guest binary: rc {r.returncode}: {r.stdout!r} {r.stderr!r}")
         log(f"ok: a setuid guest binary runs without privileges (nosuid): {r.stdout.strip()}")
+    # gid=65534: nobody's group may read the raw image, so inside the guest's modes decide;
+    # uid 65533 (another group) still gets nowhere, whatever the guest says.
+    with guestlib.mounted_fg(build_dir, saveset, "-o", "allow_other,gid=65534", log_path=log_path) as (mnt, _):
+        root = os.path.join(mnt, files)
+        for path, want in ((os.path.join(mnt, point, "vda.raw"), None),
+                           (os.path.join(root, "docs", "world.txt"), "world-readable in the guest\n")):
+            r = as_nobody("cat", path)
+            if r.returncode != 0 or (want is not None and r.stdout != want):
+                raise AssertionError(f"gid=65534: nobody cannot read {path}: {r.stderr}")
+        log("ok: gid=65534: nobody reads vda.raw and the world-readable guest file")
+        expect_denied(os.path.join(root, "docs", "owned1234"), "0640 1234:5678 in the guest, gid=65534")
+        expect_denied(os.path.join(root, "docs", "world.txt"), "0644 in the guest, not in the mount's group",
+                      uid=65533)
 
 
 def check_hostile(build_dir, tmp):
