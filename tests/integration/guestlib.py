@@ -535,7 +535,7 @@ def expected_listing(raw):
     for n, e in partx_entries(raw).items():
         fs = blkid_export(raw, int(e["START"]), int(e["SIZE"]))
         want = dict(e)
-        for k in ("TYPE", "LABEL", "UUID"):
+        for k in ("TYPE", "LABEL", "UUID", "VERSION"):
             if fs.get(k):
                 want[k] = fs[k]
         out[n] = {k: v for k, v in want.items() if v}
@@ -574,7 +574,8 @@ def check_parts(what, mnt_point, disk, raw):
                     left -= len(a)
             xattrs = {k: os.getxattr(path, k) for k in os.listxattr(path) if k.startswith("user.blkid.")}
             want_x = {f"user.blkid.{k}": v.encode() for k, v in want[n].items()
-                      if k in ("TYPE", "LABEL", "UUID", "PART_ENTRY_TYPE", "PART_ENTRY_NAME", "PART_ENTRY_UUID")}
+                      if k in ("TYPE", "LABEL", "UUID", "VERSION", "PART_ENTRY_TYPE", "PART_ENTRY_NAME",
+                               "PART_ENTRY_UUID")}
             if xattrs != want_x:
                 raise AssertionError(f"{what}: {disk}.parts/{n} xattrs {xattrs}, want {want_x}")
     return numbers
