@@ -1,5 +1,7 @@
 #include "backupfs/backed_dir.h"
 
+#include "backupfs/guest_tree.h"
+
 #include <string.h>
 
 #include <algorithm>
@@ -98,6 +100,7 @@ std::shared_ptr<const Node> MakePoint(TreeShared* shared, uint64_t parent,
     n->point = p.name;
     n->disk = chain.disk;
     dir->files[n->name] = n;
+    AddGuestDirs(shared, dir.get(), n);
   }
   for (const auto& [shown, file] : state.PointFiles(p.id)) {
     if (dir->files.count(shown)) continue;

@@ -1,5 +1,7 @@
 #include "backupfs/fuse_ops.h"
 
+#include "backupfs/guest_tree.h"
+
 #include <fcntl.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -14,11 +16,15 @@ namespace {
 constexpr double kStableTimeout = 86400.0;  // a restore point's content never changes
 constexpr double kLiveTimeout = 1.0;        // the root and savesets follow the disk
 
-// What an open file holds: its image (and so its data files), or the saveset file's
-// descriptor. Owned through fi->fh from open to release.
+// What an open file holds: its image (and so its data files), the saveset file's descriptor,
+// a partition's bytes, a generated file's node or a guest file. Owned through fi->fh from
+// open to release.
 struct OpenFile {
   std::shared_ptr<LazyImage> image;
   UniqueFd fd;
+  std::shared_ptr<const ByteSource> bytes;
+  std::shared_ptr<const Node> text;
+  std::shared_ptr<const GuestFile> guest;
 };
 
 // A directory's entries as of opendir, so that offsets stay valid while it changes.
@@ -53,7 +59,8 @@ int ToErrno(const Status& s) {
   }
 }
 
-mode_t ModeOf(const FuseContext& ctx, NodeKind kind) {
+mode_t ModeOf(const FuseContext& ctx, NodeKind kind, mode_t type = 0) {
+  if (type != 0) return type;  // a guest entry whose directory tells its type
   switch (kind) {
     case NodeKind::kDir:
       return S_IFDIR | (0777 & ~ctx.umask & ~0222);
@@ -64,7 +71,27 @@ mode_t ModeOf(const FuseContext& ctx, NodeKind kind) {
   }
 }
 
+// A guest file's attributes as its filesystem stores them.
+struct stat GuestStat(const Node& n) {
+  const GuestAttr& a = n.guest->attr;
+  struct stat st = {};
+  st.st_ino = n.ino;
+  st.st_mode = a.mode;
+  st.st_uid = a.uid;
+  st.st_gid = a.gid;
+  st.st_nlink = static_cast<nlink_t>(a.nlink);
+  st.st_size = static_cast<off_t>(a.size);
+  st.st_blocks = static_cast<blkcnt_t>(a.blocks);
+  st.st_rdev = static_cast<dev_t>(a.rdev);
+  st.st_blksize = 4096;
+  st.st_atim = a.atime;
+  st.st_mtim = a.mtime;
+  st.st_ctim = a.ctime;
+  return st;
+}
+
 struct stat Attr(const FuseContext& ctx, const Node& n) {
+  if (n.guest) return GuestStat(n);
   struct stat st = {};
   st.st_ino = n.ino;
   st.st_uid = ctx.uid;
@@ -93,13 +120,23 @@ void Guard(fuse_req_t req, F&& body) {
   }
 }
 
+// A lazy directory or a guest file that could not be read: logged, EIO.
+void ReplyError(fuse_req_t req, const Status& s) {
+  FuseContext& ctx = Ctx(req);
+  ++ctx.read_errors;
+  if (ctx.log_error) ctx.log_error(s.message());
+  fuse_reply_err(req, ToErrno(s));
+}
+
 void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Guard(req, [&] {
     FuseContext& ctx = Ctx(req);
     std::shared_ptr<const Node> dir = ctx.tree->Get(parent);
     if (!dir) return (void)fuse_reply_err(req, ENOENT);
     const double entry_timeout = dir->backing ? kLiveTimeout : kStableTimeout;
-    std::shared_ptr<const Node> n = ctx.tree->Lookup(parent, name);
+    Status error;
+    std::shared_ptr<const Node> n = ctx.tree->Lookup(parent, name, &error);
+    if (!error.ok()) return ReplyError(req, error);
     fuse_entry_param e = {};
     e.entry_timeout = entry_timeout;  // negative entries are cached too
     if (n) {
@@ -142,7 +179,9 @@ void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!n) return (void)fuse_reply_err(req, ENOENT);
     if (n->kind != NodeKind::kDir) return (void)fuse_reply_err(req, ENOTDIR);
     auto dir = std::make_unique<OpenDirectory>();
-    dir->entries = Ctx(req).tree->List(*n);
+    Status error;
+    dir->entries = Ctx(req).tree->List(*n, &error);
+    if (!error.ok()) return ReplyError(req, error);
     fi->keep_cache = fi->cache_readdir = n->backing ? 0 : 1;
     fi->fh = Ctx(req).handles.Add(std::move(dir));
     if (fuse_reply_open(req, fi) != 0) Ctx(req).handles.Remove(fi->fh);
@@ -163,7 +202,7 @@ void ReadDir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
     for (size_t i = static_cast<size_t>(off); i < entries.size(); ++i) {
       struct stat st = {};
       st.st_ino = entries[i].ino;
-      st.st_mode = ModeOf(ctx, entries[i].kind);
+      st.st_mode = ModeOf(ctx, entries[i].kind, entries[i].type);
       size_t n = fuse_add_direntry(req, buf.data() + used, size - used, entries[i].name.c_str(),
                                    &st, static_cast<off_t>(i + 1));
       if (n > size - used) break;
@@ -192,6 +231,18 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     } else if (n->kind == NodeKind::kFile) {
       file->fd.reset(::open(n->source.c_str(), O_RDONLY | O_CLOEXEC));
       if (!file->fd.valid()) return (void)fuse_reply_err(req, errno);
+    } else if (n->kind == NodeKind::kPartition) {
+      file->bytes = n->bytes;
+    } else if (n->kind == NodeKind::kText) {
+      file->text = n;
+    } else if (n->kind == NodeKind::kGuest) {
+      // Device nodes, fifos and sockets are shown, never read (the mount is nodev besides).
+      if (!S_ISREG(n->guest->attr.mode)) return (void)fuse_reply_err(req, EACCES);
+      Result<GuestFs*> fs = n->guest->volume->Fs();
+      if (!fs.ok()) return ReplyError(req, fs.status());
+      Result<std::shared_ptr<const GuestFile>> guest = (*fs)->Open(n->guest->attr.ino);
+      if (!guest.ok()) return ReplyError(req, guest.status());
+      file->guest = std::move(guest).value();
     }
     fi->keep_cache = 1;  // a node's content never changes: keep the kernel's page cache
     fi->fh = Ctx(req).handles.Add(std::move(file));
@@ -254,10 +305,39 @@ void ReadImage(fuse_req_t req, const LazyImage& lazy, size_t size, off_t off) {
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), size);
 }
 
+Status ReadOf(const ByteSource& s, uint64_t offset, std::span<uint8_t> out) {
+  return s.ReadAt(offset, out);
+}
+Status ReadOf(const GuestFile& f, uint64_t offset, std::span<uint8_t> out) {
+  return f.Read(offset, out);
+}
+
+// A read of a partition or a guest file.
+template <typename Source>
+void ReadFrom(fuse_req_t req, const Source& source, size_t size, off_t off) {
+  const uint64_t offset = static_cast<uint64_t>(off);
+  if (offset >= source.size()) return (void)fuse_reply_buf(req, nullptr, 0);
+  size = static_cast<size_t>(std::min<uint64_t>(size, source.size() - offset));
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < size) buf.resize(size);
+  Status s = ReadOf(source, offset, std::span(buf).first(size));
+  if (!s.ok()) return ReplyError(req, s);
+  fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), size);
+}
+
+void ReadText(fuse_req_t req, const std::string& text, size_t size, off_t off) {
+  const size_t offset = static_cast<size_t>(off);
+  if (offset >= text.size()) return (void)fuse_reply_buf(req, nullptr, 0);
+  fuse_reply_buf(req, text.data() + offset, std::min(size, text.size() - offset));
+}
+
 void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   Guard(req, [&] {
     const OpenFile& file = FileOf(fi);
     if (file.image) return ReadImage(req, *file.image, size, off);
+    if (file.bytes) return ReadFrom(req, *file.bytes, size, off);
+    if (file.guest) return ReadFrom(req, *file.guest, size, off);
+    if (file.text) return ReadText(req, file.text->text, size, off);
     fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
     bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     bv.buf[0].fd = file.fd.get();
@@ -274,17 +354,63 @@ void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info
     const uint64_t size = file.image ? file.image->size() : n->size;
     const uint64_t offset = static_cast<uint64_t>(off);
     if (off < 0 || offset >= size) return (void)fuse_reply_err(req, ENXIO);
+    if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
     uint64_t result = offset;
-    if (file.image) {
-      const DiskImage& image = file.image->Get();
-      result = whence == SEEK_DATA ? image.NextData(offset) : image.NextHole(offset);
+    if (file.image || file.bytes || file.guest) {
+      if (file.image) {
+        const DiskImage& image = file.image->Get();
+        result = whence == SEEK_DATA ? image.NextData(offset) : image.NextHole(offset);
+      } else if (file.bytes) {
+        result = whence == SEEK_DATA ? file.bytes->NextData(offset) : file.bytes->NextHole(offset);
+      } else {
+        result = whence == SEEK_DATA ? file.guest->NextData(offset) : file.guest->NextHole(offset);
+      }
       if (whence == SEEK_DATA && result >= size) return (void)fuse_reply_err(req, ENXIO);
     } else if (whence == SEEK_HOLE) {
       result = size;
-    } else if (whence != SEEK_DATA) {
-      return (void)fuse_reply_err(req, EINVAL);
     }
     fuse_reply_lseek(req, static_cast<off_t>(result));
+  });
+}
+
+// A node's extended attributes: a guest file's as stored, a partition's from blkid.
+Result<std::vector<std::pair<std::string, std::string>>> XattrsOf(const Node& n) {
+  if (n.guest) {
+    BFS_ASSIGN_OR_RETURN(GuestFs * fs, n.guest->volume->Fs());
+    return fs->Xattrs(n.guest->attr.ino);
+  }
+  return std::vector<std::pair<std::string, std::string>>(n.xattrs.begin(), n.xattrs.end());
+}
+
+// `size` 0 asks how long the answer is; a smaller buffer than the answer is ERANGE.
+void ReplySized(fuse_req_t req, const std::string& value, size_t size) {
+  if (size == 0) return (void)fuse_reply_xattr(req, value.size());
+  if (size < value.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, value.data(), value.size());
+}
+
+void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Guard(req, [&] {
+    std::shared_ptr<const Node> n = Ctx(req).tree->Get(ino);
+    if (!n) return (void)fuse_reply_err(req, ENOENT);
+    auto xattrs = XattrsOf(*n);
+    if (!xattrs.ok()) return ReplyError(req, xattrs.status());
+    for (const auto& [key, value] : *xattrs) {
+      if (key == name) return ReplySized(req, value, size);
+    }
+    fuse_reply_err(req, ENODATA);
+  });
+}
+
+void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Guard(req, [&] {
+    std::shared_ptr<const Node> n = Ctx(req).tree->Get(ino);
+    if (!n) return (void)fuse_reply_err(req, ENOENT);
+    auto xattrs = XattrsOf(*n);
+    if (!xattrs.ok()) return ReplyError(req, xattrs.status());
+    std::string names;
+    for (const auto& [key, value] : *xattrs) names.append(key).push_back('\0');
+    ReplySized(req, names, size);
   });
 }
 
@@ -322,6 +448,8 @@ const fuse_lowlevel_ops& BackupfsOps() {
     o.read = Read;
     o.lseek = Lseek;
     o.statfs = StatFs;
+    o.getxattr = GetXattr;
+    o.listxattr = ListXattr;
     return o;
   }();
   return ops;

@@ -26,11 +26,19 @@ std::shared_ptr<const Node> LiveTree::Get(uint64_t ino) const {
   return it == held_.end() ? nullptr : it->second.node;
 }
 
-std::shared_ptr<const Node> LiveTree::Lookup(uint64_t parent, const std::string& name) {
+std::shared_ptr<const Node> LiveTree::Lookup(uint64_t parent, const std::string& name,
+                                             Status* error) {
   std::shared_ptr<const Node> dir = Get(parent);
   if (!dir || dir->kind != NodeKind::kDir) return nullptr;
   std::shared_ptr<const Node> child;
-  if (dir->backing) {
+  if (dir->lazy) {
+    Result<std::shared_ptr<const Node>> found = dir->lazy->Lookup(*dir, name);
+    if (!found.ok()) {
+      if (error != nullptr) *error = found.status();
+      return nullptr;
+    }
+    child = std::move(found).value();
+  } else if (dir->backing) {
     std::shared_ptr<const Backing::Listing> listing = dir->backing->Refresh();
     auto it =
         listing ? listing->children.find(name) : decltype(listing->children)::const_iterator{};
@@ -58,15 +66,23 @@ void LiveTree::Forget(uint64_t ino, uint64_t nlookup) {
   }
 }
 
-std::vector<LiveTree::Entry> LiveTree::List(const Node& dir) {
-  std::vector<Entry> out = {{".", dir.ino, NodeKind::kDir}, {"..", dir.parent, NodeKind::kDir}};
-  if (dir.backing) {
+std::vector<LiveTree::Entry> LiveTree::List(const Node& dir, Status* error) {
+  std::vector<Entry> out = {{".", dir.ino, NodeKind::kDir, 0},
+                            {"..", dir.parent, NodeKind::kDir, 0}};
+  if (dir.lazy) {
+    Result<std::vector<Entry>> entries = dir.lazy->List(dir);
+    if (!entries.ok()) {
+      if (error != nullptr) *error = entries.status();
+      return out;
+    }
+    for (Entry& e : entries.value()) out.push_back(std::move(e));
+  } else if (dir.backing) {
     std::shared_ptr<const Backing::Listing> listing = dir.backing->Refresh();
     if (listing) {
-      for (const auto& [name, n] : listing->children) out.push_back({name, n->ino, n->kind});
+      for (const auto& [name, n] : listing->children) out.push_back({name, n->ino, n->kind, 0});
     }
   } else {
-    for (const auto& [name, n] : dir.files) out.push_back({name, n->ino, n->kind});
+    for (const auto& [name, n] : dir.files) out.push_back({name, n->ino, n->kind, 0});
   }
   return out;
 }

@@ -39,18 +39,17 @@ class LiveTree {
   // The node of `ino` while the kernel may refer to it; nullptr otherwise.
   std::shared_ptr<const Node> Get(uint64_t ino) const EXCLUDES(mu_);
   // The entry `name` of directory `parent` (refreshed first when it follows the disk), with
-  // one more lookup counted; nullptr when there is none.
-  std::shared_ptr<const Node> Lookup(uint64_t parent, const std::string& name) EXCLUDES(mu_);
+  // one more lookup counted; nullptr when there is none, or when a lazy directory could not
+  // be read: then `error` (when given) says why.
+  std::shared_ptr<const Node> Lookup(uint64_t parent, const std::string& name,
+                                     Status* error = nullptr) EXCLUDES(mu_);
   // The kernel dropped `nlookup` lookups of `ino`.
   void Forget(uint64_t ino, uint64_t nlookup) EXCLUDES(mu_);
 
-  struct Entry {
-    std::string name;
-    uint64_t ino;
-    NodeKind kind;
-  };
-  // ".", "..", then the entries (refreshed first when the directory follows the disk).
-  std::vector<Entry> List(const Node& dir);
+  using Entry = DirEntry;
+  // ".", "..", then the entries (refreshed first when the directory follows the disk); only
+  // "." and ".." when a lazy directory could not be read: then `error` (when given) says why.
+  std::vector<Entry> List(const Node& dir, Status* error = nullptr);
   // A directory that follows the disk shows its newest content's time.
   struct timespec Mtime(const Node& n) const;
 

@@ -23,9 +23,9 @@ SliceSource::SliceSource(std::shared_ptr<const ByteSource> base, uint64_t offset
                          std::string name)
     : base_(std::move(base)), offset_(offset), length_(length), name_(std::move(name)) {}
 
-Status SliceSource::Read(uint64_t offset, std::span<uint8_t> out) const {
+Status SliceSource::ReadAt(uint64_t offset, std::span<uint8_t> out) const {
   if (!InRange(offset, out.size(), length_)) return PastEnd(*this, offset, out.size());
-  return base_->Read(offset_ + offset, out);
+  return base_->ReadAt(offset_ + offset, out);
 }
 
 uint64_t SliceSource::NextData(uint64_t offset) const {
@@ -38,7 +38,7 @@ uint64_t SliceSource::NextHole(uint64_t offset) const {
   return std::min(base_->NextHole(offset_ + offset), offset_ + length_) - offset_;
 }
 
-Status MemorySource::Read(uint64_t offset, std::span<uint8_t> out) const {
+Status BufferSource::ReadAt(uint64_t offset, std::span<uint8_t> out) const {
   if (!InRange(offset, out.size(), bytes_.size())) return PastEnd(*this, offset, out.size());
   if (!out.empty()) std::memcpy(out.data(), bytes_.data() + offset, out.size());
   return Status::Ok();

@@ -53,15 +53,20 @@ inline Status WriteTextAtomically(const std::string& path, std::string_view text
                              std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
 }
 
-// Random-access, read-only bytes: a file or a memory buffer. Thread-safe for concurrent reads.
+// Random-access, read-only bytes: a file, a memory buffer, a restore point's disk image, a
+// partition of one (guest/byte_source.h). Thread-safe for concurrent reads.
 class ByteSource {
  public:
   virtual ~ByteSource() = default;
   virtual uint64_t size() const = 0;
   // Exactly out.size() bytes at offset; reading past the end is Corruption naming name().
   virtual Status ReadAt(uint64_t offset, std::span<uint8_t> out) const = 0;
-  // For messages: the file name.
+  // For messages: the file name, or what the bytes are ("vda at virtnbdbackup.2").
   virtual const std::string& name() const = 0;
+  // SEEK_DATA / SEEK_HOLE: the first data (hole) offset at or after `offset`. NextData returns
+  // size() when no data follows, NextHole size() when only data does. By default all is data.
+  virtual uint64_t NextData(uint64_t offset) const { return offset; }
+  virtual uint64_t NextHole(uint64_t) const { return size(); }
 };
 
 class FileSource final : public ByteSource {
