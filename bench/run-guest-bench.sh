@@ -132,6 +132,7 @@ loop_mount() {
   case $how in
     ours) mount -t ext4 -o ro,loop "$mnt/${points[p]}/vda.parts/1" "$2" ;;
     ref) mount -t ext4 -o "ro,loop,offset=$part_start,sizelimit=$part_size" "$data/ref$p.raw" "$2" ;;
+    *) fail "loop_mount: no source '$1'" ;;
   esac
 }
 loop_unmount() { umount "$1"; }  # the loop device is detached with it (autoclear)
@@ -201,6 +202,8 @@ diff_etc() {
   diff -r --no-dereference "$1/etc" "$2/etc" >"$out/diff.$3" || rc=$?
   ((rc <= 1)) || fail "diff -r --no-dereference $1/etc $2/etc exited $rc"
 }
+# normalise_diff WHO A B : WHO's diff output with its two roots named A and B (comparable).
+normalise_diff() { sed -i "s|$2/etc|A|g; s|$3/etc|B|g" "$out/diff.$1"; }
 # in_dir DIR CMD... : CMD run in DIR (find and tar see the same relative names on every system).
 in_dir() (cd "$1" && shift && "$@")
 
@@ -243,7 +246,8 @@ note "tree" "$(cat "$data/tree.json")"
 # One system's figures. WHO: ours, lim (kernel over our image), ref (kernel over the reference
 # image). Each cold figure on fresh mounts with caches dropped.
 round_kernel_or_ours() {
-  local who=$1 r=$2 root
+  local who=$1 r=$2 root image=ours
+  [[ $who != ref ]] || image=ref  # loop_mount's source: our partition file or the reference
   case $who in
     ours) root=$mnt/${points[1]}/vda.files/1 ;;
     *) root=$lim ;;
@@ -260,7 +264,7 @@ round_kernel_or_ours() {
   [[ $who == ref ]] || bfs_unmount
 
   [[ $who == ref ]] || bfs_mount
-  [[ $who == ours ]] || loop_mount "$who:1" "$lim"
+  [[ $who == ours ]] || loop_mount "$image:1" "$lim"
   drop_caches
   timed "$who find cold" in_dir "$root" count_files "$who"
   timed "$who find warm" in_dir "$root" count_files "$who"
@@ -268,7 +272,7 @@ round_kernel_or_ours() {
   [[ $who == ref ]] || bfs_unmount
 
   [[ $who == ref ]] || bfs_mount
-  [[ $who == ours ]] || loop_mount "$who:1" "$lim"
+  [[ $who == ours ]] || loop_mount "$image:1" "$lim"
   drop_caches
   timed "$who tar cold" in_dir "$root" tar_bytes "$who"
   [[ $who == ours ]] || loop_unmount "$lim"
@@ -278,19 +282,17 @@ round_kernel_or_ours() {
   if [[ $who == ours ]]; then
     drop_caches
     timed "$who diff -r etc cold" diff_etc "$mnt/${points[0]}/vda.files/1" "$root" "$who"
+    normalise_diff "$who" "$mnt/${points[0]}/vda.files/1" "$root"
   else
-    loop_mount "$who:0" "$work/lim0"
-    loop_mount "$who:1" "$lim"
+    loop_mount "$image:0" "$work/lim0"
+    loop_mount "$image:1" "$lim"
     drop_caches
     timed "$who diff -r etc cold" diff_etc "$work/lim0" "$lim" "$who"
+    normalise_diff "$who" "$work/lim0" "$lim"
     loop_unmount "$work/lim0"
     loop_unmount "$lim"
   fi
   [[ $who == ref ]] || bfs_unmount
-  if ((r == 1)); then
-    local what
-    for what in find tar ls diff; do check "$what" "$who"; done
-  fi
 }
 
 round_guestfs() {
@@ -318,6 +320,12 @@ round() {
   ((ours)) && round_kernel_or_ours ours "$r"
   ((ours)) && round_kernel_or_ours lim "$r"
   ((ref_limit || !ours)) && round_kernel_or_ours ref "$r"
+  if ((r == 1)); then  # every system's results against the limit's, once all have run
+    local what who
+    for who in ours ref; do
+      for what in find tar ls diff; do [[ ! -f $out/$what.$who ]] || check "$what" "$who"; done
+    done
+  fi
   ((guestfs && r <= guestfs_reps)) && round_guestfs "$r"
   return 0
 }
