@@ -1,5 +1,5 @@
-// A guest filesystem read in-process and read-only: ext2/3/4 (libext2fs, ext_fs.h) and NTFS
-// (libntfs-3g, ntfs_fs.h), over a ByteSource. Nothing here knows of FUSE: the mount shows
+// A guest filesystem read in-process and read-only: ext2/3/4 (libext2fs, ext_fs.cc) and NTFS
+// (libntfs-3g, ntfs_fs.cc), over a ByteSource. Nothing here knows of FUSE: the mount shows
 // these trees (backupfs/guest_tree.h), and tests and fuzzers call them directly.
 //
 // What a GuestFs shows is what the guest would see: ownership, modes, sizes and times as

@@ -35,7 +35,8 @@ struct Partition {
 struct DiskLayout {
   std::string table;  // PTTYPE: "gpt", "dos", ..., or "" for none
   std::string table_uuid;
-  // Partitions by number; the whole disk (number 0) when there is no table.
+  // Partitions by number; the whole disk (number 0) when there is no table or when the table
+  // lists no partition (blkid reports an exFAT boot sector as an empty "dos" table).
   std::vector<Partition> partitions;
   // What was not shown and why, for the mount log: partitions past the disk's end, more
   // partitions than kMaxPartitions, overlapping entries (shown, but named here).
