@@ -74,7 +74,7 @@ void Walk(GuestFs& fs) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto image =
-      std::make_shared<const MemorySource>(std::vector<uint8_t>(data, data + size), "fuzz-fs");
+      std::make_shared<const BufferSource>(std::vector<uint8_t>(data, data + size), "fuzz-fs");
   for (const char* type : {"ext4", "ntfs"}) {
     Result<std::unique_ptr<GuestFs>> fs = OpenGuestFs(type, image);
     if (fs.ok()) Walk(**fs);

@@ -21,7 +21,7 @@ class SpreadSource final : public ByteSource {
       : head_(data, data + size / 2), tail_(data + size / 2, data + size), size_(disk_size) {}
   uint64_t size() const override { return size_; }
   const std::string& name() const override { return name_; }
-  Status Read(uint64_t offset, std::span<uint8_t> out) const override {
+  Status ReadAt(uint64_t offset, std::span<uint8_t> out) const override {
     if (offset > size_ || out.size() > size_ - offset) return PastEnd(*this, offset, out.size());
     if (!out.empty()) std::memset(out.data(), 0, out.size());
     Copy(head_, 0, offset, out);
@@ -57,7 +57,7 @@ void Check(const ByteSource& disk) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  Check(MemorySource(std::vector<uint8_t>(data, data + size), "fuzz-disk"));
+  Check(BufferSource(std::vector<uint8_t>(data, data + size), "fuzz-disk"));
   Check(SpreadSource(data, size, uint64_t{1} << 40));
   return 0;
 }

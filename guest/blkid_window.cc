@@ -52,7 +52,7 @@ Result<BlkidWindow> BlkidWindow::Create(const ByteSource& disk) {
 Status BlkidWindow::CopyGranule(uint64_t index) {
   const uint64_t offset = index * kGranule;
   std::vector<uint8_t> bytes(std::min(kGranule, disk_->size() - offset));
-  BFS_RETURN_IF_ERROR(disk_->Read(offset, bytes));
+  BFS_RETURN_IF_ERROR(disk_->ReadAt(offset, bytes));
   if (AllZero(bytes)) return Status::Ok();  // the memfd already reads zeros there
   for (size_t done = 0; done < bytes.size();) {
     const ssize_t n = pwrite(fd_.get(), bytes.data() + done, bytes.size() - done,

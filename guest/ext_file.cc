@@ -169,7 +169,7 @@ Status ExtFile::Read(uint64_t offset, std::span<uint8_t> out) const {
     }
     uint64_t n = std::min(end, (it->logical + it->count) * block_size_) - pos;
     uint64_t physical = (it->physical + (block - it->logical)) * block_size_ + pos % block_size_;
-    Status s = device_->Read(physical, {dst, n});
+    Status s = device_->ReadAt(physical, {dst, n});
     if (!s.ok()) return s.WithPrefix(what_ + " at offset " + std::to_string(pos));
     pos += n;
   }
@@ -195,7 +195,7 @@ uint64_t ExtFile::NextHole(uint64_t offset) const {
   return std::min(size_, end * block_size_);
 }
 
-Status GuestFileSource::Read(uint64_t offset, std::span<uint8_t> out) const {
+Status GuestFileSource::ReadAt(uint64_t offset, std::span<uint8_t> out) const {
   if (offset > size() || out.size() > size() - offset) return PastEnd(*this, offset, out.size());
   return file_->Read(offset, out);
 }

@@ -68,7 +68,7 @@ class GuestFileSource final : public ByteSource {
   GuestFileSource(std::shared_ptr<const GuestFile> file, std::string name)
       : file_(std::move(file)), name_(std::move(name)) {}
   uint64_t size() const override { return file_->size(); }
-  Status Read(uint64_t offset, std::span<uint8_t> out) const override;
+  Status ReadAt(uint64_t offset, std::span<uint8_t> out) const override;
   const std::string& name() const override { return name_; }
 
  private:

@@ -40,7 +40,7 @@ Result<ext2_super_block> ReadSuperblock(const ByteSource& device) {
                               std::to_string(device.size()) + " bytes)");
   }
   BFS_RETURN_IF_ERROR(
-      device.Read(SUPERBLOCK_OFFSET, {reinterpret_cast<uint8_t*>(&sb), SUPERBLOCK_SIZE}));
+      device.ReadAt(SUPERBLOCK_OFFSET, {reinterpret_cast<uint8_t*>(&sb), SUPERBLOCK_SIZE}));
   if (sb.s_magic != EXT2_SUPER_MAGIC) {
     return Status::Corruption(device.name() + ": no ext2/3/4 superblock at offset 1024");
   }

@@ -182,7 +182,7 @@ Image MakeImage(const TempDir& dir, const std::string& mkfs, std::vector<std::st
   argv.push_back(img.string());
   argv.push_back("64M");
   EXPECT_EQ(RunTool(argv), 0) << mkfs;
-  return {img, std::make_shared<MemorySource>(ReadAll(img), "disk.img")};
+  return {img, std::make_shared<BufferSource>(ReadAll(img), "disk.img")};
 }
 
 std::string ReadFile(const GuestFile& f) {
@@ -338,7 +338,7 @@ TEST(ExtFs, ReadsWithoutRootAndKeepsFilesAfterTheFsGoes) {
   fs::create_symlink(std::string(200, 's'), root / "d/slow");
   fs::path img = dir.path() / "disk.img";
   ASSERT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-d", root.string(), img.string(), "8M"}), 0);
-  auto gfs = OpenExtFs(std::make_shared<MemorySource>(ReadAll(img), "small.img"));
+  auto gfs = OpenExtFs(std::make_shared<BufferSource>(ReadAll(img), "small.img"));
   ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
   EXPECT_EQ((*gfs)->type(), "ext4");
   uint64_t ino = Lookup(**gfs, "d/f");
@@ -369,7 +369,7 @@ TEST(ExtFs, TruncatedImageGivesErrorsNamingTheSource) {
   std::vector<uint8_t> bytes = ReadAll(img);
   for (size_t cut : {size_t{1500}, size_t{5000}, size_t{1} << 20, bytes.size() / 2}) {
     std::vector<uint8_t> part(bytes.begin(), bytes.begin() + cut);
-    auto gfs = OpenExtFs(std::make_shared<MemorySource>(std::move(part), "cut.img"));
+    auto gfs = OpenExtFs(std::make_shared<BufferSource>(std::move(part), "cut.img"));
     if (!gfs.ok()) {
       EXPECT_NE(gfs.status().message().find("cut.img"), std::string::npos)
           << gfs.status().message();
@@ -414,7 +414,7 @@ TEST(ExtFs, ExtentPastTheEndIsAnErrorNamingTheInode) {
   // i_block[0..2] is the extent header; [3] ee_block, [4] ee_len and ee_start_hi, [5]
   // ee_start_lo of the first extent in the inode's root node.
   ASSERT_EQ(RunTool({"debugfs", "-w", "-R", "sif /victim block[5] 0x7ffffff0", img.string()}), 0);
-  auto gfs = OpenExtFs(std::make_shared<MemorySource>(ReadAll(img), "bad.img"));
+  auto gfs = OpenExtFs(std::make_shared<BufferSource>(ReadAll(img), "bad.img"));
   ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
   uint64_t ino = Lookup(**gfs, "victim");
   ASSERT_NE(ino, 0u);
@@ -460,7 +460,7 @@ TEST(ExtFs, JournalIsReplayedInMemory) {
   ASSERT_FALSE(copy.empty());
   // The superblock says needs_recovery (s_feature_incompat at 1024 + 0x60, bit 0x4).
   ASSERT_TRUE(copy[1024 + 0x60] & 0x4);
-  auto gfs = OpenExtFs(std::make_shared<MemorySource>(std::move(copy), "crash.img"));
+  auto gfs = OpenExtFs(std::make_shared<BufferSource>(std::move(copy), "crash.img"));
   ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
   if (HasNote(**gfs, "replay stub")) GTEST_SKIP() << "jbd2_replay.cc is a local stub";
   ASSERT_TRUE(HasNote(**gfs, "journal replayed in memory: ")) << (*gfs)->Notes().front();
@@ -490,7 +490,7 @@ TEST(ExtFs, UnreplayableJournalShowsTheUnrecoveredStateWithANote) {
   ASSERT_FALSE(copy.empty());
   ASSERT_LT(jblock * 4096 + 4, copy.size());
   std::memset(copy.data() + jblock * 4096, 0, 4);  // no jbd2 magic any more
-  auto gfs = OpenExtFs(std::make_shared<MemorySource>(std::move(copy), "crash.img"));
+  auto gfs = OpenExtFs(std::make_shared<BufferSource>(std::move(copy), "crash.img"));
   ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
   ASSERT_TRUE(HasNote(**gfs, "journal not replayed")) << testing::PrintToString((*gfs)->Notes());
   EXPECT_TRUE(HasNote(**gfs, "the state shown is the unrecovered one"));
@@ -523,7 +523,7 @@ TEST(ExtFs, EncryptedInodesAreRefusedClearly) {
         RunTool({"debugfs", "-w", "-R", std::string("sif ") + path + " flags 0x800", img.string()}),
         0);
   }
-  auto gfs = OpenExtFs(std::make_shared<MemorySource>(ReadAll(img), "enc.img"));
+  auto gfs = OpenExtFs(std::make_shared<BufferSource>(ReadAll(img), "enc.img"));
   ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
   auto root = (*gfs)->ReadDir((*gfs)->root());
   ASSERT_TRUE(root.ok()) << root.status().ToString();
@@ -552,7 +552,7 @@ TEST(ExtFs, ConcurrentCallsAgree) {
         }
       },
       "256M");
-  auto gfs = OpenExtFs(std::make_shared<MemorySource>(ReadAll(img), "mt.img"));
+  auto gfs = OpenExtFs(std::make_shared<BufferSource>(ReadAll(img), "mt.img"));
   ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
   GuestFs& g = **gfs;
   std::vector<std::thread> threads;
@@ -594,7 +594,7 @@ TEST(ExtFs, CorruptedMetadataNeverCrashes) {
     std::vector<uint8_t> bytes = clean;
     // The superblock, group descriptors, bitmaps, inode table and the first directory blocks.
     for (int i = 0; i < 20; ++i) bytes[1024 + rng() % (1024 * 1024)] ^= 1u << (rng() % 8);
-    auto gfs = OpenExtFs(std::make_shared<MemorySource>(std::move(bytes), "flip.img"));
+    auto gfs = OpenExtFs(std::make_shared<BufferSource>(std::move(bytes), "flip.img"));
     if (!gfs.ok()) continue;
     std::vector<uint64_t> todo = {(*gfs)->root()};
     for (size_t n = 0; n < todo.size() && n < 200; ++n) {
@@ -623,7 +623,7 @@ TEST(ExtFs, UnsupportedIncompatFeaturesAreNamed) {
   ASSERT_GT(bytes.size(), 2048u);
   bytes[1024 + 0x60] |= 0x01;  // s_feature_incompat: compression
   bytes[1024 + 0x63] |= 0x40;  // and an unknown bit, 30
-  auto gfs = OpenExtFs(std::make_shared<MemorySource>(std::move(bytes), "feat.img"));
+  auto gfs = OpenExtFs(std::make_shared<BufferSource>(std::move(bytes), "feat.img"));
   ASSERT_FALSE(gfs.ok());
   EXPECT_EQ(gfs.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(gfs.status().message().find("feat.img: ext filesystem with features compression, "
@@ -633,7 +633,7 @@ TEST(ExtFs, UnsupportedIncompatFeaturesAreNamed) {
 }
 
 TEST(ExtFs, NotExtIsAnError) {
-  auto gfs = OpenExtFs(std::make_shared<MemorySource>(std::vector<uint8_t>(1 << 20), "zeros"));
+  auto gfs = OpenExtFs(std::make_shared<BufferSource>(std::vector<uint8_t>(1 << 20), "zeros"));
   ASSERT_FALSE(gfs.ok());
   EXPECT_NE(gfs.status().message().find("zeros: no ext2/3/4 superblock"), std::string::npos)
       << gfs.status().message();
@@ -644,15 +644,15 @@ TEST(ExtIo, OverlayReplacesWholeBlocksOnly) {
   for (size_t i = 0; i < base.size(); ++i) base[i] = static_cast<uint8_t>(i / 4096 + 1);
   std::map<uint64_t, std::vector<uint8_t>> blocks;
   blocks[1] = std::vector<uint8_t>(4096, 0xee);
-  BlockOverlaySource overlay(std::make_shared<MemorySource>(base, "base"), std::move(blocks), 4096);
+  BlockOverlaySource overlay(std::make_shared<BufferSource>(base, "base"), std::move(blocks), 4096);
   std::vector<uint8_t> out(4096 * 2);
-  ASSERT_TRUE(overlay.Read(2048, out).ok());
+  ASSERT_TRUE(overlay.ReadAt(2048, out).ok());
   EXPECT_EQ(out[0], 1);
   EXPECT_EQ(out[2047], 1);
   EXPECT_EQ(out[2048], 0xee);
   EXPECT_EQ(out[2048 + 4095], 0xee);
   EXPECT_EQ(out[2048 + 4096], 3);
-  EXPECT_FALSE(overlay.Read(4096 * 4 - 10, std::span<uint8_t>(out).first(20)).ok());
+  EXPECT_FALSE(overlay.ReadAt(4096 * 4 - 10, std::span<uint8_t>(out).first(20)).ok());
 }
 
 }  // namespace

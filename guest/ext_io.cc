@@ -53,7 +53,7 @@ class ChunkCache {
     if (offset > source_.size() || out.size() > source_.size() - offset) {
       return PastEnd(source_, offset, out.size());
     }
-    if (out.size() >= kDirectRead) return source_.Read(offset, out);
+    if (out.size() >= kDirectRead) return source_.ReadAt(offset, out);
     MutexLock l(mu_);
     size_t done = 0;
     while (done < out.size()) {
@@ -83,7 +83,7 @@ class ChunkCache {
     }
     uint64_t start = index * kChunk;
     Bytes bytes(std::min(kChunk, source_.size() - start));
-    BFS_RETURN_IF_ERROR(source_.Read(start, bytes));
+    BFS_RETURN_IF_ERROR(source_.ReadAt(start, bytes));
     if (lru_.size() >= kMaxChunks) {
       by_index_.erase(lru_.back().index);
       lru_.pop_back();
@@ -226,7 +226,7 @@ BlockOverlaySource::BlockOverlaySource(std::shared_ptr<const ByteSource> base,
                                        uint32_t block_size)
     : base_(std::move(base)), blocks_(std::move(blocks)), block_size_(block_size) {}
 
-Status BlockOverlaySource::Read(uint64_t offset, std::span<uint8_t> out) const {
+Status BlockOverlaySource::ReadAt(uint64_t offset, std::span<uint8_t> out) const {
   if (offset > size() || out.size() > size() - offset) return PastEnd(*this, offset, out.size());
   uint64_t end = offset + out.size();
   uint64_t pos = offset;
@@ -236,7 +236,7 @@ Status BlockOverlaySource::Read(uint64_t offset, std::span<uint8_t> out) const {
     while (it != blocks_.end() && (it->first + 1) * block_size_ <= pos) ++it;
     uint64_t next = it == blocks_.end() ? end : std::min(end, it->first * block_size_);
     if (next > pos) {
-      BFS_RETURN_IF_ERROR(base_->Read(pos, out.subspan(pos - offset, next - pos)));
+      BFS_RETURN_IF_ERROR(base_->ReadAt(pos, out.subspan(pos - offset, next - pos)));
       pos = next;
       continue;
     }

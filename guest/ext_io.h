@@ -66,7 +66,7 @@ class BlockOverlaySource final : public ByteSource {
   BlockOverlaySource(std::shared_ptr<const ByteSource> base,
                      std::map<uint64_t, std::vector<uint8_t>> blocks, uint32_t block_size);
   uint64_t size() const override { return base_->size(); }
-  Status Read(uint64_t offset, std::span<uint8_t> out) const override;
+  Status ReadAt(uint64_t offset, std::span<uint8_t> out) const override;
   const std::string& name() const override { return base_->name(); }
   // NextData/NextHole: the default (all data), since a replayed block may fill a base hole.
 

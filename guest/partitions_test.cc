@@ -52,14 +52,15 @@ std::string RunTool(const std::vector<std::string>& argv, const std::string& std
 }
 
 // A file read with pread: images here are sparse and larger than memory needs to hold.
-class FileSource final : public ByteSource {
+class DiskFileSource final : public ByteSource {
  public:
-  explicit FileSource(const std::string& path) : fd_(open(path.c_str(), O_RDONLY)), name_("vda") {
+  explicit DiskFileSource(const std::string& path)
+      : fd_(open(path.c_str(), O_RDONLY)), name_("vda") {
     size_ = fs::file_size(path);
   }
-  ~FileSource() override { close(fd_); }
+  ~DiskFileSource() override { close(fd_); }
   uint64_t size() const override { return size_; }
-  Status Read(uint64_t offset, std::span<uint8_t> out) const override {
+  Status ReadAt(uint64_t offset, std::span<uint8_t> out) const override {
     if (offset > size_ || out.size() > size_ - offset) return PastEnd(*this, offset, out.size());
     if (pread(fd_, out.data(), out.size(), static_cast<off_t>(offset)) !=
         static_cast<ssize_t>(out.size())) {
@@ -183,7 +184,7 @@ TEST_F(PartitionsTest, GptWithExt4NtfsAndEmptyMatchesBlkidAndPartx) {
   RunTool({"mkntfs", "-F", "-f", "-q", "-L", "data", ntfs});
   CopyIn(ntfs, image, 17 * kMiB);
 
-  FileSource disk(image);
+  DiskFileSource disk(image);
   Result<DiskLayout> layout = ProbeDisk(disk);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   EXPECT_EQ(layout->table, "gpt");
@@ -213,7 +214,7 @@ TEST_F(PartitionsTest, MbrLogicalPartitionsInsideTheExtendedOne) {
   std::string ext4 = Sparse("ext4.img", 8 * kMiB);
   RunTool({"mkfs.ext4", "-q", "-F", "-L", "logical6", ext4});
 
-  FileSource disk(image);
+  DiskFileSource disk(image);
   Result<DiskLayout> first = ProbeDisk(disk);
   ASSERT_TRUE(first.ok()) << first.status().ToString();
   ASSERT_EQ(first->partitions.size(), 6u) << DescribeLayout(*first);
@@ -239,7 +240,7 @@ TEST_F(PartitionsTest, UnpartitionedExt4IsTheWholeDisk) {
   std::string image = Sparse("whole.img", 8 * kMiB);
   RunTool({"mkfs.ext4", "-q", "-F", "-L", "whole", "-U", "5b4f5b1c-2a4e-4a4e-9a0e-6c1d2f3a4b5c",
            image});
-  FileSource disk(image);
+  DiskFileSource disk(image);
   Result<DiskLayout> layout = ProbeDisk(disk);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   EXPECT_EQ(layout->table, "");
@@ -250,7 +251,7 @@ TEST_F(PartitionsTest, UnpartitionedExt4IsTheWholeDisk) {
 }
 
 TEST_F(PartitionsTest, NoTableNoFilesystemIsAnEmptyWholeDisk) {
-  MemorySource disk(std::vector<uint8_t>(4 * kMiB), "vdb");
+  BufferSource disk(std::vector<uint8_t>(4 * kMiB), "vdb");
   Result<DiskLayout> layout = ProbeDisk(disk);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   EXPECT_EQ(DescribeLayout(*layout), "disk: START=0 SIZE=4194304\n");
@@ -272,7 +273,7 @@ std::vector<uint8_t> Mbr(const std::vector<std::array<uint32_t, 3>>& entries, si
 }
 
 TEST_F(PartitionsTest, OverlappingPartitionsAreShownAndNamed) {
-  MemorySource disk(Mbr({{0x83, 2048, 8192}, {0x83, 4096, 8192}}, 8 * kMiB), "vdc");
+  BufferSource disk(Mbr({{0x83, 2048, 8192}, {0x83, 4096, 8192}}, 8 * kMiB), "vdc");
   Result<DiskLayout> layout = ProbeDisk(disk);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   EXPECT_EQ(layout->partitions.size(), 2u);
@@ -283,7 +284,7 @@ TEST_F(PartitionsTest, OverlappingPartitionsAreShownAndNamed) {
 }
 
 TEST_F(PartitionsTest, PartitionPastTheEndIsNotShown) {
-  MemorySource disk(Mbr({{0x83, 2048, 4096}, {0x83, 8192, 100000}}, 8 * kMiB), "vdd");
+  BufferSource disk(Mbr({{0x83, 2048, 4096}, {0x83, 8192, 100000}}, 8 * kMiB), "vdd");
   Result<DiskLayout> layout = ProbeDisk(disk);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   ASSERT_EQ(layout->partitions.size(), 1u);
@@ -338,7 +339,7 @@ std::vector<uint8_t> GptWithManyEntries() {
 }
 
 TEST_F(PartitionsTest, GptClaimingTenThousandEntriesShowsTheFirstOnes) {
-  MemorySource disk(GptWithManyEntries(), "vde");
+  BufferSource disk(GptWithManyEntries(), "vde");
   auto start = std::chrono::steady_clock::now();
   Result<DiskLayout> layout = ProbeDisk(disk);
   auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -370,7 +371,7 @@ TEST_F(PartitionsTest, NestedBsdLabelIsNotAnOverlap) {
   std::string image = Sparse("bsd.img", 8 * kMiB);
   Patch(image, 0, bytes);
 
-  MemorySource disk(std::move(bytes), "vdf");
+  BufferSource disk(std::move(bytes), "vdf");
   Result<DiskLayout> layout = ProbeDisk(disk);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   EXPECT_TRUE(layout->problems.empty()) << layout->problems.front();
@@ -397,7 +398,7 @@ TEST_F(PartitionsTest, GptHeaderClaimingAHugeEntryArrayIsIgnored) {
   Put<uint32_t>(header, 16, Crc32(header.data(), 92));
   Patch(image, 512, header);
 
-  FileSource disk(image);
+  DiskFileSource disk(image);
   auto start = std::chrono::steady_clock::now();
   Result<DiskLayout> layout = ProbeDisk(disk);
   auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -432,7 +433,7 @@ TEST_F(PartitionsTest, NtfsWithItsMftFarFromTheStartIsFound) {
   auto truth = Pairs(RunTool({"sh", "-c", "blkid -p -o export " + image + " | tr '\\n' ' '"}));
   ASSERT_EQ(truth["LABEL"], "far");
 
-  FileSource disk(image);
+  DiskFileSource disk(image);
   Result<DiskLayout> layout = ProbeDisk(disk);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   ASSERT_EQ(layout->partitions.size(), 1u);
@@ -451,7 +452,7 @@ TEST_F(PartitionsTest, FatAndExfatLabelsPastTheFirstMiBMatchBlkid) {
   RunTool({"mkfs.exfat", "-L", "EX", exfat});
   for (const std::string& image : {fat, exfat}) {
     SCOPED_TRACE(image);
-    FileSource disk(image);
+    DiskFileSource disk(image);
     Result<DiskLayout> layout = ProbeDisk(disk);
     ASSERT_TRUE(layout.ok()) << layout.status().ToString();
     ASSERT_EQ(layout->partitions.size(), 1u);
@@ -470,7 +471,7 @@ TEST_F(PartitionsTest, FatAndExfatLabelsPastTheFirstMiBMatchBlkid) {
 class UnreadableSource final : public ByteSource {
  public:
   uint64_t size() const override { return 64 * kMiB; }
-  Status Read(uint64_t offset, std::span<uint8_t>) const override {
+  Status ReadAt(uint64_t offset, std::span<uint8_t>) const override {
     return Status::IOError(name_ + ": saveset chunk at offset " + std::to_string(offset) +
                            " is missing");
   }
