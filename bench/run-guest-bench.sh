@@ -359,7 +359,8 @@ tree = json.loads(notes["tree"][0])
 print(f"\nguest files: GPT disk, ext4 with {tree['files']} files ({tree['bytes'] >> 20} MiB; "
       f"/etc {tree['etc_files']}) and {tree['symlinks']} symlinks; the second point changes "
       f"{tree['inc_bytes'] >> 20} MiB; medians of {reps} interleaved rounds "
-      f"(guestmount: {min(int(reps), int(gfs_reps))}); cold = fresh mounts, caches dropped\n")
+      + (f"(guestmount: {min(int(reps), int(gfs_reps))})" if "guestmount launch" in runs else "")
+      + "; cold = fresh mounts, caches dropped\n")
 print(f"| {'figure':44} | {'median s':>8} | {'min..max s':>15} |")
 print(f"|{'-' * 46}|{'-' * 10}|{'-' * 17}|")
 for name, v in runs.items():
