@@ -20,13 +20,20 @@ runtime_packages=(
 )
 # The benchmarks (bench/, not run by CI) also need these.
 bench_packages=(fio lz4 python3-lz4 qemu-system-common)
+# bench/run-guest-bench.sh's guestmount figures: opt-in (`--bench-guestfs` or
+# BFS_BENCH_GUESTFS=1), never on CI: libguestfs-tools and the kernel its appliance boots are big.
+guestfs_packages=()
+if [ "${1-}" = --bench-guestfs ] || [ "${BFS_BENCH_GUESTFS:-0}" = 1 ]; then
+  guestfs_packages=(libguestfs-tools linux-image-amd64)
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (it calls apt-get)" >&2
   exit 1
 fi
 missing=()
-for p in "${build_packages[@]}" "${runtime_packages[@]}" "${bench_packages[@]}"; do
+for p in "${build_packages[@]}" "${runtime_packages[@]}" "${bench_packages[@]}" \
+  "${guestfs_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
