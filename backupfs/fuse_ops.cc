@@ -212,6 +212,51 @@ void ReadDir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
   });
 }
 
+// READDIRPLUS: the entries with their attributes, each counted as a lookup, so that `tar`,
+// `ls -l` and `cp -a` over a guest tree cost one request per directory block instead of one
+// per file. Directories that follow the disk answer without attributes (a node id of 0: the
+// kernel looks such entries up itself, as with READDIR), and so do entries that fail to load
+// (the kernel's LOOKUP then reports the error).
+void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  Guard(req, [&] {
+    FuseContext& ctx = Ctx(req);
+    const std::vector<LiveTree::Entry>& entries = reinterpret_cast<OpenDirectory*>(fi->fh)->entries;
+    std::shared_ptr<const Node> dir = ctx.tree->Get(ino);
+    const bool with_attrs = dir && !dir->backing;
+    std::vector<char> buf(size);
+    std::vector<uint64_t> counted;
+    size_t used = 0;
+    for (size_t i = static_cast<size_t>(off); i < entries.size(); ++i) {
+      const LiveTree::Entry& entry = entries[i];
+      fuse_entry_param e = {};
+      e.attr.st_ino = entry.ino;
+      e.attr.st_mode = ModeOf(ctx, entry.kind, entry.type);
+      std::shared_ptr<const Node> n;
+      // The kernel takes no reference for "." and "..": they must not be counted.
+      if (with_attrs && entry.name != "." && entry.name != "..") {
+        n = ctx.tree->Lookup(ino, entry.name);
+      }
+      if (n) {
+        e.ino = n->ino;
+        e.attr = Attr(ctx, *n);
+        e.attr_timeout = AttrTimeout(*n);
+        e.entry_timeout = kStableTimeout;
+      }
+      size_t need = fuse_add_direntry_plus(req, buf.data() + used, size - used, entry.name.c_str(),
+                                           &e, static_cast<off_t>(i + 1));
+      if (need > size - used) {
+        if (n) ctx.tree->Forget(n->ino, 1);
+        break;
+      }
+      if (n) counted.push_back(n->ino);
+      used += need;
+    }
+    if (fuse_reply_buf(req, buf.data(), used) != 0) {
+      for (uint64_t counted_ino : counted) ctx.tree->Forget(counted_ino, 1);
+    }
+  });
+}
+
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guard(req, [&] {
     std::shared_ptr<const Node> n = Ctx(req).tree->Get(ino);
@@ -427,6 +472,8 @@ void Init(void*, fuse_conn_info* conn) {
   // Reads as large as the kernel allows (1 MiB with max_pages); splice for plain files.
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
+  // A node's target never changes (a moved `latest` is a new node): the kernel may keep it.
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 }
 
 }  // namespace
@@ -442,6 +489,7 @@ const fuse_lowlevel_ops& BackupfsOps() {
     o.readlink = ReadLink;
     o.opendir = OpenDir;
     o.readdir = ReadDir;
+    o.readdirplus = ReadDirPlus;
     o.releasedir = ReleaseDir;
     o.open = Open;
     o.release = Release;
