@@ -5,7 +5,6 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -21,76 +20,17 @@
 
 #include "guest/ext_io.h"
 #include "guest/guest_fs.h"
+#include "guest/test_support.h"
 
 namespace backupfs {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Runs argv[0] (found on PATH) with its stdout to /dev/null (stderr stays, to explain a
-// failure); its exit status, or -1.
-int RunTool(const std::vector<std::string>& argv) {
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    int null = open("/dev/null", O_WRONLY);
-    if (null >= 0) {
-      dup2(null, STDOUT_FILENO);
-    }
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  int status = 0;
-  if (waitpid(pid, &status, 0) != pid) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// Runs argv[0] and returns its stdout ("" when it fails).
-std::string RunToolOutput(const std::vector<std::string>& argv) {
-  int fds[2];
-  if (pipe(fds) != 0) return "";
-  pid_t pid = fork();
-  if (pid < 0) return "";
-  if (pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) out.append(buf, n);
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? out : "";
-}
+using guest_test::RunTool;
+using guest_test::RunToolOutput;
+using guest_test::ScratchDir;
 
 bool IsRoot() { return geteuid() == 0; }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ext_fs_test.XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // A read-only loop mount, unmounted when it goes.
 class LoopMount {
@@ -172,11 +112,11 @@ struct Image {
   std::shared_ptr<const ByteSource> source;
 };
 
-Image MakeImage(const TempDir& dir, const std::string& mkfs, std::vector<std::string> options,
+Image MakeImage(const ScratchDir& dir, const std::string& mkfs, std::vector<std::string> options,
                 bool with_special) {
-  fs::path root = dir.path() / "root";
+  fs::path root = dir.File("root");
   BuildTree(root, with_special);
-  fs::path img = dir.path() / "disk.img";
+  fs::path img = dir.File("disk.img");
   std::vector<std::string> argv = {mkfs, "-q", "-F", "-d", root.string()};
   argv.insert(argv.end(), options.begin(), options.end());
   argv.push_back(img.string());
@@ -292,14 +232,14 @@ void CompareWithKernel(GuestFs& gfs, const fs::path& mnt, uint64_t ino, const st
 
 void CheckAgainstKernel(const std::string& mkfs, std::vector<std::string> options) {
   if (!IsRoot()) GTEST_SKIP() << "needs root to build the tree and loop-mount the image";
-  TempDir dir;
+  ScratchDir dir;
   Image image = MakeImage(dir, mkfs, std::move(options), true);
   auto gfs = OpenExtFs(image.source);
   ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
-  LoopMount mount(image.path, dir.path() / "mnt");
+  LoopMount mount(image.path, dir.File("mnt"));
   ASSERT_TRUE(mount.mounted());
   int files = 0;
-  CompareWithKernel(**gfs, dir.path() / "mnt", (*gfs)->root(), "", files);
+  CompareWithKernel(**gfs, dir.File("mnt"), (*gfs)->root(), "", files);
   EXPECT_GT(files, 3000);
   EXPECT_TRUE((*gfs)->Notes().empty());
 }
@@ -331,12 +271,12 @@ uint64_t Lookup(GuestFs& gfs, const std::string& path) {
 }
 
 TEST(ExtFs, ReadsWithoutRootAndKeepsFilesAfterTheFsGoes) {
-  TempDir dir;
-  fs::path root = dir.path() / "root";
+  ScratchDir dir;
+  fs::path root = dir.File("root");
   fs::create_directories(root / "d");
   WriteAt(root / "d/f", 0, "hello, ext");
   fs::create_symlink(std::string(200, 's'), root / "d/slow");
-  fs::path img = dir.path() / "disk.img";
+  fs::path img = dir.File("disk.img");
   ASSERT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-d", root.string(), img.string(), "8M"}), 0);
   auto gfs = OpenExtFs(std::make_shared<BufferSource>(ReadAll(img), "small.img"));
   ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
@@ -359,12 +299,12 @@ TEST(ExtFs, ReadsWithoutRootAndKeepsFilesAfterTheFsGoes) {
 }
 
 TEST(ExtFs, TruncatedImageGivesErrorsNamingTheSource) {
-  TempDir dir;
-  fs::path root = dir.path() / "root";
+  ScratchDir dir;
+  fs::path root = dir.File("root");
   fs::create_directories(root);
   std::string big(4 * 1024 * 1024, 'z');
   WriteAt(root / "big", 0, big);
-  fs::path img = dir.path() / "disk.img";
+  fs::path img = dir.File("disk.img");
   ASSERT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-d", root.string(), img.string(), "32M"}), 0);
   std::vector<uint8_t> bytes = ReadAll(img);
   for (size_t cut : {size_t{1500}, size_t{5000}, size_t{1} << 20, bytes.size() / 2}) {
@@ -405,11 +345,11 @@ TEST(ExtFs, TruncatedImageGivesErrorsNamingTheSource) {
 }
 
 TEST(ExtFs, ExtentPastTheEndIsAnErrorNamingTheInode) {
-  TempDir dir;
-  fs::path root = dir.path() / "root";
+  ScratchDir dir;
+  fs::path root = dir.File("root");
   fs::create_directories(root);
   WriteAt(root / "victim", 0, std::string(100000, 'v'));
-  fs::path img = dir.path() / "disk.img";
+  fs::path img = dir.File("disk.img");
   ASSERT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-d", root.string(), img.string(), "16M"}), 0);
   // i_block[0..2] is the extent header; [3] ee_block, [4] ee_len and ee_start_hi, [5]
   // ee_start_lo of the first extent in the inode's root node.
@@ -436,8 +376,8 @@ bool HasNote(const GuestFs& gfs, const std::string& text) {
 
 // A crash-consistent copy: the image read while the kernel has it mounted read-write, after a
 // sync committed new files to the journal but before unmount checkpointed them home.
-std::vector<uint8_t> CrashConsistentCopy(const TempDir& dir, const fs::path& img) {
-  fs::path mnt = dir.path() / "rw";
+std::vector<uint8_t> CrashConsistentCopy(const ScratchDir& dir, const fs::path& img) {
+  fs::path mnt = dir.File("rw");
   fs::create_directories(mnt);
   if (RunTool({"mount", "-o", "loop", img.string(), mnt.string()}) != 0) return {};
   fs::create_directories(mnt / "newdir");
@@ -450,11 +390,11 @@ std::vector<uint8_t> CrashConsistentCopy(const TempDir& dir, const fs::path& img
 
 TEST(ExtFs, JournalIsReplayedInMemory) {
   if (!IsRoot()) GTEST_SKIP() << "needs root for a read-write loop mount";
-  TempDir dir;
-  fs::path root = dir.path() / "root";
+  ScratchDir dir;
+  fs::path root = dir.File("root");
   fs::create_directories(root);
   WriteAt(root / "before", 0, "from mkfs");
-  fs::path img = dir.path() / "disk.img";
+  fs::path img = dir.File("disk.img");
   ASSERT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-d", root.string(), img.string(), "32M"}), 0);
   std::vector<uint8_t> copy = CrashConsistentCopy(dir, img);
   ASSERT_FALSE(copy.empty());
@@ -474,11 +414,11 @@ TEST(ExtFs, JournalIsReplayedInMemory) {
 
 TEST(ExtFs, UnreplayableJournalShowsTheUnrecoveredStateWithANote) {
   if (!IsRoot()) GTEST_SKIP() << "needs root for a read-write loop mount";
-  TempDir dir;
-  fs::path root = dir.path() / "root";
+  ScratchDir dir;
+  fs::path root = dir.File("root");
   fs::create_directories(root);
   WriteAt(root / "before", 0, "from mkfs");
-  fs::path img = dir.path() / "disk.img";
+  fs::path img = dir.File("disk.img");
   ASSERT_EQ(
       RunTool({"mkfs.ext4", "-q", "-F", "-b", "4096", "-d", root.string(), img.string(), "32M"}),
       0);
@@ -492,7 +432,7 @@ TEST(ExtFs, UnreplayableJournalShowsTheUnrecoveredStateWithANote) {
   std::memset(copy.data() + jblock * 4096, 0, 4);  // no jbd2 magic any more
   auto gfs = OpenExtFs(std::make_shared<BufferSource>(std::move(copy), "crash.img"));
   ASSERT_TRUE(gfs.ok()) << gfs.status().ToString();
-  ASSERT_TRUE(HasNote(**gfs, "journal not replayed")) << testing::PrintToString((*gfs)->Notes());
+  ASSERT_TRUE(HasNote(**gfs, "journal not replayed")) << ::testing::PrintToString((*gfs)->Notes());
   EXPECT_TRUE(HasNote(**gfs, "the state shown is the unrecovered one"));
   auto before = (*gfs)->Open(Lookup(**gfs, "before"));
   ASSERT_TRUE(before.ok()) << before.status().ToString();
@@ -500,18 +440,18 @@ TEST(ExtFs, UnreplayableJournalShowsTheUnrecoveredStateWithANote) {
 }
 
 // A small image built from `root` (mkfs.ext4 -d), the tree made by `fill`.
-fs::path SmallImage(const TempDir& dir, const std::function<void(const fs::path&)>& fill,
+fs::path SmallImage(const ScratchDir& dir, const std::function<void(const fs::path&)>& fill,
                     const std::string& size = "16M") {
-  fs::path root = dir.path() / "root";
+  fs::path root = dir.File("root");
   fs::create_directories(root);
   fill(root);
-  fs::path img = dir.path() / "disk.img";
+  fs::path img = dir.File("disk.img");
   EXPECT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-d", root.string(), img.string(), size}), 0);
   return img;
 }
 
 TEST(ExtFs, EncryptedInodesAreRefusedClearly) {
-  TempDir dir;
+  ScratchDir dir;
   fs::path img = SmallImage(dir, [](const fs::path& root) {
     fs::create_directories(root / "secret");
     WriteAt(root / "secret/f", 0, "x");
@@ -538,7 +478,7 @@ TEST(ExtFs, EncryptedInodesAreRefusedClearly) {
 }
 
 TEST(ExtFs, ConcurrentCallsAgree) {
-  TempDir dir;
+  ScratchDir dir;
   std::string content(300000, '\0');
   for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 7 + i / 4096);
   fs::path img = SmallImage(
@@ -581,7 +521,7 @@ TEST(ExtFs, ConcurrentCallsAgree) {
 
 // Random byte flips in the metadata: errors are fine, crashes and hangs are not.
 TEST(ExtFs, CorruptedMetadataNeverCrashes) {
-  TempDir dir;
+  ScratchDir dir;
   fs::path img = SmallImage(dir, [](const fs::path& root) {
     fs::create_directories(root / "a/b");
     for (int i = 0; i < 40; ++i)
@@ -617,7 +557,7 @@ TEST(ExtFs, CorruptedMetadataNeverCrashes) {
 }
 
 TEST(ExtFs, UnsupportedIncompatFeaturesAreNamed) {
-  TempDir dir;
+  ScratchDir dir;
   fs::path img = SmallImage(dir, [](const fs::path& root) { WriteAt(root / "f", 0, "f"); });
   std::vector<uint8_t> bytes = ReadAll(img);
   ASSERT_GT(bytes.size(), 2048u);

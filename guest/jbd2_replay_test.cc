@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,46 +16,15 @@
 #include <sstream>
 
 #include "guest/jbd2_format.h"
+#include "guest/test_support.h"
 
 namespace backupfs {
 namespace {
 
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
-
-// Runs argv (no shell); returns the exit status, or -1 when it did not exit normally.
-int RunTool(const std::vector<std::string>& argv) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  int status = 0;
-  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
-  return WEXITSTATUS(status);
-}
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "jbd2-test-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data()) ? tmpl : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return fs::path(path_) / name; }
-
- private:
-  std::string path_;
-};
+using guest_test::RunTool;
+using guest_test::ScratchDir;
 
 // Unmounts on scope exit, so a failing assertion leaves no mount behind.
 class Mount {
@@ -198,7 +166,8 @@ class DebugfsJournal : public ::testing::TestWithParam<Variant> {
     return 0;
   }
 
-  TempDir dir_;
+  ScratchDir scratch_;
+  const fs::path dir_{scratch_.path()};
   fs::path image_;
   Bytes tx1_, tx3_;
   Journal journal_;
@@ -349,7 +318,8 @@ void SyncDir(const fs::path& p) {
 
 TEST(Jbd2Kernel, ReplayOfAMountedCopyMatchesE2fsck) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to loop-mount";
-  TempDir dir;
+  ScratchDir scratch;
+  const fs::path dir = scratch.path();
   fs::path image = dir / "live.img", crashed = dir / "crashed.img";
   ASSERT_EQ(RunTool({"mkfs.ext4", "-q", "-F", image.string(), "64M"}), 0);
   {

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -15,39 +14,22 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <random>
 #include <set>
 #include <thread>
 
 #include "guest/guest_fs.h"
+#include "guest/test_support.h"
 
 namespace backupfs {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Runs argv, returns its exit status (or -1); output goes to /dev/null.
-int RunTool(const std::vector<std::string>& argv, pid_t* detached = nullptr) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 1);
-    dup2(null, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  if (pid < 0) return -1;
-  if (detached != nullptr) {
-    *detached = pid;
-    return 0;
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using guest_test::RunTool;
+using guest_test::ScratchDir;
+using guest_test::StartDetachedTool;
+using guest_test::WaitTool;
 
 bool IsMounted(const std::string& dir) {
   std::ifstream in("/proc/self/mountinfo");
@@ -112,11 +94,10 @@ class NtfsFsTest : public ::testing::Test {
       skip_ = "needs root, mkntfs and ntfs-3g";
       return;
     }
-    char tmpl[] = "/tmp/ntfs_fs_test.XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    image_ = dir_ + "/ntfs.img";
-    rw_ = dir_ + "/rw";
-    ro_ = dir_ + "/ro";
+    dir_ = std::make_unique<ScratchDir>();
+    image_ = dir_->File("ntfs.img");
+    rw_ = dir_->File("rw");
+    ro_ = dir_->File("ro");
     fs::create_directory(rw_);
     fs::create_directory(ro_);
     { std::ofstream(image_).close(); }
@@ -128,16 +109,16 @@ class NtfsFsTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    if (dir_.empty()) return;
+    if (!dir_) return;
     if (IsMounted(ro_)) umount2(ro_.c_str(), MNT_DETACH);
-    fs::remove_all(dir_);
+    dir_.reset();
   }
 
   // Mounts the image read-write with ntfs-3g in the foreground, fills it, unmounts and waits
   // for ntfs-3g to exit (its image is then complete).
   static void Fill() {
-    pid_t pid = 0;
-    ASSERT_EQ(RunTool({"ntfs-3g", "-o", "no_detach,compression", image_, rw_}, &pid), 0);
+    const pid_t pid = StartDetachedTool({"ntfs-3g", "-o", "no_detach,compression", image_, rw_});
+    ASSERT_GT(pid, 0);
     ASSERT_TRUE(WaitFor([] { return IsMounted(rw_); }));
     const std::string m = rw_;
     fs::create_directories(m + "/d1/d2/d3");
@@ -180,9 +161,7 @@ class NtfsFsTest : public ::testing::Test {
     SetMtime(m + "/d1/random.bin", 1500000000, 123456700);
     SetMtime(m + "/d1/d2", 1400000000, 0);
     ASSERT_EQ(umount(m.c_str()), 0);
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ASSERT_EQ(WaitTool(pid), 0);
   }
 
   void SetUp() override {
@@ -195,10 +174,11 @@ class NtfsFsTest : public ::testing::Test {
                                           std::move(name));
   }
 
-  static std::string skip_, dir_, image_, rw_, ro_;
+  static std::string skip_, image_, rw_, ro_;
+  static std::unique_ptr<ScratchDir> dir_;
 };
-std::string NtfsFsTest::skip_, NtfsFsTest::dir_, NtfsFsTest::image_, NtfsFsTest::rw_,
-    NtfsFsTest::ro_;
+std::unique_ptr<ScratchDir> NtfsFsTest::dir_;
+std::string NtfsFsTest::skip_, NtfsFsTest::image_, NtfsFsTest::rw_, NtfsFsTest::ro_;
 
 std::string ReadGuest(GuestFs& gfs, uint64_t ino, uint64_t size) {
   auto file = gfs.Open(ino);

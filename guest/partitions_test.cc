@@ -5,7 +5,6 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -16,40 +15,16 @@
 #include <map>
 #include <sstream>
 
+#include "guest/test_support.h"
+
 namespace backupfs {
 namespace {
 
 namespace fs = std::filesystem;
+using guest_test::RunTool;
+using guest_test::RunToolOutput;
+using guest_test::ScratchDir;
 constexpr uint64_t kMiB = 1024 * 1024;
-
-// Runs argv with stdin from `stdin_path` (or /dev/null); returns its stdout, fails on exit != 0.
-std::string RunTool(const std::vector<std::string>& argv, const std::string& stdin_path = "") {
-  int out[2];
-  if (pipe(out) != 0) ADD_FAILURE() << "pipe";
-  pid_t pid = fork();
-  if (pid == 0) {
-    int in = open(stdin_path.empty() ? "/dev/null" : stdin_path.c_str(), O_RDONLY);
-    int null = open("/dev/null", O_WRONLY);
-    dup2(in, 0);
-    dup2(out[1], 1);
-    dup2(null, 2);
-    close(out[0]);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  close(out[1]);
-  std::string text;
-  char buf[4096];
-  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) text.append(buf, n);
-  close(out[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << argv[0] << " failed";
-  return text;
-}
 
 // A file read with pread: images here are sparse and larger than memory needs to hold.
 class DiskFileSource final : public ByteSource {
@@ -78,14 +53,7 @@ class DiskFileSource final : public ByteSource {
 
 class PartitionsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/partitions_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
+  std::string Path(const std::string& name) const { return dir_.File(name); }
   std::string Sparse(const std::string& name, uint64_t size) const {
     std::string path = Path(name);
     std::ofstream(path).close();
@@ -110,7 +78,7 @@ class PartitionsTest : public ::testing::Test {
     out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
   }
 
-  std::string dir_;
+  ScratchDir dir_;
 };
 
 // KEY="value" pairs of one line of blkid -o export / partx -P.
@@ -130,7 +98,8 @@ std::map<std::string, std::string> Pairs(const std::string& line) {
 
 std::vector<std::map<std::string, std::string>> PartxRows(const std::string& image) {
   std::vector<std::map<std::string, std::string>> rows;
-  std::istringstream in(RunTool({"partx", "-o", "NR,START,SECTORS,TYPE,NAME,UUID", "-P", image}));
+  std::istringstream in(
+      RunToolOutput({"partx", "-o", "NR,START,SECTORS,TYPE,NAME,UUID", "-P", image}));
   for (std::string line; std::getline(in, line);) rows.push_back(Pairs(line));
   return rows;
 }
@@ -139,9 +108,9 @@ std::vector<std::map<std::string, std::string>> PartxRows(const std::string& ima
 std::map<std::string, std::string> BlkidAt(const std::string& image, const Partition& p) {
   std::map<std::string, std::string> values;
   std::istringstream in(
-      RunTool({"sh", "-c",
-               "blkid -p -o export --offset " + std::to_string(p.offset) + " --size " +
-                   std::to_string(p.size) + " " + image + " || true"}));
+      RunToolOutput({"sh", "-c",
+                     "blkid -p -o export --offset " + std::to_string(p.offset) + " --size " +
+                         std::to_string(p.size) + " " + image + " || true"}));
   for (std::string line; std::getline(in, line);) {
     auto kv = Pairs(line);
     values.insert(kv.begin(), kv.end());
@@ -176,12 +145,12 @@ TEST_F(PartitionsTest, GptWithExt4NtfsAndEmptyMatchesBlkidAndPartx) {
         "size=16MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"root\"\n"
         "size=16MiB, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, name=\"data\"\n"
         "size=8MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"spare\"\n");
-  RunTool({"sfdisk", "-q", image}, Path("gpt.sfdisk"));
+  EXPECT_EQ(RunTool({"sfdisk", "-q", image}, Path("gpt.sfdisk")), 0);
   std::string ext4 = Sparse("ext4.img", 16 * kMiB);
-  RunTool({"mkfs.ext4", "-q", "-F", "-L", "root", ext4});
+  EXPECT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-L", "root", ext4}), 0);
   CopyIn(ext4, image, 1 * kMiB);
   std::string ntfs = Sparse("ntfs.img", 16 * kMiB);
-  RunTool({"mkntfs", "-F", "-f", "-q", "-L", "data", ntfs});
+  EXPECT_EQ(RunTool({"mkntfs", "-F", "-f", "-q", "-L", "data", ntfs}), 0);
   CopyIn(ntfs, image, 17 * kMiB);
 
   DiskFileSource disk(image);
@@ -197,7 +166,8 @@ TEST_F(PartitionsTest, GptWithExt4NtfsAndEmptyMatchesBlkidAndPartx) {
   EXPECT_EQ(layout->partitions[2].type, "");
   EXPECT_EQ(layout->partitions[2].entry_name, "spare");
   ExpectMatchesRealTools(image, *layout);
-  EXPECT_EQ(layout->table_uuid, Pairs(RunTool({"blkid", "-p", "-o", "export", image}))["PTUUID"]);
+  EXPECT_EQ(layout->table_uuid,
+            Pairs(RunToolOutput({"blkid", "-p", "-o", "export", image}))["PTUUID"]);
 }
 
 TEST_F(PartitionsTest, MbrLogicalPartitionsInsideTheExtendedOne) {
@@ -210,9 +180,9 @@ TEST_F(PartitionsTest, MbrLogicalPartitionsInsideTheExtendedOne) {
         "size=8MiB, type=83\n"
         "size=8MiB, type=82\n"
         "size=8MiB, type=83\n");
-  RunTool({"sfdisk", "-q", image}, Path("mbr.sfdisk"));
+  EXPECT_EQ(RunTool({"sfdisk", "-q", image}, Path("mbr.sfdisk")), 0);
   std::string ext4 = Sparse("ext4.img", 8 * kMiB);
-  RunTool({"mkfs.ext4", "-q", "-F", "-L", "logical6", ext4});
+  EXPECT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-L", "logical6", ext4}), 0);
 
   DiskFileSource disk(image);
   Result<DiskLayout> first = ProbeDisk(disk);
@@ -238,8 +208,9 @@ TEST_F(PartitionsTest, MbrLogicalPartitionsInsideTheExtendedOne) {
 
 TEST_F(PartitionsTest, UnpartitionedExt4IsTheWholeDisk) {
   std::string image = Sparse("whole.img", 8 * kMiB);
-  RunTool({"mkfs.ext4", "-q", "-F", "-L", "whole", "-U", "5b4f5b1c-2a4e-4a4e-9a0e-6c1d2f3a4b5c",
-           image});
+  EXPECT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-L", "whole", "-U",
+                     "5b4f5b1c-2a4e-4a4e-9a0e-6c1d2f3a4b5c", image}),
+            0);
   DiskFileSource disk(image);
   Result<DiskLayout> layout = ProbeDisk(disk);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
@@ -388,7 +359,7 @@ TEST_F(PartitionsTest, GptHeaderClaimingAHugeEntryArrayIsIgnored) {
   Write("big.sfdisk",
         "label: gpt\n"
         "size=1GiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"one\"\n");
-  RunTool({"sfdisk", "-q", image}, Path("big.sfdisk"));
+  EXPECT_EQ(RunTool({"sfdisk", "-q", image}, Path("big.sfdisk")), 0);
   std::ifstream in(image, std::ios::binary);
   std::vector<uint8_t> header(92);
   in.seekg(512);
@@ -418,7 +389,7 @@ TEST_F(PartitionsTest, GptHeaderClaimingAHugeEntryArrayIsIgnored) {
 // is: here 8 MiB in, past the first and last MiB of the disk that are always copied.
 TEST_F(PartitionsTest, NtfsWithItsMftFarFromTheStartIsFound) {
   std::string image = Sparse("ntfs.img", 16 * kMiB);
-  RunTool({"mkntfs", "-F", "-f", "-q", "-L", "far", image});
+  EXPECT_EQ(RunTool({"mkntfs", "-F", "-f", "-q", "-L", "far", image}), 0);
   std::ifstream in(image, std::ios::binary);
   std::vector<uint8_t> boot(512), mft(4096);
   in.read(reinterpret_cast<char*>(boot.data()), 512);
@@ -430,7 +401,8 @@ TEST_F(PartitionsTest, NtfsWithItsMftFarFromTheStartIsFound) {
   Patch(image, 8 * kMiB, mft);
   Patch(image, 16 * 1024, std::vector<uint8_t>(4096));
   Patch(image, 48, {0x00, 0x08, 0, 0, 0, 0, 0, 0});  // cluster 2048: 8 MiB
-  auto truth = Pairs(RunTool({"sh", "-c", "blkid -p -o export " + image + " | tr '\\n' ' '"}));
+  auto truth =
+      Pairs(RunToolOutput({"sh", "-c", "blkid -p -o export " + image + " | tr '\\n' ' '"}));
   ASSERT_EQ(truth["LABEL"], "far");
 
   DiskFileSource disk(image);
@@ -447,9 +419,9 @@ TEST_F(PartitionsTest, NtfsWithItsMftFarFromTheStartIsFound) {
 // boot sector an empty "dos" table; the whole disk is shown with its filesystem.
 TEST_F(PartitionsTest, FatAndExfatLabelsPastTheFirstMiBMatchBlkid) {
   std::string fat = Sparse("fat.img", 2ull << 30);
-  RunTool({"mkfs.vfat", "-F", "32", "-n", "ESP", fat});
+  EXPECT_EQ(RunTool({"mkfs.vfat", "-F", "32", "-n", "ESP", fat}), 0);
   std::string exfat = Sparse("exfat.img", 2ull << 30);
-  RunTool({"mkfs.exfat", "-L", "EX", exfat});
+  EXPECT_EQ(RunTool({"mkfs.exfat", "-L", "EX", exfat}), 0);
   for (const std::string& image : {fat, exfat}) {
     SCOPED_TRACE(image);
     DiskFileSource disk(image);
