@@ -15,8 +15,9 @@ runtime_packages=(
   strace
   # Remote hypervisors: the ssh client, and for the tests an sshd on 127.0.0.2 and certtool.
   openssh-client openssh-server gnutls-bin
-  # Guest filesystems for the tests: partition tables, NTFS, FAT32 and exFAT images.
-  fdisk ntfs-3g dosfstools exfatprogs
+  # Guest filesystems for the tests: partition tables, NTFS, FAT32 and exFAT images, and
+  # losetup and loop mounts (package mount) for the kernel's view to compare with.
+  fdisk ntfs-3g dosfstools exfatprogs mount
 )
 # The benchmarks (bench/, not run by CI) also need these.
 bench_packages=(fio lz4 python3-lz4 qemu-system-common)
