@@ -347,36 +347,12 @@ def build_crash_ext4(workdir, rng, size=DISK_SIZE):
 def changed_runs(old, new):
     """64 KiB blocks of NEW that differ from OLD, merged into runs: [[offset, length]]."""
     out = []
-    with open(old, "rb") as a, open(new, "rb") as b:
-        off = 0
-        while True:
-            x, y = a.read(BLOCK), b.read(BLOCK)
-            if not y:
-                break
-            if x != y:
-                if out and out[-1][0] + out[-1][1] == off:
-                    out[-1][1] += len(y)
-                else:
-                    out.append([off, len(y)])
-            off += len(y)
+    for _, off, length in mountlib.changed_extents(old, new, BLOCK):
+        if out and out[-1][0] + out[-1][1] == off:
+            out[-1][1] += length
+        else:
+            out.append([off, length])
     return out
-
-
-def changed_extents(old, new):
-    """changed_runs as mountlib.Disk extents: zero frames where the block is now all zero."""
-    out = []
-    with open(new, "rb") as b:
-        for off, length in changed_runs(old, new):
-            b.seek(off)
-            data = b.read(length)
-            for i in range(0, length, BLOCK):
-                blk = data[i:i + BLOCK]
-                kind = "zero" if blk.count(0) == len(blk) else "data"
-                if out and out[-1][0] == kind and out[-1][1] + out[-1][2] == off + i:
-                    out[-1][2] += len(blk)
-                else:
-                    out.append([kind, off + i, len(blk)])
-    return [tuple(e) for e in out]
 
 
 # ---------------------------------------------------------------- comparisons

@@ -305,3 +305,23 @@ class CaptureSaveset(Saveset):
         self._save_cpt()
         self._snapshot(cpt, disks)
         return cpt
+
+
+def changed_extents(old, new, block=65536):
+    """The `block`-sized blocks of NEW that differ from OLD, as Disk.changed extents
+    (kind, offset, length): data, or zero frames where the block is now all zero."""
+    out = []
+    with open(old, "rb") as a, open(new, "rb") as b:
+        off = 0
+        while True:
+            x, y = a.read(block), b.read(block)
+            if not y:
+                break
+            if x != y:
+                kind = "zero" if y.count(0) == len(y) else "data"
+                if out and out[-1][0] == kind and out[-1][1] + out[-1][2] == off:
+                    out[-1][2] += len(y)
+                else:
+                    out.append([kind, off, len(y)])
+            off += len(y)
+    return [tuple(e) for e in out]

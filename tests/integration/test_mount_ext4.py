@@ -15,7 +15,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mountlib  # noqa: E402
 
 MiB = 1 << 20
-BLOCK = 65536
 
 
 @contextlib.contextmanager
@@ -36,25 +35,6 @@ def files_of(root):
             p = os.path.join(d, n)
             if n != "lost+found":
                 out[os.path.relpath(p, root)] = mountlib.sha256(p)
-    return out
-
-
-def changed_extents(old, new):
-    """64 KiB blocks that differ between two images: data, or zero frames if now all zero."""
-    out = []
-    with open(old, "rb") as a, open(new, "rb") as b:
-        off = 0
-        while True:
-            x, y = a.read(BLOCK), b.read(BLOCK)
-            if not y:
-                break
-            if x != y:
-                kind = "zero" if y.count(0) == len(y) else "data"
-                if out and out[-1][0] == kind and out[-1][1] + out[-1][2] == off:
-                    out[-1][2] += len(y)
-                else:
-                    out.append([kind, off, len(y)])
-            off += len(y)
     return out
 
 
@@ -91,7 +71,7 @@ def main():
             if n == 0:
                 s.full([disk])
             else:
-                disk.changed = [tuple(e) for e in changed_extents(prev, disk.path)]
+                disk.changed = mountlib.changed_extents(prev, disk.path)
                 s.inc([disk])
         with mountlib.mounted(build_dir, s.dir) as (_, mnt):
             for point, files in expected.items():

@@ -46,7 +46,7 @@ def guest_saveset(build_dir, tmp, points, crash):
     names = []
     for i, images in enumerate(points):
         for name, img in list(images.items()) + ([("vdc", crash)] if i == 0 else []):
-            disks[name].changed = guestlib.changed_extents(disks[name].path, img)
+            disks[name].changed = mountlib.changed_extents(disks[name].path, img)
             shutil.copyfile(img, disks[name].path)
         names.append(s.full(list(disks.values())) if i == 0 else s.inc(list(disks.values())))
     return s.dir, names
