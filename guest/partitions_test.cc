@@ -26,30 +26,18 @@ using guest_test::RunToolOutput;
 using guest_test::ScratchDir;
 constexpr uint64_t kMiB = 1024 * 1024;
 
-// A file read with pread: images here are sparse and larger than memory needs to hold.
-class DiskFileSource final : public ByteSource {
- public:
-  explicit DiskFileSource(const std::string& path)
-      : fd_(open(path.c_str(), O_RDONLY)), name_("vda") {
-    size_ = fs::file_size(path);
-  }
-  ~DiskFileSource() override { close(fd_); }
-  uint64_t size() const override { return size_; }
-  Status ReadAt(uint64_t offset, std::span<uint8_t> out) const override {
-    if (offset > size_ || out.size() > size_ - offset) return PastEnd(*this, offset, out.size());
-    if (pread(fd_, out.data(), out.size(), static_cast<off_t>(offset)) !=
-        static_cast<ssize_t>(out.size())) {
-      return Status::IOError("short read");
-    }
-    return Status::Ok();
-  }
-  const std::string& name() const override { return name_; }
-
- private:
-  int fd_;
-  uint64_t size_ = 0;
-  std::string name_;
-};
+// An image file (sparse, often larger than memory needs to hold) as the disk "vda", the name
+// the messages are checked for: the stream layer's FileSource, named by a slice over all of it.
+SliceSource OpenDisk(const std::string& path) {
+  Result<FileSource> file = FileSource::Open(path);
+  EXPECT_TRUE(file.ok()) << file.status().ToString();
+  std::shared_ptr<const ByteSource> base =
+      file.ok()
+          ? std::shared_ptr<const ByteSource>(std::make_shared<FileSource>(std::move(file).value()))
+          : std::make_shared<BufferSource>(std::vector<uint8_t>(), path);
+  const uint64_t size = base->size();
+  return SliceSource(std::move(base), 0, size, "vda");
+}
 
 class PartitionsTest : public ::testing::Test {
  protected:
@@ -153,7 +141,7 @@ TEST_F(PartitionsTest, GptWithExt4NtfsAndEmptyMatchesBlkidAndPartx) {
   EXPECT_EQ(RunTool({"mkntfs", "-F", "-f", "-q", "-L", "data", ntfs}), 0);
   CopyIn(ntfs, image, 17 * kMiB);
 
-  DiskFileSource disk(image);
+  const SliceSource disk = OpenDisk(image);
   Result<DiskLayout> layout = ProbeDisk(disk);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   EXPECT_EQ(layout->table, "gpt");
@@ -184,7 +172,7 @@ TEST_F(PartitionsTest, MbrLogicalPartitionsInsideTheExtendedOne) {
   std::string ext4 = Sparse("ext4.img", 8 * kMiB);
   EXPECT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-L", "logical6", ext4}), 0);
 
-  DiskFileSource disk(image);
+  const SliceSource disk = OpenDisk(image);
   Result<DiskLayout> first = ProbeDisk(disk);
   ASSERT_TRUE(first.ok()) << first.status().ToString();
   ASSERT_EQ(first->partitions.size(), 6u) << DescribeLayout(*first);
@@ -211,7 +199,7 @@ TEST_F(PartitionsTest, UnpartitionedExt4IsTheWholeDisk) {
   EXPECT_EQ(RunTool({"mkfs.ext4", "-q", "-F", "-L", "whole", "-U",
                      "5b4f5b1c-2a4e-4a4e-9a0e-6c1d2f3a4b5c", image}),
             0);
-  DiskFileSource disk(image);
+  const SliceSource disk = OpenDisk(image);
   Result<DiskLayout> layout = ProbeDisk(disk);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   EXPECT_EQ(layout->table, "");
@@ -369,7 +357,7 @@ TEST_F(PartitionsTest, GptHeaderClaimingAHugeEntryArrayIsIgnored) {
   Put<uint32_t>(header, 16, Crc32(header.data(), 92));
   Patch(image, 512, header);
 
-  DiskFileSource disk(image);
+  const SliceSource disk = OpenDisk(image);
   auto start = std::chrono::steady_clock::now();
   Result<DiskLayout> layout = ProbeDisk(disk);
   auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -405,7 +393,7 @@ TEST_F(PartitionsTest, NtfsWithItsMftFarFromTheStartIsFound) {
       Pairs(RunToolOutput({"sh", "-c", "blkid -p -o export " + image + " | tr '\\n' ' '"}));
   ASSERT_EQ(truth["LABEL"], "far");
 
-  DiskFileSource disk(image);
+  const SliceSource disk = OpenDisk(image);
   Result<DiskLayout> layout = ProbeDisk(disk);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   ASSERT_EQ(layout->partitions.size(), 1u);
@@ -424,7 +412,7 @@ TEST_F(PartitionsTest, FatAndExfatLabelsPastTheFirstMiBMatchBlkid) {
   EXPECT_EQ(RunTool({"mkfs.exfat", "-L", "EX", exfat}), 0);
   for (const std::string& image : {fat, exfat}) {
     SCOPED_TRACE(image);
-    DiskFileSource disk(image);
+    const SliceSource disk = OpenDisk(image);
     Result<DiskLayout> layout = ProbeDisk(disk);
     ASSERT_TRUE(layout.ok()) << layout.status().ToString();
     ASSERT_EQ(layout->partitions.size(), 1u);
