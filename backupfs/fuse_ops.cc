@@ -391,6 +391,18 @@ void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi
   });
 }
 
+// SEEK_DATA (`data`) or SEEK_HOLE from `offset` in what the open file reads. A file that
+// knows of no holes (a saveset file, a listing) is data up to its end.
+uint64_t NextOf(const OpenFile& file, bool data, uint64_t offset, uint64_t size) {
+  if (file.image) {
+    const DiskImage& image = file.image->Get();
+    return data ? image.NextData(offset) : image.NextHole(offset);
+  }
+  if (file.bytes) return data ? file.bytes->NextData(offset) : file.bytes->NextHole(offset);
+  if (file.guest) return data ? file.guest->NextData(offset) : file.guest->NextHole(offset);
+  return data ? offset : size;
+}
+
 void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
   Guard(req, [&] {
     std::shared_ptr<const Node> n = Ctx(req).tree->Get(ino);
@@ -400,20 +412,8 @@ void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info
     const uint64_t offset = static_cast<uint64_t>(off);
     if (off < 0 || offset >= size) return (void)fuse_reply_err(req, ENXIO);
     if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
-    uint64_t result = offset;
-    if (file.image || file.bytes || file.guest) {
-      if (file.image) {
-        const DiskImage& image = file.image->Get();
-        result = whence == SEEK_DATA ? image.NextData(offset) : image.NextHole(offset);
-      } else if (file.bytes) {
-        result = whence == SEEK_DATA ? file.bytes->NextData(offset) : file.bytes->NextHole(offset);
-      } else {
-        result = whence == SEEK_DATA ? file.guest->NextData(offset) : file.guest->NextHole(offset);
-      }
-      if (whence == SEEK_DATA && result >= size) return (void)fuse_reply_err(req, ENXIO);
-    } else if (whence == SEEK_HOLE) {
-      result = size;
-    }
+    const uint64_t result = NextOf(file, whence == SEEK_DATA, offset, size);
+    if (whence == SEEK_DATA && result >= size) return (void)fuse_reply_err(req, ENXIO);
     fuse_reply_lseek(req, static_cast<off_t>(result));
   });
 }
