@@ -6,7 +6,7 @@ build_packages=(
   build-essential cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
   libfuse3-dev libvirt-dev libnbd-dev liblz4-dev libxxhash-dev libdeflate-dev
   nlohmann-json3-dev libcli11-dev libxml2-dev libmount-dev libssh-dev
-  libblkid-dev libext2fs-dev ntfs-3g-dev
+  libblkid-dev libext2fs-dev ntfs-3g-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 runtime_packages=(
@@ -18,6 +18,9 @@ runtime_packages=(
   # Guest filesystems for the tests: partition tables, NTFS, FAT32 and exFAT images, and
   # losetup and loop mounts (package mount) for the kernel's view to compare with.
   fdisk ntfs-3g dosfstools exfatprogs mount
+  # Savesets on S3: a one-node Ceph RADOS Gateway on 127.0.0.1 (scripts/rgw.sh), and stock S3
+  # clients to compare with and to copy savesets in and out (boto3, the aws CLI, s3fs).
+  ceph-mon ceph-osd radosgw ceph-common python3-boto3 awscli s3fs
 )
 # The benchmarks (bench/, not run by CI) also need these.
 bench_packages=(fio lz4 python3-lz4 qemu-system-common)
