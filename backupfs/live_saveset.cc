@@ -7,8 +7,8 @@
 #include <ctime>
 #include <filesystem>
 
-#include "backupfs/saveset_lock.h"
 #include "backupfs/saveset_pool.h"
+#include "stream/dir_lock.h"
 
 namespace backupfs {
 namespace {

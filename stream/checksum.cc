@@ -77,19 +77,41 @@ Status WriteChecksumFile(const std::string& path, uint32_t adler, bool durable) 
       path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0640, durable);
 }
 
-Result<uint32_t> ReadChecksumFile(const std::string& path) {
-  BFS_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
+Status WriteChecksumFile(Storage& storage, std::string_view name, uint32_t adler, bool durable) {
+  PutOptions options;
+  options.durable = durable;
+  return storage.PutText(name, std::to_string(adler), options);
+}
+
+namespace {
+
+Result<uint32_t> ParseChecksum(const std::string& text, const std::string& where) {
   size_t b = text.find_first_not_of(" \t\r\n");
   size_t e = text.find_last_not_of(" \t\r\n");
-  if (b == std::string::npos) return Status::Corruption(path + ": empty checksum file");
+  if (b == std::string::npos) return Status::Corruption(where + ": empty checksum file");
   uint64_t value = 0;
   const char* first = text.data() + b;
   const char* last = text.data() + e + 1;
   auto [end, ec] = std::from_chars(first, last, value);
   if (ec != std::errc() || end != last || value > UINT32_MAX) {
-    return Status::Corruption(path + ": not a decimal adler32 checksum");
+    return Status::Corruption(where + ": not a decimal adler32 checksum");
   }
   return static_cast<uint32_t>(value);
+}
+
+// A `.chksum` holds at most ten digits and some white space.
+constexpr uint64_t kMaxChecksumFile = 4096;
+
+}  // namespace
+
+Result<uint32_t> ReadChecksumFile(const std::string& path) {
+  BFS_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
+  return ParseChecksum(text, path);
+}
+
+Result<uint32_t> ReadChecksumFile(const Storage& storage, std::string_view name) {
+  BFS_ASSIGN_OR_RETURN(std::string text, storage.ReadAll(name, kMaxChecksumFile));
+  return ParseChecksum(text, storage.Describe(name));
 }
 
 }  // namespace backupfs

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
@@ -55,8 +56,11 @@ Result<uint32_t> Adler32OfFile(const std::string& path);
 
 // The `.chksum` file: the decimal adler32 and nothing else.
 Status WriteChecksumFile(const std::string& path, uint32_t adler, bool durable = true);
+Status WriteChecksumFile(Storage& storage, std::string_view name, uint32_t adler,
+                         bool durable = true);
 // Reads a `.chksum` file; anything but a decimal 32-bit number (surrounding space allowed) is
 // Corruption naming the file.
 Result<uint32_t> ReadChecksumFile(const std::string& path);
+Result<uint32_t> ReadChecksumFile(const Storage& storage, std::string_view name);
 
 }  // namespace backupfs

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "stream/checksum.h"
+#include "stream/local_storage.h"
 #include "stream/lz4_chunk.h"
 #include "stream/scanner.h"
 
@@ -40,14 +41,29 @@ class ScratchBuffer {
   std::unique_ptr<uint8_t[]> bytes_;
   size_t capacity_ = 0;
 };
+// The sidecar index `idx_name`; NotFound when there is none. A sidecar needs at most a 48-byte
+// record per byte of its data file (each chunk stores at least one byte or is a 40-byte zero
+// frame): a larger one is never read.
+Result<std::string> ReadSidecar(const Storage& storage, const std::string& idx_name,
+                                uint64_t data_size) {
+  return storage.ReadAll(idx_name, 64 + 48 * (data_size + 1));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<StreamReader>> StreamReader::Open(const std::string& path,
                                                          const ReaderOptions& options) {
-  BFS_ASSIGN_OR_RETURN(FileSource source, FileSource::Open(path));
+  const std::filesystem::path p(path);
+  std::unique_ptr<Storage> dir = OpenLocalStorage(p.parent_path().string());
+  return Open(*dir, p.filename().string(), options);
+}
+
+Result<std::unique_ptr<StreamReader>> StreamReader::Open(Storage& storage, std::string_view name,
+                                                         const ReaderOptions& options) {
+  BFS_ASSIGN_OR_RETURN(std::unique_ptr<StoredFile> source, storage.Open(name));
   std::unique_ptr<StreamReader> r(new StreamReader(std::move(source), options));
   r->cache_ = options.cache ? options.cache : std::make_shared<ChunkCache>(options.cache_bytes);
-  BFS_RETURN_IF_ERROR(r->LoadIndex());
+  BFS_RETURN_IF_ERROR(r->LoadIndex(storage, std::string(name) + ".idx"));
   r->verified_.reset(new std::atomic<bool>[r->index_.chunks.size()]());
   if (r->index_.compressed) {
     r->block_maps_.reset(new BlockMapSlot[r->index_.chunks.size()]);
@@ -65,20 +81,11 @@ Result<std::unique_ptr<StreamReader>> StreamReader::Open(const std::string& path
 
 StreamReader::~StreamReader() { ahead_.reset(); }
 
-Status StreamReader::LoadIndex() {
-  BFS_ASSIGN_OR_RETURN(meta_, ReadMetadata(source_, &payload_begin_));
-  BFS_ASSIGN_OR_RETURN(DataFileIdentity identity, IdentifyDataFile(source_));
-  const std::string idx_path = path() + ".idx";
-  // A sidecar needs at most a 48-byte record per byte of its data file (each chunk stores at
-  // least one byte or is a 40-byte zero frame): never read a larger one.
-  std::error_code ec;
-  const uint64_t idx_size = std::filesystem::file_size(idx_path, ec);
-  Result<std::string> idx_bytes =
-      ec ? Result<std::string>(Status::NotFound(idx_path))
-      : idx_size > 64 + 48 * (source_.size() + 1)
-          ? Result<std::string>(
-                Status::Corruption(idx_path + ": index larger than its data file could need"))
-          : ReadWholeFile(idx_path);
+Status StreamReader::LoadIndex(Storage& storage, const std::string& idx_name) {
+  BFS_ASSIGN_OR_RETURN(meta_, ReadMetadata(*source_, &payload_begin_));
+  BFS_ASSIGN_OR_RETURN(DataFileIdentity identity, IdentifyDataFile(*source_));
+  const std::string idx_path = storage.Describe(idx_name);
+  Result<std::string> idx_bytes = ReadSidecar(storage, idx_name, source_->size());
   if (idx_bytes.ok()) {
     auto bytes = std::span(reinterpret_cast<const uint8_t*>(idx_bytes->data()), idx_bytes->size());
     Result<StreamIndex> idx = DecodeIndex(bytes, idx_path);
@@ -91,7 +98,7 @@ Status StreamReader::LoadIndex() {
       s = Status::Stale(idx_path + ": index and data file disagree on compression");
     }
     if (s.ok()) {
-      Result<uint64_t> frames_end = FramesEnd(source_, meta_, payload_begin_);
+      Result<uint64_t> frames_end = FramesEnd(*source_, meta_, payload_begin_);
       s = frames_end.ok()
               ? ValidateChunks(*idx, meta_.virtual_size, payload_begin_, *frames_end, idx_path)
               : frames_end.status();
@@ -105,15 +112,17 @@ Status StreamReader::LoadIndex() {
   } else if (idx_bytes.status().code() != StatusCode::kNotFound) {
     index_problem_ = idx_bytes.status().ToString();
   }
-  BFS_ASSIGN_OR_RETURN(StreamLayout layout, ScanStream(source_));
+  BFS_ASSIGN_OR_RETURN(StreamLayout layout, ScanStream(*source_));
   index_ = IndexFromLayout(layout, identity);
   // The scan checked the frames; this checks the chunks it derived by the same rules a sidecar
   // must pass (bounded sizes, inside the frames), so no reader trusts an unchecked chunk.
   BFS_RETURN_IF_ERROR(
       ValidateChunks(index_, meta_.virtual_size, layout.payload_begin, layout.stop_offset, path()));
   origin_ = IndexOrigin::kScanned;
+  PutOptions derived;
+  derived.derived = true;
   if (options_.write_missing_index && index_problem_.empty() &&
-      WriteFileAtomically(idx_path, EncodeIndex(index_), 0640).ok()) {
+      storage.Put(idx_name, EncodeIndex(index_), derived).ok()) {
     origin_ = IndexOrigin::kScannedWritten;
   }
   return Status::Ok();
@@ -128,7 +137,7 @@ Status StreamReader::ReadWholeChunk(const Chunk& chunk, std::span<uint8_t> out) 
   if (chunk.compressed) {
     thread_local ScratchBuffer packed;
     std::span<uint8_t> in = packed.Get(chunk.stored_size);
-    BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, in));
+    BFS_RETURN_IF_ERROR(source_->ReadAt(chunk.file_offset, in));
     // With an XXH3 of the chunk (checked below, always), lz4's own checksums add nothing.
     Status s = Lz4DecompressChunk(in, out, Where(chunk), /*skip_lz4_checksums=*/chunk.has_checksum);
     packed.Trim();
@@ -136,7 +145,7 @@ Status StreamReader::ReadWholeChunk(const Chunk& chunk, std::span<uint8_t> out) 
   } else if (chunk.has_checksum) {
     return ReadAndHash(chunk, out);
   } else {
-    return source_.ReadAt(chunk.file_offset, out);
+    return source_->ReadAt(chunk.file_offset, out);
   }
   if (chunk.has_checksum && Xxh3(out) != chunk.checksum) {
     return Status::Corruption(Where(chunk) + ": checksum mismatch");
@@ -153,7 +162,7 @@ Status StreamReader::ReadAndHash(const Chunk& chunk, std::span<uint8_t> out) {
   XXH3_64bits_reset(state.get());
   for (size_t done = 0; done < out.size(); done += kPiece) {
     std::span<uint8_t> piece = out.subspan(done, std::min(kPiece, out.size() - done));
-    BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset + done, piece));
+    BFS_RETURN_IF_ERROR(source_->ReadAt(chunk.file_offset + done, piece));
     XXH3_64bits_update(state.get(), piece.data(), piece.size());
   }
   if (XXH3_64bits_digest(state.get()) != chunk.checksum) {
@@ -197,7 +206,7 @@ Status StreamReader::ReadChunk(const Chunk& chunk, uint64_t offset_in_chunk,
   std::atomic<bool>* verified = VerifiedFlag(chunk);
   if (!options_.verify_checksums || !chunk.has_checksum ||
       (verified && verified->load(std::memory_order_acquire))) {
-    return source_.ReadAt(chunk.file_offset + offset_in_chunk, out);
+    return source_->ReadAt(chunk.file_offset + offset_in_chunk, out);
   }
   // A first read of a chunk checks all of it; the page cache, not ours, keeps it for next time.
   if (offset_in_chunk == 0 && out.size() == chunk.length) {

@@ -22,6 +22,7 @@
 #include "stream/index.h"
 #include "stream/metadata.h"
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
@@ -52,6 +53,10 @@ struct ReaderOptions {
 
 class StreamReader {
  public:
+  // Data file `name` of `storage`, whose `.idx` sidecar is looked for beside it.
+  static Result<std::unique_ptr<StreamReader>> Open(Storage& storage, std::string_view name,
+                                                    const ReaderOptions& options = {});
+  // A data file in a local directory.
   static Result<std::unique_ptr<StreamReader>> Open(const std::string& path,
                                                     const ReaderOptions& options = {});
   // Waits for a decode-ahead in progress (at most one frame's decode) and joins its thread.
@@ -59,7 +64,7 @@ class StreamReader {
   StreamReader(const StreamReader&) = delete;
   StreamReader& operator=(const StreamReader&) = delete;
 
-  const std::string& path() const { return source_.name(); }
+  const std::string& path() const { return source_->name(); }
   const StreamMetadata& meta() const { return meta_; }
   const StreamIndex& index() const { return index_; }
   IndexOrigin index_origin() const { return origin_; }
@@ -82,12 +87,14 @@ class StreamReader {
   bool ServesRaw(const Chunk& chunk) const {
     return !chunk.compressed && !(options_.verify_checksums && chunk.has_checksum);
   }
-  int fd() const { return source_.fd(); }
+  // The local file descriptor for splice and fadvise; -1 when the file is not local.
+  int fd() const { return source_->fd(); }
+  const StoredFile& file() const { return *source_; }
 
  private:
-  StreamReader(FileSource source, const ReaderOptions& options)
+  StreamReader(std::unique_ptr<StoredFile> source, const ReaderOptions& options)
       : source_(std::move(source)), options_(options) {}
-  Status LoadIndex();
+  Status LoadIndex(Storage& storage, const std::string& idx_name);
   Result<std::shared_ptr<const DecodedChunk>> Decode(const Chunk& chunk);
 
   // Block-level reads of lz4 chunks (reader_lz4.cc). A chunk's block map is found on its
@@ -129,7 +136,7 @@ class StreamReader {
   Status ReadAndHash(const Chunk& chunk, std::span<uint8_t> out);
   std::string Where(const Chunk& chunk) const;
 
-  FileSource source_;
+  std::unique_ptr<StoredFile> source_;
   const ReaderOptions options_;
   StreamMetadata meta_;
   uint64_t payload_begin_ = 0;

@@ -180,7 +180,7 @@ Result<StreamReader::BlockMapPtr> StreamReader::BuildBlockMap(const Chunk& chunk
   // Ours (only our writer records an XXH3): independent blocks, every one full but the last.
   Result<Lz4FrameLayout> layout = WalkLz4Frame(
       [&](uint64_t offset, std::span<uint8_t> buf) {
-        return source_.ReadAt(chunk.file_offset + offset, buf);
+        return source_->ReadAt(chunk.file_offset + offset, buf);
       },
       chunk.stored_size, chunk.length, Where(chunk));
   if (!layout.ok()) {
@@ -207,7 +207,7 @@ Result<StreamReader::BlockMapPtr> StreamReader::LearnBlockMap(const Chunk& chunk
   thread_local std::unique_ptr<uint8_t[]> stored_buf;
   thread_local size_t stored_cap = 0;
   std::span<uint8_t> stored = Scratch(stored_buf, stored_cap, chunk.stored_size);
-  BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset, stored));
+  BFS_RETURN_IF_ERROR(source_->ReadAt(chunk.file_offset, stored));
   std::vector<std::shared_ptr<DecodedChunk>> decoded;
   std::vector<uint64_t> hashes;  // XXH3 of each block's content, hashed while in the CPU cache
   Xxh3Stream whole_hash;         // our XXH3 of the chunk, when it has one
@@ -370,7 +370,7 @@ Result<std::span<const uint8_t>> StreamReader::ReadStoredBlock(const Chunk& chun
                                                                std::span<uint8_t> buf) {
   const Lz4Block& b = map.layout.blocks[i];
   std::span<uint8_t> stored = buf.first(b.stored_size);
-  BFS_RETURN_IF_ERROR(source_.ReadAt(chunk.file_offset + b.stored_offset, stored));
+  BFS_RETURN_IF_ERROR(source_->ReadAt(chunk.file_offset + b.stored_offset, stored));
   // Whatever -o verify says, as whole lz4 chunks were checked when decoded; once per block.
   std::atomic<bool>& checked = map.Checked(i);
   if (!checked.load(std::memory_order_acquire)) {

@@ -2,9 +2,12 @@
 // version 2, optionally lz4-compressed with the trailer), plus our sidecar index (with an
 // XXH3-64 per chunk) and virtnbdbackup's `.chksum` (adler32 of the whole file).
 //
-// The file is written as `<path>.partial` and only renamed to `<path>` by Finish() after it and
-// its sidecars are complete (and, with `durable`, fsynced): a crash never leaves a data file
-// that looks complete. A writer destroyed before Finish() removes the `.partial` file.
+// The file is written through the storage layer (stream/storage.h): as `<path>.partial`,
+// renamed to `<path>` by Finish(), in a directory; as a multipart upload completed by Finish()
+// in a bucket. Finish() stores the sidecars first and commits the data file last, so a data
+// file never looks complete without them, and a crash never leaves a data file that looks
+// complete. A writer destroyed before Finish() leaves nothing (the `.partial` file removed, the
+// upload aborted).
 //
 // Not thread-safe: one thread drives a writer.
 #pragma once
@@ -25,6 +28,7 @@
 #include "stream/index.h"
 #include "stream/metadata.h"
 #include "stream/status.h"
+#include "stream/storage.h"
 #include "stream/trailer.h"
 
 namespace backupfs {
@@ -51,6 +55,10 @@ class StreamWriter {
   // Creates `<path>.partial` and writes the meta frame. meta.data_size must be the sum of the
   // data frames to come (it is written first, as in virtnbdbackup). An empty meta.date is set
   // to the current local time.
+  static Result<std::unique_ptr<StreamWriter>> Create(Storage& storage, std::string_view name,
+                                                      StreamMetadata meta,
+                                                      const WriterOptions& options);
+  // A data file in a local directory.
   static Result<std::unique_ptr<StreamWriter>> Create(const std::string& path, StreamMetadata meta,
                                                       const WriterOptions& options);
   ~StreamWriter();
@@ -69,13 +77,14 @@ class StreamWriter {
   const StreamIndex& index() const { return index_; }
 
  private:
-  StreamWriter(std::string path, UniqueFd fd, StreamMetadata meta, const WriterOptions& options);
+  StreamWriter(Storage& storage, std::string name, std::unique_ptr<ObjectWriter> out,
+               StreamMetadata meta, const WriterOptions& options);
   // Appends to the file; `summed` when adler_ already has the bytes.
   Status Write(std::span<const uint8_t> bytes, bool summed = false);
   Status WriteNow(std::span<const uint8_t> bytes, bool summed = false);
   Status Flush();  // drains the queue, then writes the buffer
   Status FlushBuffer();
-  void Written(uint64_t n);
+  Status Emit(std::span<const uint8_t> bytes);  // to the file, remembering its two ends
   Status RunFront();
   Status Drain();
   Status CompressPendingInBackground();
@@ -88,9 +97,11 @@ class StreamWriter {
   Status WriteTail();
   void Abandon();
 
-  const std::string path_;
-  const std::string partial_;
-  UniqueFd fd_;
+  std::unique_ptr<Storage> owned_storage_;  // Create(path): the file's directory
+  Storage& storage_;
+  const std::string name_;  // the data file's name in storage_
+  const std::string path_;  // its path or URL, for messages
+  std::unique_ptr<ObjectWriter> out_;
   StreamMetadata meta_;
   const WriterOptions options_;
   std::vector<uint8_t> buffer_;  // pending writes, flushed when large
@@ -121,10 +132,11 @@ class StreamWriter {
   std::deque<QueuedStep> queue_;
   unsigned compressing_ = 0;  // compression steps in queue_
   size_t frame_chunks_ = 0;   // lz4 chunks of the current data frame so far
-  // Early writeback (durable files): bytes written to fd_, handed to writeback, and done.
-  uint64_t fd_pos_ = 0;
-  uint64_t writeback_started_ = 0;
-  uint64_t writeback_done_ = 0;
+  // The file's first and last kIdentitySpan bytes (tail_ a ring: byte p of the file at
+  // p % kIdentitySpan), for its identity in the sidecar index without reading it back.
+  std::vector<uint8_t> head_;
+  std::vector<uint8_t> tail_;
+  uint64_t emitted_ = 0;
 };
 
 }  // namespace backupfs

@@ -1,4 +1,4 @@
-#include "backupfs/saveset_lock.h"
+#include "stream/dir_lock.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
