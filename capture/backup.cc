@@ -12,7 +12,6 @@
 #include <thread>
 
 #include "backupfs/consolidation_journal.h"
-#include "backupfs/saveset_lock.h"
 #include "capture/backup_job.h"
 #include "capture/capture_disks.h"
 #include "capture/chain_plan.h"
@@ -25,6 +24,7 @@
 #include "capture/transport.h"
 #include "common/domain_xml.h"
 #include "common/qemu_nbd.h"
+#include "stream/dir_lock.h"
 
 namespace backupfs {
 

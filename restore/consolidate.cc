@@ -8,11 +8,11 @@
 #include "backupfs/consolidation_journal.h"
 #include "backupfs/full_writer.h"
 #include "backupfs/saveset.h"
-#include "backupfs/saveset_lock.h"
 #include "capture/checkpoints.h"
 #include "capture/pending_checkpoints.h"
 #include "common/progress.h"
 #include "common/vmconfig_adjust.h"
+#include "stream/dir_lock.h"
 #include "stream/file.h"
 
 namespace backupfs {

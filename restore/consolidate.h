@@ -1,6 +1,6 @@
 // `backupfs-restore -a consolidate` and `-a retention`: a rolling full backup.
 //
-// In place (no -o): under the saveset lock (backupfs/saveset_lock.h), finish what an
+// In place (no -o): under the saveset lock (stream/dir_lock.h), finish what an
 // interrupted consolidation left (consolidation_journal.h), plan (consolidation_plan.h), write
 // each disk's new full backup into the staging directory, commit the journal, roll it forward,
 // then delete the folded points' libvirt checkpoints, or leave them pending and name them when
