@@ -1,0 +1,46 @@
+// Reads of remote files through a bounded local cache, with sequential reads detected and
+// fetched ahead, several ranges in flight. Knows nothing of S3: it wraps any StoredFile whose
+// ReadAt is slow (a ranged GET), and keys what it keeps by the file's name and version, so a
+// replaced file never serves its old bytes as the new ones.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "stream/status.h"
+#include "stream/storage.h"
+
+namespace backupfs {
+
+class DiskCache;
+
+struct ReadCacheOptions {
+  uint64_t block_bytes = 4u << 20;     // the unit fetched and kept
+  uint64_t memory_bytes = 256u << 20;  // all files of the cache together
+  unsigned fetch_threads = 4;          // ranges in flight at once (readahead and misses)
+  uint64_t max_readahead = 64u << 20;  // how far a sequential reader is fetched ahead
+  // Blocks also kept on local disk (and found there by later runs); may be null.
+  std::shared_ptr<DiskCache> disk;
+};
+
+// Shared by every file opened from one store: the memory bound and the fetch threads hold for
+// all of them together. Thread-safe.
+class ReadCache {
+ public:
+  static std::shared_ptr<ReadCache> Create(const ReadCacheOptions& options);
+  virtual ~ReadCache() = default;
+  // `remote` read through this cache. The result's ReadAt returns exactly the remote bytes;
+  // a fetch that fails is reported to the read that needs it (and not kept).
+  virtual std::unique_ptr<StoredFile> Wrap(std::unique_ptr<StoredFile> remote) = 0;
+  // For tests and benchmarks: remote reads made, bytes fetched, reads served from memory/disk.
+  struct Stats {
+    uint64_t fetches = 0;
+    uint64_t fetched_bytes = 0;
+    uint64_t memory_hits = 0;
+    uint64_t disk_hits = 0;
+  };
+  virtual Stats stats() const = 0;
+};
+
+}  // namespace backupfs
