@@ -1,5 +1,7 @@
 #include "backupfs/chain.h"
 
+#include "stream/local_storage.h"
+
 #include <algorithm>
 #include <charconv>
 #include <fstream>
@@ -39,6 +41,9 @@ uint64_t DiffTime(const std::string& id) {
   return ec == std::errc() && end == id.data() + id.size() ? t : 0;
 }
 
+// A checkpoint list names each checkpoint once: even a long chain's is a few hundred KiB.
+constexpr uint64_t kMaxCheckpointList = 64u << 20;
+
 // The mount shows a point as a directory: its name must be one, and not `latest`.
 bool ShownAsDirectory(const std::string& point) {
   return !point.empty() && point != "." && point != ".." && point != "latest" &&
@@ -46,20 +51,20 @@ bool ShownAsDirectory(const std::string& point) {
 }
 
 // The checkpoint list `<domain>.cpt`, when there is exactly one; used to order points.
-std::vector<std::string> ReadCheckpointList(const std::string& dir,
+std::vector<std::string> ReadCheckpointList(const Storage& saveset,
+                                            const std::vector<std::string>& names,
                                             std::vector<std::string>* problems) {
   std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (e.path().extension() != ".cpt") continue;
-    std::ifstream in(e.path());
-    auto j = nlohmann::json::parse(in, nullptr, false);
-    if (j.is_discarded() || !j.is_array()) {
-      problems->push_back(e.path().string() + ": not a JSON list of checkpoints; ignored");
+  for (const std::string& name : names) {
+    if (!name.ends_with(".cpt")) continue;
+    Result<std::string> text = saveset.ReadAll(name, kMaxCheckpointList);
+    auto j = text.ok() ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+    if (!text.ok() || j.is_discarded() || !j.is_array()) {
+      problems->push_back(saveset.Describe(name) + ": not a JSON list of checkpoints; ignored");
       continue;
     }
-    for (const auto& name : j) {
-      if (name.is_string()) out.push_back(name.get<std::string>());
+    for (const auto& checkpoint : j) {
+      if (checkpoint.is_string()) out.push_back(checkpoint.get<std::string>());
     }
   }
   return out;
@@ -114,16 +119,18 @@ Result<Chain> ChainTo(const DiskFiles& files, const std::string& disk,
 
 class Resolver {
  public:
-  Resolver(const std::string& dir, const OpenOptions& options, SavesetModel* model)
-      : dir_(dir), options_(options), model_(model) {}
+  Resolver(Storage& saveset, const OpenOptions& options, SavesetModel* model)
+      : saveset_(saveset), options_(options), model_(model) {}
 
   Status Run() {
-    BFS_ASSIGN_OR_RETURN(SavesetListing listing, ListSaveset(dir_));
+    BFS_ASSIGN_OR_RETURN(SavesetListing listing, ListSaveset(saveset_));
     for (const std::string& p : listing.partial_files) {
-      model_->problems.push_back(dir_ + "/" + p + ": leftover of an interrupted backup; ignored");
+      model_->problems.push_back(saveset_.Describe(p) +
+                                 ": leftover of an interrupted backup; ignored");
     }
     for (const DataFileName& n : listing.data_files) Open(n);
-    std::vector<std::string> order = ReadCheckpointList(dir_, &model_->problems);
+    std::vector<std::string> order =
+        ReadCheckpointList(saveset_, listing.checkpoint_lists, &model_->problems);
     for (auto& [disk, files] : disks_) ResolveDisk(disk, files);
     Finish(order);
     return Status::Ok();
@@ -142,10 +149,10 @@ class Resolver {
   }
 
   void Open(const DataFileName& n) {
-    const std::string path = dir_ + "/" + n.file;
+    const std::string path = saveset_.Describe(n.file);
     std::shared_ptr<StreamReader> reader = options_.reuse ? options_.reuse(path) : nullptr;
     if (!reader) {
-      auto r = StreamReader::Open(path, options_.reader);
+      auto r = StreamReader::Open(saveset_, n.file, options_.reader);
       if (!r.ok()) {
         Damage(r.status().message(), PointOf(n), n.disk);
         return;
@@ -275,7 +282,7 @@ class Resolver {
     if (!model_->points.empty()) model_->latest = model_->points.back().name;
   }
 
-  const std::string dir_;
+  Storage& saveset_;
   const OpenOptions& options_;
   SavesetModel* model_;
   std::map<std::string, DiskFiles> disks_;
@@ -285,11 +292,16 @@ class Resolver {
 
 }  // namespace
 
-Result<SavesetModel> LoadSaveset(const std::string& dir, const OpenOptions& options) {
+Result<SavesetModel> LoadSaveset(std::shared_ptr<Storage> saveset, const OpenOptions& options) {
   SavesetModel model;
-  model.dir = dir;
-  BFS_RETURN_IF_ERROR(Resolver(dir, options, &model).Run());
+  model.dir = saveset->address();
+  model.storage = saveset;
+  BFS_RETURN_IF_ERROR(Resolver(*saveset, options, &model).Run());
   return model;
+}
+
+Result<SavesetModel> LoadSaveset(const std::string& dir, const OpenOptions& options) {
+  return LoadSaveset(std::shared_ptr<Storage>(OpenLocalStorage(dir)), options);
 }
 
 }  // namespace backupfs

@@ -55,7 +55,8 @@ struct RestorePoint {
 };
 
 struct SavesetModel {
-  std::string dir;
+  std::string dir;                   // the saveset's address: a directory or s3:// URL
+  std::shared_ptr<Storage> storage;  // where its files are
   std::vector<RestorePoint> points;   // oldest first, by the rule above
   std::string latest;                 // name of the newest point, "" if none
   std::vector<std::string> problems;  // what is unavailable and why, one message each
@@ -70,14 +71,16 @@ struct SavesetModel {
 
 struct OpenOptions {
   ReaderOptions reader;
-  // Asked for each data file before it is opened (its path: `dir` + "/" + name): a reader of
+  // Asked for each data file before it is opened (its storage's Describe(name)): a reader of
   // that file to use instead of opening it, or nullptr to open it. A live mount hands back
   // the readers of files it has already open and that have not changed, so that a reload costs
   // only the new files. The hook vouches for the file; it is called from LoadSaveset's thread.
   std::function<std::shared_ptr<StreamReader>(const std::string& path)> reuse;
 };
 
-// Scans `dir` and resolves every restore point. Fails only if the directory cannot be listed.
+// Scans the saveset and resolves every restore point. Fails only if it cannot be listed.
+Result<SavesetModel> LoadSaveset(std::shared_ptr<Storage> saveset, const OpenOptions& options);
+// A saveset in a local directory.
 Result<SavesetModel> LoadSaveset(const std::string& dir, const OpenOptions& options);
 
 }  // namespace backupfs

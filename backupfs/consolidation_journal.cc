@@ -1,5 +1,7 @@
 #include "backupfs/consolidation_journal.h"
 
+#include "stream/local_storage.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -164,11 +166,15 @@ std::string JournalPath(const std::string& saveset) {
 }
 
 Result<std::optional<ConsolidationJournal>> ReadJournal(const std::string& saveset) {
-  const std::string path = JournalPath(saveset);
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return std::optional<ConsolidationJournal>();
-  BFS_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
-  BFS_ASSIGN_OR_RETURN(ConsolidationJournal j, DecodeJournal(text, path));
+  return ReadJournal(*OpenLocalStorage(saveset));
+}
+
+Result<std::optional<ConsolidationJournal>> ReadJournal(const Storage& saveset) {
+  const std::string name = std::string(kStagingDirName) + "/journal.json";
+  Result<std::string> text = saveset.ReadAll(name);
+  if (text.status().code() == StatusCode::kNotFound) return std::optional<ConsolidationJournal>();
+  BFS_RETURN_IF_ERROR(text.status());
+  BFS_ASSIGN_OR_RETURN(ConsolidationJournal j, DecodeJournal(*text, saveset.Describe(name)));
   return std::optional<ConsolidationJournal>(std::move(j));
 }
 

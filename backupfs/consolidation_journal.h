@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
@@ -53,6 +54,7 @@ std::string JournalPath(const std::string& saveset);
 
 // The committed journal of `saveset`, or nullopt when there is none.
 Result<std::optional<ConsolidationJournal>> ReadJournal(const std::string& saveset);
+Result<std::optional<ConsolidationJournal>> ReadJournal(const Storage& saveset);
 
 // Step 2: makes the consolidation happen, whatever comes after (see above).
 Status CommitJournal(const std::string& saveset, const ConsolidationJournal& journal);

@@ -1,5 +1,7 @@
 #include "backupfs/saveset.h"
 
+#include "stream/local_storage.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -73,29 +75,40 @@ std::string PointFileShownName(const std::string& file, const std::string& id) {
 }
 
 Result<SavesetListing> ListSaveset(const std::string& dir, const std::string& disk) {
+  return ListSaveset(*OpenLocalStorage(dir), disk);
+}
+
+Result<SavesetListing> ListSaveset(const Storage& saveset, const std::string& disk) {
   SavesetListing out;
-  out.dir = dir;
-  std::error_code ec;
-  std::filesystem::directory_iterator it(dir, ec);
-  if (ec) return Status::IOError("cannot read saveset directory " + dir + ": " + ec.message());
+  out.dir = saveset.address();
+  Result<std::vector<StoredObject>> listed = saveset.List();
+  if (!listed.ok()) {
+    return listed.status().WithPrefix("cannot read saveset " + out.dir);
+  }
   std::set<std::string> names;
-  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    if (ec) return Status::IOError("cannot read saveset directory " + dir + ": " + ec.message());
-    names.insert(it->path().filename().string());
+  bool staging = false;
+  for (const StoredObject& o : *listed) {
+    if (!o.is_dir()) names.insert(o.name);
+    staging = staging || o.name == std::string(kStagingDirName) + "/";
   }
   // A committed consolidation that is not rolled forward yet: show the saveset it makes.
-  BFS_ASSIGN_OR_RETURN(std::optional<ConsolidationJournal> journal, ReadJournal(dir));
+  std::optional<ConsolidationJournal> journal;
+  if (staging) {
+    BFS_ASSIGN_OR_RETURN(journal, ReadJournal(saveset));
+  }
   std::map<std::string, std::string> staged;  // name -> the staged file that is its content
   if (journal) {
     for (const std::string& r : journal->remove) names.erase(r);
     for (const auto& [from, to] : journal->install) {
-      if (!std::filesystem::exists(dir + "/" + from, ec)) continue;
+      BFS_ASSIGN_OR_RETURN(std::optional<StoredObject> there, saveset.Stat(from));
+      if (!there) continue;
       names.insert(to);
       staged[to] = from;
     }
   }
   auto wanted = [&](const std::string& d) { return disk.empty() || d == disk; };
   for (const std::string& name : names) {
+    if (EndsWith(name, ".cpt")) out.checkpoint_lists.push_back(name);
     if (EndsWith(name, ".partial")) {
       if (wanted(name.substr(0, name.find('.')))) out.partial_files.push_back(name);
       continue;

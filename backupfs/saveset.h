@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
@@ -40,6 +41,7 @@ struct SavesetListing {
   // (virtnbdbackup.2 before virtnbdbackup.10).
   std::vector<DataFileName> data_files;
   std::vector<std::string> partial_files;  // `*.partial`: an interrupted backup
+  std::vector<std::string> checkpoint_lists;  // `<domain>.cpt`
   // Sidecars (`.idx`, `.chksum`) whose data file is missing.
   std::vector<std::string> orphan_sidecars;
 };
@@ -47,6 +49,7 @@ struct SavesetListing {
 // Lists `dir` as it is, or as a committed consolidation makes it (consolidation_journal.h).
 // Fails (naming the directory or the journal) only when they cannot be read; unrelated files
 // are ignored. `disk` non-empty keeps only that disk's files.
+Result<SavesetListing> ListSaveset(const Storage& saveset, const std::string& disk = "");
 Result<SavesetListing> ListSaveset(const std::string& dir, const std::string& disk = "");
 
 }  // namespace backupfs

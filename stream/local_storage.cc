@@ -139,6 +139,25 @@ class LocalStorage final : public Storage {
   std::string Describe(std::string_view name) const override { return JoinName(dir_, name); }
   std::optional<std::string> LocalDir() const override { return dir_; }
 
+  std::unique_ptr<Storage> Sub(std::string_view dir) const override {
+    return std::make_unique<LocalStorage>(Describe(dir));
+  }
+
+  StoreStamp Stamp(std::string_view dir) const override {
+    struct stat st {};
+    const std::string path = Describe(dir);
+    if (::stat(path.empty() ? "." : path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return {};
+    StoreStamp out;
+    out.exists = true;
+    out.token = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+                std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+    out.mtime = st.st_mtim;
+    struct timespec now {};
+    clock_gettime(CLOCK_REALTIME, &now);
+    out.racy = st.st_mtim.tv_sec + 2 >= now.tv_sec;
+    return out;
+  }
+
   Result<bool> Exists() const override {
     struct stat st;
     if (::stat(dir_.c_str(), &st) == 0) return S_ISDIR(st.st_mode);

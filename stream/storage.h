@@ -68,6 +68,20 @@ class ObjectWriter {
   virtual uint64_t size() const = 0;            // bytes appended so far
 };
 
+// What a look at a directory found, to tell whether it changed since an earlier look without
+// listing it again where the store allows that.
+struct StoreStamp {
+  bool exists = false;
+  // Equal tokens: nothing in the directory changed (a local directory's dev:ino:mtime; a store's
+  // digest of its listing's names and versions).
+  std::string token;
+  struct timespec mtime = {};  // of the directory, or its newest file
+  // The token may miss a change made in the same clock tick (a local directory's mtime within
+  // the filesystem's granularity of now): do not trust it yet.
+  bool racy = false;
+  bool operator==(const StoreStamp& o) const { return exists == o.exists && token == o.token; }
+};
+
 // Held while a writer (capture, consolidation, retention) owns the saveset; released on
 // destruction.
 class StorageLock {
@@ -89,6 +103,10 @@ class Storage {
 
   // Whether the saveset's directory (or any object under the prefix) exists.
   virtual Result<bool> Exists() const = 0;
+  // The storage of subdirectory `dir` (a saveset in a collection, a broken-chain.* set aside).
+  virtual std::unique_ptr<Storage> Sub(std::string_view dir) const = 0;
+  // A look at `dir` ("" the saveset itself); a directory that cannot be read does not exist.
+  virtual StoreStamp Stamp(std::string_view dir = "") const = 0;
   // Files and subdirectories directly under `dir` ("" for the saveset itself), in no
   // particular order. A missing directory is NotFound naming it.
   virtual Result<std::vector<StoredObject>> List(std::string_view dir = "") const = 0;
