@@ -220,6 +220,14 @@ class LocalStorage final : public Storage {
     return Status::Ok();
   }
 
+  Status Rename(std::string_view from, std::string_view to) override {
+    const std::string a = Describe(from), b = Describe(to);
+    if (::rename(a.c_str(), b.c_str()) != 0) {
+      return Status::FromErrno("cannot rename " + a + " to " + b, errno);
+    }
+    return Status::Ok();
+  }
+
   Status MakeDir(std::string_view dir) override {
     const std::string path = Describe(dir);
     std::error_code ec;

@@ -130,6 +130,10 @@ class Storage {
   }
   // Removing a file that is not there is not an error.
   virtual Status Remove(std::string_view name) = 0;
+  // Moves a file to another name (another directory of the saveset): a rename in a directory;
+  // a server-side copy, then a delete, in a store, where another reader may see both for a
+  // moment but never a partial file.
+  virtual Status Rename(std::string_view from, std::string_view to) = 0;
   // Makes `dir` (and its parents) when a store has directories; a no-op on S3.
   virtual Status MakeDir(std::string_view dir) = 0;
 
