@@ -59,39 +59,42 @@ harness_log "ok: ranged GET of 4 KiB at 50565120"
 
 # --- faults through the proxy
 rgw_proxy_start
+# One python for the three steps (boto3 takes a second to import): pass-through, a 503 with
+# retries off, two 503s with retries on. The proxy's rules are set between them.
 py '
 import sys, rgwlib, botocore.exceptions as bx
-bucket, endpoint = sys.argv[1], sys.argv[2]
+from s3_fault_proxy import control_command
+bucket, endpoint, control = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def proxy(line):
+    assert control_command(control, line)["ok"], line
+
 s3 = rgwlib.client_from_env(endpoint=endpoint, retries=0)
 assert s3.head_object(Bucket=bucket, Key="dir/obj")["ContentLength"] == 52428800
-' "$BUCKET" "$RGW_PROXY_ENDPOINT" || harness_fail "HEAD through the proxy failed"
-expect_eq "requests through the pass-through proxy" "$(rgw_proxy_stat requests)" 1
 
-rgw_proxy fail status=503 count=1 >/dev/null
-py '
-import sys, rgwlib, botocore.exceptions as bx
-s3 = rgwlib.client_from_env(endpoint=sys.argv[2], retries=0)
+proxy("fail status=503 count=1")
 try:
-    s3.get_object(Bucket=sys.argv[1], Key="dir/obj", Range="bytes=0-9")
+    s3.get_object(Bucket=bucket, Key="dir/obj", Range="bytes=0-9")
 except bx.ClientError as e:
     err, status = e.response["Error"], e.response["ResponseMetadata"]["HTTPStatusCode"]
     assert (err["Code"], status) == ("SlowDown", 503), (err, status)
-    assert err["Resource"] == f"/{sys.argv[1]}/dir/obj", err
+    assert err["Resource"] == f"/{bucket}/dir/obj", err
 else:
     sys.exit("GET succeeded despite an injected 503")
-' "$BUCKET" "$RGW_PROXY_ENDPOINT" || harness_fail "injected 503 not seen as SlowDown"
-expect_eq "503s injected" "$(rgw_proxy_stat faults.fail_503)" 1
-harness_log "ok: an injected 503 reaches boto3 (retries off) as SlowDown"
+print("ok: an injected 503 reaches boto3 (retries off) as SlowDown")
 
-rgw_proxy fail status=503 count=2 >/dev/null
-py '
-import sys, rgwlib
-s3 = rgwlib.client_from_env(endpoint=sys.argv[2], retries=3)
-got = s3.get_object(Bucket=sys.argv[1], Key="dir/obj", Range="bytes=0-9")
+proxy("fail status=503 count=2")
+got = rgwlib.client_from_env(endpoint=endpoint, retries=3).get_object(
+    Bucket=bucket, Key="dir/obj", Range="bytes=0-9")
 assert got["ResponseMetadata"]["RetryAttempts"] == 2, got["ResponseMetadata"]
-' "$BUCKET" "$RGW_PROXY_ENDPOINT" || harness_fail "a retrying client did not get past two 503s"
+assert got["Body"].read() == open(sys.argv[4], "rb").read(10)
+print("ok: a retrying client gets past two injected 503s")
+' "$BUCKET" "$RGW_PROXY_ENDPOINT" "$RGW_PROXY_CONTROL" "$T/obj" >&2 ||
+    harness_fail "injected 503s: see above"
+# HEAD, the failed GET, and the retried GET's three attempts.
+expect_eq "requests through the proxy" "$(rgw_proxy_stat requests)" 5
+expect_eq "requests forwarded" "$(rgw_proxy_stat forwarded)" 2
 expect_eq "503s injected" "$(rgw_proxy_stat faults.fail_503)" 3
-harness_log "ok: a retrying client gets past two injected 503s"
+harness_log "ok: proxy counters: 5 requests, 2 forwarded, 3 injected 503s"
 
 rgw_proxy cut dir=down bytes=$((3 * MiB)) count=1 match=GET >/dev/null
 py '
@@ -124,25 +127,20 @@ expect_eq "rules left" "$(rgw_proxy stats | grep -o '"rules": \[[^]]*\]')" '"rul
 
 # --- the gateway stops and starts
 rgw_stop_gateway
-py '
-import sys, rgwlib, botocore.exceptions as bx
-try:
-    rgwlib.client_from_env(retries=0, timeout=5).head_bucket(Bucket=sys.argv[1])
-except bx.EndpointConnectionError as e:
-    print(f"stopped gateway refuses: {e}")
-else:
-    sys.exit("HEAD succeeded with the gateway stopped")
-' "$BUCKET" >&2 || harness_fail "a stopped gateway still answered"
 refused="$(rgw_proxy_stat upstream_refused)"
 py '
 import sys, rgwlib, botocore.exceptions as bx
-try:
-    rgwlib.client_from_env(endpoint=sys.argv[2], retries=0, timeout=5).head_bucket(Bucket=sys.argv[1])
-except (bx.ConnectionClosedError, bx.EndpointConnectionError) as e:
-    print(f"proxy to a stopped gateway fails: {type(e).__name__}")
-else:
-    sys.exit("HEAD through the proxy succeeded with the gateway stopped")
-' "$BUCKET" "$RGW_PROXY_ENDPOINT" >&2 || harness_fail "the proxy answered for a stopped gateway"
+bucket, endpoint = sys.argv[1], sys.argv[2]
+for ep, errors in ((None, bx.EndpointConnectionError),
+                   (endpoint, (bx.ConnectionClosedError, bx.EndpointConnectionError))):
+    name = ep or "direct"
+    try:
+        rgwlib.client_from_env(endpoint=ep, retries=0, timeout=5).head_bucket(Bucket=bucket)
+    except errors as e:
+        print(f"stopped gateway, {name}: {type(e).__name__}")
+    else:
+        sys.exit(f"HEAD succeeded with the gateway stopped ({name})")
+' "$BUCKET" "$RGW_PROXY_ENDPOINT" >&2 || harness_fail "a stopped gateway still answered"
 expect_eq "refused upstream connections" "$(rgw_proxy_stat upstream_refused)" $((refused + 1))
 rgw_start_gateway
 rgw_aws s3 cp --only-show-errors "s3://$BUCKET/dir/obj" "$T/obj.back"
