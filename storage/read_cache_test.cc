@@ -255,6 +255,19 @@ TEST(ReadCacheTest, ConcurrentReadersOfOneBlockShareOneFetch) {
   EXPECT_EQ(f.cache->stats().fetches, 1u);
 }
 
+TEST(ReadCacheTest, AReadOfSeveralBlocksFetchesThemInParallel) {
+  ReadCacheOptions o = SmallOptions();
+  o.max_readahead = 0;
+  Fixture f(16 * kBlock, o);
+  f.probe->CloseGate();
+  std::thread reader([&] { EXPECT_TRUE(ReadsExactly(*f.file, *f.bytes, 100, 4 * kBlock)); });
+  // Blocks 0..4: the reader fetches the first, the 4 fetch threads the others.
+  EXPECT_TRUE(f.probe->WaitFor([](auto&, int waiting) { return waiting == 5; }));
+  f.probe->OpenGate();
+  reader.join();
+  EXPECT_EQ(f.cache->stats().fetches, 5u);
+}
+
 TEST(ReadCacheTest, AFailedFetchReachesEveryWaiterAndIsNotKept) {
   ReadCacheOptions o = SmallOptions();
   o.max_readahead = 0;
