@@ -1,5 +1,7 @@
 #include "storage/s3_storage.h"
 
+#include <functional>
+
 #include "storage/s3_lock.h"
 #include "storage/s3_writer.h"
 
@@ -7,6 +9,8 @@ namespace backupfs {
 namespace {
 
 constexpr unsigned kMaxListPages = S3Client::kMaxPages;
+// Derived files are built in memory before they go to the disk cache.
+constexpr uint64_t kMaxDerivedBytes = uint64_t{1} << 30;
 
 // One object, read with ranged GETs that hold only while it is the version seen at open.
 class S3File final : public StoredFile {
@@ -37,6 +41,40 @@ class S3File final : public StoredFile {
   const std::string url_;
 };
 
+// A derived file, gathered in memory and handed to `keep` at Commit().
+class DerivedWriter final : public ObjectWriter {
+ public:
+  using Keep = std::function<Status(std::span<const uint8_t>)>;
+  DerivedWriter(std::string name, Keep keep) : name_(std::move(name)), keep_(std::move(keep)) {}
+
+  Status Append(std::span<const uint8_t> bytes) override {
+    if (!error_.ok()) return error_;
+    if (committed_) return error_ = Status::InvalidArgument(name_ + ": append after commit");
+    if (bytes.size() > kMaxDerivedBytes - bytes_.size()) {
+      return error_ = Status::InvalidArgument(name_ + ": a derived file of more than " +
+                                              std::to_string(kMaxDerivedBytes) + " bytes");
+    }
+    bytes_.insert(bytes_.end(), bytes.begin(), bytes.end());
+    return Status::Ok();
+  }
+  Status Commit() override {
+    if (!error_.ok()) return error_;
+    if (committed_) return Status::InvalidArgument(name_ + ": committed twice");
+    BFS_RETURN_IF_ERROR(error_ = keep_(bytes_));
+    committed_ = true;
+    return Status::Ok();
+  }
+  const std::string& name() const override { return name_; }
+  uint64_t size() const override { return bytes_.size(); }
+
+ private:
+  const std::string name_;
+  const Keep keep_;
+  std::vector<uint8_t> bytes_;
+  bool committed_ = false;
+  Status error_;
+};
+
 int64_t WholeSeconds(int64_t ns) { return ns / 1000000000 * 1000000000; }
 
 StoredObject ObjectOf(std::string name, const S3ObjectInfo& info) {
@@ -63,7 +101,7 @@ S3Storage::S3Storage(std::string address, std::string bucket, std::string prefix
       bucket_(std::move(bucket)),
       prefix_(std::move(prefix)),
       client_(std::move(client)),
-      options_(options) {}
+      options_(std::move(options)) {}
 
 std::string S3Storage::Key(std::string_view name) const {
   return name.empty() ? prefix_ : JoinName(prefix_, name);
@@ -140,21 +178,44 @@ Result<std::unique_ptr<StoredFile>> S3Storage::Open(std::string_view name) const
     BFS_RETURN_IF_ERROR(CheckBucket());
     return Status::NotFound(Describe(name) + ": no such object at " + client_->endpoint());
   }
-  return std::unique_ptr<StoredFile>(new S3File(client_, bucket_, std::move(*head)));
+  std::unique_ptr<StoredFile> file(new S3File(client_, bucket_, std::move(*head)));
+  if (options_.read_cache != nullptr) return options_.read_cache->Wrap(std::move(file));
+  return file;
 }
 
 Result<std::string> S3Storage::ReadAll(std::string_view name, uint64_t max_size) const {
-  return client_->GetObject(bucket_, Key(name), max_size);
+  auto stored = client_->GetObject(bucket_, Key(name), max_size);
+  const bool no_such_key = !stored.ok() && stored.status().code() == StatusCode::kNotFound &&
+                           stored.status().message().find("NoSuchKey") != std::string::npos;
+  if (!no_such_key || options_.disk_cache == nullptr) return stored;
+  auto derived = options_.disk_cache->Get(DerivedKey(name));
+  if (!derived.ok() || !derived->has_value() || (*derived)->size() > max_size) return stored;
+  return std::move(**derived);
+}
+
+std::string S3Storage::DerivedKey(std::string_view name) const {
+  return "derived " + client_->endpoint() + " " + Describe(name);
+}
+
+Status S3Storage::PutDerived(std::string_view name, std::span<const uint8_t> bytes) const {
+  if (options_.disk_cache == nullptr) return Status::Ok();  // a mount never writes the bucket
+  return options_.disk_cache->Put(DerivedKey(name), bytes);
 }
 
 Result<std::unique_ptr<ObjectWriter>> S3Storage::Create(std::string_view name,
-                                                        const PutOptions& /*options*/) {
+                                                        const PutOptions& options) {
+  if (options.derived) {
+    return std::unique_ptr<ObjectWriter>(new DerivedWriter(
+        Describe(name),
+        [this, key = std::string(name)](auto bytes) { return PutDerived(key, bytes); }));
+  }
   return std::unique_ptr<ObjectWriter>(new S3MultipartWriter(
       client_, bucket_, Key(name), options_.part_bytes, options_.upload_threads));
 }
 
 Status S3Storage::Put(std::string_view name, std::span<const uint8_t> bytes,
-                      const PutOptions& /*options*/) {
+                      const PutOptions& options) {
+  if (options.derived) return PutDerived(name, bytes);
   return client_->PutObject(bucket_, Key(name), bytes).status();
 }
 

@@ -13,6 +13,11 @@
 //             (s3_writer.h); the object appears, whole, when Commit() completes the upload
 //   Lock      an object `<prefix>/.backupfs-lock` created only if absent (s3_lock.h)
 //
+// Files opened are read through the options' ReadCache when there is one. Derived files
+// (PutOptions::derived: indexes built by scanning a saveset that has none) never go into the
+// bucket, which a mount must not write: they are kept in the options' DiskCache, where ReadAll
+// finds them when the bucket has no such file, or not kept at all without one.
+//
 // Thread-safe, as Storage requires.
 #pragma once
 
@@ -23,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "storage/disk_cache.h"
+#include "storage/read_cache.h"
 #include "storage/s3_client.h"
 #include "stream/storage.h"
 
@@ -38,6 +45,10 @@ struct S3StorageOptions {
   // renews it.
   std::chrono::milliseconds lock_lease = std::chrono::minutes(5);
   std::chrono::milliseconds lock_renew = std::chrono::minutes(1);
+  // Reads of opened files go through this cache when set (shared by all of them).
+  std::shared_ptr<ReadCache> read_cache;
+  // Where derived files are kept, if anywhere.
+  std::shared_ptr<DiskCache> disk_cache;
 };
 
 // A multipart upload that was started under the saveset's prefix and never completed or
@@ -92,6 +103,9 @@ class S3Storage final : public Storage {
   Status CheckBucket() const;
   // A key's listing prefix for `dir`: "prefix/dir/", or "" for the root of a whole bucket.
   std::string DirPrefix(std::string_view dir) const;
+  // The disk cache's key of a derived file: the endpoint and the file's URL.
+  std::string DerivedKey(std::string_view name) const;
+  Status PutDerived(std::string_view name, std::span<const uint8_t> bytes) const;
 
   const std::string address_;
   const std::string bucket_;
