@@ -9,7 +9,9 @@
 #include <cstring>
 #include <random>
 
+#include "storage/disk_cache.h"
 #include "storage/open_storage.h"
+#include "storage/read_cache.h"
 #include "storage/s3_lock.h"
 #include "storage/s3_storage.h"
 #include "storage/s3_test_gateway.h"
@@ -417,6 +419,252 @@ TEST_F(S3LiveTest, StoppedGatewayFailsWithinBoundsThenRecovers) {
   auto after = s->ReadAll("f");
   ASSERT_TRUE(after.ok()) << after.status().ToString();
   EXPECT_EQ(*after, "before");
+}
+
+TEST_F(S3LiveTest, OpenedFilesReadThroughTheCache) {
+  S3StorageOptions options;
+  ReadCacheOptions cache;
+  cache.memory_bytes = 64u << 20;
+  options.read_cache = ReadCache::Create(cache);
+  auto s = Saveset(options);
+  const std::vector<uint8_t> data = RandomBytes(24u << 20, 21);
+  ASSERT_TRUE(s->Put("vda.full.data", data).ok());
+  auto f = s->Open("vda.full.data");
+  ASSERT_TRUE(f.ok());
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<uint8_t> got(data.size());
+    for (size_t off = 0; off < got.size(); off += 1u << 20) {
+      ASSERT_TRUE((*f)->ReadAt(off, std::span(got).subspan(off, 1u << 20)).ok());
+    }
+    EXPECT_TRUE(got == data) << "pass " << pass;
+  }
+  const ReadCache::Stats stats = options.read_cache->stats();
+  EXPECT_LE(stats.fetched_bytes, data.size() + (8u << 20)) << "the second pass hit the store";
+  EXPECT_GT(stats.memory_hits, 0u);
+
+  // A replaced object: what was fetched stays the old version's, the rest is Stale, and a
+  // new open reads the new bytes.
+  auto g = s->Open("vda.full.data");
+  std::vector<uint8_t> head(4096);
+  ASSERT_TRUE((*g)->ReadAt(0, head).ok());
+  const std::vector<uint8_t> v2 = RandomBytes(24u << 20, 22);
+  ASSERT_TRUE(s->Put("vda.full.data", v2).ok());
+  const Status late = (*g)->ReadAt(20u << 20, head);
+  if (late.ok()) {
+    EXPECT_EQ(0, std::memcmp(head.data(), data.data() + (20u << 20), head.size()));
+  } else {
+    EXPECT_EQ(late.code(), StatusCode::kStale) << late.ToString();
+  }
+  auto h = s->Open("vda.full.data");
+  ASSERT_TRUE((*h)->ReadAt(0, head).ok());
+  EXPECT_EQ(0, std::memcmp(head.data(), v2.data(), head.size()));
+}
+
+TEST_F(S3LiveTest, DerivedFilesGoToTheDiskCacheNeverTheBucket) {
+  testing::ScratchDir dir;
+  auto disk = DiskCache::Open(dir.path() + "/cache", 64u << 20);
+  ASSERT_TRUE(disk.ok());
+  S3StorageOptions options;
+  options.disk_cache = *disk;
+  auto s = Saveset(options);
+  ASSERT_TRUE(s->PutText("vda.full.data", "data").ok());
+  PutOptions derived;
+  derived.derived = true;
+  ASSERT_TRUE(s->PutText("vda.full.data.idx", "an index", derived).ok());
+  EXPECT_FALSE(s->Stat("vda.full.data.idx")->has_value());  // not in the bucket
+  EXPECT_EQ(*s->ReadAll("vda.full.data.idx"), "an index");  // but found
+  {
+    auto w = s->Create("vdb.full.data.idx", derived);
+    ASSERT_TRUE((*w)->Append(Bytes("streamed")).ok());
+    ASSERT_TRUE((*w)->Commit().ok());
+  }
+  EXPECT_EQ(*s->ReadAll("vdb.full.data.idx"), "streamed");
+  EXPECT_EQ(Names(*s->List()), std::vector<std::string>{"vda.full.data"});
+  // The bucket's own copy wins over the cache's.
+  ASSERT_TRUE(s->PutText("vda.full.data.idx", "the sidecar").ok());
+  EXPECT_EQ(*s->ReadAll("vda.full.data.idx"), "the sidecar");
+
+  // Without a disk cache a derived file is not kept anywhere (and that is not an error).
+  auto bare = Saveset();
+  ASSERT_TRUE(bare->PutText("other.idx", "x", derived).ok());
+  EXPECT_FALSE(bare->Stat("other.idx")->has_value());
+  EXPECT_EQ(bare->ReadAll("other.idx").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(S3LiveTest, OpenStorageBuildsTheCachesFromTheOptions) {
+  testing::ScratchDir dir;
+  StoreOptions options = gateway_->Options();
+  options.cache_dir = dir.path() + "/cache";
+  options.cache_dir_bytes = 64u << 20;
+  options.memory_cache_bytes = 8u << 20;
+  auto s = OpenStorage("s3://live/OpenStorageBuildsTheCachesFromTheOptions/", options);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ((*s)->address(), "s3://live/OpenStorageBuildsTheCachesFromTheOptions/");
+  EXPECT_EQ((*s)->Describe("x"), "s3://live/OpenStorageBuildsTheCachesFromTheOptions/x");
+  const std::vector<uint8_t> data = RandomBytes(9u << 20, 5);
+  ASSERT_TRUE((*s)->Put("vda.full.data", data).ok());
+  auto f = (*s)->Open("vda.full.data");
+  std::vector<uint8_t> got(data.size());
+  ASSERT_TRUE((*f)->ReadAt(0, got).ok());
+  EXPECT_TRUE(got == data);
+  PutOptions derived;
+  derived.derived = true;
+  ASSERT_TRUE((*s)->PutText("vda.full.data.idx", "index", derived).ok());
+
+  // A later run finds the index in the same cache directory.
+  auto again = OpenStorage("s3://live/OpenStorageBuildsTheCachesFromTheOptions", options);
+  EXPECT_EQ(*(*again)->ReadAll("vda.full.data.idx"), "index");
+  EXPECT_FALSE((*again)->Stat("vda.full.data.idx")->has_value());
+}
+
+TEST_F(S3LiveTest, AddressesWithoutABucketAreRefused) {
+  auto s = OpenStorage("s3:///prefix", gateway_->Options());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("s3:///prefix: no bucket name"), std::string::npos);
+  auto whole = OpenStorage("s3://live", gateway_->Options());
+  ASSERT_TRUE(whole.ok());
+  EXPECT_TRUE(*(*whole)->Exists());
+}
+
+// Faults injected by tests/integration/s3_fault_proxy.py between the client and the gateway.
+class S3FaultTest : public S3LiveTest {
+ protected:
+  void SetUp() override {
+    S3LiveTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    const std::string script = std::string(BFS_SOURCE_DIR) + "/tests/integration/s3_fault_proxy.py";
+    if (access(script.c_str(), R_OK) != 0) GTEST_SKIP() << "no " << script;
+    proxy_ = std::make_unique<testing::FaultProxy>(script, kPort);
+    ASSERT_TRUE(proxy_->ok()) << "the fault proxy did not start";
+  }
+
+  // The test's saveset, reached through the proxy.
+  std::unique_ptr<S3Storage> ViaProxy(S3StorageOptions options = {}) {
+    StoreOptions o = gateway_->Options();
+    o.endpoint = proxy_->endpoint();
+    auto config = ResolveS3Config(o);
+    const std::string prefix = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    return std::make_unique<S3Storage>(std::string("s3://") + kBucket + "/" + prefix, kBucket,
+                                       prefix, std::make_shared<S3Client>(*config), options);
+  }
+
+  void Inject(std::vector<std::string> rule) {
+    ASSERT_NE(proxy_->Command(std::move(rule)), "") << "the fault proxy refused a rule";
+  }
+
+  std::unique_ptr<testing::FaultProxy> proxy_;
+};
+
+TEST_F(S3FaultTest, SlowDownIsRetriedThenSucceeds) {
+  auto s = ViaProxy();
+  ASSERT_TRUE(s->PutText("f", "bytes").ok());
+  Inject({"fail", "status=503", "count=2", "match=GET"});
+  auto got = s->ReadAll("f");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, "bytes");
+  EXPECT_NE(proxy_->Command({"stats"}).find("\"fail_503\": 2"), std::string::npos)
+      << proxy_->Command({"stats"});
+}
+
+TEST_F(S3FaultTest, PersistentSlowDownGivesUpNamingTheCode) {
+  auto s = ViaProxy();
+  ASSERT_TRUE(s->PutText("f", "bytes").ok());
+  Inject({"fail", "status=503", "count=all", "match=GET"});
+  const auto start = Clock::now();
+  auto got = s->ReadAll("f");
+  EXPECT_LT(Seconds(Clock::now() - start), 10.0);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), StatusCode::kUnavailable);
+  const std::string& m = got.status().message();
+  EXPECT_NE(m.find("HTTP 503 SlowDown"), std::string::npos) << m;
+  EXPECT_NE(m.find("after 6 attempts"), std::string::npos) << m;
+  EXPECT_NE(m.find(proxy_->endpoint()), std::string::npos) << m;
+  EXPECT_NE(m.find("s3://live/PersistentSlowDownGivesUpNamingTheCode/f"), std::string::npos);
+}
+
+TEST_F(S3FaultTest, CutDownloadsAreRetried) {
+  auto s = ViaProxy();
+  const std::vector<uint8_t> data = RandomBytes(4u << 20, 9);
+  ASSERT_TRUE(s->Put("f", data).ok());
+  auto f = s->Open("f");
+  ASSERT_TRUE(f.ok());
+  for (const char* mode : {"mode=rst", "mode=fin"}) {
+    Inject({"cut", "dir=down", "bytes=100000", "count=1", "match=GET", mode});
+    std::vector<uint8_t> got(data.size());
+    const Status read = (*f)->ReadAt(0, got);
+    ASSERT_TRUE(read.ok()) << mode << ": " << read.ToString();
+    EXPECT_TRUE(got == data) << mode;
+  }
+  EXPECT_NE(proxy_->Command({"stats"}).find("\"cut_down\": 2"), std::string::npos)
+      << proxy_->Command({"stats"});
+}
+
+TEST_F(S3FaultTest, CutPartUploadIsRetried) {
+  S3StorageOptions options;
+  options.part_bytes = 5u << 20;
+  auto s = ViaProxy(options);
+  static int run = 0;  // a new object each run (--gtest_repeat)
+  const std::string name = "vda.full.data." + std::to_string(run++);
+  const std::vector<uint8_t> data = RandomBytes(18u << 20, 4);
+  Inject({"cut", "dir=up", "bytes=1000000", "count=2", "match=partNumber="});
+  {
+    auto w = s->Create(name);
+    AppendInPieces(**w, data);
+    const Status committed = (*w)->Commit();
+    ASSERT_TRUE(committed.ok()) << committed.ToString();
+  }
+  auto back = s->ReadAll(name);
+  ASSERT_TRUE(back.ok());
+  ASSERT_EQ(back->size(), data.size());
+  for (size_t i = 0; i < data.size(); i += 4096) {
+    ASSERT_EQ(0, std::memcmp(back->data() + i, data.data() + i, 4096))
+        << "differs at " << i << "; proxy: " << proxy_->Command({"stats"});
+  }
+  EXPECT_NE(proxy_->Command({"stats"}).find("\"cut_up\": 2"), std::string::npos)
+      << proxy_->Command({"stats"});
+}
+
+TEST_F(S3FaultTest, UploadThatCannotGetThroughLeavesNoPointAndNoUpload) {
+  S3StorageOptions options;
+  options.part_bytes = 5u << 20;
+  auto s = ViaProxy(options);
+  const std::vector<uint8_t> data = RandomBytes(12u << 20, 4);
+  Inject({"cut", "dir=up", "bytes=100000", "count=all", "match=partNumber="});
+  {
+    auto w = s->Create("vda.full.data");
+    Status st;
+    for (size_t off = 0; off < data.size() && st.ok(); off += 1u << 20) {
+      st = (*w)->Append(std::span(data).subspan(off, 1u << 20));
+    }
+    if (st.ok()) st = (*w)->Commit();
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.code(), StatusCode::kUnavailable) << st.ToString();
+    EXPECT_NE(st.message().find("UploadPart"), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find(proxy_->endpoint()), std::string::npos) << st.message();
+  }  // aborted here: the abort itself is not cut
+  EXPECT_FALSE(s->Stat("vda.full.data")->has_value());
+  EXPECT_TRUE(s->ListPendingUploads()->empty());
+}
+
+TEST_F(S3FaultTest, UploadWhoseAbortFailsIsListedForCleanup) {
+  S3StorageOptions options;
+  options.part_bytes = 5u << 20;
+  auto s = ViaProxy(options);
+  const std::vector<uint8_t> data = RandomBytes(6u << 20, 4);
+  {
+    auto w = s->Create("vda.full.data");
+    ASSERT_TRUE((*w)->Append(data).ok());  // one part sent: the upload exists
+    Inject({"fail", "status=500", "count=all", "match=uploadId="});
+  }  // the abort fails: a warning, and the upload stays
+  Inject({"clear"});
+  auto pending = s->ListPendingUploads();
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].name, "vda.full.data");
+  ASSERT_TRUE(s->AbortPendingUploads().ok());
+  EXPECT_TRUE(s->ListPendingUploads()->empty());
+  EXPECT_FALSE(s->Stat("vda.full.data")->has_value());
 }
 
 // Figures for the report: single-stream GET, multipart upload, small ranged GET latency.

@@ -2,6 +2,8 @@
 // a port block of the test's own, and torn down with everything in it.
 #pragma once
 
+#include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +31,32 @@ inline int RunProgram(const std::vector<std::string>& argv) {
     execv(args[0], args.data());
     _exit(127);
   }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Runs argv (no shell, PATH searched) and returns its exit status (-1 when it did not exit
+// normally), with its stdout in *out.
+inline int RunCapture(const std::vector<std::string>& argv, std::string* out) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  char buf[4096];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) out->append(buf, n);
+  close(fds[0]);
   int status = 0;
   if (waitpid(pid, &status, 0) != pid) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -93,6 +121,66 @@ class TestGateway {
   const int port_;
   std::string dir_;
   std::map<std::string, std::string> env_;
+};
+
+// tests/integration/s3_fault_proxy.py in front of a gateway: cuts connections, answers 5xx,
+// stalls requests, on command. Stopped on destruction.
+class FaultProxy {
+ public:
+  FaultProxy(std::string script, int upstream) : script_(std::move(script)) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], 1);
+      close(fds[0]);
+      close(fds[1]);
+      const std::string up = std::to_string(upstream);
+      execlp("python3", "python3", script_.c_str(), "--upstream", up.c_str(),
+             static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(fds[1]);
+    // Its first line says where it listens: {"listen": P, "control": C, "upstream": U}.
+    std::string line;
+    pollfd p{fds[0], POLLIN, 0};
+    char c;
+    while (line.find('\n') == std::string::npos && poll(&p, 1, 10'000) == 1 &&
+           read(fds[0], &c, 1) == 1) {
+      line += c;
+    }
+    close(fds[0]);
+    port_ = Field(line, "\"listen\": ");
+    control_ = Field(line, "\"control\": ");
+  }
+  ~FaultProxy() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+
+  bool ok() const { return port_ > 0 && control_ > 0; }
+  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+  // `fail status=503 count=2 match=GET`, `cut dir=up bytes=1000 match=partNumber=`, `clear`...
+  // Returns the proxy's JSON answer, or "" when it refused.
+  std::string Command(std::vector<std::string> words) {
+    std::vector<std::string> argv = {"python3", script_, "ctl", std::to_string(control_)};
+    argv.insert(argv.end(), words.begin(), words.end());
+    std::string out;
+    return RunCapture(argv, &out) == 0 ? out : "";
+  }
+
+ private:
+  static int Field(const std::string& line, const std::string& name) {
+    const size_t at = line.find(name);
+    return at == std::string::npos ? 0 : std::atoi(line.c_str() + at + name.size());
+  }
+
+  const std::string script_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int control_ = 0;
 };
 
 }  // namespace backupfs::testing
