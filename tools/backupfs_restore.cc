@@ -516,6 +516,18 @@ int Consolidate(const Args& args, const backupfs::Storage& saveset) {
   return kExitOk;
 }
 
+// Verify reads each object once in its own pass, and dump reads only frame headers: a read
+// cache in front of them would fetch whole blocks ahead, some of them twice. (A cache
+// directory, when given, is still used: it keeps what the next run would fetch again.)
+backupfs::StoreOptions StoreOptionsFor(const Args& args) {
+  backupfs::StoreOptions o = args.store;
+  const bool reads_once =
+      args.action == "verify" || args.action == "dump" ||
+      (args.action == "restore" && (args.output == "verify" || args.output == "dump"));
+  if (reads_once && o.cache_dir.empty()) o.memory_cache_bytes = 0;
+  return o;
+}
+
 // The backupfs daemon that instant recovery and export start reads a store through the same
 // settings: the options given here override the environment it inherits, as they do ours.
 void ExportStoreSettings(const backupfs::StoreOptions& o) {
@@ -688,7 +700,7 @@ int Main(int argc, char** argv) {
   const bool by_name = args.action.rfind("instant-", 0) == 0;  // no -i: the domain's record
   SavesetPtr saveset;
   if (!by_name) {
-    auto opened = backupfs::OpenStorage(args.input, args.store);
+    auto opened = backupfs::OpenStorage(args.input, StoreOptionsFor(args));
     if (!opened.ok()) {
       std::fprintf(stderr, "backupfs-restore: %s\n", opened.status().message().c_str());
       return kExitFailure;
