@@ -38,8 +38,9 @@ constexpr uint64_t kChunkCacheBytes = 96u << 20;
 constexpr unsigned kMaxParallelDisks = 2;
 // Bounds on files of the saveset read whole: qemu-img info's JSON, a boot file.
 constexpr uint64_t kMaxQcowJson = 16u << 20;
-// -r from a store: one ranged read at a time, the next announced ahead.
+// -r from a store: one ranged read at a time, the next announced ahead; zeros found by block.
 constexpr uint64_t kRawCopyPiece = 8u << 20;
+constexpr uint64_t kRawCopyHole = 4096;
 
 template <typename T>
 Result<std::unique_ptr<ImageWriter>> AsWriter(Result<std::unique_ptr<T>> r) {
@@ -313,16 +314,18 @@ class Restore {
   }
 
   // A stored object has no holes to find: it is read front to back, and blocks of zeros are
-  // left to the image (or written, on a device) as copy.h does for a restore point.
+  // left to the image (or zeroed, on a device), at the granularity of a local file's holes so
+  // that the image is as thin as the copy from a directory.
   Result<uint64_t> CopyStoredBytes(const StoredFile& src, ImageWriter& out) {
     std::vector<uint8_t> buf(kRawCopyPiece);
+    const uint64_t block = std::max(kRawCopyHole, out.grain());
     uint64_t written = 0;
     for (uint64_t pos = 0; pos < src.size() && !stop_.load(); pos += buf.size()) {
       const uint64_t n = std::min<uint64_t>(buf.size(), src.size() - pos);
       src.WillNeed(pos + n, kRawCopyPiece);
       std::span<uint8_t> bytes(buf.data(), n);
       BFS_RETURN_IF_ERROR(src.ReadAt(pos, bytes));
-      BFS_ASSIGN_OR_RETURN(uint64_t w, WriteNonZero(out, 0, pos, kZeroBlock, bytes));
+      BFS_ASSIGN_OR_RETURN(uint64_t w, WriteNonZero(out, 0, pos, block, bytes));
       written += w;
     }
     return written;
