@@ -50,28 +50,27 @@ std::shared_ptr<const Node> MakeLink(TreeShared* shared, uint64_t parent, const 
 }
 
 std::shared_ptr<const Node> MakeDir(TreeShared* shared, uint64_t parent, const std::string& name,
-                                    const std::string& path, const DirStamp& stamp) {
+                                    std::shared_ptr<Storage> storage, const StoreStamp& stamp) {
   auto n = std::make_shared<Node>();
   n->ino = shared->NewIno();
   n->parent = parent;
   n->name = name;
-  n->key = "d:" + std::to_string(stamp.dev) + ":" + std::to_string(stamp.ino);
+  n->key = "d:" + stamp.identity;
   n->mtime = stamp.mtime;
-  n->backing = std::make_shared<Backing>(path, n->ino, shared);
+  n->backing = std::make_shared<Backing>(std::move(storage), n->ino, shared);
   return n;
 }
 
 std::shared_ptr<const Node> MakeFile(TreeShared* shared, uint64_t parent, const std::string& name,
-                                     const std::string& path, const timespec& mtime) {
-  std::error_code ec;
-  const uint64_t size = std::filesystem::file_size(path, ec);
-  if (ec) return nullptr;
+                                     const std::shared_ptr<Storage>& store, const std::string& file,
+                                     uint64_t size, const timespec& mtime) {
   auto n = std::make_shared<Node>();
   n->ino = shared->NewIno();
   n->parent = parent;
   n->kind = NodeKind::kFile;
   n->name = name;
-  n->source = path;
+  n->store = store;
+  n->source = file;
   n->size = size;
   n->mtime = mtime;
   return n;
@@ -104,20 +103,21 @@ std::shared_ptr<const Node> MakePoint(TreeShared* shared, uint64_t parent,
   }
   for (const auto& [shown, file] : state.PointFiles(p.id)) {
     if (dir->files.count(shown)) continue;
-    auto n = MakeFile(shared, dir->ino, shown, state.model.dir + "/" + file, dir->mtime);
-    if (n) dir->files[shown] = n;
+    dir->files[shown] = MakeFile(shared, dir->ino, shown, saveset->storage(), file,
+                                 state.files_listed.at(file), dir->mtime);
   }
   return dir;
 }
 
-// Non-dot subdirectories of `dir`, with their stamps.
-std::vector<std::pair<std::string, DirStamp>> Subdirectories(const std::string& dir) {
-  std::vector<std::pair<std::string, DirStamp>> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.empty() || name[0] == '.' || !e.is_directory(ec)) continue;
-    out.emplace_back(name, StampOf(e.path().string()));
+// Non-dot subdirectories of `storage`, with their stamps.
+std::vector<std::pair<std::string, StoreStamp>> Subdirectories(const Storage& storage) {
+  std::vector<std::pair<std::string, StoreStamp>> out;
+  Result<std::vector<StoredObject>> listed = storage.List();
+  if (!listed.ok()) return out;
+  for (const StoredObject& o : *listed) {
+    if (!o.is_dir() || o.name[0] == '.') continue;
+    const std::string name = o.name.substr(0, o.name.size() - 1);
+    out.emplace_back(name, storage.Stamp(name));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;
@@ -141,7 +141,7 @@ std::shared_ptr<const Listing> Backing::Refresh() {
   const auto now = std::chrono::steady_clock::now();
   if (cur && now - last_ < shared_->poll_interval) return cur;
   last_ = now;
-  const bool saveset = LooksLikeSaveset(dir_);
+  const bool saveset = LooksLikeSaveset(*storage_);
   if (!saveset && saveset_) {  // emptied or removed: close its data files now
     saveset_->Evict();
     saveset_.reset();
@@ -158,7 +158,7 @@ std::shared_ptr<const Listing> Backing::Refresh() {
 std::optional<Listing> Backing::SavesetListing(const Listing* cur) {
   if (!saveset_) {
     LiveSaveset::Options o{shared_->open, &shared_->pool, shared_->report};
-    saveset_ = std::make_shared<LiveSaveset>(dir_, o);
+    saveset_ = std::make_shared<LiveSaveset>(storage_, o);
   }
   LiveSaveset::Snapshot snap = saveset_->Poll();
   if (cur && cur->saveset && snap.version == seen_version_) return std::nullopt;
@@ -169,16 +169,16 @@ std::optional<Listing> Backing::SavesetListing(const Listing* cur) {
   Listing out;
   out.saveset = true;
   // The newest backup date (man backupfs(1)); the directory's own time while it has no point.
-  out.mtime = state.model.points.empty() ? StampOf(dir_).mtime : timespec{};
+  out.mtime = state.model.points.empty() ? storage_->Stamp().mtime : timespec{};
   for (const RestorePoint& p : state.model.points) {
     Keep(cur, &out, p.name, "p:" + state.PointSignature(p),
          [&] { return MakePoint(shared_, ino_, saveset, state, p); });
     out.mtime = std::max(out.mtime, ParseMetadataDate(p.date), Later);
   }
   for (const std::string& b : state.broken_chains) {
-    const DirStamp stamp = StampOf(dir_ + "/" + b);
-    Keep(cur, &out, b, "d:" + std::to_string(stamp.dev) + ":" + std::to_string(stamp.ino),
-         [&] { return MakeDir(shared_, ino_, b, dir_ + "/" + b, stamp); });
+    const StoreStamp stamp = storage_->Stamp(b);
+    Keep(cur, &out, b, "d:" + stamp.identity,
+         [&] { return MakeDir(shared_, ino_, b, storage_->Sub(b), stamp); });
   }
   if (!state.model.latest.empty()) {
     Keep(cur, &out, "latest", "l:" + state.model.latest,
@@ -188,13 +188,13 @@ std::optional<Listing> Backing::SavesetListing(const Listing* cur) {
 }
 
 std::optional<Listing> Backing::CollectionListing(const Listing* cur) {
-  const DirStamp root = StampOf(dir_);
-  const std::vector<std::pair<std::string, DirStamp>> subdirs = Subdirectories(dir_);
-  std::string stamp = root.ToString();
-  bool racy = Racy(root);
+  const StoreStamp root = storage_->Stamp();
+  const std::vector<std::pair<std::string, StoreStamp>> subdirs = Subdirectories(*storage_);
+  std::string stamp = root.exists ? root.token : "-";
+  bool racy = root.racy;
   for (const auto& [name, s] : subdirs) {
-    stamp += "/" + name + "=" + s.ToString();
-    racy = racy || Racy(s);
+    stamp += "/" + name + "=" + (s.exists ? s.token : "-");
+    racy = racy || s.racy;
   }
   if (cur && !cur->saveset && !collection_stamp_.empty() && stamp == collection_stamp_) {
     return std::nullopt;
@@ -205,10 +205,10 @@ std::optional<Listing> Backing::CollectionListing(const Listing* cur) {
   std::string latest;
   for (const auto& entry : subdirs) {
     const std::string& name = entry.first;
-    const DirStamp& s = entry.second;
-    if (name == "latest" || !LooksLikeSaveset(dir_ + "/" + name)) continue;
-    Keep(cur, &out, name, "d:" + std::to_string(s.dev) + ":" + std::to_string(s.ino),
-         [&] { return MakeDir(shared_, ino_, name, dir_ + "/" + name, s); });
+    const StoreStamp& s = entry.second;
+    if (name == "latest" || !LooksLikeSaveset(*storage_, name)) continue;
+    Keep(cur, &out, name, "d:" + s.identity,
+         [&] { return MakeDir(shared_, ino_, name, storage_->Sub(name), s); });
     if (!IsBrokenChain(name) && (latest.empty() || strverscmp(name.c_str(), latest.c_str()) > 0)) {
       latest = name;
     }

@@ -32,9 +32,9 @@ class Backing {
   };
 
   // `ino`: the node that shows this directory (the parent of its entries).
-  Backing(std::string dir, uint64_t ino, TreeShared* shared)
-      : dir_(std::move(dir)), ino_(ino), shared_(shared) {}
-  const std::string& dir() const { return dir_; }
+  Backing(std::shared_ptr<Storage> storage, uint64_t ino, TreeShared* shared)
+      : storage_(std::move(storage)), ino_(ino), shared_(shared) {}
+  const std::string& dir() const { return storage_->address(); }
 
   // Looks at the disk again when the last look is older than the poll interval, then returns
   // the entries. Nodes whose content is unchanged are kept (same inode numbers).
@@ -48,7 +48,7 @@ class Backing {
   std::optional<Listing> SavesetListing(const Listing* cur) REQUIRES(refresh_mu_);
   std::optional<Listing> CollectionListing(const Listing* cur) REQUIRES(refresh_mu_);
 
-  const std::string dir_;
+  const std::shared_ptr<Storage> storage_;
   const uint64_t ino_;
   TreeShared* const shared_;
   Mutex refresh_mu_ ACQUIRED_BEFORE(mu_);  // one refresh at a time

@@ -150,7 +150,8 @@ class Resolver {
 
   void Open(const DataFileName& n) {
     const std::string path = saveset_.Describe(n.file);
-    std::shared_ptr<StreamReader> reader = options_.reuse ? options_.reuse(path) : nullptr;
+    std::shared_ptr<StreamReader> reader =
+        options_.reuse ? options_.reuse(path, n.version) : nullptr;
     if (!reader) {
       auto r = StreamReader::Open(saveset_, n.file, options_.reader);
       if (!r.ok()) {

@@ -55,8 +55,8 @@ struct RestorePoint {
 };
 
 struct SavesetModel {
-  std::string dir;                   // the saveset's address: a directory or s3:// URL
-  std::shared_ptr<Storage> storage;  // where its files are
+  std::string dir;                    // the saveset's address: a directory or s3:// URL
+  std::shared_ptr<Storage> storage;   // where its files are
   std::vector<RestorePoint> points;   // oldest first, by the rule above
   std::string latest;                 // name of the newest point, "" if none
   std::vector<std::string> problems;  // what is unavailable and why, one message each
@@ -75,7 +75,9 @@ struct OpenOptions {
   // that file to use instead of opening it, or nullptr to open it. A live mount hands back
   // the readers of files it has already open and that have not changed, so that a reload costs
   // only the new files. The hook vouches for the file; it is called from LoadSaveset's thread.
-  std::function<std::shared_ptr<StreamReader>(const std::string& path)> reuse;
+  // `version`: the file's version as listed ("" when unknown).
+  std::function<std::shared_ptr<StreamReader>(const std::string& path, const std::string& version)>
+      reuse;
 };
 
 // Scans the saveset and resolves every restore point. Fails only if it cannot be listed.

@@ -159,8 +159,12 @@ TEST_F(ChainTest, ReuseHookSuppliesReadersOfUnchangedFiles) {
   Inc("vda", 2, 1);
   std::vector<std::string> asked;
   OpenOptions options;
-  options.reuse = [&](const std::string& path) {
+  options.reuse = [&](const std::string& path, const std::string& version) {
     asked.push_back(path);
+    // The listing's version is the one the opened file has.
+    if (path == full->path()) {
+      EXPECT_EQ(version, full->file().version());
+    }
     return path == full->path() ? full : nullptr;
   };
   auto again = LoadSaveset(dir_.path(), options);

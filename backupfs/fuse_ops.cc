@@ -21,7 +21,7 @@ constexpr double kLiveTimeout = 1.0;        // the root and savesets follow the 
 // open to release.
 struct OpenFile {
   std::shared_ptr<LazyImage> image;
-  UniqueFd fd;
+  std::shared_ptr<const StoredFile> stored;
   std::shared_ptr<const ByteSource> bytes;
   std::shared_ptr<const Node> text;
   std::shared_ptr<const GuestFile> guest;
@@ -274,8 +274,9 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       if (!image.ok()) return (void)fuse_reply_err(req, ToErrno(image.status()));
       file->image = std::move(image).value();
     } else if (n->kind == NodeKind::kFile) {
-      file->fd.reset(::open(n->source.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!file->fd.valid()) return (void)fuse_reply_err(req, errno);
+      Result<std::unique_ptr<StoredFile>> stored = n->store->Open(n->source);
+      if (!stored.ok()) return ReplyError(req, stored.status());
+      file->stored = std::move(stored).value();
     } else if (n->kind == NodeKind::kPartition) {
       file->bytes = n->bytes;
     } else if (n->kind == NodeKind::kText) {
@@ -383,9 +384,10 @@ void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi
     if (file.bytes) return ReadFrom(req, *file.bytes, size, off);
     if (file.guest) return ReadFrom(req, *file.guest, size, off);
     if (file.text) return ReadText(req, file.text->text, size, off);
+    if (file.stored->fd() < 0) return ReadFrom(req, *file.stored, size, off);
     fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
     bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-    bv.buf[0].fd = file.fd.get();
+    bv.buf[0].fd = file.stored->fd();
     bv.buf[0].pos = off;
     fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
   });

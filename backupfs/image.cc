@@ -140,7 +140,7 @@ bool DiskImage::RawPieces(uint64_t offset, uint64_t length, std::vector<RawPiece
     } else {
       const StreamReader& r = *files_[e.file];
       const Chunk& c = r.index().chunks[e.chunk];
-      if (!r.ServesRaw(c)) return false;
+      if (!r.ServesRaw(c) || r.fd() < 0) return false;
       out->push_back({r.fd(), c.file_offset + e.chunk_delta + (pos - e.offset), n});
     }
     pos += n;
@@ -161,7 +161,7 @@ void DiskImage::WillNeed(uint64_t offset, uint64_t length) const {
     const bool whole = c.compressed || c.has_checksum;
     const uint64_t from = whole ? c.file_offset : c.file_offset + e.chunk_delta;
     const uint64_t n = whole ? c.stored_size : e.length;
-    posix_fadvise(r.fd(), static_cast<off_t>(from), static_cast<off_t>(n), POSIX_FADV_WILLNEED);
+    r.file().WillNeed(from, n);
   }
 }
 

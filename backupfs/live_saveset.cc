@@ -18,33 +18,27 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-FileIdentity IdentityOf(const struct stat& st) {
-  return {st.st_dev, st.st_ino, st.st_size, st.st_mtim};
-}
-
-// The regular files and the broken-chain.* savesets of `dir`.
-void ListDirectory(const std::string& dir, SavesetState* state) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_regular_file(ec)) {
-      state->names.push_back(name);
-    } else if (e.is_directory(ec) && name.rfind("broken-chain.", 0) == 0 &&
-               LooksLikeSaveset(e.path().string())) {
-      state->broken_chains.push_back(name);
+// The files and the broken-chain.* savesets of the saveset.
+void ListFiles(const Storage& storage, SavesetState* state) {
+  Result<std::vector<StoredObject>> listed = storage.List();
+  if (!listed.ok()) return;  // LoadSaveset reported it
+  for (const StoredObject& o : *listed) {
+    if (!o.is_dir()) {
+      state->files_listed[o.name] = o.size;
+    } else if (o.name.rfind("broken-chain.", 0) == 0 && LooksLikeSaveset(storage, o.name)) {
+      state->broken_chains.push_back(o.name.substr(0, o.name.size() - 1));
     }
   }
-  std::sort(state->names.begin(), state->names.end());
   std::sort(state->broken_chains.begin(), state->broken_chains.end());
 }
 
-// Readers of `prev` whose file is still the one they opened.
-std::shared_ptr<StreamReader> Reuse(const SavesetState* prev, const std::string& path) {
+// Readers of `prev` whose file is still the one they opened (the listing's version).
+std::shared_ptr<StreamReader> Reuse(const SavesetState* prev, const std::string& path,
+                                    const std::string& version) {
   if (prev == nullptr) return nullptr;
   auto it = prev->files.find(path);
-  struct stat st {};
-  if (it == prev->files.end() || stat(path.c_str(), &st) != 0) return nullptr;
-  return IdentityOf(st) == it->second.id ? it->second.reader : nullptr;
+  if (it == prev->files.end() || version.empty()) return nullptr;
+  return version == it->second.version ? it->second.reader : nullptr;
 }
 
 // Records a chain's files, its signature and its image (the previous one when unchanged).
@@ -52,15 +46,8 @@ void AddChain(const RestorePoint& p, const DiskChain& chain, const SavesetState*
               SavesetState* state) {
   std::string signature;
   for (const std::shared_ptr<StreamReader>& r : chain.files) {
-    SavesetState::OpenedFile f{r, {}};
-    auto old = prev ? prev->files.find(r->path()) : decltype(prev->files)::const_iterator{};
-    if (prev && old != prev->files.end() && old->second.reader == r) {
-      f.id = old->second.id;  // reused: the identity it was opened with
-    } else {
-      struct stat st {};
-      if (fstat(r->fd(), &st) == 0) f.id = IdentityOf(st);
-    }
-    signature += (signature.empty() ? "" : ",") + f.id.ToString();
+    SavesetState::OpenedFile f{r, r->file().version()};
+    signature += (signature.empty() ? "" : ",") + f.version;
     state->files.emplace(r->path(), std::move(f));
   }
   state->chains[p.name][chain.disk] = signature;
@@ -72,15 +59,19 @@ void AddChain(const RestorePoint& p, const DiskChain& chain, const SavesetState*
   state->images[p.name][chain.disk] = image ? image : std::make_shared<LazyImage>(chain);
 }
 
-std::shared_ptr<SavesetState> BuildState(const std::string& dir, OpenOptions options,
+std::shared_ptr<SavesetState> BuildState(const std::shared_ptr<Storage>& storage,
+                                         OpenOptions options,
                                          const std::shared_ptr<const SavesetState>& prev) {
   auto state = std::make_shared<SavesetState>();
-  options.reuse = [prev](const std::string& path) { return Reuse(prev.get(), path); };
-  auto model = LoadSaveset(dir, options);
+  options.reuse = [prev](const std::string& path, const std::string& version) {
+    return Reuse(prev.get(), path, version);
+  };
+  auto model = LoadSaveset(storage, options);
   if (model.ok()) {
     state->model = std::move(model).value();
   } else {
-    state->model.dir = dir;
+    state->model.dir = storage->address();
+    state->model.storage = storage;
     state->model.problems.push_back(model.status().message());
     state->failed = true;
   }
@@ -88,7 +79,7 @@ std::shared_ptr<SavesetState> BuildState(const std::string& dir, OpenOptions opt
   for (const RestorePoint& p : state->model.points) {
     for (const DiskChain& chain : p.disks) AddChain(p, chain, prev.get(), state.get());
   }
-  ListDirectory(dir, state.get());
+  ListFiles(*storage, state.get());
   return state;
 }
 
@@ -124,34 +115,11 @@ void Withhold(SavesetState* state, const std::set<std::string>* shown) {
 
 }  // namespace
 
-std::string FileIdentity::ToString() const {
-  return std::to_string(dev) + ":" + std::to_string(ino) + ":" + std::to_string(size) + ":" +
-         std::to_string(mtime.tv_sec) + "." + std::to_string(mtime.tv_nsec);
-}
-
-std::string DirStamp::ToString() const {
-  if (!exists) return "-";
-  return std::to_string(dev) + ":" + std::to_string(ino) + ":" + std::to_string(mtime.tv_sec) +
-         "." + std::to_string(mtime.tv_nsec);
-}
-
-DirStamp StampOf(const std::string& dir) {
-  struct stat st {};
-  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return {};
-  return {true, st.st_dev, st.st_ino, st.st_mtim};
-}
-
-bool Racy(const DirStamp& stamp) {
-  struct timespec now {};
-  clock_gettime(CLOCK_REALTIME, &now);
-  return stamp.exists && stamp.mtime.tv_sec + 2 >= now.tv_sec;
-}
-
-bool LooksLikeSaveset(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if ((EndsWith(name, ".data") || EndsWith(name, ".cpt")) && e.is_regular_file(ec)) return true;
+bool LooksLikeSaveset(const Storage& storage, std::string_view dir) {
+  Result<std::vector<StoredObject>> listed = storage.List(dir);
+  if (!listed.ok()) return false;
+  for (const StoredObject& o : *listed) {
+    if (!o.is_dir() && (EndsWith(o.name, ".data") || EndsWith(o.name, ".cpt"))) return true;
   }
   return false;
 }
@@ -165,7 +133,7 @@ const RestorePoint* SavesetState::Find(const std::string& point) const {
 
 std::map<std::string, std::string> SavesetState::PointFiles(const std::string& id) const {
   std::map<std::string, std::string> out;
-  for (const std::string& file : names) {
+  for (const auto& [file, size] : files_listed) {
     std::string shown = PointFileShownName(file, id);
     if (!shown.empty()) out.emplace(shown, file);  // names are sorted: the first one wins
   }
@@ -194,12 +162,12 @@ LiveSaveset::Snapshot LiveSaveset::Current() {
 
 LiveSaveset::Snapshot LiveSaveset::Poll() {
   MutexLock load(load_mu_);
-  const DirStamp stamp = StampOf(dir_);
+  const StoreStamp stamp = storage_->Stamp();
   {
     MutexLock l(mu_);
     if (version_ != 0 && trusted_ && stamp == stamp_) return {version_, state_};
   }
-  const bool busy = SavesetBusy(dir_);
+  const bool busy = storage_->Busy();
   if (busy && Current().version != 0) return Current();  // the writer's result, once done
   return LoadLocked(stamp, busy);
 }
@@ -208,7 +176,7 @@ LiveSaveset::Snapshot LiveSaveset::Loaded() {
   MutexLock load(load_mu_);
   Snapshot now = Current();
   if (now.state) return now;
-  return LoadLocked(StampOf(dir_), SavesetBusy(dir_));
+  return LoadLocked(storage_->Stamp(), storage_->Busy());
 }
 
 Result<std::shared_ptr<LazyImage>> LiveSaveset::Image(const std::string& point,
@@ -221,7 +189,7 @@ Result<std::shared_ptr<LazyImage>> LiveSaveset::Image(const std::string& point,
   if (options_.pool) options_.pool->Used(shared_from_this(), state->files.size());
   auto p = state->chains.find(point);
   if (p == state->chains.end() || !p->second.count(disk) || p->second.at(disk) != chain) {
-    return Status::NotFound(dir_ + ": restore point " + point + " (disk " + disk +
+    return Status::NotFound(dir() + ": restore point " + point + " (disk " + disk +
                             ") was removed or changed since it was looked up");
   }
   return state->images.at(point).at(disk);
@@ -233,11 +201,11 @@ void LiveSaveset::Evict() {
   dropped = std::move(state_);
 }
 
-LiveSaveset::Snapshot LiveSaveset::LoadLocked(const DirStamp& stamp, bool busy) {
+LiveSaveset::Snapshot LiveSaveset::LoadLocked(const StoreStamp& stamp, bool busy) {
   std::shared_ptr<const SavesetState> prev = Current().state;
-  std::shared_ptr<SavesetState> state = BuildState(dir_, options_.open, prev);
+  std::shared_ptr<SavesetState> state = BuildState(storage_, options_.open, prev);
   // A writer that took the lock while we listed may have left a point half written.
-  busy = busy || SavesetBusy(dir_);
+  busy = busy || storage_->Busy();
   if (state->failed && prev) {  // keep what was shown; try again at the next poll
     Report(*state);
     MutexLock l(mu_);
@@ -257,7 +225,7 @@ LiveSaveset::Snapshot LiveSaveset::LoadLocked(const DirStamp& stamp, bool busy) 
     if (version_ == 0 || content != content_) ++version_;
     content_ = content;
     stamp_ = stamp;
-    trusted_ = !busy && !Racy(stamp) && state->whole;
+    trusted_ = !busy && !stamp.racy && state->whole;
     shown_.clear();
     for (const RestorePoint& p : state->model.points) shown_.insert(p.name);
     installed = {version_, state};

@@ -1,10 +1,11 @@
-// One saveset directory as a live mount sees it: the restore points it holds now, reloaded when
-// the directory changes, its data files open only while the saveset is in use.
+// One saveset (a directory or a store's prefix) as a live mount sees it: the restore points it
+// holds now, reloaded when its listing changes, its data files open only while it is in use.
 //
 // A reload goes through LoadSaveset with OpenOptions::reuse: the readers of data files whose
-// identity (device, inode, size, mtime) is unchanged are handed back, so it costs only the new
-// files, and images whose chain is unchanged keep their extent maps. While a writer
-// (backupfs-capture, consolidation) holds the saveset's lock (SavesetBusy), the state shown
+// version (a local file's device, inode, size and mtime; an object's ETag) is unchanged are
+// handed back, so it costs only the new files, and images whose chain is unchanged keep their
+// extent maps. While a writer (backupfs-capture, consolidation) holds the saveset's lock
+// (Storage::Busy), the state shown
 // stays as it was: a reload then shows no restore point that was not shown before, so a
 // half-written multi-disk point never appears.
 //
@@ -30,44 +31,15 @@ namespace backupfs {
 
 class SavesetPool;
 
-// What a file was when it was opened; a different identity means a different file.
-struct FileIdentity {
-  dev_t dev = 0;
-  ino_t ino = 0;
-  off_t size = 0;
-  struct timespec mtime = {};
-  bool operator==(const FileIdentity& o) const {
-    return dev == o.dev && ino == o.ino && size == o.size && mtime.tv_sec == o.mtime.tv_sec &&
-           mtime.tv_nsec == o.mtime.tv_nsec;
-  }
-  std::string ToString() const;  // "dev:ino:size:mtime"
-};
-
-// A directory's identity and mtime, to tell whether anything in it changed.
-struct DirStamp {
-  bool exists = false;
-  dev_t dev = 0;
-  ino_t ino = 0;
-  struct timespec mtime = {};
-  bool operator==(const DirStamp& o) const {
-    return exists == o.exists && dev == o.dev && ino == o.ino && mtime.tv_sec == o.mtime.tv_sec &&
-           mtime.tv_nsec == o.mtime.tv_nsec;
-  }
-  std::string ToString() const;
-};
-DirStamp StampOf(const std::string& dir);
-// An mtime within the last 2 s may be followed by changes in the same clock tick: a listing
-// taken now is not trusted to be final.
-bool Racy(const DirStamp& stamp);
-
-// Whether `dir` holds a saveset: a data file (*.data) or a checkpoint list (*.cpt).
-bool LooksLikeSaveset(const std::string& dir);
+// Whether `dir` of `storage` ("" itself) holds a saveset: a data file (*.data) or a checkpoint
+// list (*.cpt).
+bool LooksLikeSaveset(const Storage& storage, std::string_view dir = "");
 
 // A loaded saveset; immutable once built.
 struct SavesetState {
   struct OpenedFile {
     std::shared_ptr<StreamReader> reader;
-    FileIdentity id;  // of the file when it was opened
+    std::string version;  // of the file when it was opened (StoredFile::version)
   };
   SavesetModel model;
   // LoadSaveset failed (an I/O error, no descriptors left): nothing was loaded.
@@ -75,9 +47,9 @@ struct SavesetState {
   // Loaded with no damage: worth trusting until the directory changes. A failed or damaged
   // load (a file that could not be opened, say) is tried again at the next poll.
   bool whole = true;
-  std::vector<std::string> names;           // the directory's regular files
-  std::vector<std::string> broken_chains;   // broken-chain.* subdirectories holding savesets
-  std::map<std::string, OpenedFile> files;  // every data file in some chain, by path
+  std::map<std::string, uint64_t> files_listed;  // the saveset's files and their sizes
+  std::vector<std::string> broken_chains;        // broken-chain.* subdirectories holding savesets
+  std::map<std::string, OpenedFile> files;       // every data file in some chain, by Describe(name)
   // point -> disk -> its image (merged when first read) and the identities of its chain.
   std::map<std::string, std::map<std::string, std::shared_ptr<LazyImage>>> images;
   std::map<std::string, std::map<std::string, std::string>> chains;
@@ -98,8 +70,10 @@ class LiveSaveset : public std::enable_shared_from_this<LiveSaveset> {
     // Problems a load finds (each reported once per LiveSaveset).
     std::function<void(const std::string&)> report;
   };
-  LiveSaveset(std::string dir, Options options) : dir_(std::move(dir)), options_(options) {}
-  const std::string& dir() const { return dir_; }
+  LiveSaveset(std::shared_ptr<Storage> storage, Options options)
+      : storage_(std::move(storage)), options_(options) {}
+  const std::string& dir() const { return storage_->address(); }
+  const std::shared_ptr<Storage>& storage() const { return storage_; }
 
   // `version` changes when what the saveset shows changes; `state` is null when the saveset
   // was evicted and the directory has not changed since.
@@ -123,10 +97,10 @@ class LiveSaveset : public std::enable_shared_from_this<LiveSaveset> {
   Snapshot Current() EXCLUDES(mu_);
   // Loads and returns what it installed (a concurrent eviction may drop it right after: the
   // caller keeps its own reference).
-  Snapshot LoadLocked(const DirStamp& stamp, bool busy) REQUIRES(load_mu_) EXCLUDES(mu_);
+  Snapshot LoadLocked(const StoreStamp& stamp, bool busy) REQUIRES(load_mu_) EXCLUDES(mu_);
   void Report(const SavesetState& state) EXCLUDES(mu_);
 
-  const std::string dir_;
+  const std::shared_ptr<Storage> storage_;
   const Options options_;
   Mutex load_mu_ ACQUIRED_BEFORE(mu_);  // held through a load: one at a time
   Mutex mu_;
@@ -134,7 +108,7 @@ class LiveSaveset : public std::enable_shared_from_this<LiveSaveset> {
   uint64_t version_ GUARDED_BY(mu_) = 0;         // 0: never loaded
   std::string content_ GUARDED_BY(mu_);          // ContentSignature of the last load
   std::set<std::string> shown_ GUARDED_BY(mu_);  // points shown by a load with no writer busy
-  DirStamp stamp_ GUARDED_BY(mu_);               // of the directory before the last load
+  StoreStamp stamp_ GUARDED_BY(mu_);             // of the saveset before the last load
   bool trusted_ GUARDED_BY(mu_) = false;         // that load saw a final state (not racy, not busy)
   std::set<std::string> reported_ GUARDED_BY(mu_);
 };

@@ -12,11 +12,14 @@
 #include "backupfs/live_saveset.h"
 #include "backupfs/saveset_pool.h"
 #include "backupfs/tree.h"
+#include "stream/local_storage.h"
 #include "stream/test_util.h"
 #include "stream/writer.h"
 
 namespace backupfs {
 namespace {
+
+std::shared_ptr<Storage> Local(const std::string& dir) { return OpenLocalStorage(dir); }
 
 using testing::RandomBytes;
 using testing::ScratchDir;
@@ -59,7 +62,7 @@ TEST(LiveSavesetTest, ReloadReusesReadersAndImagesOfUnchangedChains) {
   ScratchDir dir;
   Full(dir.path());
   Inc(dir.path(), 1);
-  auto live = std::make_shared<LiveSaveset>(dir.path(), NoPool());
+  auto live = std::make_shared<LiveSaveset>(Local(dir.path()), NoPool());
   LiveSaveset::Snapshot first = live->Poll();
   ASSERT_TRUE(first.state);
   ASSERT_EQ(first.state->model.points.size(), 2u);
@@ -79,7 +82,7 @@ TEST(LiveSavesetTest, ChangedFileIsOpenedAgainAndItsImageIsNew) {
   ScratchDir dir;
   Full(dir.path());
   Inc(dir.path(), 1);
-  auto live = std::make_shared<LiveSaveset>(dir.path(), NoPool());
+  auto live = std::make_shared<LiveSaveset>(Local(dir.path()), NoPool());
   LiveSaveset::Snapshot first = live->Poll();
   std::filesystem::remove(dir.File("vda.inc.virtnbdbackup.1.data.idx"));
   Inc(dir.path(), 1, 40);  // rewritten: another inode, other content
@@ -98,7 +101,7 @@ TEST(LiveSavesetTest, ChangedFileIsOpenedAgainAndItsImageIsNew) {
 TEST(LiveSavesetTest, AWritersLockHoldsTheReloadBack) {
   ScratchDir dir;
   Full(dir.path());
-  auto live = std::make_shared<LiveSaveset>(dir.path(), NoPool());
+  auto live = std::make_shared<LiveSaveset>(Local(dir.path()), NoPool());
   const uint64_t before = live->Poll().version;
   int fd = open(dir.path().c_str(), O_RDONLY | O_DIRECTORY);
   ASSERT_GE(fd, 0);
@@ -121,9 +124,9 @@ TEST(SavesetPoolTest, EvictsLeastRecentlyUsedBeyondTheBound) {
   }
   SavesetPool pool(4);  // two savesets of two files each
   LiveSaveset::Options o{OpenOptions{}, &pool, nullptr};
-  auto la = std::make_shared<LiveSaveset>(a.path(), o);
-  auto lb = std::make_shared<LiveSaveset>(b.path(), o);
-  auto lc = std::make_shared<LiveSaveset>(c.path(), o);
+  auto la = std::make_shared<LiveSaveset>(Local(a.path()), o);
+  auto lb = std::make_shared<LiveSaveset>(Local(b.path()), o);
+  auto lc = std::make_shared<LiveSaveset>(Local(c.path()), o);
   la->Poll();
   lb->Poll();
   EXPECT_EQ(pool.open_files(), 4u);

@@ -76,7 +76,8 @@ struct Node {
   // kImage: where its image comes from (`key` is the chain's signature).
   std::shared_ptr<LiveSaveset> saveset;
   std::string point, disk;
-  std::string source;                         // kFile: the saveset file it shows
+  std::shared_ptr<Storage> store;             // kFile: the saveset it shows a file of,
+  std::string source;                         // and that file's name there
   std::string target;                         // kSymlink
   std::shared_ptr<LazyDir> lazy;              // kDir whose entries are worked out on first use
   std::shared_ptr<const ByteSource> bytes;    // kPartition

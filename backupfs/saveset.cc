@@ -42,7 +42,7 @@ std::optional<DataFileName> ParseDataFileName(const std::string& name) {
   std::string stem = name.substr(0, name.size() - 5);
   size_t dot = stem.find('.');
   if (dot == 0 || dot == std::string::npos) return std::nullopt;
-  DataFileName d{name, stem.substr(0, dot), BackupLevel::kFull, ""};
+  DataFileName d{name, stem.substr(0, dot), BackupLevel::kFull, "", ""};
   std::string rest = stem.substr(dot + 1);
   if (rest == "full") return d;
   if (rest == "copy") {
@@ -86,9 +86,11 @@ Result<SavesetListing> ListSaveset(const Storage& saveset, const std::string& di
     return listed.status().WithPrefix("cannot read saveset " + out.dir);
   }
   std::set<std::string> names;
+  std::map<std::string, std::string> versions;
   bool staging = false;
   for (const StoredObject& o : *listed) {
     if (!o.is_dir()) names.insert(o.name);
+    if (!o.is_dir()) versions[o.name] = o.version;
     staging = staging || o.name == std::string(kStagingDirName) + "/";
   }
   // A committed consolidation that is not rolled forward yet: show the saveset it makes.
@@ -102,6 +104,7 @@ Result<SavesetListing> ListSaveset(const Storage& saveset, const std::string& di
     for (const auto& [from, to] : journal->install) {
       BFS_ASSIGN_OR_RETURN(std::optional<StoredObject> there, saveset.Stat(from));
       if (!there) continue;
+      versions[from] = there->version;
       names.insert(to);
       staged[to] = from;
     }
@@ -123,6 +126,7 @@ Result<SavesetListing> ListSaveset(const Storage& saveset, const std::string& di
     auto parsed = ParseDataFileName(name);
     if (!parsed || !wanted(parsed->disk)) continue;
     if (auto s = staged.find(name); s != staged.end()) parsed->file = s->second;
+    parsed->version = versions[parsed->file];
     out.data_files.push_back(*parsed);
   }
   std::sort(out.data_files.begin(), out.data_files.end(), ChainOrder);

@@ -21,7 +21,8 @@ struct DataFileName {
   std::string file;
   std::string disk;
   BackupLevel level;
-  std::string id;  // checkpoint (inc) or unixtime (diff); "" for full and copy
+  std::string id;       // checkpoint (inc) or unixtime (diff); "" for full and copy
+  std::string version;  // of `file` as listed (StoredObject::version); "" when not known
 };
 
 std::optional<DataFileName> ParseDataFileName(const std::string& name);
@@ -40,7 +41,7 @@ struct SavesetListing {
   // Data files, by disk, then full/copy before inc/diff, then by id in natural order
   // (virtnbdbackup.2 before virtnbdbackup.10).
   std::vector<DataFileName> data_files;
-  std::vector<std::string> partial_files;  // `*.partial`: an interrupted backup
+  std::vector<std::string> partial_files;     // `*.partial`: an interrupted backup
   std::vector<std::string> checkpoint_lists;  // `<domain>.cpt`
   // Sidecars (`.idx`, `.chksum`) whose data file is missing.
   std::vector<std::string> orphan_sidecars;

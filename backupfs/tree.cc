@@ -1,21 +1,27 @@
 #include "backupfs/tree.h"
 
+#include "stream/local_storage.h"
+
 namespace backupfs {
 namespace {
 
-std::shared_ptr<const Node> MakeRoot(const std::string& dir, TreeShared* shared) {
+std::shared_ptr<const Node> MakeRoot(std::shared_ptr<Storage> storage, TreeShared* shared) {
   auto n = std::make_shared<Node>();
   n->ino = 1;
   n->parent = 1;
-  n->mtime = StampOf(dir).mtime;
-  n->backing = std::make_shared<Backing>(dir, 1, shared);
+  n->mtime = storage->Stamp().mtime;
+  n->backing = std::make_shared<Backing>(std::move(storage), 1, shared);
   return n;
 }
 
 }  // namespace
 
 LiveTree::LiveTree(const std::string& dir, const Options& o)
-    : shared_(o.open, o.max_open_files, o.poll_interval, o.report), root_(MakeRoot(dir, &shared_)) {
+    : LiveTree(std::shared_ptr<Storage>(OpenLocalStorage(dir)), o) {}
+
+LiveTree::LiveTree(std::shared_ptr<Storage> storage, const Options& o)
+    : shared_(o.open, o.max_open_files, o.poll_interval, o.report),
+      root_(MakeRoot(std::move(storage), &shared_)) {
   MutexLock l(mu_);
   held_[1] = {root_, 1};  // the root is never forgotten
 }

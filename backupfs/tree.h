@@ -34,7 +34,8 @@ class LiveTree {
     std::chrono::milliseconds poll_interval{500};
     std::function<void(const std::string&)> report;  // problems found when loading a saveset
   };
-  LiveTree(const std::string& dir, const Options& options);
+  LiveTree(std::shared_ptr<Storage> storage, const Options& options);
+  LiveTree(const std::string& dir, const Options& options);  // a local directory
 
   // The node of `ino` while the kernel may refer to it; nullptr otherwise.
   std::shared_ptr<const Node> Get(uint64_t ino) const EXCLUDES(mu_);

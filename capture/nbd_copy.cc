@@ -20,31 +20,6 @@
 namespace backupfs {
 namespace {
 
-#if defined(__clang__)
-#define BFS_NO_THREAD_SAFETY_ANALYSIS __attribute__((no_thread_safety_analysis))
-#else
-#define BFS_NO_THREAD_SAFETY_ANALYSIS
-#endif
-
-// A condition variable for backupfs::Mutex, whose waits the analysis sees as holding it.
-class CondVar {
- public:
-  // `mu` is held on entry and on return, released while blocked.
-  void Wait(Mutex& mu) REQUIRES(mu) {
-    Unlocker u{mu};
-    cv_.wait(u);
-  }
-  void NotifyAll() { cv_.notify_all(); }
-
- private:
-  struct Unlocker {
-    Mutex& mu;
-    void lock() BFS_NO_THREAD_SAFETY_ANALYSIS { mu.Lock(); }
-    void unlock() BFS_NO_THREAD_SAFETY_ANALYSIS { mu.Unlock(); }
-  };
-  std::condition_variable_any cv_;
-};
-
 enum class SlotState { kFree, kInFlight, kDone };
 
 // The copy's settings once the automatic ones are resolved for the source's transport.

@@ -3,6 +3,7 @@
 // (below): std::mutex carries no capability attributes in libstdc++.
 #pragma once
 
+#include <condition_variable>
 #include <mutex>
 
 #if defined(__clang__)
@@ -19,6 +20,7 @@
 #define SCOPED_CAPABILITY BFS_THREAD_ANNOTATION(scoped_lockable)
 #define ACQUIRE(...) BFS_THREAD_ANNOTATION(acquire_capability(__VA_ARGS__))
 #define RELEASE(...) BFS_THREAD_ANNOTATION(release_capability(__VA_ARGS__))
+#define BFS_NO_THREAD_SAFETY_ANALYSIS BFS_THREAD_ANNOTATION(no_thread_safety_analysis)
 
 namespace backupfs {
 
@@ -41,6 +43,25 @@ class SCOPED_CAPABILITY MutexLock {
 
  private:
   Mutex& mu_;
+};
+
+// A condition variable for Mutex, whose waits the analysis sees as holding it.
+class CondVar {
+ public:
+  // `mu` is held on entry and on return, released while blocked.
+  void Wait(Mutex& mu) REQUIRES(mu) {
+    Unlocker u{mu};
+    cv_.wait(u);
+  }
+  void NotifyAll() { cv_.notify_all(); }
+
+ private:
+  struct Unlocker {
+    Mutex& mu;
+    void lock() BFS_NO_THREAD_SAFETY_ANALYSIS { mu.Lock(); }
+    void unlock() BFS_NO_THREAD_SAFETY_ANALYSIS { mu.Unlock(); }
+  };
+  std::condition_variable_any cv_;
 };
 
 }  // namespace backupfs

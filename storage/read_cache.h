@@ -33,12 +33,16 @@ class ReadCache {
   // `remote` read through this cache. The result's ReadAt returns exactly the remote bytes;
   // a fetch that fails is reported to the read that needs it (and not kept).
   virtual std::unique_ptr<StoredFile> Wrap(std::unique_ptr<StoredFile> remote) = 0;
-  // For tests and benchmarks: remote reads made, bytes fetched, reads served from memory/disk.
+  // For tests and benchmarks. Counts are of blocks: a read spanning three blocks looks up three.
   struct Stats {
-    uint64_t fetches = 0;
-    uint64_t fetched_bytes = 0;
-    uint64_t memory_hits = 0;
-    uint64_t disk_hits = 0;
+    uint64_t fetches = 0;        // remote ReadAt calls (failed ones included)
+    uint64_t fetched_bytes = 0;  // bytes they returned
+    uint64_t memory_hits = 0;    // block lookups of reads served from memory
+    uint64_t disk_hits = 0;      // blocks loaded from the disk cache instead of the remote
+    uint64_t shared = 0;         // block lookups of reads that waited for a fetch in flight
+    uint64_t prefetched = 0;     // blocks queued ahead of a reader (readahead, WillNeed)
+    uint64_t kept_bytes = 0;     // blocks kept in memory now (at most memory_bytes)
+    uint64_t peak_kept_bytes = 0;
   };
   virtual Stats stats() const = 0;
 };

@@ -149,8 +149,9 @@ class LocalStorage final : public Storage {
     if (::stat(path.empty() ? "." : path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return {};
     StoreStamp out;
     out.exists = true;
-    out.token = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
-                std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+    out.identity = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+    out.token = out.identity + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+                std::to_string(st.st_mtim.tv_nsec);
     out.mtime = st.st_mtim;
     struct timespec now {};
     clock_gettime(CLOCK_REALTIME, &now);

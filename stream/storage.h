@@ -72,6 +72,9 @@ class ObjectWriter {
 // listing it again where the store allows that.
 struct StoreStamp {
   bool exists = false;
+  // The directory itself, unchanged while it exists (a local directory's dev:ino; a store
+  // prefix's URL): a directory replaced by another of the same name has another identity.
+  std::string identity;
   // Equal tokens: nothing in the directory changed (a local directory's dev:ino:mtime; a store's
   // digest of its listing's names and versions).
   std::string token;

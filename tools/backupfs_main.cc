@@ -19,6 +19,7 @@
 #include "backupfs/chain.h"
 #include "backupfs/fuse_ops.h"
 #include "backupfs/readahead.h"
+#include "storage/open_storage.h"
 
 namespace {
 
@@ -35,6 +36,13 @@ struct Options {
   unsigned open_files = 0;  // 0: the default (DefaultOpenFiles)
   int show_version = 0;
   int show_help = 0;
+  // A saveset on S3 (s3://bucket/prefix): overrides of the environment and ~/.aws.
+  char* s3_endpoint = nullptr;
+  char* s3_region = nullptr;
+  char* s3_profile = nullptr;
+  char* s3_cache_dir = nullptr;
+  unsigned s3_cache_mib = 4096;
+  unsigned s3_memory_mib = 256;
 };
 
 enum { kKeyHelp, kKeyVersion };
@@ -50,6 +58,12 @@ const fuse_opt kOptSpec[] = {BFS_OPT("uid=%d", uid),
                              BFS_OPT("splice", splice),
                              BFS_OPT("allow_empty", allow_empty),
                              BFS_OPT("open_files=%u", open_files),
+                             BFS_OPT("s3_endpoint=%s", s3_endpoint),
+                             BFS_OPT("s3_region=%s", s3_region),
+                             BFS_OPT("s3_profile=%s", s3_profile),
+                             BFS_OPT("s3_cache_dir=%s", s3_cache_dir),
+                             BFS_OPT("s3_cache_size=%u", s3_cache_mib),
+                             BFS_OPT("s3_memory=%u", s3_memory_mib),
                              FUSE_OPT_KEY("-V", kKeyVersion),
                              FUSE_OPT_KEY("--version", kKeyVersion),
                              FUSE_OPT_KEY("-h", kKeyHelp),
@@ -78,9 +92,11 @@ int ProcessArg(void* data, const char* arg, int key, fuse_args*) {
 
 void Usage(const char* prog) {
   std::printf(
-      "usage: %s [options] SAVESET_DIR MOUNTPOINT\n\n"
+      "usage: %s [options] SAVESET_DIR|s3://BUCKET/PREFIX MOUNTPOINT\n\n"
       "Mounts a backupfs/virtnbdbackup saveset read-only: MOUNTPOINT/<restore point>/<disk>.raw;\n"
       "a directory of savesets shows MOUNTPOINT/<saveset>/<restore point>/<disk>.raw.\n"
+      "A saveset on S3 is read in place (endpoint and keys: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,\n"
+      "AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_PROFILE and ~/.aws, as the AWS CLI reads them).\n"
       "New restore points show within a second or two; removed ones go.\n\n"
       "backupfs options:\n"
       "    -o uid=N               owner of every file (default: the mounting user)\n"
@@ -93,6 +109,12 @@ void Usage(const char* prog) {
       "    -o allow_empty         mount even with no restore point yet (default: refuse)\n"
       "    -o open_files=N        data files loaded savesets keep open (default: 1024, or a\n"
       "                           quarter of the open-file limit when lower)\n"
+      "    -o s3_endpoint=URL     S3 endpoint (default: AWS_ENDPOINT_URL, the profile's)\n"
+      "    -o s3_region=REGION    S3 region (default: AWS_REGION, the profile's, us-east-1)\n"
+      "    -o s3_profile=NAME     profile of ~/.aws/config and credentials (default: AWS_PROFILE)\n"
+      "    -o s3_memory=MIB       memory for ranges fetched from S3, whole mount (default: 256)\n"
+      "    -o s3_cache_dir=DIR    also keep fetched ranges and built indexes in DIR\n"
+      "    -o s3_cache_size=MIB   the most s3_cache_dir holds (default: 4096)\n"
       "    -o allow_other         let other users read (see fuse(8))\n"
       "    -f                     stay in the foreground\n"
       "    -d                     debug output (implies -f)\n"
@@ -220,6 +242,17 @@ struct ParsedArgs {
   }
 };
 
+backupfs::StoreOptions StoreOptionsOf(const Options& o) {
+  backupfs::StoreOptions s;
+  if (o.s3_endpoint != nullptr) s.endpoint = o.s3_endpoint;
+  if (o.s3_region != nullptr) s.region = o.s3_region;
+  if (o.s3_profile != nullptr) s.profile = o.s3_profile;
+  if (o.s3_cache_dir != nullptr) s.cache_dir = o.s3_cache_dir;
+  s.cache_dir_bytes = static_cast<uint64_t>(o.s3_cache_mib) << 20;
+  s.memory_cache_bytes = static_cast<uint64_t>(o.s3_memory_mib) << 20;
+  return s;
+}
+
 // Loads the saveset and serves it; returns the exit status.
 int Run(ParsedArgs& p) {
   const Options& o = p.o;
@@ -252,7 +285,14 @@ int Run(ParsedArgs& p) {
   const unsigned default_open_files = DefaultOpenFiles();  // raises the limit, always
   tree.max_open_files = o.open_files != 0 ? o.open_files : default_open_files;
   tree.report = LogError;  // on stderr until the daemon goes to the background
-  ctx.tree = std::make_unique<backupfs::LiveTree>(o.saveset, tree);
+  backupfs::Result<std::unique_ptr<backupfs::Storage>> storage =
+      backupfs::OpenStorage(o.saveset, StoreOptionsOf(o));
+  if (!storage.ok()) {
+    std::fprintf(stderr, "backupfs: %s\n", storage.status().message().c_str());
+    return 1;
+  }
+  ctx.tree = std::make_unique<backupfs::LiveTree>(
+      std::shared_ptr<backupfs::Storage>(std::move(storage).value()), tree);
   auto root = ctx.tree->root().backing->Refresh();
   if (!root || root->children.empty()) {
     if (!o.allow_empty) {
@@ -293,13 +333,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Absolute, because the daemon changes to / when it goes to the background.
-  char* real = realpath(p.o.saveset, nullptr);
-  if (real == nullptr) {
-    std::fprintf(stderr, "backupfs: %s: %s\n", p.o.saveset, std::strerror(errno));
-    return 1;
+  if (!backupfs::IsStoreAddress(p.o.saveset)) {
+    char* real = realpath(p.o.saveset, nullptr);
+    if (real == nullptr) {
+      std::fprintf(stderr, "backupfs: %s: %s\n", p.o.saveset, std::strerror(errno));
+      return 1;
+    }
+    free(p.o.saveset);
+    p.o.saveset = real;
   }
-  free(p.o.saveset);
-  p.o.saveset = real;
   // The kernel enforces uid/gid/umask; `mount` shows the saveset as the source.
   std::string fsname = "-ofsname=" + EscapeOption(p.o.saveset);
   fuse_opt_add_arg(&p.args, "-odefault_permissions,ro,nosuid,nodev,subtype=backupfs");
