@@ -76,7 +76,9 @@ Status FinishDisks(std::vector<CapturedDisk>& captured, Storage& saveset, const 
   for (size_t i = 0; i < captured.size(); i++) {
     Status s = captured[i].Finish();
     if (s.ok()) continue;
-    for (size_t j = 0; j < i; j++) RemoveDataFile(saveset, captured[j].summary.file);
+    // Disk i too: its sidecars are stored before its data file's commit, where a store's
+    // upload errors come out, and a commit whose answer was lost may have happened after all.
+    for (size_t j = 0; j <= i; j++) RemoveDataFile(saveset, captured[j].summary.file);
     return s.WithPrefix(what + " disk " + captured[i].summary.disk);
   }
   return Status::Ok();
