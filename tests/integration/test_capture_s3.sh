@@ -14,6 +14,8 @@
 #   - the full capture into the bucket peaks under 512 MiB of RSS (/usr/bin/time -v) while its
 #     vda data file is larger than that;
 #   - the run's log is in the bucket at the end;
+#   - a fleet (-d A -d B) into s3://BUCKET/fleet puts one saveset under fleet/<domain> each, and
+#     -t raw writes a raw image object equal to the disk, zeros where it has holes;
 #   - a second capture while one holds the lock (its part uploads held by the fault proxy) is
 #     refused at once, naming the holder's host and pid;
 #   - connections cut mid-upload (s3_fault_proxy.py) and a gateway stopped mid-capture
@@ -166,6 +168,28 @@ check_mount_s3() {
     harness_unmount "$mnt"
 }
 
+# A fleet of both domains (vdb only, a copy: their chains stay as they are) into one prefix, and
+# a raw image of DOM_S3's vdb (mostly holes, uploaded as zeros).
+check_fleet_and_raw() {
+    local fleet="s3://$BUCKET/fleet" dom out="$T/fleet.out" rc=0
+    "$CAPTURE" -d "$DOM_S3" -d "$DOM_LOCAL" -l copy -i vdb -o "$fleet" >"$out" 2>&1 || rc=$?
+    ((rc == 0)) || harness_fail "fleet into $fleet: exit $rc: $(cat "$out")"
+    for dom in "$DOM_S3" "$DOM_LOCAL"; do
+        grep -qE "^$dom +copy .* ok\$" "$out" || harness_fail "no ok row for $dom: $(cat "$out")"
+        rgw_ls "$BUCKET" "fleet/$dom/" | grep -qP "^fleet/$dom/vdb\.copy\.data\t" ||
+            harness_fail "no fleet/$dom/vdb.copy.data: $(rgw_ls "$BUCKET" fleet/)"
+        rgw_ls "$BUCKET" "fleet/$dom/" | grep -qP "^fleet/$dom/backup\.copy\.[0-9]+\.log\t" ||
+            harness_fail "no log in fleet/$dom/: $(rgw_ls "$BUCKET" fleet/)"
+    done
+    harness_log "ok: a fleet of 2 domains into $fleet/<domain>"
+    harness_snapshot_ref "$DOM_S3" vdb "$T/raw.ref"
+    "$CAPTURE" -d "$DOM_S3" -l copy -t raw -i vdb -o "s3://$BUCKET/raw" >"$out" 2>&1 ||
+        harness_fail "-t raw into s3://$BUCKET/raw failed: $(cat "$out")"
+    rgw_aws s3 cp --only-show-errors "s3://$BUCKET/raw/vdb.copy.data" "$T/raw.got"
+    harness_cmp "-t raw into s3://$BUCKET/raw, vdb" "$T/raw.ref" "$T/raw.got"
+    rm -f "$T/raw.ref" "$T/raw.got"
+}
+
 # pending_uploads : "KEY<TAB>UPLOAD_ID" of the multipart uploads under vm1/ (nothing if none).
 pending_uploads() {
     local out
@@ -286,6 +310,7 @@ point diff
 
 check_same_files
 check_restores
+check_fleet_and_raw
 rgw_proxy_start
 check_lock_and_stopped_gateway
 check_later_capture
