@@ -3,6 +3,7 @@
 // (below): std::mutex carries no capability attributes in libstdc++.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 
@@ -52,6 +53,11 @@ class CondVar {
   void Wait(Mutex& mu) REQUIRES(mu) {
     Unlocker u{mu};
     cv_.wait(u);
+  }
+  // Returns when notified (or spuriously) or at `deadline`.
+  void WaitUntil(Mutex& mu, std::chrono::steady_clock::time_point deadline) REQUIRES(mu) {
+    Unlocker u{mu};
+    cv_.wait_until(u, deadline);
   }
   void NotifyAll() { cv_.notify_all(); }
 

@@ -22,6 +22,8 @@
 // fetch or a disk cache call. Evicted blocks are dropped after Core::mu_ is released.
 #include "storage/read_cache.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -30,6 +32,7 @@
 #include <exception>
 #include <list>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <thread>
@@ -127,13 +130,17 @@ struct FileState {
 class Core {
  public:
   explicit Core(const ReadCacheOptions& options);
-  ~Core() { Shutdown(); }
+  ~Core();
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
 
   void Start(unsigned threads) EXCLUDES(mu_);
   // Stops and joins the fetch threads and drops the queued prefetches. Idempotent.
   void Shutdown() EXCLUDES(mu_);
+  // Around a fork (ForkGuard): the threads finish the fetches they run and stop, the queue
+  // stays; Resume starts them again (in the parent, and in the child, which has none).
+  void Pause() EXCLUDES(mu_);
+  void Resume() EXCLUDES(mu_);
 
   const ReadCacheOptions& options() const { return options_; }
   // The widest sequential window, in blocks (0: no readahead, memory is too small).
@@ -193,7 +200,9 @@ class Core {
   std::deque<Task> queue_ GUARDED_BY(mu_);
   CondVar queue_cv_;  // a task was queued, or stopping
   std::vector<std::thread> threads_ GUARDED_BY(mu_);
+  unsigned thread_count_ GUARDED_BY(mu_) = 0;
   bool stop_ GUARDED_BY(mu_) = false;
+  bool paused_ GUARDED_BY(mu_) = false;
   uint64_t kept_bytes_ GUARDED_BY(mu_) = 0;
   uint64_t peak_kept_bytes_ GUARDED_BY(mu_) = 0;
   uint64_t prefetch_bytes_ GUARDED_BY(mu_) = 0;
@@ -208,9 +217,70 @@ Core::Core(const ReadCacheOptions& options)
       max_window_blocks_(std::min(options.max_readahead, options.memory_bytes / 4) /
                          options.block_bytes) {}
 
+// A mount loads its saveset, and may fetch ahead while indexing it, before it goes to the
+// background; only the thread that forks lives on in the child. So every Core's fetch threads
+// stop before a fork and start again after it, in the parent and in the child.
+class ForkGuard {
+ public:
+  static ForkGuard& Get() {
+    static ForkGuard* guard = new ForkGuard;  // never destroyed: atfork handlers outlive main
+    return *guard;
+  }
+  void Add(Core* core) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    cores_.insert(core);
+  }
+  void Remove(Core* core) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    cores_.erase(core);
+  }
+
+ private:
+  ForkGuard() { pthread_atfork(&Prepare, &After, &After); }
+  // mu_ is held from Prepare to After, across the fork: no Core comes or goes meanwhile.
+  static void Prepare() BFS_NO_THREAD_SAFETY_ANALYSIS {
+    ForkGuard& g = Get();
+    g.mu_.Lock();
+    for (Core* core : g.cores_) core->Pause();
+  }
+  static void After() BFS_NO_THREAD_SAFETY_ANALYSIS {
+    ForkGuard& g = Get();
+    for (Core* core : g.cores_) core->Resume();
+    g.mu_.Unlock();
+  }
+
+  Mutex mu_;
+  std::set<Core*> cores_ GUARDED_BY(mu_);
+};
+
+Core::~Core() {
+  ForkGuard::Get().Remove(this);
+  Shutdown();
+}
+
 void Core::Start(unsigned threads) {
+  ForkGuard::Get().Add(this);
   MutexLock lock(mu_);
+  thread_count_ = threads;
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { WorkerLoop(); });
+}
+
+void Core::Pause() {
+  std::vector<std::thread> threads;
+  {
+    MutexLock lock(mu_);
+    paused_ = true;
+    threads.swap(threads_);
+  }
+  queue_cv_.NotifyAll();
+  for (std::thread& t : threads) t.join();
+}
+
+void Core::Resume() {
+  MutexLock lock(mu_);
+  paused_ = false;
+  if (stop_) return;
+  for (unsigned i = 0; i < thread_count_; ++i) threads_.emplace_back([this] { WorkerLoop(); });
 }
 
 void Core::Shutdown() {
@@ -292,8 +362,8 @@ uint64_t Core::Prefetch(const std::shared_ptr<FileState>& file, uint64_t first, 
 bool Core::NextTask(Task& task) {
   MutexLock lock(mu_);
   while (true) {
-    while (queue_.empty() && !stop_) queue_cv_.Wait(mu_);
-    if (stop_) return false;
+    while (queue_.empty() && !stop_ && !paused_) queue_cv_.Wait(mu_);
+    if (stop_ || paused_) return false;
     task = std::move(queue_.front());
     queue_.pop_front();
     auto it = flights_.find(task.key);

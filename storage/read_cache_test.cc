@@ -1,5 +1,8 @@
 #include "storage/read_cache.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -325,6 +328,34 @@ TEST(ReadCacheTest, SequentialScanFetchesAheadOfTheReader) {
   std::vector<uint64_t> each_once;
   for (uint64_t i = 0; i < blocks; ++i) each_once.push_back(i * kBlock);
   EXPECT_EQ(offsets, each_once);
+}
+
+// backupfs loads a saveset, maybe fetching ahead, before it forks into the background: the
+// child, which has only the forking thread, must still fetch ahead (and never wait for a fetch
+// that a thread of the parent was running).
+TEST(ReadCacheTest, FetchThreadsRunAgainAfterAFork) {
+  const uint64_t blocks = 48;
+  Fixture f(blocks * kBlock);
+  ASSERT_TRUE(ReadsExactly(*f.file, *f.bytes, 0, 1024));
+  ASSERT_TRUE(ReadsExactly(*f.file, *f.bytes, 1024, 1024));  // sequential: fetching ahead
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const uint64_t before = f.cache->stats().prefetched;
+    bool ok = ReadsExactly(*f.file, *f.bytes, 2048, 8 * kBlock);
+    // Readahead continues in the child: blocks queued past what was read get fetched.
+    ok = ok &&
+         WaitForStats(*f.cache, [&](const ReadCache::Stats& st) { return st.prefetched > before; });
+    for (uint64_t pos = 2048 + 8 * kBlock; ok && pos < blocks * kBlock; pos += kBlock) {
+      ok = ReadsExactly(*f.file, *f.bytes, pos, std::min(kBlock, blocks * kBlock - pos));
+    }
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  // And the parent goes on as before.
+  EXPECT_TRUE(ReadsExactly(*f.file, *f.bytes, 0, blocks * kBlock));
 }
 
 TEST(ReadCacheTest, SequentialScanCountsPrefetchesAndHits) {

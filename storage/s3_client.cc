@@ -207,6 +207,42 @@ Result<S3ListPage> S3Client::ListObjectsV2(const std::string& bucket, const std:
   return page;
 }
 
+Status S3Client::CopyObject(const std::string& bucket, const std::string& from,
+                            const std::string& to, uint64_t size) const {
+  if (size > kMaxCopyBytes) return CopyInParts(bucket, from, to, size);
+  HttpRequest q = Request("PUT", bucket, to, "CopyObject");
+  q.headers.push_back("x-amz-copy-source: " + UriEncode(bucket + "/" + from, true));
+  q.error_in_ok_body = true;  // a copy that fails late answers 200 with an <Error>
+  return Exchange(q).status();
+}
+
+// Parts of 1 GiB, each copied by the store from its range of `from`.
+Status S3Client::CopyInParts(const std::string& bucket, const std::string& from,
+                             const std::string& to, uint64_t size) const {
+  constexpr uint64_t kPart = uint64_t{1} << 30;
+  BFS_ASSIGN_OR_RETURN(const std::string upload, CreateMultipartUpload(bucket, to));
+  std::vector<std::string> etags;
+  Status s;
+  for (uint64_t pos = 0; s.ok() && pos < size; pos += kPart) {
+    const std::string what = "UploadPartCopy " + std::to_string(etags.size() + 1);
+    HttpRequest q = Request("PUT", bucket, to, what.c_str());
+    q.query = {{"partNumber", std::to_string(etags.size() + 1)}, {"uploadId", upload}};
+    q.headers.push_back("x-amz-copy-source: " + UriEncode(bucket + "/" + from, true));
+    q.headers.push_back("x-amz-copy-source-range: bytes=" + std::to_string(pos) + "-" +
+                        std::to_string(std::min(size, pos + kPart) - 1));
+    q.error_in_ok_body = true;
+    Result<HttpResponse> r = Exchange(q);
+    s = r.status();
+    if (!s.ok()) break;
+    Result<std::string> etag = ParseCopyPartResult(r->body);
+    s = etag.status();
+    if (s.ok()) etags.push_back(*etag);
+  }
+  if (s.ok()) s = CompleteMultipartUpload(bucket, to, upload, etags).status();
+  if (!s.ok()) (void)AbortMultipartUpload(bucket, to, upload);
+  return s;
+}
+
 Result<std::string> S3Client::CreateMultipartUpload(const std::string& bucket,
                                                     const std::string& key) const {
   HttpRequest q = Request("POST", bucket, key, "CreateMultipartUpload");

@@ -64,6 +64,12 @@ class S3Client {
                                    const std::string& continuation_token,
                                    unsigned max_keys = 1000) const;
 
+  // A server-side copy of `from` (of `size` bytes) to `to` in the same bucket: one request up
+  // to kMaxCopyBytes, else a multipart upload of ranged part copies. No data passes through us.
+  Status CopyObject(const std::string& bucket, const std::string& from, const std::string& to,
+                    uint64_t size) const;
+  static constexpr uint64_t kMaxCopyBytes = uint64_t{5} << 30;  // S3's limit for one copy
+
   // Returns the upload id.
   Result<std::string> CreateMultipartUpload(const std::string& bucket,
                                             const std::string& key) const;
@@ -94,6 +100,8 @@ class S3Client {
  private:
   HttpRequest Request(const char* method, const std::string& bucket, const std::string& key,
                       const char* what) const;
+  Status CopyInParts(const std::string& bucket, const std::string& from, const std::string& to,
+                     uint64_t size) const;
   // Sends a HEAD; when it fails with no body to say why (any 4xx but 404 and 412), asks again
   // with a GET of nothing to learn the store's error code.
   Result<HttpResponse> SendHead(HttpRequest request) const;

@@ -8,7 +8,6 @@
 #include <thread>
 
 #include "common/thread_annotations.h"
-#include "storage/s3_cond_var.h"
 #include "storage/s3_xml.h"
 
 namespace backupfs {
@@ -123,7 +122,7 @@ class S3Lock final : public StorageLock {
   std::thread renewer_;
 
   Mutex mu_;
-  S3CondVar stopped_;
+  CondVar stopped_;
   bool stop_ GUARDED_BY(mu_) = false;
 };
 

@@ -1,5 +1,8 @@
 #include "storage/s3_storage.h"
 
+#include "stream/xxh3.h"
+
+#include <algorithm>
 #include <functional>
 
 #include "storage/s3_lock.h"
@@ -224,6 +227,40 @@ Status S3Storage::Remove(std::string_view name) {
 }
 
 Status S3Storage::MakeDir(std::string_view /*dir*/) { return Status::Ok(); }
+
+Status S3Storage::Rename(std::string_view from, std::string_view to) {
+  BFS_ASSIGN_OR_RETURN(std::optional<S3ObjectInfo> info, client_->HeadObject(bucket_, Key(from)));
+  if (!info) return Status::NotFound(Describe(from) + ": no such file to move");
+  BFS_RETURN_IF_ERROR(client_->CopyObject(bucket_, Key(from), Key(to), info->size));
+  return client_->DeleteObject(bucket_, Key(from));
+}
+
+std::unique_ptr<Storage> S3Storage::Sub(std::string_view dir) const {
+  return std::make_unique<S3Storage>(JoinName(address_, dir), bucket_, Key(dir), client_, options_);
+}
+
+StoreStamp S3Storage::Stamp(std::string_view dir) const {
+  Result<std::vector<StoredObject>> listed = List(dir);
+  if (!listed.ok() || listed->empty()) return {};
+  std::sort(listed->begin(), listed->end(),
+            [](const StoredObject& a, const StoredObject& b) { return a.name < b.name; });
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> digest(XXH3_createState(),
+                                                                  &XXH3_freeState);
+  XXH3_state_t* state = digest.get();
+  XXH3_64bits_reset(state);
+  StoreStamp out;
+  out.exists = true;
+  out.identity = Describe(dir);
+  for (const StoredObject& o : *listed) {
+    XXH3_64bits_update(state, o.name.data(), o.name.size() + 1);  // with its terminator
+    XXH3_64bits_update(state, o.version.data(), o.version.size() + 1);
+    if (o.mtime_ns > out.mtime.tv_sec * 1000000000LL + out.mtime.tv_nsec) {
+      out.mtime = {static_cast<time_t>(o.mtime_ns / 1000000000), o.mtime_ns % 1000000000};
+    }
+  }
+  out.token = std::to_string(XXH3_64bits_digest(state));
+  return out;
+}
 
 Result<std::unique_ptr<StorageLock>> S3Storage::Lock(std::string_view holder) {
   S3LockSpec spec{

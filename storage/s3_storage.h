@@ -80,7 +80,12 @@ class S3Storage final : public Storage {
   Status Put(std::string_view name, std::span<const uint8_t> bytes,
              const PutOptions& options = {}) override;
   Status Remove(std::string_view name) override;
+  Status Rename(std::string_view from, std::string_view to) override;
   Status MakeDir(std::string_view dir) override;
+  std::unique_ptr<Storage> Sub(std::string_view dir) const override;
+  // One listing of `dir`: its token is a digest of every name and ETag in it, so any upload,
+  // replacement or removal changes it (a store has no directory mtime to ask instead).
+  StoreStamp Stamp(std::string_view dir = "") const override;
   Result<std::unique_ptr<StorageLock>> Lock(std::string_view holder) override;
   bool Busy() const override;
 

@@ -18,7 +18,6 @@
 
 #include "common/thread_annotations.h"
 #include "storage/s3_client.h"
-#include "storage/s3_cond_var.h"
 #include "stream/storage.h"
 
 namespace backupfs {
@@ -77,7 +76,7 @@ class S3MultipartWriter final : public ObjectWriter {
 
   // Shared with the uploaders.
   Mutex mu_;
-  S3CondVar changed_;
+  CondVar changed_;
   std::deque<Job> queue_ GUARDED_BY(mu_);
   unsigned in_flight_ GUARDED_BY(mu_) = 0;                   // queued or uploading
   std::vector<std::string> etags_ GUARDED_BY(mu_);           // part n at n - 1

@@ -165,6 +165,14 @@ Result<std::string> ParseCompleteMultipartUpload(std::string_view xml) {
   return ChildText(root, "ETag");
 }
 
+Result<std::string> ParseCopyPartResult(std::string_view xml) {
+  BFS_ASSIGN_OR_RETURN(Doc doc, ParseDoc(xml, "UploadPartCopy"));
+  BFS_ASSIGN_OR_RETURN(const xmlNode* root, Root(doc, "CopyPartResult", "UploadPartCopy"));
+  std::string etag = ChildText(root, "ETag");
+  if (etag.empty()) return Status::Corruption("UploadPartCopy: the answer holds no ETag");
+  return etag;
+}
+
 std::optional<S3ErrorBody> ParseS3Error(std::string_view xml) {
   if (xml.find("<Error") == std::string_view::npos) return std::nullopt;
   auto doc = ParseDoc(xml, "error");

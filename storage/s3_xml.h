@@ -53,6 +53,8 @@ Result<S3UploadsPage> ParseListMultipartUploads(std::string_view xml);
 Result<std::string> ParseInitiateMultipartUpload(std::string_view xml);
 // The ETag of a CompleteMultipartUploadResult.
 Result<std::string> ParseCompleteMultipartUpload(std::string_view xml);
+// UploadPartCopy's answer: <CopyPartResult><ETag>...</ETag></CopyPartResult>; the part's ETag.
+Result<std::string> ParseCopyPartResult(std::string_view xml);
 // nullopt when `xml` is not an <Error> document (an empty body, HTML from a proxy).
 std::optional<S3ErrorBody> ParseS3Error(std::string_view xml);
 
