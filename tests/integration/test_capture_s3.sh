@@ -16,6 +16,8 @@
 #   - the run's log is in the bucket at the end;
 #   - a fleet (-d A -d B) into s3://BUCKET/fleet puts one saveset under fleet/<domain> each, and
 #     -t raw writes a raw image object equal to the disk, zeros where it has holes;
+#   - -l auto on a broken chain in a bucket moves the old chain's objects (checkpoints/ too)
+#     under broken-chain.<time>/, where it still mounts exact, and starts a new one;
 #   - a second capture while one holds the lock (its part uploads held by the fault proxy) is
 #     refused at once, naming the holder's host and pid;
 #   - connections cut mid-upload (s3_fault_proxy.py) and a gateway stopped mid-capture
@@ -190,6 +192,48 @@ check_fleet_and_raw() {
     rm -f "$T/raw.ref" "$T/raw.got"
 }
 
+# The qcow2 format node of DOMAIN's DISK (for QMP bitmap commands).
+format_node() {
+    harness_virsh qemu-monitor-command "$1" '{"execute":"query-named-block-nodes"}' |
+        python3 -c '
+import json, sys
+for n in json.load(sys.stdin)["return"]:
+    if n["drv"] == "qcow2" and n["file"] == sys.argv[1]:
+        print(n["node-name"]); break
+' "$HARNESS_DIR/images/$1.$2.qcow2"
+}
+
+# DOM_LOCAL's vdb (its vda is big, and its local chain is compared already) into a prefix of
+# its own: full, inc, then its last bitmap removed, so that auto sets the chain aside.
+check_broken_chain() {
+    local out="s3://$BUCKET/broken" dom="$DOM_LOCAL" p node aside mnt="$T/mnt"
+    for p in full inc; do
+        harness_random_file "$T/rnd" "$M"
+        harness_guest_write "$dom" vdb $((RUNS * M)) "$M" file "$T/rnd"
+        run_capture "$dom" "$out" "$p" -i vdb
+        harness_snapshot_ref "$dom" vdb "$T/ref/broken.$p.raw"
+    done
+    node="$(format_node "$dom" vdb)"
+    [[ -n "$node" ]] || harness_fail "no qcow2 node for $dom vdb"
+    harness_virsh qemu-monitor-command "$dom" "{\"execute\":\"block-dirty-bitmap-remove\",\"arguments\":{\"node\":\"$node\",\"name\":\"virtnbdbackup.1\"}}" >/dev/null
+    run_capture "$dom" "$out" auto -i vdb
+    grep -qF "its files were moved to $out/broken-chain." "$T/run.$RUN.out" ||
+        harness_fail "auto did not set the chain aside: $(cat "$T/run.$RUN.out")"
+    aside="$(sed -n "s|.*its files were moved to \($out/broken-chain\.[0-9]*\);.*|\1|p" "$T/run.$RUN.out")"
+    for p in vdb.full.data vdb.full.data.idx vdb.inc.virtnbdbackup.1.data "$dom.cpt" \
+        checkpoints/virtnbdbackup.1.xml; do
+        rgw_ls "$BUCKET" "${aside#s3://"$BUCKET"/}/" | grep -qP "/\Q$p\E\t" ||
+            harness_fail "$p is not under $aside: $(rgw_ls "$BUCKET" broken/)"
+    done
+    rgw_ls "$BUCKET" broken/vdb.full.data | grep -qP '^broken/vdb\.full\.data\t' ||
+        harness_fail "auto started no new chain: $(rgw_ls "$BUCKET" broken/)"
+    ! rgw_ls "$BUCKET" broken/vdb.inc | grep -q . || harness_fail "an inc of the old chain stayed"
+    harness_mount_backupfs "$BUILD_DIR" "$aside" "$mnt"
+    harness_cmp "$aside virtnbdbackup.0/vdb.raw" "$T/ref/broken.full.raw" "$mnt/virtnbdbackup.0/vdb.raw"
+    harness_cmp "$aside virtnbdbackup.1/vdb.raw" "$T/ref/broken.inc.raw" "$mnt/virtnbdbackup.1/vdb.raw"
+    harness_unmount "$mnt"
+}
+
 # pending_uploads : "KEY<TAB>UPLOAD_ID" of the multipart uploads under vm1/ (nothing if none).
 pending_uploads() {
     local out
@@ -311,6 +355,7 @@ point diff
 check_same_files
 check_restores
 check_fleet_and_raw
+check_broken_chain
 rgw_proxy_start
 check_lock_and_stopped_gateway
 check_later_capture
