@@ -12,7 +12,7 @@ build_packages=(
 runtime_packages=(
   fuse3 qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
   libnbd-bin nbdkit virtnbdbackup python3 e2fsprogs groff-base man-db procps util-linux diffutils
-  strace
+  strace time
   # Remote hypervisors: the ssh client, and for the tests an sshd on 127.0.0.2 and certtool.
   openssh-client openssh-server gnutls-bin
   # Guest filesystems for the tests: partition tables, NTFS, FAT32 and exFAT images, and

@@ -170,6 +170,8 @@ class LocalStorage final : public Storage {
     const std::string path = Describe(dir);
     std::error_code ec;
     std::filesystem::directory_iterator it(path, ec);
+    if (ec == std::errc::no_such_file_or_directory)
+      return Status::NotFound(path + ": no such directory");
     if (ec) return Status::FromErrno("cannot list " + path, ec.value());
     std::vector<StoredObject> out;
     for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
