@@ -26,11 +26,12 @@
 #            alternating by round. Targets: S3 <= 1.3x local (each level and the chain), peak
 #            RSS (/usr/bin/time) < 512 MiB.
 #   gateway  the gateway's own figures: one GET stream of the full's object (aws s3api
-#            get-object into tmpfs, and curl into /dev/null: a C client), and a multipart PUT of
-#            PUT_MIB from tmpfs (aws s3 cp, 8 MiB parts, 10 in flight).
+#            get-object into tmpfs, and curl into /dev/null: a C client), a multipart PUT of
+#            PUT_MIB from tmpfs (aws s3 cp, 8 MiB parts, 10 in flight) and one PUT stream of it
+#            (curl -T).
 # Reps are interleaved: every round runs one of each figure (the order inside a part rotates by
 # round), so background load hits all of them alike. Request counts: every figure's requests are
-# read from the gateway's own log (its beast access lines: method, status, bytes sent); beside
+# read from the gateway's own log (its beast access lines: method, status, body bytes); beside
 # them the CPU seconds radosgw and ceph-osd used during the figure, and the CPU of the clients
 # (/usr/bin/time) and of the FUSE daemons (/proc/PID/stat before unmounting). Before
 # round 1, an untimed pass checks every read path byte for byte (cmp with the reference image;
@@ -558,6 +559,17 @@ gw_get_curl() {
   mark -
 }
 
+gw_put_curl() {
+  local name="gateway one PUT stream (curl)"
+  mark "$name"
+  timed "$name" $((put_mib << 20)) curl -sSf --aws-sigv4 "aws:amz:${AWS_DEFAULT_REGION}:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+    -T "$dl/put.bin" -o /dev/null "$AWS_ENDPOINT_URL/$bucket/put/put-curl.bin"
+  mark -
+  "${aws_argv[@]}" s3 rm --only-show-errors "s3://$bucket/put/put-curl.bin" >"$logs/rm.log" 2>&1 ||
+    harness_fail "cannot delete s3://$bucket/put/put-curl.bin: $(cat "$logs/rm.log")"
+}
+
 gw_put() {
   local name="gateway multipart PUT (aws s3 cp, 10 in flight)"
   mark "$name"
@@ -615,7 +627,7 @@ for ((round = 1; round <= reps; round++)); do
   if has restore; then run_group "${restore_figs[@]}"; fi
   if has capture; then capture_round; fi
   if has gateway; then
-    run_group gw_get_aws gw_get_curl gw_put
+    run_group gw_get_aws gw_get_curl gw_put gw_put_curl
     gc
   fi
   harness_log "round $round of $reps done in $((SECONDS - t)) s"
@@ -685,11 +697,12 @@ for name, v in runs.items():
     print(f"| {name:62} | {med[name]:8.3f} | {mibs} | {min(v):7.3f}..{max(v):7.3f} | {peak} | {cpu} |")
 
 print("\nrequests per figure, from the gateway's log, and CPU seconds during it (medians of the rounds;")
-print("LIST = GET with a query; >=400: error answers; FUSE = the mount daemons, s3fs's included):\n")
+print("LIST = GET with a query; >=400: error answers; MiB body: bytes of the bodies either way;")
+print("FUSE = the mount daemons, s3fs's included):\n")
 kinds = ["GET", "HEAD", "LIST", "PUT", "PUT part", "POST", "DELETE", "status>=400"]
 heads = ["GET", "HEAD", "LIST", "PUT", "PUT part", "POST", "DELETE", ">=400"]
 print(f"| {'figure':52} | " + " | ".join(f"{k:>5}" for k in heads) +
-      f" | {'MiB sent':>8} | {'rgw CPU':>7} | {'osd CPU':>7} | {'FUSE CPU':>8} |")
+      f" | {'MiB body':>8} | {'rgw CPU':>7} | {'osd CPU':>7} | {'FUSE CPU':>8} |")
 print(f"|{'-' * 54}|" + "|".join("-" * (max(5, len(k)) + 2) for k in heads) + f"|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 10}|")
 for name, cs in reqs.items():
     cells = [f"{statistics.median(c[k] for c in cs):{max(5, len(h))}.0f}" for k, h in zip(kinds, heads)]
