@@ -291,6 +291,13 @@ int Run(ParsedArgs& p) {
     std::fprintf(stderr, "backupfs: %s\n", storage.status().message().c_str());
     return 1;
   }
+  // A store that cannot be reached (wrong keys, no such bucket, no endpoint) fails the mount
+  // now, with the store's answer, rather than looking like an empty saveset.
+  backupfs::Result<bool> exists = (*storage)->Exists();
+  if (!exists.ok()) {
+    std::fprintf(stderr, "backupfs: %s: %s\n", o.saveset, exists.status().message().c_str());
+    return 1;
+  }
   ctx.tree = std::make_unique<backupfs::LiveTree>(
       std::shared_ptr<backupfs::Storage>(std::move(storage).value()), tree);
   auto root = ctx.tree->root().backing->Refresh();
