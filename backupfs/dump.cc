@@ -2,17 +2,19 @@
 
 #include <filesystem>
 
+#include "stream/local_storage.h"
 #include "stream/scanner.h"
 
 namespace backupfs {
 
-Result<nlohmann::ordered_json> DumpDataFile(const std::string& path) {
-  BFS_ASSIGN_OR_RETURN(FileSource src, FileSource::Open(path));
-  BFS_ASSIGN_OR_RETURN(StreamLayout layout, ScanStream(src));
+Result<nlohmann::ordered_json> DumpDataFile(const Storage& saveset, const std::string& name) {
+  BFS_ASSIGN_OR_RETURN(std::unique_ptr<StoredFile> src, saveset.Open(name));
+  BFS_ASSIGN_OR_RETURN(StreamLayout layout, ScanStream(*src));
+  BFS_ASSIGN_OR_RETURN(std::optional<StoredObject> sidecar, saveset.Stat(name + ".idx"));
   nlohmann::ordered_json out = layout.meta.raw;
-  out["dataFile"] = std::filesystem::path(path).filename().string();
+  out["dataFile"] = std::filesystem::path(name).filename().string();
   out["fileSize"] = layout.file_size;
-  out["index"] = std::filesystem::exists(path + ".idx") ? "sidecar" : "none";
+  out["index"] = sidecar ? "sidecar" : "none";
   auto frames = nlohmann::ordered_json::array();
   for (const FrameRecord& f : layout.frames) {
     nlohmann::ordered_json j;
@@ -28,6 +30,11 @@ Result<nlohmann::ordered_json> DumpDataFile(const std::string& path) {
   }
   out["frames"] = std::move(frames);
   return out;
+}
+
+Result<nlohmann::ordered_json> DumpDataFile(const std::string& path) {
+  const std::filesystem::path p(path);
+  return DumpDataFile(*OpenLocalStorage(p.parent_path().string()), p.filename().string());
 }
 
 }  // namespace backupfs

@@ -6,12 +6,16 @@
 #include <string>
 
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
-// One data file: its metadata keys as stored, plus "dataFile" (the name), "fileSize",
-// "index" ("sidecar" | "none"), and "frames": [{"kind", "start", "length", "fileOffset",
-// and for compressed data frames "storedSize" and "chunks"}].
+// Data file `name` of `saveset`: its metadata keys as stored, plus "dataFile" (the file's
+// name), "fileSize", "index" ("sidecar" | "none"), and "frames": [{"kind", "start", "length",
+// "fileOffset", and for compressed data frames "storedSize" and "chunks"}]. Only the frame
+// headers (and a compressed stream's trailer) are read, never the payload.
+Result<nlohmann::ordered_json> DumpDataFile(const Storage& saveset, const std::string& name);
+// A data file in a local directory.
 Result<nlohmann::ordered_json> DumpDataFile(const std::string& path);
 
 }  // namespace backupfs

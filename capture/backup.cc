@@ -1,14 +1,9 @@
 #include "capture/backup.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <ctime>
-#include <filesystem>
 #include <memory>
-#include <system_error>
+#include <optional>
 #include <thread>
 
 #include "backupfs/consolidation_journal.h"
@@ -24,7 +19,6 @@
 #include "capture/transport.h"
 #include "common/domain_xml.h"
 #include "common/qemu_nbd.h"
-#include "stream/dir_lock.h"
 
 namespace backupfs {
 
@@ -46,8 +40,6 @@ const char* CaptureLevelName(CaptureLevel level) {
 
 namespace {
 
-namespace fs = std::filesystem;
-
 // One run: the domain's state and the chain decide a plan (chain_plan.h), and the transport
 // (transport.h) says how the hypervisor is reached, local or remote; this class only puts
 // them in order.
@@ -60,8 +52,15 @@ class Run {
   std::string Dom() const { return "domain " + o_.domain; }
   // Reads dirty bitmaps (inc, diff) rather than the whole disk.
   bool Inc() const { return level_ == CaptureLevel::kInc || level_ == CaptureLevel::kDiff; }
-  std::string CheckpointDir() const {
-    return o_.checkpoint_dir.empty() ? o_.output_dir + "/checkpoints" : o_.checkpoint_dir;
+  // Null only for -k, which writes nothing.
+  Storage& Saveset() const { return *o_.saveset; }
+  // The saveset as the user named it (a directory, or an s3:// address), for messages.
+  const std::string& Out() const { return Saveset().address(); }
+  // Where checkpoint XML is kept: -C's, or `checkpoints/` of the saveset.
+  Storage& Checkpoints() {
+    if (o_.checkpoints != nullptr) return *o_.checkpoints;
+    if (!own_checkpoints_) own_checkpoints_ = Saveset().Sub("checkpoints");
+    return *own_checkpoints_;
   }
   bool Cancelled() const { return o_.cancel != nullptr && o_.cancel->load(); }
 
@@ -69,6 +68,8 @@ class Run {
   Status KillOnly();
   Status PrepareOutputDir();
   Status RemovePartials();
+  Status FinishConsolidation();
+  void DeletePending();
   Status EnsureRunning();
   Status ResolveLevel();
   Result<std::string> ChainBroken(const std::vector<std::string>& list);
@@ -84,13 +85,14 @@ class Run {
 
   const BackupOptions& o_;
   RunLog& log_;
+  std::unique_ptr<Storage> own_checkpoints_;  // Checkpoints() when -C names none
   UniqueConnect conn_;
   UniqueDomain dom_;
   std::unique_ptr<DomainStateGuard> state_;
   std::unique_ptr<LibvirtChain> chain_;
   std::string domain_xml_;
   DiskSelection selection_;
-  SavesetLock dir_lock_;                      // the output directory, while we run
+  std::unique_ptr<StorageLock> lock_;         // the saveset's, while we run
   CaptureLevel level_ = CaptureLevel::kFull;  // o_.level resolved (auto, offline)
   bool offline_ = false;                      // read through qemu-nbd, no libvirt job
   // Declared before job_, so that on every early return the job is aborted first, then our
@@ -112,7 +114,6 @@ Status Run::Connect() {
   }
   BFS_ASSIGN_OR_RETURN(dom_, std::move(dom));
   state_ = std::make_unique<DomainStateGuard>(dom_.get(), o_.domain, log_);
-  chain_ = std::make_unique<LibvirtChain>(dom_.get(), o_.domain, CheckpointDir(), log_);
   return Status::Ok();
 }
 
@@ -130,47 +131,61 @@ Status Run::KillOnly() {
 }
 
 Status Run::PrepareOutputDir() {
-  std::error_code ec;
-  fs::create_directories(o_.output_dir, ec);
-  if (ec) return Status::IOError("cannot create " + o_.output_dir + ": " + ec.message());
-  // One run per output directory at a time: a second one fails at once.
-  BFS_ASSIGN_OR_RETURN(dir_lock_, LockSaveset(o_.output_dir));
+  BFS_RETURN_IF_ERROR(Saveset().MakeDir(""));
+  // One run per saveset at a time: a second one fails at once.
+  BFS_ASSIGN_OR_RETURN(lock_, Saveset().Lock("backupfs-capture"));
   char stamp[32];
   const std::time_t now = std::time(nullptr);
   tm local{};
   localtime_r(&now, &local);
   strftime(stamp, sizeof stamp, "%m%d%Y%H%M%S", &local);  // virtnbdbackup's name
   // Before the log file: a run must not write into another domain's saveset at all.
-  BFS_RETURN_IF_ERROR(CheckSavesetDomain(o_.output_dir, o_.domain));
-  // virtnbdbackup's name has seconds only: runs within one second get .2, .3, ... added.
-  const std::string base = o_.output_dir + "/backup." + CaptureLevelName(o_.level) + "." + stamp;
-  Status opened = log_.OpenFile(base + ".log");
-  for (int n = 2; opened.code() == StatusCode::kFailedPrecondition && n < 100; n++) {
-    opened = log_.OpenFile(base + "." + std::to_string(n) + ".log");
-  }
-  BFS_RETURN_IF_ERROR(opened);
+  BFS_RETURN_IF_ERROR(CheckSavesetDomain(Saveset(), o_.domain));
+  BFS_RETURN_IF_ERROR(o_.log_file->Open(
+      Saveset(), std::string("backup.") + CaptureLevelName(o_.level) + "." + stamp));
   BFS_RETURN_IF_ERROR(RemovePartials());
-  // A consolidation killed after its commit: finish it before the chain is read.
-  BFS_ASSIGN_OR_RETURN(std::string finished, CompleteConsolidation(o_.output_dir));
-  if (!finished.empty()) log_.Warn(finished);
+  return FinishConsolidation();
+}
+
+// With the lock held no live run writes here: a .partial file is an interrupted run's. (A
+// store has none: an interrupted upload is a pending multipart upload, invisible here.)
+Status Run::RemovePartials() {
+  Result<std::vector<StoredObject>> listed = Saveset().List("");
+  if (listed.status().code() == StatusCode::kNotFound) return Status::Ok();  // nothing stored yet
+  BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> entries, std::move(listed));
+  for (const StoredObject& e : entries) {
+    if (e.is_dir() || !e.name.ends_with(".partial")) continue;
+    log_.Warn("removing " + Saveset().Describe(e.name) + ", left by an interrupted run");
+    BFS_RETURN_IF_ERROR(Saveset().Remove(e.name));
+  }
   return Status::Ok();
 }
 
-// With the lock held no live run writes here: a .partial file is an interrupted run's.
-Status Run::RemovePartials() {
-  std::error_code ec;
-  std::vector<fs::path> partial;
-  for (const auto& entry : fs::directory_iterator(o_.output_dir, ec)) {
-    if (entry.path().filename().string().ends_with(".partial")) partial.push_back(entry.path());
+// A consolidation killed after its commit: finish it before the chain is read. Rolling a
+// journal forward is a local directory's (consolidation_journal.h); in a store, a committed
+// journal stops the run rather than let it continue a chain that is being replaced.
+Status Run::FinishConsolidation() {
+  if (std::optional<std::string> dir = Saveset().LocalDir()) {
+    BFS_ASSIGN_OR_RETURN(std::string finished, CompleteConsolidation(*dir));
+    if (!finished.empty()) log_.Warn(finished);
+    return Status::Ok();
   }
-  if (ec) return Status::IOError("cannot list " + o_.output_dir + ": " + ec.message());
-  for (const fs::path& p : partial) {
-    log_.Warn("removing " + p.string() + ", left by an interrupted run");
-    if (!fs::remove(p, ec) && ec) {
-      return Status::IOError("cannot remove " + p.string() + ": " + ec.message());
-    }
-  }
-  return Status::Ok();
+  BFS_ASSIGN_OR_RETURN(std::optional<ConsolidationJournal> journal, ReadJournal(Saveset()));
+  if (!journal) return Status::Ok();
+  return Status::FailedPrecondition(
+      Saveset().Describe(std::string(kStagingDirName) + "/journal.json") +
+      ": a consolidation of this saveset committed but did not finish; finish it before the "
+      "next backup");
+}
+
+// Checkpoints a consolidation could not delete (libvirt was out of reach then). The backup
+// is done: a failure here is the warning DeletePendingCheckpoints logs, nothing more. Their
+// list is kept in a local saveset only (consolidation_journal.h).
+void Run::DeletePending() {
+  std::optional<std::string> dir = Saveset().LocalDir();
+  if (!dir) return;
+  Result<std::vector<std::string>> left = DeletePendingCheckpoints(*dir, o_.remote, log_);
+  if (!left.ok()) log_.Warn(left.status().message());
 }
 
 // A shut-off domain is read offline, or started paused with -S.
@@ -202,13 +217,13 @@ Result<std::string> Run::ChainBroken(const std::vector<std::string>& list) {
 // domain cannot take.
 Status Run::ResolveLevel() {
   level_ = o_.level;
-  const std::string cpt_path = CheckpointListPath(o_.output_dir, o_.domain);
-  BFS_ASSIGN_OR_RETURN(std::vector<std::string> list, ReadCheckpointList(cpt_path));
+  BFS_ASSIGN_OR_RETURN(std::vector<std::string> list,
+                       ReadCheckpointList(Saveset(), CheckpointListName(o_.domain)));
   if (level_ == CaptureLevel::kAuto || Inc()) {
     BFS_ASSIGN_OR_RETURN(std::string broken, ChainBroken(list));
     if (!broken.empty() && level_ == CaptureLevel::kAuto && offline_) {
       return Status::FailedPrecondition(
-          Dom() + " is shut off and " + o_.output_dir + " holds no chain to continue (" + broken +
+          Dom() + " is shut off and " + Out() + " holds no chain to continue (" + broken +
           "): libvirt cannot create checkpoints for a shut-off domain; use -S to start it "
           "paused for a full backup, or -l copy");
     }
@@ -217,7 +232,7 @@ Status Run::ResolveLevel() {
       BFS_RETURN_IF_ERROR(NewChainInstead(broken, !list.empty() && !o_.print_only));
     } else if (!broken.empty()) {
       return Status::FailedPrecondition(
-          Dom() + ": cannot continue the chain in " + o_.output_dir + ": " + broken +
+          Dom() + ": cannot continue the chain in " + Out() + ": " + broken +
           (list.empty() ? "; run a full backup (-l full) first"
                         : "; start a new chain with -l full (or -l auto) into a new directory"));
     } else if (level_ == CaptureLevel::kAuto) {
@@ -263,10 +278,10 @@ Result<ChainStep> Run::Plan() {
   }
   std::vector<std::string> list;
   if (Inc()) {
-    BFS_ASSIGN_OR_RETURN(list, ReadCheckpointList(CheckpointListPath(o_.output_dir, o_.domain)));
+    BFS_ASSIGN_OR_RETURN(list, ReadCheckpointList(Saveset(), CheckpointListName(o_.domain)));
   }
   ChainStep step = PlanChainStep(level_, list, std::time(nullptr));
-  BFS_RETURN_IF_ERROR(RefuseExistingBackup(o_.output_dir, selection_.disks, level_, step));
+  BFS_RETURN_IF_ERROR(RefuseExistingBackup(Saveset(), selection_.disks, level_, step));
   if (!o_.print_only && level_ == CaptureLevel::kFull) {
     BFS_RETURN_IF_ERROR(chain_->RemoveOurCheckpoints());
   }
@@ -280,9 +295,9 @@ Result<ChainStep> Run::Plan() {
 // (kept for restores) and this run becomes a full backup.
 Status Run::NewChainInstead(const std::string& why, bool move_old) {
   if (move_old) {
-    BFS_ASSIGN_OR_RETURN(std::string moved, MoveChainAside(o_.output_dir, log_.file_path()));
-    log_.Warn("the chain in " + o_.output_dir + " cannot continue (" + why +
-              "): its files were moved to " + moved + "; starting a new chain with a full backup");
+    BFS_ASSIGN_OR_RETURN(std::string moved, MoveChainAside(Saveset(), o_.log_file->name()));
+    log_.Warn("the chain in " + Out() + " cannot continue (" + why + "): its files were moved to " +
+              moved + "; starting a new chain with a full backup");
   }
   level_ = CaptureLevel::kFull;
   return Status::Ok();
@@ -293,7 +308,7 @@ Status Run::NewChainInstead(const std::string& why, bool move_old) {
 Result<ChainStep> Run::RestartChain(const std::string& why) {
   if (o_.level != CaptureLevel::kAuto) {
     return Status::FailedPrecondition(
-        Dom() + ": cannot continue the chain in " + o_.output_dir + ": " + why +
+        Dom() + ": cannot continue the chain in " + Out() + ": " + why +
         "; start a new chain with -l full (or -l auto) into a new directory");
   }
   BFS_RETURN_IF_ERROR(NewChainInstead(why, /*move_old=*/true));
@@ -386,7 +401,8 @@ Result<std::vector<DiskWork>> Run::PlanDisks(const ChainStep& step) {
       w.source.park = &nbd_park_;
       if (Inc()) w.source.dirty_context = "qemu:dirty-bitmap:backup-" + d.disk.target;
     }
-    w.target.path = o_.output_dir + "/" + DataFileName(d, level_, step);
+    w.target.storage = &Saveset();
+    w.target.name = DataFileName(d, level_, step);
     w.target.type = o_.type;
     w.target.lz4_level = o_.lz4_level;
     w.target.qemu_extents = o_.qemu_extents;
@@ -410,13 +426,13 @@ Result<std::vector<CapturedDisk>> Run::CaptureAll(const ChainStep& step) {
 
 // The files beside the data; when they cannot be written, the data files go again.
 Status Run::SaveFiles(const ChainStep& step, const BackupSummary& summary) {
-  SavesetFiles files{o_.output_dir, CheckpointDir(), o_.domain, step.id, transport_->host(), log_};
+  SavesetFiles files{Saveset(), Checkpoints(), o_.domain, step.id, transport_->host(), log_};
   std::vector<DomainDisk> saved;
   for (const SelectedDisk& d : selection_.disks) saved.push_back(d.disk);
   Status s = files.SaveAll(dom_.get(), domain_xml_, saved, level_ == CaptureLevel::kCopy,
                            step.create ? step.checkpoint : "", step.list);
   if (!s.ok()) {
-    for (const DiskSummary& d : summary.disks) RemoveDataFile(o_.output_dir + "/" + d.file);
+    for (const DiskSummary& d : summary.disks) RemoveDataFile(Saveset(), d.file);
   }
   return s;
 }
@@ -427,9 +443,10 @@ Result<BackupSummary> Run::Execute() {
     BFS_RETURN_IF_ERROR(KillOnly());
     return BackupSummary{o_.level, "", "", true, {}};
   }
+  chain_ = std::make_unique<LibvirtChain>(dom_.get(), o_.domain, Checkpoints(), log_);
   BFS_RETURN_IF_ERROR(PrepareOutputDir());
   log_.Info("backupfs-capture " + o_.version + ": " + Dom() + ", level " +
-            CaptureLevelName(o_.level) + ", into " + o_.output_dir +
+            CaptureLevelName(o_.level) + ", into " + Out() +
             (transport_->remote() ? ", on " + transport_->host().name() : ""));
   BFS_RETURN_IF_ERROR(EnsureRunning());
   BFS_ASSIGN_OR_RETURN(domain_xml_, DomainXml(dom_.get(), o_.domain));
@@ -451,19 +468,13 @@ Result<BackupSummary> Run::Execute() {
   nbd_park_.CloseAll();
   state_->Resume();
   if (Cancelled()) return Status::Cancelled("stopped on request before the files were finished");
-  BFS_RETURN_IF_ERROR(FinishDisks(captured, Dom()));
+  BFS_RETURN_IF_ERROR(FinishDisks(captured, Saveset(), Dom()));
   BackupSummary summary{level_, step.checkpoint, step.parent, false, {}};
-  for (CapturedDisk& c : captured) {
-    c.summary.file = fs::path(c.summary.file).filename().string();
-    summary.disks.push_back(c.summary);
-  }
+  for (CapturedDisk& c : captured) summary.disks.push_back(c.summary);
   BFS_RETURN_IF_ERROR(SaveFiles(step, summary));
   if (job_) job_->KeepCheckpoint();
-  log_.Info("finished: " + std::to_string(summary.disks.size()) + " disk(s) in " + o_.output_dir);
-  // Checkpoints a consolidation could not delete (libvirt was out of reach then). The backup
-  // is done: a failure here is the warning DeletePendingCheckpoints logs, nothing more.
-  Result<std::vector<std::string>> left = DeletePendingCheckpoints(o_.output_dir, o_.remote, log_);
-  if (!left.ok()) log_.Warn(left.status().message());
+  log_.Info("finished: " + std::to_string(summary.disks.size()) + " disk(s) in " + Out());
+  DeletePending();
   return summary;
 }
 

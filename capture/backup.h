@@ -1,4 +1,6 @@
-// One backup run of a libvirt domain into a saveset directory (virtnbdbackup layout).
+// One backup run of a libvirt domain into a saveset (virtnbdbackup layout), in a local
+// directory or under a bucket prefix: the run writes and reads it only through its storage
+// (stream/storage.h), and the same files appear either way.
 //
 // copy: the whole disk into `<disk>.copy.data`, no checkpoint.
 // full: removes this tool's checkpoints (virtnbdbackup.N) from libvirt, starts a pull-mode
@@ -14,9 +16,12 @@
 // paused instead, backed up online and destroyed again.
 // Beside the data: `vmconfig.<id>.xml`, `<disk>.<id>.qcow.json` (id: the checkpoint, "copy"
 // or the unixtime), loader/nvram copies, and for full/inc `checkpoints/<checkpoint>.xml` and
-// the updated `<domain>.cpt`. One run per output directory (flock); a leftover `.partial` file
-// and a backup job of a killed run are cleaned up first. On failure or cancellation the job is
-// aborted, the new checkpoint deleted and no data file of this run is left looking complete.
+// the updated `<domain>.cpt`. One run per saveset (the storage's writer lock: an flock, or a
+// lock object on the store); a leftover `.partial` file and a backup job of a killed run are
+// cleaned up first. On failure or cancellation the job is aborted, the new checkpoint deleted
+// and no data file of this run is left looking complete. The commit order (a data file after
+// its sidecars, then the per-point files, the `.cpt` last) is backupfs-capture(1)'s COMMIT
+// POINT.
 #pragma once
 
 #include <atomic>
@@ -26,9 +31,11 @@
 #include <string>
 #include <vector>
 
+#include "capture/saveset_log.h"
 #include "common/remote.h"
 #include "common/run_log.h"
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
@@ -46,14 +53,16 @@ struct BackupOptions {
   // it over ssh and where its NBD export listens.
   RemoteOptions remote;
   std::string domain;
-  std::string output_dir;
+  // The saveset (-o); never null when RunBackup is called, and it outlives the run.
+  Storage* saveset = nullptr;
   CaptureLevel level = CaptureLevel::kCopy;
   OutputType type = OutputType::kStream;
   std::optional<int> lz4_level;      // compress when set
   std::vector<std::string> include;  // only these disks (target dev) when not empty
   std::vector<std::string> exclude;  // never these disks
   bool include_raw = false;          // also raw, block and network disks (copy/full only)
-  std::string checkpoint_dir;        // "" for `<output_dir>/checkpoints`
+  // Where checkpoint XML is kept (-C); null for `checkpoints/` of the saveset.
+  Storage* checkpoints = nullptr;
   std::string scratch_dir = "/var/tmp";
   std::string socket_file;    // "" for a socket in a work directory of ours
   bool start_domain = false;  // start a shut-off domain paused, destroy it afterwards
@@ -68,12 +77,15 @@ struct BackupOptions {
   // Set by a signal handler: the run stops at the next read and cleans up.
   const std::atomic<bool>* cancel = nullptr;
   RunLog* log = nullptr;  // never null when RunBackup is called
-  std::string version;    // for the log
+  // Puts `log`'s file into the saveset; never null when RunBackup is called. The caller
+  // uploads it (SavesetLog::Upload) after logging the outcome.
+  SavesetLog* log_file = nullptr;
+  std::string version;  // for the log
 };
 
 struct DiskSummary {
   std::string disk;  // target dev
-  std::string file;  // data file written, relative to the output directory
+  std::string file;  // data file written, its name in the saveset
   uint64_t virtual_size = 0;
   uint64_t data_bytes = 0;  // bytes read from the disk
   uint64_t file_bytes = 0;  // bytes of the data file

@@ -72,11 +72,13 @@ Result<std::vector<CapturedDisk>> CaptureDisks(const std::vector<DiskWork>& work
   return out;
 }
 
-Status FinishDisks(std::vector<CapturedDisk>& captured, const std::string& what) {
+Status FinishDisks(std::vector<CapturedDisk>& captured, Storage& saveset, const std::string& what) {
   for (size_t i = 0; i < captured.size(); i++) {
     Status s = captured[i].Finish();
     if (s.ok()) continue;
-    for (size_t j = 0; j < i; j++) RemoveDataFile(captured[j].summary.file);
+    // Disk i too: its sidecars are stored before its data file's commit, where a store's
+    // upload errors come out, and a commit whose answer was lost may have happened after all.
+    for (size_t j = 0; j <= i; j++) RemoveDataFile(saveset, captured[j].summary.file);
     return s.WithPrefix(what + " disk " + captured[i].summary.disk);
   }
   return Status::Ok();

@@ -26,8 +26,8 @@ Result<std::vector<CapturedDisk>> CaptureDisks(const std::vector<DiskWork>& work
                                                bool progress_bar, const std::string& what,
                                                RunLog& log);
 
-// Finishes (fsyncs and renames) every file; when one fails, those already finished are
-// removed again.
-Status FinishDisks(std::vector<CapturedDisk>& captured, const std::string& what);
+// Finishes (commits) every file into `saveset`; when one fails, it (its sidecars, stored
+// before the commit) and those already finished are removed again.
+Status FinishDisks(std::vector<CapturedDisk>& captured, Storage& saveset, const std::string& what);
 
 }  // namespace backupfs

@@ -15,6 +15,7 @@
 #include "common/run_log.h"
 #include "common/subprocess.h"
 #include "stream/file.h"
+#include "stream/local_storage.h"
 #include "stream/test_util.h"
 
 namespace backupfs {
@@ -132,12 +133,13 @@ TEST(RawImageTest, SparseImageAppearsOnlyWhenFinished) {
 
 TEST(SavesetFilesTest, AnotherDomainsSavesetIsRefused) {
   ScratchDir dir;
-  EXPECT_TRUE(CheckSavesetDomain(dir.path(), "vm1").ok());
+  std::unique_ptr<Storage> saveset = OpenLocalStorage(dir.path());
+  EXPECT_TRUE(CheckSavesetDomain(*saveset, "vm1").ok());
   WriteFileBytes(dir.File("vm1.cpt"), Bytes("[]"));
   WriteFileBytes(dir.File("vmconfig.virtnbdbackup.0.xml"),
                  Bytes("<domain><name>vm1</name></domain>"));
-  EXPECT_TRUE(CheckSavesetDomain(dir.path(), "vm1").ok());
-  Status s = CheckSavesetDomain(dir.path(), "vm2");
+  EXPECT_TRUE(CheckSavesetDomain(*saveset, "vm1").ok());
+  Status s = CheckSavesetDomain(*saveset, "vm2");
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("another domain"), std::string::npos) << s.message();
 }
@@ -148,11 +150,15 @@ TEST(SavesetFilesTest, MoveChainAsideKeepsTheRunsLog) {
     WriteFileBytes(dir.File(f), Bytes("x"));
   }
   std::filesystem::create_directory(dir.File("checkpoints"));
-  auto aside = MoveChainAside(dir.path(), dir.File("backup.auto.1.log"));
+  WriteFileBytes(dir.File("checkpoints/virtnbdbackup.0.xml"), Bytes("<domaincheckpoint/>"));
+  std::unique_ptr<Storage> saveset = OpenLocalStorage(dir.path());
+  auto aside = MoveChainAside(*saveset, "backup.auto.1.log");
   ASSERT_TRUE(aside.ok()) << aside.status().ToString();
   EXPECT_TRUE(std::filesystem::exists(*aside + "/vda.full.data"));
   EXPECT_TRUE(std::filesystem::exists(*aside + "/vm.cpt"));
-  EXPECT_TRUE(std::filesystem::is_directory(*aside + "/checkpoints"));
+  EXPECT_EQ(ReadFileBytes(*aside + "/checkpoints/virtnbdbackup.0.xml"),
+            Bytes("<domaincheckpoint/>"));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("checkpoints/virtnbdbackup.0.xml")));
   EXPECT_TRUE(std::filesystem::exists(dir.File("backup.auto.1.log")));
   EXPECT_FALSE(std::filesystem::exists(dir.File("vda.full.data")));
 }

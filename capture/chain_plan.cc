@@ -1,7 +1,7 @@
 #include "capture/chain_plan.h"
 
 #include <algorithm>
-#include <filesystem>
+#include <optional>
 
 namespace backupfs {
 
@@ -94,16 +94,15 @@ std::string DataFileName(const SelectedDisk& d, CaptureLevel level, const ChainS
   }
 }
 
-Status RefuseExistingBackup(const std::string& dir, const std::vector<SelectedDisk>& disks,
+Status RefuseExistingBackup(const Storage& saveset, const std::vector<SelectedDisk>& disks,
                             CaptureLevel level, const ChainStep& step) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
   for (const SelectedDisk& d : disks) {
-    const fs::path file = fs::path(dir) / DataFileName(d, level, step);
-    if (!fs::exists(file, ec)) continue;
+    const std::string file = DataFileName(d, level, step);
+    BFS_ASSIGN_OR_RETURN(std::optional<StoredObject> there, saveset.Stat(file));
+    if (!there) continue;
     const bool new_chain = level == CaptureLevel::kFull || level == CaptureLevel::kCopy;
     return Status::InvalidArgument(
-        dir + " already holds " + file.filename().string() +
+        saveset.address() + " already holds " + file +
         (new_chain ? ": a new chain (or copy) needs an empty directory"
                    : ", which this run would write: move it away if it is not part of the "
                      "chain, or start a new chain"));

@@ -12,6 +12,7 @@
 #include "capture/checkpoints.h"
 #include "common/domain_xml.h"
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
@@ -48,10 +49,10 @@ ChainStep PlanChainStep(CaptureLevel level, const std::vector<std::string>& list
 // The data file's name in the saveset: `<disk>.full.data`, `<disk>.inc.<id>.data`, ...
 std::string DataFileName(const SelectedDisk& d, CaptureLevel level, const ChainStep& step);
 
-// Never replaces a data file: a full or copy needs an empty directory, and an inc or diff
+// Never replaces a data file: a full or copy needs an empty saveset, and an inc or diff
 // whose file exists (a run that died between its rename and the .cpt update, or two diffs in
 // one second) stops rather than overwrite a restore point.
-Status RefuseExistingBackup(const std::string& dir, const std::vector<SelectedDisk>& disks,
+Status RefuseExistingBackup(const Storage& saveset, const std::vector<SelectedDisk>& disks,
                             CaptureLevel level, const ChainStep& step);
 
 }  // namespace backupfs

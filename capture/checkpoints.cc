@@ -38,6 +38,21 @@ std::string Esc(const std::string& s) {
   return out;
 }
 
+// A list names each checkpoint once: even a long chain's is a few hundred KiB.
+constexpr uint64_t kMaxCheckpointList = 64u << 20;
+
+Result<std::vector<std::string>> ParseCheckpointList(const std::string& text,
+                                                     const std::string& what) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_array()) return Status::Corruption(what + ": not a JSON list of checkpoint names");
+  std::vector<std::string> names;
+  for (const auto& e : j) {
+    if (!e.is_string()) return Status::Corruption(what + ": a checkpoint name is not a string");
+    names.push_back(e.get<std::string>());
+  }
+  return names;
+}
+
 }  // namespace
 
 std::string CheckpointName(size_t n) { return kCheckpointPrefix + std::to_string(n); }
@@ -65,28 +80,37 @@ std::string NextCheckpointName(const std::vector<std::string>& list) {
   return CheckpointName(next);
 }
 
+std::string CheckpointListName(const std::string& domain) { return domain + ".cpt"; }
+
 std::string CheckpointListPath(const std::string& outdir, const std::string& domain) {
-  return outdir + "/" + domain + ".cpt";
+  return outdir + "/" + CheckpointListName(domain);
 }
 
 Result<std::vector<std::string>> ReadCheckpointList(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return std::vector<std::string>{};
   BFS_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_array()) return Status::Corruption(path + ": not a JSON list of checkpoint names");
-  std::vector<std::string> names;
-  for (const auto& e : j) {
-    if (!e.is_string()) return Status::Corruption(path + ": a checkpoint name is not a string");
-    names.push_back(e.get<std::string>());
-  }
-  return names;
+  return ParseCheckpointList(text, path);
+}
+
+Result<std::vector<std::string>> ReadCheckpointList(const Storage& saveset, std::string_view name) {
+  Result<std::string> text = saveset.ReadAll(name, kMaxCheckpointList);
+  if (text.status().code() == StatusCode::kNotFound) return std::vector<std::string>{};
+  BFS_RETURN_IF_ERROR(text.status());
+  return ParseCheckpointList(*text, saveset.Describe(name));
 }
 
 Status WriteCheckpointList(const std::string& path, const std::vector<std::string>& names) {
   const std::string text = nlohmann::json(names).dump();
   return WriteFileAtomically(
       path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0644);
+}
+
+Status WriteCheckpointList(Storage& saveset, std::string_view name,
+                           const std::vector<std::string>& names) {
+  PutOptions put;
+  put.mode = 0644;
+  return saveset.PutText(name, nlohmann::json(names).dump(), put);
 }
 
 std::string BuildCheckpointXml(const std::string& name, const std::string& parent,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
@@ -26,13 +27,18 @@ std::optional<size_t> CheckpointNumber(const std::string& name);
 // checkpoints it still has (virtnbdbackup.3, .4, .5), and the next one is virtnbdbackup.6.
 std::string NextCheckpointName(const std::vector<std::string>& list);
 
+// `<domain>.cpt`, the list's name in the saveset.
+std::string CheckpointListName(const std::string& domain);
 // `<outdir>/<domain>.cpt`.
 std::string CheckpointListPath(const std::string& outdir, const std::string& domain);
 // The names in the list file; empty when the file does not exist. A file that is not a JSON
 // list of strings is Corruption naming it.
 Result<std::vector<std::string>> ReadCheckpointList(const std::string& path);
+Result<std::vector<std::string>> ReadCheckpointList(const Storage& saveset, std::string_view name);
 // Replaces the list file atomically (fsynced).
 Status WriteCheckpointList(const std::string& path, const std::vector<std::string>& names);
+Status WriteCheckpointList(Storage& saveset, std::string_view name,
+                           const std::vector<std::string>& names);
 
 // A disk as the backup and checkpoint XML see it.
 struct JobDisk {

@@ -28,14 +28,14 @@ Status WriteStream(NbdSource& source, const ExtentList& frames, const DiskTarget
   // lz4 level 2 runs at about the NBD read rate per core: compress on every core so that
   // compression keeps pace with the reads.
   w.compress_threads = std::max(2u, std::thread::hardware_concurrency());
-  BFS_ASSIGN_OR_RETURN(out.stream, StreamWriter::Create(target.path, meta, w));
+  BFS_ASSIGN_OR_RETURN(out.stream, StreamWriter::Create(*target.storage, target.name, meta, w));
   return CopyToStream(source, frames, *out.stream, copy);
 }
 
 Status WriteRaw(NbdSource& source, const ExtentList& frames, const DiskTargetPlan& target,
                 const CopyOptions& copy, CapturedDisk& out) {
-  BFS_ASSIGN_OR_RETURN(out.raw, RawImageWriter::Create(target.path, source.size()));
-  RawImageWriter& raw = *out.raw;
+  BFS_ASSIGN_OR_RETURN(out.raw, RawTarget::Create(*target.storage, target.name, source.size()));
+  RawTarget& raw = *out.raw;
   return ReadExtents(source, frames, copy, [&raw](uint64_t offset, std::span<const uint8_t> b) {
     return raw.Write(offset, b);
   });
@@ -64,7 +64,7 @@ Result<CapturedDisk> CaptureDisk(const DomainDisk& disk, const DiskSourcePlan& p
                                 ? FullFrames(maps.allocation)
                                 : IncrementalFrames(maps.dirty, maps.allocation);
   CapturedDisk out;
-  out.summary = {disk.target, target.path, source.size(), DataBytes(frames), 0};
+  out.summary = {disk.target, target.name, source.size(), DataBytes(frames), 0};
   log.Info("disk " + disk.target + ": " + std::to_string(frames.size()) + " extents, " +
            std::to_string(out.summary.data_bytes) + " bytes to read of " +
            std::to_string(source.size()));

@@ -1,7 +1,8 @@
 // Backs up one disk: connects to its NBD export (libvirt's pull-mode job, or a qemu-nbd server
 // of ours for a shut-off domain, see transport.h), maps what to read, and writes a stream (or, with
-// -t raw, a sparse raw image) that is finished but not yet renamed into place, so that a run whose
-// other disk fails leaves no file of this one looking complete.
+// -t raw, a raw image) into the saveset's storage that is written but not yet committed (renamed
+// into place, or its multipart upload completed), so that a run whose other disk fails leaves no
+// file of this one looking complete.
 #pragma once
 
 #include <atomic>
@@ -12,10 +13,10 @@
 
 #include "capture/backup.h"
 #include "capture/nbd_copy.h"
+#include "capture/raw_target.h"
 #include "common/domain_xml.h"
 #include "common/nbd_endpoint.h"
 #include "common/progress.h"
-#include "common/raw_image.h"
 #include "stream/writer.h"
 
 namespace backupfs {
@@ -33,7 +34,8 @@ struct DiskSourcePlan {
 
 // What to write for the disk.
 struct DiskTargetPlan {
-  std::string path;  // final path of the data file
+  Storage* storage = nullptr;  // the saveset
+  std::string name;            // the data file's name in it
   OutputType type = OutputType::kStream;
   StreamMetadata meta;  // sizes are filled in from the export
   std::optional<int> lz4_level;
@@ -44,8 +46,8 @@ struct DiskTargetPlan {
 struct CapturedDisk {
   DiskSummary summary;
   std::unique_ptr<StreamWriter> stream;
-  std::unique_ptr<RawImageWriter> raw;
-  Status Finish();  // renames into place (fsyncs first)
+  std::unique_ptr<RawTarget> raw;
+  Status Finish();  // commits: the sidecars, then the data file (fsynced and renamed, or uploaded)
 };
 
 Result<CapturedDisk> CaptureDisk(const DomainDisk& disk, const DiskSourcePlan& source,

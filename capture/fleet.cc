@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -60,6 +61,12 @@ std::vector<std::vector<std::string>> TableCells(const std::vector<DomainResult>
                     std::to_string(r.bytes_written), Seconds(r.seconds), OutcomeText(r)});
   }
   return rows;
+}
+
+// The domain's log into its saveset (a store's is uploaded now); a failure is a warning.
+void StoreLog(SavesetLog& file, RunLog& log) {
+  Status s = file.Upload();
+  if (!s.ok()) log.Warn(s.message());
 }
 
 }  // namespace
@@ -170,10 +177,16 @@ DomainResult BackupOneDomain(const BackupOptions& base, const std::string& domai
   RunLog log(verbose, syslog, /*to_stderr=*/true, "backupfs-capture", "[" + domain + "] ");
   BackupOptions o = base;
   o.domain = domain;
-  o.output_dir = FleetOutputDir(base.output_dir, domain);
-  if (!base.checkpoint_dir.empty()) o.checkpoint_dir = base.checkpoint_dir + "/" + domain;
+  std::unique_ptr<Storage> saveset =
+      base.saveset != nullptr ? base.saveset->Sub(domain) : nullptr;  // none for -k
+  std::unique_ptr<Storage> checkpoints =
+      base.checkpoints != nullptr ? base.checkpoints->Sub(domain) : nullptr;
+  o.saveset = saveset.get();
+  o.checkpoints = checkpoints.get();
   o.progress = false;  // several bars on one terminal would overwrite each other
   o.log = &log;
+  SavesetLog log_file(log);
+  o.log_file = &log_file;
   DomainResult r;
   r.domain = domain;
   const auto begin = std::chrono::steady_clock::now();
@@ -184,10 +197,12 @@ DomainResult BackupOneDomain(const BackupOptions& base, const std::string& domai
       log.Error("interrupted: the backup job was aborted, nothing of this run was kept");
     }
     log.Error(summary.status().message());
+    StoreLog(log_file, log);
     r.error = FirstLine(summary.status().message());
     r.warnings = log.warnings();
     return r;
   }
+  StoreLog(log_file, log);
   r.level = CaptureLevelName(summary->level);
   for (const DiskSummary& d : summary->disks) {
     r.bytes_read += d.data_bytes;

@@ -75,10 +75,10 @@ Result<std::vector<std::string>> ListHostDomains(const RemoteOptions& remote);
 // Where a fleet puts a domain's saveset: `<output_dir>/<domain>`.
 std::string FleetOutputDir(const std::string& output_dir, const std::string& domain);
 
-// One domain of a fleet: RunBackup with `base` for `domain`, into FleetOutputDir (and
-// `<checkpoint_dir>/<domain>` when base.checkpoint_dir is set), with no progress bar and a
-// RunLog of its own (its file in that saveset, stderr lines prefixed "[<domain>] ").
-// base.log is not used. The run's error, if any, is logged there too.
+// One domain of a fleet: RunBackup with `base` for `domain`, into the subdirectory `<domain>` of
+// base.saveset (and of base.checkpoints when set), with no progress bar and a RunLog of its own
+// (its file in that saveset, stderr lines prefixed "[<domain>] "). base.log and base.log_file
+// are not used. The run's error, if any, is logged there too.
 DomainResult BackupOneDomain(const BackupOptions& base, const std::string& domain, bool verbose,
                              bool syslog);
 

@@ -9,6 +9,13 @@
 
 namespace backupfs {
 
+namespace {
+
+// A checkpoint's XML names its disks and bitmaps: a few KiB.
+constexpr uint64_t kMaxCheckpointXml = 16u << 20;
+
+}  // namespace
+
 Result<std::string> LibvirtChain::Broken(const std::vector<std::string>& list) {
   if (list.empty()) return std::string("no checkpoint yet");
   for (const std::string& name : list) {
@@ -31,8 +38,8 @@ Result<std::string> LibvirtChain::Broken(const std::vector<std::string>& list) {
 // Why libvirt's checkpoint `name` is not the saveset's ("" when it is, or when the saveset
 // kept no XML to compare: an older saveset without checkpoints/).
 Result<std::string> LibvirtChain::Replaced(const std::string& name, virDomainCheckpointPtr live) {
-  const std::string path = SavedXmlPath(name);
-  Result<std::string> saved_xml = ReadWholeFile(path);
+  const std::string path = checkpoints_.Describe(SavedXmlName(name));
+  Result<std::string> saved_xml = checkpoints_.ReadAll(SavedXmlName(name), kMaxCheckpointXml);
   if (!saved_xml.ok()) return std::string();
   BFS_ASSIGN_OR_RETURN(std::string live_xml, CheckpointXml(live, domain_));
   BFS_ASSIGN_OR_RETURN(CheckpointInfo now,
@@ -46,8 +53,8 @@ Result<std::string> LibvirtChain::Replaced(const std::string& name, virDomainChe
 }
 
 Status LibvirtChain::Redefine(const std::string& name) {
-  const std::string path = SavedXmlPath(name);
-  Result<std::string> xml = ReadWholeFile(path);
+  const std::string path = checkpoints_.Describe(SavedXmlName(name));
+  Result<std::string> xml = checkpoints_.ReadAll(SavedXmlName(name), kMaxCheckpointXml);
   if (!xml.ok()) {
     return Status::NotFound("libvirt has no checkpoint " + name + " and " + path +
                             " cannot be read to redefine it");

@@ -12,17 +12,15 @@
 #include "common/host.h"
 #include "common/run_log.h"
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
 class LibvirtChain {
  public:
-  // `checkpoint_dir` holds the saved `<checkpoint>.xml` files; `dom` must outlive this.
-  LibvirtChain(virDomainPtr dom, std::string domain, std::string checkpoint_dir, RunLog& log)
-      : dom_(dom),
-        domain_(std::move(domain)),
-        checkpoint_dir_(std::move(checkpoint_dir)),
-        log_(log) {}
+  // `checkpoints` holds the saved `<checkpoint>.xml` files; it and `dom` must outlive this.
+  LibvirtChain(virDomainPtr dom, std::string domain, const Storage& checkpoints, RunLog& log)
+      : dom_(dom), domain_(std::move(domain)), checkpoints_(checkpoints), log_(log) {}
 
   // Why the running domain's chain `list` (oldest first) cannot continue, "" when it can: a
   // checkpoint libvirt lost is redefined from its saved XML; a bitmap that is gone or
@@ -37,15 +35,13 @@ class LibvirtChain {
   Result<uint64_t> ChangedSince(const std::string& checkpoint);
 
  private:
-  std::string SavedXmlPath(const std::string& name) const {
-    return checkpoint_dir_ + "/" + name + ".xml";
-  }
+  static std::string SavedXmlName(const std::string& name) { return name + ".xml"; }
   Status Redefine(const std::string& name);
   Result<std::string> Replaced(const std::string& name, virDomainCheckpointPtr live);
 
   virDomainPtr dom_;
   std::string domain_;
-  std::string checkpoint_dir_;
+  const Storage& checkpoints_;
   RunLog& log_;
 };
 

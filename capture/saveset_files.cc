@@ -16,20 +16,57 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A vmconfig or a firmware file: small (NVRAM: 128 KiB). More is not a file of ours.
+constexpr uint64_t kMaxSmallFile = 64u << 20;
+// Subdirectories of a saveset: checkpoints/, and little else.
+constexpr int kMaxDepth = 8;
+
+// Written as virtnbdbackup writes them (and as this tool always did locally).
+PutOptions SmallFile() {
+  PutOptions put;
+  put.mode = 0644;
+  return put;
+}
+
+// The files and directories of `dir` ("" the saveset); a directory that does not exist (a
+// store's prefix without objects) has none.
+Result<std::vector<StoredObject>> ListOrNothing(const Storage& saveset, const std::string& dir) {
+  Result<std::vector<StoredObject>> list = saveset.List(dir);
+  if (list.status().code() == StatusCode::kNotFound) return std::vector<StoredObject>();
+  return list;
+}
+
+// Moves every file under `from` to the same name under `to`, subdirectories too.
+Status MoveTree(Storage& saveset, const std::string& from, const std::string& to, int depth) {
+  if (depth > kMaxDepth) {
+    return Status::InvalidArgument(saveset.Describe(from) + ": directories nested too deep");
+  }
+  BFS_RETURN_IF_ERROR(saveset.MakeDir(to));
+  BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> entries, ListOrNothing(saveset, from));
+  for (const StoredObject& e : entries) {
+    const std::string name = e.is_dir() ? e.name.substr(0, e.name.size() - 1) : e.name;
+    Status s = e.is_dir() ? MoveTree(saveset, JoinName(from, name), JoinName(to, name), depth + 1)
+                          : saveset.Rename(JoinName(from, name), JoinName(to, name));
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
-Status CheckSavesetDomain(const std::string& dir, const std::string& domain) {
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
+Status CheckSavesetDomain(const Storage& saveset, const std::string& domain) {
+  const std::string& dir = saveset.address();
+  BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> entries, ListOrNothing(saveset, ""));
+  for (const StoredObject& entry : entries) {
+    const std::string& name = entry.name;
     if (name.ends_with(".cpt") && name != domain + ".cpt") {
       return Status::InvalidArgument(dir + " holds the saveset of another domain (" + name +
                                      "): use a directory per domain");
     }
     if (name.starts_with("vmconfig.") && name.ends_with(".xml")) {
-      Result<std::string> xml = ReadWholeFile(entry.path().string());
+      Result<std::string> xml = saveset.ReadAll(name, kMaxSmallFile);
       Result<std::string> other =
-          xml.ok() ? ParseDomainName(*xml, entry.path().string()) : xml.status();
+          xml.ok() ? ParseDomainName(*xml, saveset.Describe(name)) : xml.status();
       // An unreadable or foreign file proves nothing about the saveset's domain: only a name.
       if (other.ok() && !other->empty() && *other != domain) {
         return Status::InvalidArgument(dir + " holds the saveset of another domain, " + *other +
@@ -37,37 +74,28 @@ Status CheckSavesetDomain(const std::string& dir, const std::string& domain) {
       }
     }
   }
-  if (ec) return Status::IOError("cannot list " + dir + ": " + ec.message());
   return Status::Ok();
 }
 
-Result<std::string> MoveChainAside(const std::string& dir, const std::string& keep) {
-  const fs::path aside = fs::path(dir) / ("broken-chain." + std::to_string(std::time(nullptr)));
-  std::error_code ec;
-  if (!fs::create_directory(aside, ec)) {
-    return Status::IOError("cannot create " + aside.string() + ": " + ec.message());
+Result<std::string> MoveChainAside(Storage& saveset, const std::string& keep) {
+  const std::string aside = "broken-chain." + std::to_string(std::time(nullptr));
+  BFS_ASSIGN_OR_RETURN(std::optional<StoredObject> taken, saveset.Stat(aside));
+  if (taken) return Status::IOError("cannot create " + saveset.Describe(aside) + ": it exists");
+  BFS_RETURN_IF_ERROR(saveset.MakeDir(aside));
+  BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> entries, ListOrNothing(saveset, ""));
+  for (const StoredObject& e : entries) {
+    const std::string name = e.is_dir() ? e.name.substr(0, e.name.size() - 1) : e.name;
+    if (name == aside || name == keep || name.starts_with("broken-chain.")) continue;
+    Status s = e.is_dir() ? MoveTree(saveset, name, JoinName(aside, name), 1)
+                          : saveset.Rename(name, JoinName(aside, name));
+    if (!s.ok()) return s;
   }
-  std::vector<fs::path> moving;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.path() == aside || entry.path() == fs::path(keep) ||
-        name.starts_with("broken-chain.")) {
-      continue;
-    }
-    moving.push_back(entry.path());
-  }
-  if (ec) return Status::IOError("cannot list " + dir + ": " + ec.message());
-  for (const fs::path& p : moving) {
-    fs::rename(p, aside / p.filename(), ec);
-    if (ec) return Status::IOError("cannot move " + p.string() + ": " + ec.message());
-  }
-  return aside.string();
+  return saveset.Describe(aside);
 }
 
-void RemoveDataFile(const std::string& path) {
+void RemoveDataFile(Storage& saveset, const std::string& name) {
   for (const char* suffix : {"", ".idx", ".chksum"}) {
-    std::error_code ec;
-    fs::remove(path + suffix, ec);
+    [[maybe_unused]] Status ignored = saveset.Remove(name + suffix);
   }
 }
 
@@ -96,10 +124,10 @@ Result<bool> ImageHasBitmap(Host& host, const std::string& image, const std::str
 
 void SavesetFiles::SaveImageInfo(const DomainDisk& disk) const {
   if (disk.format != "qcow2") return;
-  const std::string path = dir + "/" + disk.target + "." + id + ".qcow.json";
+  const std::string name = disk.target + "." + id + ".qcow.json";
   Result<std::string> info =
       host.RunChecked({"qemu-img", "info", disk.source, "--output", "json", "--force-share"});
-  Status s = info.ok() ? WriteTextAtomically(path, *info) : info.status();
+  Status s = info.ok() ? saveset.PutText(name, *info, SmallFile()) : info.status();
   if (!s.ok()) log.Warn("domain " + domain + " disk " + disk.target + ": " + s.message());
 }
 
@@ -111,15 +139,15 @@ void SavesetFiles::SaveBootFiles(const std::string& domain_xml, bool copy) const
   }
   for (const BootFile& f : *files) {
     const std::string name = fs::path(f.path).filename().string();
-    const std::string target = dir + "/" + name + (copy ? "" : "." + id);
+    const std::string target = name + (copy ? "" : "." + id);
     Result<std::string> bytes = host.ReadFile(f.path);  // firmware: small (NVRAM: 128 KiB)
-    Status s = bytes.ok() ? WriteTextAtomically(target, *bytes) : bytes.status();
+    Status s = bytes.ok() ? saveset.PutText(target, *bytes, SmallFile()) : bytes.status();
     if (!s.ok()) {
       log.Warn("domain " + domain + ": cannot save its " + f.setting + " " + f.path + ": " +
                s.message());
       continue;
     }
-    log.Info("saved the " + f.setting + " " + f.path + " as " + target);
+    log.Info("saved the " + f.setting + " " + f.path + " as " + saveset.Describe(target));
   }
 }
 
@@ -129,18 +157,17 @@ Status SavesetFiles::SaveAll(virDomainPtr dom, const std::string& domain_xml,
                              const std::vector<std::string>& checkpoint_list) const {
   for (const DomainDisk& d : disks) SaveImageInfo(d);
   SaveBootFiles(domain_xml, copy);
-  BFS_RETURN_IF_ERROR(WriteTextAtomically(dir + "/vmconfig." + id + ".xml", domain_xml));
+  BFS_RETURN_IF_ERROR(saveset.PutText("vmconfig." + id + ".xml", domain_xml, SmallFile()));
   Result<bool> autostart = DomainAutostart(dom, domain);
-  if (autostart.ok() && *autostart)
-    BFS_RETURN_IF_ERROR(WriteTextAtomically(dir + "/autostart." + id, "True"));
+  if (autostart.ok() && *autostart) {
+    BFS_RETURN_IF_ERROR(saveset.PutText("autostart." + id, "True", SmallFile()));
+  }
   if (checkpoint.empty()) return Status::Ok();
-  std::error_code ec;
-  fs::create_directories(checkpoint_dir, ec);
-  if (ec) return Status::IOError("cannot create " + checkpoint_dir + ": " + ec.message());
+  BFS_RETURN_IF_ERROR(checkpoints.MakeDir(""));
   BFS_ASSIGN_OR_RETURN(UniqueCheckpoint cpt, LookupCheckpoint(dom, domain, checkpoint));
   BFS_ASSIGN_OR_RETURN(std::string xml, CheckpointXml(cpt.get(), domain));
-  BFS_RETURN_IF_ERROR(WriteTextAtomically(checkpoint_dir + "/" + checkpoint + ".xml", xml));
-  return WriteCheckpointList(CheckpointListPath(dir, domain), checkpoint_list);
+  BFS_RETURN_IF_ERROR(checkpoints.PutText(checkpoint + ".xml", xml, SmallFile()));
+  return WriteCheckpointList(saveset, CheckpointListName(domain), checkpoint_list);
 }
 
 }  // namespace backupfs

@@ -1,5 +1,6 @@
-// The files of a saveset directory besides the data streams, as virtnbdbackup writes them,
-// and the checks a run makes on the directory before it writes.
+// The files of a saveset besides the data streams, as virtnbdbackup writes them, and the checks
+// a run makes on the saveset before it writes. Everything goes through the saveset's storage
+// (stream/storage.h): a local directory or a bucket prefix, the same names either way.
 #pragma once
 
 #include <libvirt/libvirt.h>
@@ -11,20 +12,23 @@
 #include "common/host.h"
 #include "common/run_log.h"
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
-// Refuses a directory that holds another domain's saveset (a `<other>.cpt` file, or vmconfig
-// files naming another domain), naming the file that tells.
-Status CheckSavesetDomain(const std::string& dir, const std::string& domain);
+// Refuses a saveset that holds another domain's (a `<other>.cpt` file, or vmconfig files
+// naming another domain), naming the file that tells. A saveset with nothing in it yet (a
+// store's prefix without objects) is fine.
+Status CheckSavesetDomain(const Storage& saveset, const std::string& domain);
 
-// Moves every file of the saveset in `dir` (all but `keep`, the run's log file) into a new
-// subdirectory `broken-chain.<unixtime>` and returns its path: a chain that cannot continue is
-// kept for restores, out of the way of the new one.
-Result<std::string> MoveChainAside(const std::string& dir, const std::string& keep);
+// Moves every file of the saveset (all but `keep`, the run's log file) into a new
+// subdirectory `broken-chain.<unixtime>` and returns its path or URL: a chain that cannot
+// continue is kept for restores, out of the way of the new one. Subdirectories are moved file by
+// file (a store has no directories to rename), so a local one stays behind, empty.
+Result<std::string> MoveChainAside(Storage& saveset, const std::string& keep);
 
 // Removes a data file and its sidecars (.idx, .chksum); errors ignored (cleanup).
-void RemoveDataFile(const std::string& path);
+void RemoveDataFile(Storage& saveset, const std::string& name);
 
 // Whether the qcow2 image on `host` holds a usable persistent bitmap `name` (qemu-img info):
 // present and neither in use by a crashed writer nor inconsistent.
@@ -32,13 +36,14 @@ Result<bool> ImageHasBitmap(Host& host, const std::string& image, const std::str
 
 // Writes the per-backup files: `vmconfig.<id>.xml`, `<disk>.<id>.qcow.json` per qcow2 disk,
 // copies of the boot files (`<name>.<id>`, plain `<name>` for copy), `autostart.<id>` when
-// libvirt starts the domain at boot, and for a new checkpoint its XML under the checkpoint
-// directory and the updated `<domain>.cpt`. A qcow.json or boot file that cannot be read is a
-// warning, as in virtnbdbackup; the others are errors. Images and boot files are read on
-// `host`, the domain's hypervisor (over ssh when it is remote).
+// libvirt starts the domain at boot, and for a new checkpoint its XML in `checkpoints` and the
+// updated `<domain>.cpt`, last (the restore point's commit, see backupfs-capture(1)). A
+// qcow.json or boot file that cannot be read is a warning, as in virtnbdbackup; the others are
+// errors. Images and boot files are read on `host`, the domain's hypervisor (over ssh when it
+// is remote).
 struct SavesetFiles {
-  std::string dir;
-  std::string checkpoint_dir;
+  Storage& saveset;
+  Storage& checkpoints;  // `checkpoints/` of the saveset, or -C's directory
   std::string domain;
   std::string id;
   Host& host;

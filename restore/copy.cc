@@ -91,31 +91,6 @@ class CopyState {
   Status error_ GUARDED_BY(mu_);
 };
 
-// Writes the non-zero blocks of `buf` (the bytes at `offset`, a multiple of `block`); zeroes
-// the zero runs when the writer needs it. Returns the bytes written.
-Result<uint64_t> WriteNonZero(ImageWriter& out, unsigned lane, uint64_t offset, uint64_t block,
-                              std::span<const uint8_t> buf) {
-  uint64_t written = 0;
-  size_t i = 0;
-  while (i < buf.size()) {
-    // Blocks follow the disk's grid, so a skipped block is whole clusters.
-    auto block_end = [&](size_t at) {
-      return std::min<size_t>(buf.size(), (offset + at) / block * block + block - offset);
-    };
-    const bool zero = AllZero(buf.data() + i, block_end(i) - i);
-    size_t j = block_end(i);
-    while (j < buf.size() && AllZero(buf.data() + j, block_end(j) - j) == zero) j = block_end(j);
-    if (!zero) {
-      BFS_RETURN_IF_ERROR(out.Write(lane, offset + i, buf.subspan(i, j - i)));
-      written += j - i;
-    } else if (!out.zeroed_at_start()) {
-      BFS_RETURN_IF_ERROR(out.Zero(lane, offset + i, j - i));
-    }
-    i = j;
-  }
-  return written;
-}
-
 void CopyLane(const DiskImage& image, ImageWriter& out, unsigned lane, uint64_t piece_bytes,
               uint64_t block, CopyState& state) {
   std::vector<uint8_t> buf(piece_bytes);
@@ -141,6 +116,29 @@ void CopyLane(const DiskImage& image, ImageWriter& out, unsigned lane, uint64_t 
 }
 
 }  // namespace
+
+Result<uint64_t> WriteNonZero(ImageWriter& out, unsigned lane, uint64_t offset, uint64_t block,
+                              std::span<const uint8_t> buf) {
+  uint64_t written = 0;
+  size_t i = 0;
+  while (i < buf.size()) {
+    // Blocks follow the disk's grid, so a skipped block is whole clusters.
+    auto block_end = [&](size_t at) {
+      return std::min<size_t>(buf.size(), (offset + at) / block * block + block - offset);
+    };
+    const bool zero = AllZero(buf.data() + i, block_end(i) - i);
+    size_t j = block_end(i);
+    while (j < buf.size() && AllZero(buf.data() + j, block_end(j) - j) == zero) j = block_end(j);
+    if (!zero) {
+      BFS_RETURN_IF_ERROR(out.Write(lane, offset + i, buf.subspan(i, j - i)));
+      written += j - i;
+    } else if (!out.zeroed_at_start()) {
+      BFS_RETURN_IF_ERROR(out.Zero(lane, offset + i, j - i));
+    }
+    i = j;
+  }
+  return written;
+}
 
 uint64_t BytesToRead(const DiskImage& image, const ImageWriter& out, const CopyOptions& o) {
   const uint64_t block = std::max(kZeroBlock, out.grain());

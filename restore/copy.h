@@ -40,6 +40,12 @@ inline constexpr uint64_t kZeroBlock = 64u << 10;
 // blocks of kZeroBlock (or of out.grain(), when larger).
 uint64_t BytesToRead(const DiskImage& image, const ImageWriter& out, const CopyOptions& options);
 
+// Writes the blocks of `buf` (the bytes at disk offset `offset`; blocks follow the disk's grid
+// of `block`, a multiple of out.grain()) that hold a non-zero byte, through lane `lane`; the
+// others are zeroed when out does not read as zeros already. Returns the bytes written.
+Result<uint64_t> WriteNonZero(ImageWriter& out, unsigned lane, uint64_t offset, uint64_t block,
+                              std::span<const uint8_t> buf);
+
 // Writes `image` into `out` (of at least image.size() bytes); does not call out.Finish().
 Result<CopyStats> CopyImage(const DiskImage& image, ImageWriter& out, const CopyOptions& options);
 

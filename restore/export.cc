@@ -82,16 +82,17 @@ Status RunExport(const ExportOptions& o, RunLog& log, std::atomic<bool>& stop,
   BFS_RETURN_IF_ERROR(dir.Create());
   RestoreOptions r;
   r.input = o.input;
+  r.saveset = SavesetStorage(o.saveset, o.input);
   r.output = dir.File("plan");  // never written: only the point and its disks are wanted
   r.until = o.until;
   r.disk = o.disk;
-  BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o.input, OpenOptions()));
+  BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(r.saveset, OpenOptions()));
   for (const std::string& p : model.problems) log.Warn(p);
   BFS_ASSIGN_OR_RETURN(RestorePlan plan, PlanRestore(model, r));
   BFS_ASSIGN_OR_RETURN(std::string disk, PointDisk(o, plan));
 
   SavesetMountOptions m;
-  m.saveset = o.input;
+  m.saveset = MountAddress(*r.saveset);
   m.mountpoint = dir.mount();
   BFS_RETURN_IF_ERROR(MountSaveset(m));
   dir.set_mounted();

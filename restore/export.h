@@ -7,19 +7,22 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "common/run_log.h"
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
 struct ExportOptions {
-  std::string input;   // -i
-  std::string until;   // -u ("" = the newest point)
-  std::string disk;    // -d ("" = the point's only disk)
-  std::string socket;  // --socket PATH, or
-  std::string tcp;     // --tcp HOST:PORT
+  std::string input;                 // -i
+  std::shared_ptr<Storage> saveset;  // -i opened (nullptr: the local directory `input`)
+  std::string until;                 // -u ("" = the newest point)
+  std::string disk;                  // -d ("" = the point's only disk)
+  std::string socket;                // --socket PATH, or
+  std::string tcp;                   // --tcp HOST:PORT
   bool writable = false;
 };
 

@@ -27,6 +27,9 @@ std::string Absolute(const std::string& path) {
   return fs::absolute(path).lexically_normal().string();
 }
 
+// A boot file read whole (a kernel or initrd is a few tens of MiB).
+constexpr uint64_t kMaxBootFile = 1u << 30;
+
 Status Interrupted(const std::atomic<bool>& stop) {
   return stop.load() ? Status::Cancelled("interrupted: what was made so far is removed")
                      : Status::Ok();
@@ -70,13 +73,14 @@ class Instant {
   Status PlanPoint() {
     RestoreOptions r;
     r.input = o_.input;
+    r.saveset = SavesetStorage(o_.saveset, o_.input);
     r.output = workdir_;
     r.until = o_.until;
     r.disk = o_.disk;
     r.format = OutputFormat::kQcow2;  // the overlays
     r.adjust_config = true;
     r.name = o_.name;
-    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, OpenOptions()));
+    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(r.saveset, OpenOptions()));
     for (const std::string& p : model.problems) log_.Warn(p);
     BFS_ASSIGN_OR_RETURN(plan_, PlanRestore(model, r));
     for (const std::string& w : plan_.warnings) log_.Warn(w);
@@ -85,7 +89,7 @@ class Instant {
                               " has no saved domain XML (vmconfig.*.xml): nothing to define");
     }
     summary_.point = plan_.point;
-    record_.saveset = Absolute(o_.input);
+    record_.saveset = MountAddress(*r.saveset);
     record_.point = plan_.point;
     record_.workdir = workdir_;
     record_.mount = workdir_ + "/" + kInstantMountName;
@@ -149,7 +153,7 @@ class Instant {
 
   Status CopyBootFiles() {
     for (const BootFilePlan& b : plan_.boot_files) {
-      BFS_ASSIGN_OR_RETURN(std::string bytes, ReadWholeFile(b.saved));
+      BFS_ASSIGN_OR_RETURN(std::string bytes, plan_.saveset->ReadAll(b.saved, kMaxBootFile));
       const std::string target = Absolute(b.target);
       BFS_RETURN_IF_ERROR(WriteFileAtomically(
           target, std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), 0600));

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,13 +22,15 @@
 #include "restore/instant_record.h"
 #include "restore/saveset_mount.h"
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
 struct InstantOptions {
-  std::string input;       // -i: the saveset
-  std::string workdir;     // -o: overlays, boot file copies, the mount
-  std::string until;       // -u: the restore point ("" = the newest)
+  std::string input;                 // -i: the saveset
+  std::shared_ptr<Storage> saveset;  // -i opened (nullptr: the local directory `input`)
+  std::string workdir;               // -o: overlays, boot file copies, the mount
+  std::string until;                 // -u: the restore point ("" = the newest)
   std::string disk;        // -d: only this disk ("" = all; the others leave the XML, as -c)
   std::string name;        // -N: the new domain ("" = restore_<name>)
   std::string uri;         // -U ("" = qemu:///system)

@@ -58,7 +58,7 @@ struct InstantServed {
 };
 
 struct InstantRecord {
-  std::string saveset;
+  std::string saveset;  // an absolute directory, or a store's address (MountAddress)
   std::string point;
   std::string workdir;
   std::string mount;

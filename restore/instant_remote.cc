@@ -155,6 +155,7 @@ class RemoteInstant {
   Status PlanPoint() {
     RestoreOptions r;
     r.input = o_.input;
+    r.saveset = SavesetStorage(o_.saveset, o_.input);
     r.output = workdir_;
     r.until = o_.until;
     r.disk = o_.disk;
@@ -162,7 +163,7 @@ class RemoteInstant {
     r.adjust_config = true;
     r.name = o_.name;
     r.force = true;  // the targets are on the remote host: CheckTargetsFree looks there
-    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, OpenOptions()));
+    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(r.saveset, OpenOptions()));
     for (const std::string& p : model.problems) log_.Warn(p);
     BFS_ASSIGN_OR_RETURN(plan_, PlanRestore(model, r));
     for (const std::string& w : plan_.warnings) log_.Warn(w);
@@ -176,7 +177,7 @@ class RemoteInstant {
           " disks need ports up to " + std::to_string(base_port_ + plan_.disks.size() - 1));
     }
     summary_.point = plan_.point;
-    record_.saveset = fs::absolute(o_.input).lexically_normal().string();
+    record_.saveset = MountAddress(*r.saveset);
     record_.point = plan_.point;
     record_.workdir = workdir_;
     return Status::Ok();
@@ -266,7 +267,7 @@ class RemoteInstant {
 
   Status CopyBootFiles() {
     for (const BootFilePlan& b : plan_.boot_files) {
-      BFS_RETURN_IF_ERROR(host_->PutFile(b.saved, b.target, 0600));
+      BFS_RETURN_IF_ERROR(PutSavedFile(*host_, *plan_.saveset, b.saved, b.target));
       Host* host = host_.get();
       const std::string target = b.target;
       undo_.Add([host, target] { (void)host->Remove(target); });

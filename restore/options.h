@@ -2,10 +2,12 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/remote.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
@@ -16,7 +18,10 @@ enum class OutputFormat {
 };
 
 struct RestoreOptions {
-  std::string input;                         // -i: the saveset directory
+  std::string input;  // -i: the saveset, as the user named it
+  // -i opened by the caller (backupfs-restore opens it with OpenStorage: a directory or an
+  // s3:// prefix); nullptr: the local directory `input`.
+  std::shared_ptr<Storage> saveset;
   std::string output;                        // -o: the directory the images go to
   std::string until;                         // -u: restore point; "" = the newest
   std::vector<std::string> sequence;         // -s: data file names in DIR, oldest first

@@ -9,6 +9,7 @@
 #include "common/block_device_writer.h"
 #include "common/domain_xml.h"
 #include "stream/file.h"
+#include "stream/local_storage.h"
 
 namespace backupfs {
 namespace {
@@ -32,15 +33,33 @@ std::vector<std::string> IdsUpTo(const SavesetModel& model, const RestorePoint& 
   return ids;
 }
 
-// DIR/<prefix><id><suffix> for the newest id that has one; "" when none does.
-std::string NewestPerPoint(const std::string& dir, const std::vector<std::string>& ids,
+// The files of a saveset (not its subdirectories), listed once: the planner asks about many
+// per-point files, which would otherwise be a request each on a store.
+using FileNames = std::set<std::string>;
+
+Result<FileNames> ListFiles(const Storage& saveset) {
+  BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> listed, saveset.List());
+  FileNames names;
+  for (const StoredObject& o : listed) {
+    if (!o.is_dir()) names.insert(o.name);
+  }
+  return names;
+}
+
+// <prefix><id><suffix> for the newest id that has one; "" when none does.
+std::string NewestPerPoint(const FileNames& files, const std::vector<std::string>& ids,
                            const std::string& prefix, const std::string& suffix) {
   for (const std::string& id : ids) {
-    std::string path = dir + "/" + prefix + id + suffix;
-    if (fs::is_regular_file(path)) return path;
+    std::string name = prefix + id + suffix;
+    if (files.count(name)) return name;
   }
   return "";
 }
+
+// Domain XML and qcow2 settings are a few KiB; a larger file is not one of them.
+constexpr uint64_t kMaxSmallFile = 16u << 20;
+// A boot file copied whole: a kernel or an initrd.
+constexpr uint64_t kMaxBootFile = 1u << 30;
 
 // Without -u, "the newest point" of a damaged saveset may be an older point than the admin
 // thinks (the newest file did not open): refuse, and say which point -u would restore.
@@ -132,11 +151,12 @@ const DiskChain* ChainOf(const RestorePoint& point, const std::string& disk) {
   return nullptr;
 }
 
-// True when `path` is not a stream (virtnbdbackup's -t raw writes plain raw images).
-bool IsRawImageFile(const std::string& path) {
-  auto head = FileSource::Open(path);
+// True when file `name` of the saveset is not a stream (virtnbdbackup's -t raw writes plain
+// raw images).
+bool IsRawImageFile(const Storage& saveset, const std::string& name) {
+  auto head = saveset.Open(name);
   uint8_t magic[5] = {};
-  return head.ok() && (head->size() < 5 || !head->ReadAt(0, magic).ok() ||
+  return head.ok() && ((*head)->size() < 5 || !(*head)->ReadAt(0, magic).ok() ||
                        std::string(reinterpret_cast<char*>(magic), 5) != "meta ");
 }
 
@@ -179,6 +199,8 @@ class Planner {
 
   Result<RestorePlan> Run() {
     BFS_ASSIGN_OR_RETURN(point_, FindPoint(model_, o_.until));
+    BFS_ASSIGN_OR_RETURN(files_, ListFiles(saveset()));
+    plan_.saveset = model_.storage;
     plan_.point = point_->name;
     plan_.id = point_->id;
     ids_ = IdsUpTo(model_, *point_);
@@ -194,15 +216,19 @@ class Planner {
       BFS_ASSIGN_OR_RETURN(plan_.config_target,
                            Target(o_, fs::path(o_.config_file).filename().string(), "-C", host_));
     }
-    const std::string autostart = model_.dir + "/autostart." + plan_.id;
-    if (fs::exists(autostart)) plan_.autostart_file = autostart;
+    const std::string autostart = "autostart." + plan_.id;
+    if (files_.count(autostart)) plan_.autostart_file = autostart;
     return std::move(plan_);
   }
 
  private:
+  const Storage& saveset() const { return *model_.storage; }
+
   Status LoadConfig() {
-    plan_.vmconfig_path = ConfigSource();
-    if (plan_.vmconfig_path.empty()) {
+    BFS_ASSIGN_OR_RETURN(bool given, LoadGivenConfig());
+    if (given) return Status::Ok();
+    const std::string name = ConfigName();
+    if (name.empty()) {
       if (o_.adjust_config || o_.define) {
         return Status::NotFound(model_.dir + ": no vmconfig.*.xml for restore point " +
                                 plan_.point + ": -c and -D need the domain XML");
@@ -211,21 +237,34 @@ class Planner {
                                "; images are named after their disks");
       return Status::Ok();
     }
-    BFS_ASSIGN_OR_RETURN(plan_.vmconfig_xml, ReadWholeFile(plan_.vmconfig_path));
+    plan_.vmconfig_path = saveset().Describe(name);
+    BFS_ASSIGN_OR_RETURN(plan_.vmconfig_xml, saveset().ReadAll(name, kMaxSmallFile));
     return Status::Ok();
   }
 
-  // -C names an existing file (a path, or a file of the saveset): that XML; else the point's.
-  std::string ConfigSource() {
-    for (const std::string& c : {o_.config_file, model_.dir + "/" + o_.config_file}) {
-      if (o_.config_file != "vmconfig.xml" && fs::is_regular_file(c)) return c;
+  // -C naming an existing file, a path on this machine or a file of the saveset: that XML.
+  Result<bool> LoadGivenConfig() {
+    if (o_.config_file == "vmconfig.xml") return false;
+    if (fs::is_regular_file(o_.config_file)) {
+      plan_.vmconfig_path = o_.config_file;
+      BFS_ASSIGN_OR_RETURN(plan_.vmconfig_xml, ReadWholeFile(o_.config_file));
+      return true;
     }
-    std::string own = NewestPerPoint(model_.dir, {plan_.id}, "vmconfig.", ".xml");
+    BFS_ASSIGN_OR_RETURN(std::optional<StoredObject> saved, saveset().Stat(o_.config_file));
+    if (!saved || saved->is_dir()) return false;
+    plan_.vmconfig_path = saveset().Describe(o_.config_file);
+    BFS_ASSIGN_OR_RETURN(plan_.vmconfig_xml, saveset().ReadAll(o_.config_file, kMaxSmallFile));
+    return true;
+  }
+
+  // The point's own domain XML, else the newest an earlier point saved ("" when none).
+  std::string ConfigName() {
+    std::string own = NewestPerPoint(files_, {plan_.id}, "vmconfig.", ".xml");
     if (!own.empty()) return own;
-    std::string older = NewestPerPoint(model_.dir, ids_, "vmconfig.", ".xml");
+    std::string older = NewestPerPoint(files_, ids_, "vmconfig.", ".xml");
     if (!older.empty()) {
       plan_.warnings.push_back("restore point " + plan_.point + " has no vmconfig." + plan_.id +
-                               ".xml; using " + older);
+                               ".xml; using " + saveset().Describe(older));
     }
     return older;
   }
@@ -293,7 +332,7 @@ class Planner {
       BFS_ASSIGN_OR_RETURN(
           p.target, Target(o_, name, "disk " + d.target + " source '" + d.source + "'", host_));
     }
-    p.qcow_json = NewestPerPoint(model_.dir, ids_, d.target + ".", ".qcow.json");
+    p.qcow_json = NewestPerPoint(files_, ids_, d.target + ".", ".qcow.json");
     if (o_.compress && p.format != "qcow2") {
       plan_.warnings.push_back("disk " + d.target + " is restored as " + p.format +
                                (p.block_device ? " into " + p.target : "") +
@@ -318,8 +357,8 @@ class Planner {
   // -r: virtnbdbackup's raw-image copy of a raw disk, when the saveset holds one.
   std::string RawImageFile(const std::string& disk) {
     for (const char* level : {"copy", "full"}) {
-      std::string path = model_.dir + "/" + disk + "." + level + ".data";
-      if (fs::is_regular_file(path) && IsRawImageFile(path)) return path;
+      std::string name = disk + "." + level + ".data";
+      if (files_.count(name) && IsRawImageFile(saveset(), name)) return name;
     }
     return "";
   }
@@ -330,9 +369,8 @@ class Planner {
                          ParseBootFiles(plan_.vmconfig_xml, plan_.vmconfig_path));
     for (const BootFile& f : files) {
       const std::string base = fs::path(f.path).filename().string();
-      BootFilePlan b{f.setting, f.path, NewestPerPoint(model_.dir, ids_, base + ".", ""), ""};
-      if (b.saved.empty() && fs::is_regular_file(model_.dir + "/" + base))
-        b.saved = model_.dir + "/" + base;
+      BootFilePlan b{f.setting, f.path, NewestPerPoint(files_, ids_, base + ".", ""), ""};
+      if (b.saved.empty() && files_.count(base)) b.saved = base;
       if (b.saved.empty()) {
         plan_.warnings.push_back("the " + f.setting + " " + f.path + " has no copy in " +
                                  model_.dir + "; the restored domain needs it in place");
@@ -349,10 +387,26 @@ class Planner {
   Host* host_;  // the output directory's remote host; nullptr: this machine
   const RestorePoint* point_ = nullptr;
   std::vector<std::string> ids_;
+  FileNames files_;  // of the saveset
   RestorePlan plan_;
 };
 
 }  // namespace
+
+std::shared_ptr<Storage> SavesetStorage(const std::shared_ptr<Storage>& opened,
+                                        const std::string& input) {
+  if (opened) return opened;
+  return OpenLocalStorage(input);
+}
+
+Status PutSavedFile(Host& host, const Storage& saveset, const std::string& name,
+                    const std::string& target) {
+  if (std::optional<std::string> dir = saveset.LocalDir()) {
+    return host.PutFile(JoinName(*dir, name), target, 0600);
+  }
+  BFS_ASSIGN_OR_RETURN(std::string bytes, saveset.ReadAll(name, kMaxBootFile));
+  return host.WriteFile(target, bytes, 0600);
+}
 
 Result<RestorePlan> PlanRestore(const SavesetModel& model, const RestoreOptions& options,
                                 Host* output_host) {
@@ -360,11 +414,12 @@ Result<RestorePlan> PlanRestore(const SavesetModel& model, const RestoreOptions&
 }
 
 Result<DiskChain> ChainFromSequence(const RestoreOptions& o, const OpenOptions& open) {
+  const std::shared_ptr<Storage> saveset = SavesetStorage(o);
   DiskChain chain;
   for (const std::string& name : o.sequence) {
     BFS_RETURN_IF_ERROR(CheckName(name, "-s"));
     BFS_ASSIGN_OR_RETURN(std::unique_ptr<StreamReader> r,
-                         StreamReader::Open(o.input + "/" + name, open.reader));
+                         StreamReader::Open(*saveset, name, open.reader));
     const StreamMetadata& m = r->meta();
     if (chain.files.empty() && m.incremental) {
       return Status::InvalidArgument(r->path() +
@@ -392,6 +447,7 @@ Result<DiskChain> ChainFromSequence(const RestoreOptions& o, const OpenOptions& 
 
 Result<RestorePlan> PlanSequence(DiskChain chain, const RestoreOptions& o, Host* output_host) {
   RestorePlan plan;
+  plan.saveset = SavesetStorage(o);
   // The point is named as the mount and -u name it: a diff by its file's id (its metadata
   // names the checkpoint the next inc will get), a copy "copy".
   const std::optional<DataFileName> last = ParseDataFileName(o.sequence.back());

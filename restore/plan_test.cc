@@ -87,12 +87,13 @@ TEST_F(PlanTest, NewestPointWithImagesNamedAfterTheirSources) {
   EXPECT_EQ(plan->disks[0].target, options_.output + "/web1.qcow2");
   EXPECT_EQ(plan->disks[0].chain.files.size(), 3u);
   EXPECT_EQ(plan->disks[0].format, "qcow2");
-  EXPECT_EQ(plan->disks[0].qcow_json, in_.File("vda." + Cp(0) + ".qcow.json"));
+  EXPECT_EQ(plan->disks[0].qcow_json, "vda." + Cp(0) + ".qcow.json");  // a file of the saveset
   EXPECT_EQ(plan->disks[1].target, options_.output + "/data.qcow2");
   EXPECT_EQ(plan->vmconfig_path, in_.File("vmconfig." + Cp(2) + ".xml"));
   EXPECT_EQ(plan->config_target, options_.output + "/vmconfig.xml");
   ASSERT_EQ(plan->boot_files.size(), 1u);
-  EXPECT_EQ(plan->boot_files[0].saved, in_.File("OVMF_CODE.fd." + Cp(0)));
+  EXPECT_EQ(plan->boot_files[0].saved, "OVMF_CODE.fd." + Cp(0));
+  EXPECT_EQ(plan->saveset->Describe(plan->boot_files[0].saved), in_.File("OVMF_CODE.fd." + Cp(0)));
   EXPECT_EQ(plan->boot_files[0].target, options_.output + "/OVMF_CODE.fd");
 }
 

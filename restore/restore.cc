@@ -36,6 +36,11 @@ namespace fs = std::filesystem;
 constexpr uint64_t kChunkCacheBytes = 96u << 20;
 // Two cores here; and each disk of a virtnbdbackup -z saveset keeps a 32 MiB chunk in the cache.
 constexpr unsigned kMaxParallelDisks = 2;
+// Bounds on files of the saveset read whole: qemu-img info's JSON, a boot file.
+constexpr uint64_t kMaxQcowJson = 16u << 20;
+// -r from a store: one ranged read at a time, the next announced ahead; zeros found by block.
+constexpr uint64_t kRawCopyPiece = 8u << 20;
+constexpr uint64_t kRawCopyHole = 4096;
 
 template <typename T>
 Result<std::unique_ptr<ImageWriter>> AsWriter(Result<std::unique_ptr<T>> r) {
@@ -128,7 +133,7 @@ class Restore {
       BFS_ASSIGN_OR_RETURN(DiskChain chain, ChainFromSequence(o_, open));
       return PlanSequence(std::move(chain), o_, output_host);
     }
-    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, open));
+    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(SavesetStorage(o_), open));
     for (const std::string& p : model.problems) log_.Warn(p);
     return PlanRestore(model, o_, output_host);
   }
@@ -216,8 +221,8 @@ class Restore {
   // The backed-up image's qcow2 settings, when its qemu-img info was saved.
   Result<std::vector<std::string>> CreateOptions(const DiskPlan& d) {
     if (d.qcow_json.empty()) return std::vector<std::string>();
-    BFS_ASSIGN_OR_RETURN(std::string json, ReadWholeFile(d.qcow_json));
-    auto q = ParseQcowCreateOptions(json, d.qcow_json);
+    BFS_ASSIGN_OR_RETURN(std::string json, plan_.saveset->ReadAll(d.qcow_json, kMaxQcowJson));
+    auto q = ParseQcowCreateOptions(json, plan_.saveset->Describe(d.qcow_json));
     if (!q.ok()) {
       log_.Warn(q.status().message() + "; the image gets qemu-img's defaults");
       return std::vector<std::string>();
@@ -267,26 +272,28 @@ class Restore {
   // -r: a raw image data file, copied as it is: its data ranges written, its holes left
   // (or zeroed on a device).
   Status CopyRawFile(const DiskPlan& d, unsigned worker) {
-    log_.Info("disk " + d.disk + ": copying the raw image " + d.raw_copy + " to " +
-              Where(d.target));
-    BFS_ASSIGN_OR_RETURN(FileSource src, FileSource::Open(d.raw_copy));
+    log_.Info("disk " + d.disk + ": copying the raw image " + plan_.saveset->Describe(d.raw_copy) +
+              " to " + Where(d.target));
+    BFS_ASSIGN_OR_RETURN(std::unique_ptr<StoredFile> src, plan_.saveset->Open(d.raw_copy));
+    const uint64_t size = src->size();
     std::unique_ptr<ImageWriter> out;
     if (remote()) {
-      BFS_ASSIGN_OR_RETURN(out, OpenWriter(d, src.size(), worker));
+      BFS_ASSIGN_OR_RETURN(out, OpenWriter(d, size, worker));
     } else {
       if (o_.force && !d.block_device) unlink((d.target + ".partial").c_str());
-      BFS_ASSIGN_OR_RETURN(out, d.block_device
-                                    ? AsWriter(BlockDeviceWriter::Open(d.target, src.size()))
-                                    : AsWriter(RawImageWriter::Create(d.target, src.size())));
+      BFS_ASSIGN_OR_RETURN(out, d.block_device ? AsWriter(BlockDeviceWriter::Open(d.target, size))
+                                               : AsWriter(RawImageWriter::Create(d.target, size)));
     }
-    BFS_ASSIGN_OR_RETURN(uint64_t written, CopyFileRanges(src, *out));
+    BFS_ASSIGN_OR_RETURN(uint64_t written,
+                         src->fd() >= 0 ? CopyFileRanges(*src, *out) : CopyStoredBytes(*src, *out));
     if (stop_.load()) return Failed(d, Status::Cancelled("interrupted"));
     if (Status s = out->Finish(); !s.ok()) return Failed(d, s);
     Record(d, {written, written});
     return Status::Ok();
   }
 
-  Result<uint64_t> CopyFileRanges(const FileSource& src, ImageWriter& out) {
+  // A local file: its data ranges (SEEK_DATA/SEEK_HOLE) are written, its holes left.
+  Result<uint64_t> CopyFileRanges(const StoredFile& src, ImageWriter& out) {
     std::vector<uint8_t> buf(4u << 20);
     uint64_t pos = 0, written = 0;
     while (pos < src.size() && !stop_.load()) {
@@ -302,6 +309,24 @@ class Restore {
         written += n;
       }
       pos = to;
+    }
+    return written;
+  }
+
+  // A stored object has no holes to find: it is read front to back, and blocks of zeros are
+  // left to the image (or zeroed, on a device), at the granularity of a local file's holes so
+  // that the image is as thin as the copy from a directory.
+  Result<uint64_t> CopyStoredBytes(const StoredFile& src, ImageWriter& out) {
+    std::vector<uint8_t> buf(kRawCopyPiece);
+    const uint64_t block = std::max(kRawCopyHole, out.grain());
+    uint64_t written = 0;
+    for (uint64_t pos = 0; pos < src.size() && !stop_.load(); pos += buf.size()) {
+      const uint64_t n = std::min<uint64_t>(buf.size(), src.size() - pos);
+      src.WillNeed(pos + n, kRawCopyPiece);
+      std::span<uint8_t> bytes(buf.data(), n);
+      BFS_RETURN_IF_ERROR(src.ReadAt(pos, bytes));
+      BFS_ASSIGN_OR_RETURN(uint64_t w, WriteNonZero(out, 0, pos, block, bytes));
+      written += w;
     }
     return written;
   }
@@ -374,7 +399,7 @@ class Restore {
   // partial file, fsyncs and renames it).
   Status RestoreBootFiles() {
     for (const BootFilePlan& b : plan_.boot_files) {
-      BFS_RETURN_IF_ERROR(host_->PutFile(b.saved, b.target, 0600));
+      BFS_RETURN_IF_ERROR(PutSavedFile(*host_, *plan_.saveset, b.saved, b.target));
       log_.Info("the " + b.setting + " " + b.original + " restored as " + Where(b.target));
     }
     return Status::Ok();

@@ -53,15 +53,22 @@ Result<std::unique_ptr<libmnt_table, TableFreer>> MountTable() {
 
 }  // namespace
 
+std::string MountAddress(const Storage& saveset) {
+  if (std::optional<std::string> dir = saveset.LocalDir()) {
+    return fs::absolute(*dir).lexically_normal().string();
+  }
+  return saveset.address();
+}
+
 Status MountSaveset(const SavesetMountOptions& o) {
   std::vector<std::string> argv = {BackupfsProgram()};
   std::string opts = "default_permissions";  // the daemon adds it too: a harmless repeat
   if (o.allow_other) opts += ",allow_other";
   if (o.uid) opts += ",uid=" + std::to_string(*o.uid);
   if (o.gid) opts += ",gid=" + std::to_string(*o.gid);
-  // Absolute paths: never taken for options, whatever their names.
+  // Absolute paths (and store addresses): never taken for options, whatever their names.
   const std::string mountpoint = fs::absolute(o.mountpoint).string();
-  argv.insert(argv.end(), {"-o", opts, fs::absolute(o.saveset).string(), mountpoint});
+  argv.insert(argv.end(), {"-o", opts, o.saveset, mountpoint});
   const std::string what = "cannot mount the saveset " + o.saveset + " on " + o.mountpoint;
   if (o.log_file.empty()) {
     // Without -f the daemon forks once the mount is up; its parent's exit tells us so.

@@ -11,11 +11,17 @@
 #include <vector>
 
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
+// How the daemon is to find `saveset`: a local directory as an absolute path (the daemon runs
+// elsewhere), a store by its address (s3://bucket/prefix; the daemon reads the store's
+// endpoint, region and credentials from the environment it inherits).
+std::string MountAddress(const Storage& saveset);
+
 struct SavesetMountOptions {
-  std::string saveset;     // the saveset directory
+  std::string saveset;     // MountAddress() of the saveset
   std::string mountpoint;  // an existing empty directory
   // Let other users (the QEMU user) in, with every file owned by `owner`.
   bool allow_other = false;

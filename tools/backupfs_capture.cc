@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -20,10 +21,13 @@
 
 #include "capture/backup.h"
 #include "capture/fleet.h"
+#include "capture/saveset_log.h"
 #include "common/command_line.h"
 #include "common/remote.h"
 #include "common/run_log.h"
 #include "common/signal_watcher.h"
+#include "storage/open_storage.h"
+#include "tools/store_options.h"
 
 namespace {
 
@@ -52,6 +56,7 @@ struct Args {
   bool qemu = false, printonly = false, killonly = false, startonly = false, verbose = false;
   // Another host: virtnbdbackup's options, and --nbd-connect.
   backupfs::RemoteArgs remote{.uri = "qemu:///system"};
+  backupfs::StoreOptions store;  // -o s3://bucket/prefix
 };
 
 backupfs::CaptureLevel ParseLevel(const std::string& level) {
@@ -134,10 +139,12 @@ void AddOptions(CLI::App& app, Args& a, CLI::Option*& z, CLI::Option*& start) {
       ->group(general);
   app.add_flag("-r,--raw", a.raw, "also back up raw, block and network disks (copy/full)")
       ->group(general);
-  app.add_option("-o,--output", a.output, "output directory (the saveset); not with -k")
+  app.add_option("-o,--output", a.output,
+                 "the saveset: a directory, or s3://bucket/prefix; not with -k")
       ->group(general);
   app.add_option("-C,--checkpointdir", a.checkpoint_dir,
-                 "where checkpoint XML is kept (default: OUTPUT/checkpoints)")
+                 "where checkpoint XML is kept, a directory or s3:// address "
+                 "(default: OUTPUT/checkpoints)")
       ->group(general);
   app.add_option("--scratchdir", a.scratch_dir,
                  "directory for the job's scratch files (default: /var/tmp)")
@@ -197,6 +204,8 @@ void AddOptions(CLI::App& app, Args& a, CLI::Option*& z, CLI::Option*& start) {
          "directory of ca-cert.pem, client-cert.pem, client-key.pem (default /etc/pki/qemu)")
       ->group(remote);
 
+  backupfs::AddStoreOptions(app, a.store, "S3 options");
+
   auto* logging = "Logging options";
   app.add_flag("-L,--syslog", a.syslog, "also log to syslog")->group(logging);
   app.add_flag("-v,--verbose", a.verbose, "debug lines on stderr too")->group(logging);
@@ -225,7 +234,6 @@ std::optional<std::string> BuildOptions(const Args& a, const CLI::Option* z,
   if (a.startonly) return "-s/--startonly is not supported: a job is never left running";
   if (auto error = BuildRemote(a, o.remote)) return error;
   if (!FleetMode(a)) o.domain = DomainNames(a).front();
-  o.output_dir = a.output;
   o.level = ParseLevel(a.level);
   o.type = a.type == "raw" ? backupfs::OutputType::kRaw : backupfs::OutputType::kStream;
   if (o.type == backupfs::OutputType::kRaw && o.level != backupfs::CaptureLevel::kCopy &&
@@ -237,7 +245,6 @@ std::optional<std::string> BuildOptions(const Args& a, const CLI::Option* z,
   o.include = backupfs::SplitList(a.include);
   o.exclude = backupfs::SplitList(a.exclude);
   o.include_raw = a.raw;
-  o.checkpoint_dir = a.checkpoint_dir;
   o.scratch_dir = a.scratch_dir;
   o.socket_file = a.socket_file;
   o.start_domain = start->count() > 0;
@@ -333,7 +340,7 @@ int RunFleetMode(const Args& a, const backupfs::BackupOptions& base, backupfs::R
   for (const std::string& d : selection.domains) names += (names.empty() ? "" : ", ") + d;
   if (!selection.domains.empty()) {
     log.Info("backing up " + std::to_string(selection.domains.size()) + " domain(s) of " + host +
-             ", " + std::to_string(a.parallel) + " at a time, each into " + base.output_dir +
+             ", " + std::to_string(a.parallel) + " at a time, each into " + a.output +
              "/<domain>: " + names);
   }
   const auto begin = std::chrono::steady_clock::now();
@@ -360,6 +367,55 @@ int RunFleetMode(const Args& a, const backupfs::BackupOptions& base, backupfs::R
   return kExitOk;
 }
 
+// The saveset (-o) and -C's storage: a directory, or an s3:// address. Nothing is contacted
+// yet. A message when an address is not valid.
+std::optional<std::string> OpenStores(const Args& a, std::unique_ptr<backupfs::Storage>& saveset,
+                                      std::unique_ptr<backupfs::Storage>& checkpoints) {
+  const auto open = [&a](const std::string& address,
+                         std::unique_ptr<backupfs::Storage>& store) -> std::optional<std::string> {
+    if (address.empty()) return std::nullopt;
+    auto opened = backupfs::OpenStorage(address, a.store);
+    if (!opened.ok()) return opened.status().message();
+    store = std::move(opened).value();
+    return std::nullopt;
+  };
+  if (auto error = open(a.output, saveset)) return error;
+  return open(a.checkpoint_dir, checkpoints);
+}
+
+// One domain into the saveset itself; the exit code.
+int RunOneDomain(const backupfs::BackupOptions& options, backupfs::RunLog& log,
+                 backupfs::SignalWatcher& signals) {
+  const auto begin = std::chrono::steady_clock::now();
+  auto summary = RunCatchingExceptions(options);
+  if (!summary.ok()) {
+    if (signals.signal() != 0) {
+      log.Error("interrupted by signal " + std::to_string(signals.signal()) +
+                ": the backup job was aborted, nothing of this run was kept");
+    }
+    log.Error(summary.status().message());
+    return kExitFailure;
+  }
+  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - begin;
+  if (!summary->skipped) PrintSummary(*summary, elapsed.count());
+  return kExitOk;
+}
+
+// The run's log into the saveset (a store's is uploaded now, after its last line), then
+// --strict's exit code 2 when the run logged warnings.
+int Finish(int rc, const Args& args, backupfs::SavesetLog& log_file, backupfs::RunLog& log) {
+  if (rc == kExitOk && args.strict && log.warnings() > 0) {
+    log.Info(std::to_string(log.warnings()) + " warning(s) and --strict: exit code 2");
+    rc = kExitWarnings;
+  }
+  backupfs::Status stored = log_file.Upload();
+  if (!stored.ok()) {
+    log.Warn(stored.message());
+    if (rc == kExitOk && args.strict) rc = kExitWarnings;
+  }
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -374,30 +430,21 @@ int main(int argc, char** argv) {
 
   backupfs::RunLog log(args.verbose, args.syslog);
   backupfs::BackupOptions options;
-  if (auto error = BuildOptions(args, z, start, options, log)) {
+  std::unique_ptr<backupfs::Storage> saveset, checkpoints;
+  std::optional<std::string> error = BuildOptions(args, z, start, options, log);
+  if (!error) error = OpenStores(args, saveset, checkpoints);
+  if (error) {
     std::fprintf(stderr, "backupfs-capture: %s\n", Redacted(*error, args.remote.password).c_str());
     return kExitFailure;
   }
   backupfs::SignalWatcher signals;
+  options.saveset = saveset.get();
+  options.checkpoints = checkpoints.get();
   options.cancel = signals.flag();
   options.log = &log;
   options.version = BACKUPFS_VERSION;
   if (FleetMode(args)) return RunFleetMode(args, options, log, signals);
-  const auto begin = std::chrono::steady_clock::now();
-  auto summary = RunCatchingExceptions(options);
-  if (!summary.ok()) {
-    if (signals.signal() != 0) {
-      log.Error("interrupted by signal " + std::to_string(signals.signal()) +
-                ": the backup job was aborted, nothing of this run was kept");
-    }
-    log.Error(summary.status().message());
-    return kExitFailure;
-  }
-  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - begin;
-  if (!summary->skipped) PrintSummary(*summary, elapsed.count());
-  if (args.strict && log.warnings() > 0) {
-    log.Info(std::to_string(log.warnings()) + " warning(s) and --strict: exit code 2");
-    return kExitWarnings;
-  }
-  return kExitOk;
+  backupfs::SavesetLog log_file(log);
+  options.log_file = &log_file;
+  return Finish(RunOneDomain(options, log, signals), args, log_file, log);
 }

@@ -6,7 +6,9 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <optional>
 
 #include "backupfs/dump.h"
@@ -21,7 +23,9 @@
 #include "restore/export.h"
 #include "restore/instant.h"
 #include "restore/restore.h"
+#include "storage/open_storage.h"
 #include "stream/file.h"
+#include "tools/store_options.h"
 
 namespace {
 
@@ -53,7 +57,11 @@ struct Args {
   std::optional<unsigned> keep_last, keep_days;
   // Remote restore (virtnbdrestore's options, and --nbd-connect).
   backupfs::RemoteArgs remote;
+  // -i s3://BUCKET/PREFIX: how to reach the store.
+  backupfs::StoreOptions store;
 };
+
+using SavesetPtr = std::shared_ptr<backupfs::Storage>;
 
 class PrintingReporter final : public backupfs::VerifyReporter {
  public:
@@ -71,9 +79,9 @@ class PrintingReporter final : public backupfs::VerifyReporter {
   bool verbose_;
 };
 
-int Verify(const Args& args) {
+int Verify(const Args& args, const backupfs::Storage& saveset) {
   PrintingReporter reporter(args.verbose);
-  auto summary = backupfs::VerifySaveset(args.input, args.disk, reporter);
+  auto summary = backupfs::VerifySaveset(saveset, args.disk, reporter);
   if (!summary.ok()) {
     std::fprintf(stderr, "backupfs-restore: %s\n", summary.status().message().c_str());
     return kExitFailure;
@@ -86,8 +94,8 @@ int Verify(const Args& args) {
   return summary->problems == 0 ? kExitOk : kExitFailure;
 }
 
-int Dump(const Args& args) {
-  auto listing = backupfs::ListSaveset(args.input, args.disk);
+int Dump(const Args& args, const backupfs::Storage& saveset) {
+  auto listing = backupfs::ListSaveset(saveset, args.disk);
   if (!listing.ok()) {
     std::fprintf(stderr, "backupfs-restore: %s\n", listing.status().message().c_str());
     return kExitFailure;
@@ -95,7 +103,7 @@ int Dump(const Args& args) {
   int rc = kExitOk;
   auto entries = nlohmann::ordered_json::array();
   for (const auto& f : listing->data_files) {
-    auto entry = backupfs::DumpDataFile(args.input + "/" + f.file);
+    auto entry = backupfs::DumpDataFile(saveset, f.file);
     if (!entry.ok()) {
       std::fprintf(stderr, "backupfs-restore: %s\n", entry.status().message().c_str());
       rc = kExitFailure;
@@ -146,10 +154,12 @@ std::optional<std::string> BuildRemote(const Args& a, backupfs::RemoteOptions& r
 }
 
 // Fills the options; a usage message when the arguments do not go together.
-std::optional<std::string> BuildOptions(const Args& a, backupfs::RestoreOptions& o) {
+std::optional<std::string> BuildOptions(const Args& a, SavesetPtr saveset,
+                                        backupfs::RestoreOptions& o) {
   if (auto error = BuildRemote(a, o.remote)) return error;
   if (a.output.empty()) return "-o/--output is required: the directory the images go to";
   o.input = a.input;
+  o.saveset = std::move(saveset);
   o.output = a.output;
   o.until = a.until;
   o.sequence = backupfs::SplitList(a.sequence);
@@ -210,9 +220,9 @@ bool OpenLogFile(const Args& args, backupfs::RunLog& log) {
   return s.ok();
 }
 
-int Restore(const Args& args) {
+int Restore(const Args& args, SavesetPtr saveset) {
   backupfs::RestoreOptions options;
-  if (auto error = BuildOptions(args, options)) {
+  if (auto error = BuildOptions(args, std::move(saveset), options)) {
     std::fprintf(stderr, "backupfs-restore: %s\n", error->c_str());
     return kExitUsage;
   }
@@ -341,11 +351,13 @@ backupfs::Result<backupfs::RemoteOptions> InstantRemote(const Args& args) {
 }
 
 // -a instant: the summary line on success.
-backupfs::Status InstantRecovery(const Args& args, backupfs::RunLog& log, std::atomic<bool>& stop) {
+backupfs::Status InstantRecovery(const Args& args, SavesetPtr saveset, backupfs::RunLog& log,
+                                 std::atomic<bool>& stop) {
   backupfs::InstantOptions o;
   BFS_ASSIGN_OR_RETURN(o.remote, InstantRemote(args));
   o.nbd_serve = args.nbd_serve;
   o.input = args.input;
+  o.saveset = std::move(saveset);
   o.workdir = args.output;
   o.until = args.until;
   o.disk = args.disk;
@@ -366,14 +378,14 @@ backupfs::Status InstantRecovery(const Args& args, backupfs::RunLog& log, std::a
   return backupfs::Status::Ok();
 }
 
-int Instant(const Args& args) {
+int Instant(const Args& args, SavesetPtr saveset) {
   if (args.action == "instant-list") return ListInstant(args);
   backupfs::RunLog log(args.verbose, args.syslog, /*to_stderr=*/true, "backupfs-restore");
   if (!OpenLogFile(args, log)) return kExitFailure;
   backupfs::SignalWatcher signals;
   backupfs::Status status = backupfs::Status::Ok();
   if (args.action == "instant") {
-    status = InstantRecovery(args, log, *signals.flag());
+    status = InstantRecovery(args, std::move(saveset), log, *signals.flag());
   } else if (args.action == "instant-migrate") {
     backupfs::MigrateOptions m{args.remote.uri,
                                args.name,
@@ -398,12 +410,13 @@ int Instant(const Args& args) {
   return kExitOk;
 }
 
-int Export(const Args& args) {
+int Export(const Args& args, SavesetPtr saveset) {
   backupfs::RunLog log(args.verbose, args.syslog, /*to_stderr=*/true, "backupfs-restore");
   if (!OpenLogFile(args, log)) return kExitFailure;
   backupfs::SignalWatcher signals;
   backupfs::ExportOptions o;
   o.input = args.input;
+  o.saveset = std::move(saveset);
   o.until = args.until;
   o.disk = args.disk;
   o.socket = args.nbd_socket;
@@ -469,8 +482,15 @@ void PrintConsolidation(const backupfs::ConsolidateSummary& s, const Args& args,
   PrintList("libvirt checkpoints left to delete", s.pending_checkpoints);
 }
 
-// -a consolidate and -a retention.
-int Consolidate(const Args& args) {
+// -a consolidate and -a retention: savesets in a directory only, for now.
+int Consolidate(const Args& args, const backupfs::Storage& saveset) {
+  if (!saveset.LocalDir()) {
+    std::fprintf(stderr,
+                 "backupfs-restore: -a %s: %s: consolidation of a saveset on S3 is not "
+                 "supported yet\n",
+                 args.action.c_str(), saveset.address().c_str());
+    return kExitFailure;
+  }
   backupfs::RunLog log(args.verbose, args.syslog, /*to_stderr=*/true, "backupfs-restore");
   if (!OpenLogFile(args, log)) return kExitFailure;
   backupfs::SignalWatcher signals;
@@ -496,6 +516,29 @@ int Consolidate(const Args& args) {
   return kExitOk;
 }
 
+// Verify reads each object once in its own pass, and dump reads only frame headers: a read
+// cache in front of them would fetch whole blocks ahead, some of them twice. (A cache
+// directory, when given, is still used: it keeps what the next run would fetch again.)
+backupfs::StoreOptions StoreOptionsFor(const Args& args) {
+  backupfs::StoreOptions o = args.store;
+  const bool reads_once =
+      args.action == "verify" || args.action == "dump" ||
+      (args.action == "restore" && (args.output == "verify" || args.output == "dump"));
+  if (reads_once && o.cache_dir.empty()) o.memory_cache_bytes = 0;
+  return o;
+}
+
+// The backupfs daemon that instant recovery and export start reads a store through the same
+// settings: the options given here override the environment it inherits, as they do ours.
+void ExportStoreSettings(const backupfs::StoreOptions& o) {
+  if (!o.endpoint.empty()) {
+    setenv("AWS_ENDPOINT_URL_S3", o.endpoint.c_str(), 1);
+    setenv("AWS_ENDPOINT_URL", o.endpoint.c_str(), 1);
+  }
+  if (!o.region.empty()) setenv("AWS_REGION", o.region.c_str(), 1);
+  if (!o.profile.empty()) setenv("AWS_PROFILE", o.profile.c_str(), 1);
+}
+
 void AddOptions(CLI::App& app, Args& a) {
   auto* general = "General options";
   app.add_option("-a,--action", a.action,
@@ -505,7 +548,8 @@ void AddOptions(CLI::App& app, Args& a) {
           CLI::IsMember({"dump", "verify", "restore", "instant", "instant-migrate", "instant-list",
                          "instant-resume", "instant-end", "export", "consolidate", "retention"}))
       ->group(general);
-  app.add_option("-i,--input", a.input, "directory holding the saveset")->group(general);
+  app.add_option("-i,--input", a.input, "the saveset: a directory, or s3://BUCKET/PREFIX")
+      ->group(general);
   app.add_option("-o,--output", a.output,
                  "restore: the target directory; dump: a file for the JSON ('dump' or '-': "
                  "standard output); 'verify' as -a verify")
@@ -624,6 +668,8 @@ void AddOptions(CLI::App& app, Args& a) {
                  "(default: /etc/pki/qemu)")
       ->group(remote);
 
+  backupfs::AddStoreOptions(app, a.store, "S3 options");
+
   auto* logging = "Logging options";
   app.add_option("-L,--logfile", a.logfile, "also write the log to this file")->group(logging);
   app.add_flag("--syslog", a.syslog, "also log to syslog")->group(logging);
@@ -651,16 +697,31 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "backupfs-restore: %s\n", error->c_str());
     return kExitUsage;
   }
-  if (args.action.rfind("instant", 0) == 0) return Instant(args);
-  if (args.action == "export") return Export(args);
-  if (args.action == "consolidate" || args.action == "retention") return Consolidate(args);
+  const bool by_name = args.action.rfind("instant-", 0) == 0;  // no -i: the domain's record
+  SavesetPtr saveset;
+  if (!by_name) {
+    auto opened = backupfs::OpenStorage(args.input, StoreOptionsFor(args));
+    if (!opened.ok()) {
+      std::fprintf(stderr, "backupfs-restore: %s\n", opened.status().message().c_str());
+      return kExitFailure;
+    }
+    saveset = std::move(opened).value();
+  }
+  if (args.action.rfind("instant", 0) == 0 || args.action == "export") {
+    ExportStoreSettings(args.store);
+  }
+  if (args.action.rfind("instant", 0) == 0) return Instant(args, std::move(saveset));
+  if (args.action == "export") return Export(args, std::move(saveset));
+  if (args.action == "consolidate" || args.action == "retention") {
+    return Consolidate(args, *saveset);
+  }
   if (args.action == "dump" || (args.action == "restore" && args.output == "dump")) {
-    return Dump(args);
+    return Dump(args, *saveset);
   }
   if (args.action == "verify" || (args.action == "restore" && args.output == "verify")) {
-    return Verify(args);
+    return Verify(args, *saveset);
   }
-  return Restore(args);
+  return Restore(args, std::move(saveset));
 }
 
 int main(int argc, char** argv) {
