@@ -225,7 +225,7 @@ unmount() {
   done
   ! mountpoint -q "$1" || harness_fail "cannot unmount $1"
   for ((i = 0; i < 100; i++)); do
-    left=$(for p in $pids; do alive "$p" && echo "$p"; done)
+    left=$(for p in $pids; do if alive "$p"; then echo "$p"; fi; done)
     [[ -n $left ]] || return 0
     sleep 0.05
   done
