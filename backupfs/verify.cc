@@ -285,6 +285,7 @@ class PassStorage final : public Storage {
   Status MakeDir(std::string_view n) override { return ReadOnly(n); }
   Result<std::unique_ptr<StorageLock>> Lock(std::string_view) override { return ReadOnly(""); }
   bool Busy() const override { return saveset_.Busy(); }
+  Result<std::vector<std::string>> RemoveUnfinished() override { return ReadOnly(""); }
 
  private:
   Status ReadOnly(std::string_view n) const {

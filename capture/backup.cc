@@ -147,17 +147,10 @@ Status Run::PrepareOutputDir() {
   return FinishConsolidation();
 }
 
-// With the lock held no live run writes here: a .partial file is an interrupted run's. (A
-// store has none: an interrupted upload is a pending multipart upload, invisible here.)
+// With the lock held no live run writes here: what is unfinished is an interrupted run's.
 Status Run::RemovePartials() {
-  Result<std::vector<StoredObject>> listed = Saveset().List("");
-  if (listed.status().code() == StatusCode::kNotFound) return Status::Ok();  // nothing stored yet
-  BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> entries, std::move(listed));
-  for (const StoredObject& e : entries) {
-    if (e.is_dir() || !e.name.ends_with(".partial")) continue;
-    log_.Warn("removing " + Saveset().Describe(e.name) + ", left by an interrupted run");
-    BFS_RETURN_IF_ERROR(Saveset().Remove(e.name));
-  }
+  BFS_ASSIGN_OR_RETURN(std::vector<std::string> removed, Saveset().RemoveUnfinished());
+  for (const std::string& r : removed) log_.Warn("removed " + r + ", left by an interrupted run");
   return Status::Ok();
 }
 

@@ -55,6 +55,7 @@ class ObjectsOnly final : public Storage {
   Status MakeDir(std::string_view d) override { return dir_->MakeDir(d); }
   Result<std::unique_ptr<StorageLock>> Lock(std::string_view h) override { return dir_->Lock(h); }
   bool Busy() const override { return dir_->Busy(); }
+  Result<std::vector<std::string>> RemoveUnfinished() override { return dir_->RemoveUnfinished(); }
 
  private:
   std::unique_ptr<Storage> dir_;

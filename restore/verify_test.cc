@@ -85,6 +85,7 @@ class CountingStorage final : public Storage {
   Status MakeDir(std::string_view d) override { return dir_->MakeDir(d); }
   Result<std::unique_ptr<StorageLock>> Lock(std::string_view h) override { return dir_->Lock(h); }
   bool Busy() const override { return dir_->Busy(); }
+  Result<std::vector<std::string>> RemoveUnfinished() override { return dir_->RemoveUnfinished(); }
 
   mutable ReadLog log;
 

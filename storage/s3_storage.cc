@@ -60,6 +60,7 @@ class DerivedWriter final : public ObjectWriter {
     bytes_.insert(bytes_.end(), bytes.begin(), bytes.end());
     return Status::Ok();
   }
+  Status Flush() override { return error_; }  // kept in memory until Commit
   Status Commit() override {
     if (!error_.ok()) return error_;
     if (committed_) return Status::InvalidArgument(name_ + ": committed twice");
@@ -288,6 +289,16 @@ Result<std::vector<PendingUpload>> S3Storage::ListPendingUploads() const {
     out.push_back(std::move(p));
   }
   return out;
+}
+
+Result<std::vector<std::string>> S3Storage::RemoveUnfinished() {
+  BFS_ASSIGN_OR_RETURN(std::vector<PendingUpload> pending, ListPendingUploads());
+  std::vector<std::string> removed;
+  for (const PendingUpload& p : pending) {
+    BFS_RETURN_IF_ERROR(client_->AbortMultipartUpload(bucket_, p.key, p.upload_id));
+    removed.push_back(Describe(p.name) + " (multipart upload " + p.upload_id + ")");
+  }
+  return removed;
 }
 
 Status S3Storage::AbortPendingUploads() {

@@ -88,6 +88,8 @@ class S3Storage final : public Storage {
   StoreStamp Stamp(std::string_view dir = "") const override;
   Result<std::unique_ptr<StorageLock>> Lock(std::string_view holder) override;
   bool Busy() const override;
+  // Every multipart upload under the prefix (see ListPendingUploads).
+  Result<std::vector<std::string>> RemoveUnfinished() override;
 
   // Cleanup after a writer that died mid-upload: the uploads it left, and aborting them all.
   // Only when no writer runs (hold the Lock): a live writer's upload would be aborted too.

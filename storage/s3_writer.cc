@@ -119,6 +119,19 @@ void S3MultipartWriter::StopThreads() {
   threads_.clear();
 }
 
+// The last part (even a small file's only one: the upload then carries it, where a PUT at
+// Commit would first fail after the sidecars were stored) goes up, and every part is waited for.
+Status S3MultipartWriter::Flush() {
+  if (!error_.ok()) return error_;
+  if (committed_) return Status::InvalidArgument(url_ + ": flushed after commit");
+  if (!current_.empty() || upload_id_.empty()) {
+    if (!(error_ = SendPart()).ok()) return error_;
+  }
+  error_ = Drain();
+  flushed_ = error_.ok();
+  return error_;
+}
+
 Status S3MultipartWriter::Commit() {
   if (!error_.ok()) return error_;
   if (committed_) return Status::InvalidArgument(url_ + ": committed twice");
@@ -129,8 +142,7 @@ Status S3MultipartWriter::Commit() {
     current_ = {};
     return Status::Ok();
   }
-  if (!current_.empty() && !(error_ = SendPart()).ok()) return error_;
-  if (!(error_ = Drain()).ok()) return error_;
+  if (!flushed_ && !(error_ = Flush()).ok()) return error_;
   StopThreads();
   std::vector<std::string> etags;
   {

@@ -35,6 +35,7 @@ class S3MultipartWriter final : public ObjectWriter {
   ~S3MultipartWriter() override;
 
   Status Append(std::span<const uint8_t> bytes) override;
+  Status Flush() override;
   Status Commit() override;
   const std::string& name() const override { return url_; }
   uint64_t size() const override { return size_; }
@@ -71,6 +72,7 @@ class S3MultipartWriter final : public ObjectWriter {
   uint64_t size_ = 0;
   Status error_;  // sticky
   bool committed_ = false;
+  bool flushed_ = false;   // every part is stored: Commit only completes the upload
   std::string upload_id_;  // set before the first job is queued, then read-only
   std::vector<std::thread> threads_;
 

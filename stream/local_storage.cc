@@ -77,6 +77,12 @@ class LocalWriter final : public ObjectWriter {
     return error_;
   }
 
+  Status Flush() override {
+    if (!error_.ok()) return error_;
+    if (durable_) error_ = FsyncFile(fd_.get(), partial_);
+    return error_;
+  }
+
   Status Commit() override {
     if (!error_.ok()) return error_;
     if (durable_) BFS_RETURN_IF_ERROR(error_ = FsyncFile(fd_.get(), partial_));
@@ -245,6 +251,19 @@ class LocalStorage final : public Storage {
   }
 
   bool Busy() const override { return SavesetBusy(dir_); }
+
+  Result<std::vector<std::string>> RemoveUnfinished() override {
+    Result<std::vector<StoredObject>> listed = List("");
+    if (listed.status().code() == StatusCode::kNotFound) return std::vector<std::string>();
+    BFS_RETURN_IF_ERROR(listed.status());
+    std::vector<std::string> removed;
+    for (const StoredObject& o : *listed) {
+      if (o.is_dir() || !o.name.ends_with(".partial")) continue;
+      BFS_RETURN_IF_ERROR(Remove(o.name));
+      removed.push_back(Describe(o.name));
+    }
+    return removed;
+  }
 
  private:
   const std::string dir_;

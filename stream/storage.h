@@ -63,6 +63,10 @@ class ObjectWriter {
   virtual ~ObjectWriter() = default;
   // Bytes are taken in order; a failure is sticky (every later call returns it).
   virtual Status Append(std::span<const uint8_t> bytes) = 0;
+  // After the last Append: stores every byte, so that Commit only has to make them visible,
+  // and reports a failure to store them. A writer calls it before storing files that must not
+  // outlive a data file that fails (its sidecars). Nothing is visible yet.
+  virtual Status Flush() = 0;
   virtual Status Commit() = 0;
   virtual const std::string& name() const = 0;  // for messages: a path or s3:// URL
   virtual uint64_t size() const = 0;            // bytes appended so far
@@ -145,6 +149,10 @@ class Storage {
   virtual Result<std::unique_ptr<StorageLock>> Lock(std::string_view holder) = 0;
   // Whether a writer holds the lock now (without taking it).
   virtual bool Busy() const = 0;
+  // Removes what interrupted writers left behind under the saveset and returns a line naming
+  // each: `.partial` files in a directory, multipart uploads never completed in a store. Only
+  // with the lock held (a live writer's would go too).
+  virtual Result<std::vector<std::string>> RemoveUnfinished() = 0;
 };
 
 // "dir/name" joined with one "/" ("" + "x" is "x").

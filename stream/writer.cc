@@ -406,6 +406,7 @@ Status StreamWriter::Finish() {
   }
   PutOptions put;
   put.durable = options_.durable;
+  if (s.ok()) s = out_->Flush();  // a data file that cannot be stored leaves no sidecars
   if (s.ok()) s = storage_.Put(name_ + ".idx", EncodeIndex(index_), put);
   if (s.ok()) s = WriteChecksumFile(storage_, name_ + ".chksum", adler_.value(), options_.durable);
   if (s.ok()) s = out_->Commit();  // the data file becomes visible: the commit point
