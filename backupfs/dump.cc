@@ -2,7 +2,6 @@
 
 #include <filesystem>
 
-#include "stream/local_storage.h"
 #include "stream/scanner.h"
 
 namespace backupfs {
@@ -30,11 +29,6 @@ Result<nlohmann::ordered_json> DumpDataFile(const Storage& saveset, const std::s
   }
   out["frames"] = std::move(frames);
   return out;
-}
-
-Result<nlohmann::ordered_json> DumpDataFile(const std::string& path) {
-  const std::filesystem::path p(path);
-  return DumpDataFile(*OpenLocalStorage(p.parent_path().string()), p.filename().string());
 }
 
 }  // namespace backupfs

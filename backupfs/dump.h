@@ -15,7 +15,5 @@ namespace backupfs {
 // "fileOffset", and for compressed data frames "storedSize" and "chunks"}]. Only the frame
 // headers (and a compressed stream's trailer) are read, never the payload.
 Result<nlohmann::ordered_json> DumpDataFile(const Storage& saveset, const std::string& name);
-// A data file in a local directory.
-Result<nlohmann::ordered_json> DumpDataFile(const std::string& path);
 
 }  // namespace backupfs

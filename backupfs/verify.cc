@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
-#include <filesystem>
 #include <map>
 #include <vector>
 
@@ -611,12 +610,6 @@ void VerifyDataFile(const Storage& saveset, const std::string& name, VerifyRepor
     reporter.Note((*pass)->name() + ": " + std::to_string(extra) +
                   " bytes read twice (its frames are not where its index or headers said)");
   }
-}
-
-void VerifyDataFile(const std::string& path, VerifyReporter& reporter, VerifySummary* summary) {
-  const std::filesystem::path p(path);
-  VerifyDataFile(*OpenLocalStorage(p.parent_path().string()), p.filename().string(), reporter,
-                 summary);
 }
 
 Result<VerifySummary> VerifySaveset(const Storage& saveset, const std::string& disk,

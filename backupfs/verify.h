@@ -42,8 +42,6 @@ struct VerifySummary {
 // *summary. Files are named in messages as the storage describes them (path or s3:// URL).
 void VerifyDataFile(const Storage& saveset, const std::string& name, VerifyReporter& reporter,
                     VerifySummary* summary);
-// A data file in a local directory.
-void VerifyDataFile(const std::string& path, VerifyReporter& reporter, VerifySummary* summary);
 
 // Verifies every data file of `saveset` (only `disk`'s when non-empty). Leftover `.partial`
 // files are problems (an interrupted backup); orphaned sidecars are notes. Fails only when the

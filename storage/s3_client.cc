@@ -56,6 +56,24 @@ std::span<const uint8_t> Bytes(const std::string& s) {
   return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
 
+// The S3 error code of a failed answer: from its XML body, else from the header RGW sends with
+// a HEAD's bodiless answer.
+std::string ErrorCodeOf(const HttpResponse& r) {
+  const auto error = ParseS3Error(r.body);
+  return error ? error->code : r.Header("x-amz-error-code");
+}
+
+// A GET's body, or Corruption when it was more than the request's max_body.
+Result<std::string> BodyOf(const HttpRequest& q, HttpResponse r, std::string* etag) {
+  if (r.too_large) {
+    return Status::Corruption(HttpClient::Url(q.bucket, q.key) + ": " +
+                              std::to_string(r.content_length) + " bytes, more than the " +
+                              std::to_string(q.max_body) + " it could need");
+  }
+  if (etag != nullptr) *etag = r.Header("etag");
+  return std::move(r.body);
+}
+
 }  // namespace
 
 HttpRequest S3Client::Request(const char* method, const std::string& bucket, const std::string& key,
@@ -70,7 +88,7 @@ HttpRequest S3Client::Request(const char* method, const std::string& bucket, con
 
 Status S3Client::ErrorOf(const HttpRequest& q, const HttpResponse& r) const {
   const auto error = ParseS3Error(r.body);
-  const std::string code = error ? error->code : r.Header("x-amz-error-code");
+  const std::string code = ErrorCodeOf(r);
   std::string detail = std::string(q.what) + ": HTTP " + std::to_string(r.status);
   if (!code.empty()) detail += " " + code;
   if (error && !error->message.empty()) detail += ": " + error->message;
@@ -80,11 +98,17 @@ Status S3Client::ErrorOf(const HttpRequest& q, const HttpResponse& r) const {
   return Make(CodeOf(r.status, code), std::move(message));
 }
 
-Result<HttpResponse> S3Client::Exchange(const HttpRequest& q) const {
+Result<HttpResponse> S3Client::Exchange(const HttpRequest& q, std::string_view tolerated,
+                                        bool* tolerated_seen) const {
   BFS_ASSIGN_OR_RETURN(HttpResponse r, http_.Send(q));
-  if (r.status < 200 || r.status >= 300) return ErrorOf(q, r);
-  if (q.error_in_ok_body && ParseS3Error(r.body)) return ErrorOf(q, r);
-  return r;
+  const bool failed =
+      r.status < 200 || r.status >= 300 || (q.error_in_ok_body && ParseS3Error(r.body));
+  if (!failed) return r;
+  if (tolerated_seen != nullptr && !tolerated.empty() && ErrorCodeOf(r) == tolerated) {
+    *tolerated_seen = true;
+    return r;
+  }
+  return ErrorOf(q, r);
 }
 
 Result<HttpResponse> S3Client::SendHead(HttpRequest q) const {
@@ -123,13 +147,20 @@ Result<std::string> S3Client::GetObject(const std::string& bucket, const std::st
   HttpRequest q = Request("GET", bucket, key, "GET");
   q.max_body = max_size;
   BFS_ASSIGN_OR_RETURN(HttpResponse r, Exchange(q));
-  if (r.too_large) {
-    return Status::Corruption(HttpClient::Url(bucket, key) + ": " +
-                              std::to_string(r.content_length) + " bytes, more than the " +
-                              std::to_string(max_size) + " it could need");
-  }
-  if (etag != nullptr) *etag = r.Header("etag");
-  return std::move(r.body);
+  return BodyOf(q, std::move(r), etag);
+}
+
+Result<std::optional<std::string>> S3Client::GetObjectIfExists(const std::string& bucket,
+                                                               const std::string& key,
+                                                               uint64_t max_size,
+                                                               std::string* etag) const {
+  HttpRequest q = Request("GET", bucket, key, "GET");
+  q.max_body = max_size;
+  bool missing = false;
+  BFS_ASSIGN_OR_RETURN(HttpResponse r, Exchange(q, "NoSuchKey", &missing));
+  if (missing) return std::optional<std::string>();
+  BFS_ASSIGN_OR_RETURN(std::string body, BodyOf(q, std::move(r), etag));
+  return std::optional<std::string>(std::move(body));
 }
 
 Status S3Client::GetRange(const std::string& bucket, const std::string& key, uint64_t offset,
@@ -280,21 +311,19 @@ Result<std::string> S3Client::CompleteMultipartUpload(const std::string& bucket,
   q.headers.push_back("Content-Type: application/xml");
   q.body = Bytes(xml);
   q.error_in_ok_body = true;
-  auto r = Exchange(q);
-  if (!r.ok()) return ConfirmCompleted(bucket, key, etags.size(), r.status());
+  bool upload_gone = false;
+  auto r = Exchange(q, "NoSuchUpload", &upload_gone);
+  if (!r.ok()) return r.status();
+  if (upload_gone) return ConfirmCompleted(bucket, key, etags.size(), ErrorOf(q, *r));
   auto etag = ParseCompleteMultipartUpload(r->body);
   if (!etag.ok()) return etag.status().WithPrefix(HttpClient::Url(bucket, key));
   return etag;
 }
 
-// A Complete whose answer was lost completes the upload; its retry then finds no such upload.
-// The object is there with a multipart ETag ("...-<parts>") if that is what happened.
+// A Complete whose answer was lost completes the upload; its retry then finds no such upload
+// (`error`). The object is there with a multipart ETag ("...-<parts>") if that is what happened.
 Result<std::string> S3Client::ConfirmCompleted(const std::string& bucket, const std::string& key,
                                                size_t parts, const Status& error) const {
-  if (error.code() != StatusCode::kNotFound ||
-      error.message().find("NoSuchUpload") == std::string::npos) {
-    return error;
-  }
   BFS_ASSIGN_OR_RETURN(auto head, HeadObject(bucket, key));
   const std::string suffix = "-" + std::to_string(parts);
   if (!head || !Unquoted(head->etag).ends_with(suffix)) return error;
@@ -305,11 +334,8 @@ Status S3Client::AbortMultipartUpload(const std::string& bucket, const std::stri
                                       const std::string& upload_id) const {
   HttpRequest q = Request("DELETE", bucket, key, "AbortMultipartUpload");
   q.query = {{"uploadId", upload_id}};
-  const Status s = Exchange(q).status();
-  if (s.code() == StatusCode::kNotFound && s.message().find("NoSuchUpload") != std::string::npos) {
-    return Status::Ok();
-  }
-  return s;
+  bool already_gone = false;
+  return Exchange(q, "NoSuchUpload", &already_gone).status();
 }
 
 Result<std::vector<S3Upload>> S3Client::ListMultipartUploads(const std::string& bucket,
@@ -349,11 +375,8 @@ Status S3Client::HeadBucket(const std::string& bucket) const {
 
 Status S3Client::CreateBucket(const std::string& bucket) const {
   const HttpRequest q = Request("PUT", bucket, "", "CreateBucket");
-  const Status s = Exchange(q).status();
-  if (!s.ok() && s.message().find("BucketAlreadyOwnedByYou") != std::string::npos) {
-    return Status::Ok();
-  }
-  return s;
+  bool ours_already = false;
+  return Exchange(q, "BucketAlreadyOwnedByYou", &ours_already).status();
 }
 
 }  // namespace backupfs

@@ -18,6 +18,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "storage/s3_config.h"
@@ -46,6 +47,10 @@ class S3Client {
   // Content-Length is more than `max_size` (the body is then not read).
   Result<std::string> GetObject(const std::string& bucket, const std::string& key,
                                 uint64_t max_size, std::string* etag = nullptr) const;
+  // As GetObject, but nullopt when the store answers NoSuchKey (a missing bucket stays an error).
+  Result<std::optional<std::string>> GetObjectIfExists(const std::string& bucket,
+                                                       const std::string& key, uint64_t max_size,
+                                                       std::string* etag = nullptr) const;
   // Exactly out.size() bytes at `offset`, straight into `out`. With `if_match` (an ETag), a
   // Stale error when the object is no longer that version: replaced while being read.
   Status GetRange(const std::string& bucket, const std::string& key, uint64_t offset,
@@ -107,8 +112,11 @@ class S3Client {
   Result<HttpResponse> SendHead(HttpRequest request) const;
   // The Status for a failed answer (see the top of this file).
   Status ErrorOf(const HttpRequest& request, const HttpResponse& response) const;
-  // Sends `request` and turns any answer but 2xx into ErrorOf's Status.
-  Result<HttpResponse> Exchange(const HttpRequest& request) const;
+  // Sends `request` and turns any answer but 2xx into ErrorOf's Status, except one whose S3
+  // error code is `tolerated`: that answer comes back as it is, with `*tolerated_seen` set, for
+  // the caller to act on (the code is matched as a code, never found in a message).
+  Result<HttpResponse> Exchange(const HttpRequest& request, std::string_view tolerated = {},
+                                bool* tolerated_seen = nullptr) const;
   Result<std::string> PutOnce(const std::string& bucket, const std::string& key,
                               std::span<const uint8_t> body, const S3PutConditions& conditions,
                               const std::string& if_match_header) const;

@@ -104,9 +104,14 @@ TEST_F(S3LiveTest, PutReadStatListRemove) {
   EXPECT_EQ((*st)->size, 10u);
   EXPECT_FALSE((*st)->version.empty());
   EXPECT_GT((*st)->mtime_ns, 0);
+  // A store has no directories: Stat is one HEAD, and a prefix is asked about through Sub.
   auto dir = s->Stat("checkpoints");
-  ASSERT_TRUE(dir.ok() && dir->has_value());
-  EXPECT_TRUE((*dir)->is_dir());
+  ASSERT_TRUE(dir.ok()) << dir.status().ToString();
+  EXPECT_FALSE(dir->has_value());
+  auto under = s->Sub("checkpoints")->Exists();
+  ASSERT_TRUE(under.ok()) << under.status().ToString();
+  EXPECT_TRUE(*under);
+  EXPECT_FALSE(*s->Sub("nothing")->Exists());
 
   auto root = s->List();
   ASSERT_TRUE(root.ok()) << root.status().ToString();
@@ -263,7 +268,10 @@ TEST_F(S3LiveTest, PendingUploadsOfADeadWriterAreListedAndAborted) {
   EXPECT_EQ((*pending)[0].upload_id, *id);
   EXPECT_EQ((*pending)[0].name, "left.data");
   EXPECT_GT((*pending)[0].initiated_ns, 0);
-  ASSERT_TRUE(s->AbortPendingUploads().ok());
+  auto removed = s->RemoveUnfinished();
+  ASSERT_TRUE(removed.ok()) << removed.status().ToString();
+  EXPECT_EQ(*removed, (std::vector<std::string>{s->Describe("left.data") + " (multipart upload " +
+                                                *id + ")"}));
   EXPECT_TRUE(s->ListPendingUploads()->empty());
 }
 
@@ -662,7 +670,7 @@ TEST_F(S3FaultTest, UploadWhoseAbortFailsIsListedForCleanup) {
   ASSERT_TRUE(pending.ok());
   ASSERT_EQ(pending->size(), 1u);
   EXPECT_EQ((*pending)[0].name, "vda.full.data");
-  ASSERT_TRUE(s->AbortPendingUploads().ok());
+  ASSERT_EQ(s->RemoveUnfinished()->size(), 1u);
   EXPECT_TRUE(s->ListPendingUploads()->empty());
   EXPECT_FALSE(s->Stat("vda.full.data")->has_value());
 }

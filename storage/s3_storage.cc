@@ -163,16 +163,12 @@ Result<std::vector<StoredObject>> S3Storage::List(std::string_view dir) const {
                          " pages of listing");
 }
 
+// One HEAD: a store has objects, not directories (Sub(dir)->Exists() asks about a prefix).
 Result<std::optional<StoredObject>> S3Storage::Stat(std::string_view name) const {
-  if (!name.empty()) {
-    BFS_ASSIGN_OR_RETURN(auto head, client_->HeadObject(bucket_, Key(name)));
-    if (head) return std::optional<StoredObject>(ObjectOf(std::string(name), *head));
-  }
-  // Perhaps a directory: keys under name + "/".
-  BFS_ASSIGN_OR_RETURN(S3ListPage page,
-                       client_->ListObjectsV2(bucket_, DirPrefix(name), "", "", 1));
-  bucket_checked_.store(true);
-  if (!page.objects.empty()) return std::optional<StoredObject>(DirOf(std::string(name)));
+  if (name.empty()) return std::optional<StoredObject>();
+  BFS_ASSIGN_OR_RETURN(auto head, client_->HeadObject(bucket_, Key(name)));
+  if (head) return std::optional<StoredObject>(ObjectOf(std::string(name), *head));
+  BFS_RETURN_IF_ERROR(CheckBucket());
   return std::optional<StoredObject>();
 }
 
@@ -188,13 +184,17 @@ Result<std::unique_ptr<StoredFile>> S3Storage::Open(std::string_view name) const
 }
 
 Result<std::string> S3Storage::ReadAll(std::string_view name, uint64_t max_size) const {
-  auto stored = client_->GetObject(bucket_, Key(name), max_size);
-  const bool no_such_key = !stored.ok() && stored.status().code() == StatusCode::kNotFound &&
-                           stored.status().message().find("NoSuchKey") != std::string::npos;
-  if (!no_such_key || options_.disk_cache == nullptr) return stored;
-  auto derived = options_.disk_cache->Get(DerivedKey(name));
-  if (!derived.ok() || !derived->has_value() || (*derived)->size() > max_size) return stored;
-  return std::move(**derived);
+  BFS_ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                       client_->GetObjectIfExists(bucket_, Key(name), max_size));
+  if (stored) return std::move(*stored);
+  if (options_.disk_cache != nullptr) {
+    auto derived = options_.disk_cache->Get(DerivedKey(name));
+    if (derived.ok() && derived->has_value() && (*derived)->size() <= max_size) {
+      return std::move(**derived);
+    }
+  }
+  return Status::NotFound(Describe(name) + ": no such object (GET: HTTP 404 NoSuchKey) at " +
+                          client_->endpoint());
 }
 
 std::string S3Storage::DerivedKey(std::string_view name) const {
@@ -299,14 +299,6 @@ Result<std::vector<std::string>> S3Storage::RemoveUnfinished() {
     removed.push_back(Describe(p.name) + " (multipart upload " + p.upload_id + ")");
   }
   return removed;
-}
-
-Status S3Storage::AbortPendingUploads() {
-  BFS_ASSIGN_OR_RETURN(std::vector<PendingUpload> pending, ListPendingUploads());
-  for (const PendingUpload& p : pending) {
-    BFS_RETURN_IF_ERROR(client_->AbortMultipartUpload(bucket_, p.key, p.upload_id));
-  }
-  return Status::Ok();
 }
 
 }  // namespace backupfs

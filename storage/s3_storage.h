@@ -91,14 +91,10 @@ class S3Storage final : public Storage {
   // Every multipart upload under the prefix (see ListPendingUploads).
   Result<std::vector<std::string>> RemoveUnfinished() override;
 
-  // Cleanup after a writer that died mid-upload: the uploads it left, and aborting them all.
-  // Only when no writer runs (hold the Lock): a live writer's upload would be aborted too.
+  // The uploads writers that died mid-upload left (RemoveUnfinished aborts them).
   Result<std::vector<PendingUpload>> ListPendingUploads() const;
-  Status AbortPendingUploads();
 
-  const std::string& bucket() const { return bucket_; }
   const std::string& prefix() const { return prefix_; }
-  const S3Client& client() const { return *client_; }
   // The key of a file of the saveset.
   std::string Key(std::string_view name) const;
 

@@ -160,7 +160,7 @@ void S3MultipartWriter::Abort() {
   if (s.ok()) return;
   std::fprintf(stderr,
                "backupfs: warning: could not abort multipart upload %s of %s, which stays "
-               "stored until aborted (S3Storage::AbortPendingUploads, or aws s3api "
+               "stored until the next backupfs-capture into this saveset removes it (or aws s3api "
                "abort-multipart-upload): %s\n",
                upload_id_.c_str(), url_.c_str(), s.ToString().c_str());
 }

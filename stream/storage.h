@@ -117,7 +117,8 @@ class Storage {
   // Files and subdirectories directly under `dir` ("" for the saveset itself), in no
   // particular order. A missing directory is NotFound naming it.
   virtual Result<std::vector<StoredObject>> List(std::string_view dir = "") const = 0;
-  // nullopt when there is no such file.
+  // nullopt when there is no such file. A local directory is reported too; a store has no
+  // directories to report (ask Sub(dir)->Exists() whether anything lies under a name).
   virtual Result<std::optional<StoredObject>> Stat(std::string_view name) const = 0;
   // NotFound (naming the file) when there is none.
   virtual Result<std::unique_ptr<StoredFile>> Open(std::string_view name) const = 0;
