@@ -12,6 +12,7 @@
 #include "capture/libvirt_instant.h"
 #include "common/command_line.h"
 #include "common/domain_xml.h"
+#include "common/host.h"
 #include "common/subprocess.h"
 #include "common/vmconfig_adjust.h"
 #include "restore/instant_domain.h"
@@ -26,9 +27,6 @@ namespace fs = std::filesystem;
 std::string Absolute(const std::string& path) {
   return fs::absolute(path).lexically_normal().string();
 }
-
-// A boot file read whole (a kernel or initrd is a few tens of MiB).
-constexpr uint64_t kMaxBootFile = 1u << 30;
 
 Status Interrupted(const std::atomic<bool>& stop) {
   return stop.load() ? Status::Cancelled("interrupted: what was made so far is removed")
@@ -152,11 +150,10 @@ class Instant {
   }
 
   Status CopyBootFiles() {
+    const std::unique_ptr<Host> here = MakeLocalHost();
     for (const BootFilePlan& b : plan_.boot_files) {
-      BFS_ASSIGN_OR_RETURN(std::string bytes, plan_.saveset->ReadAll(b.saved, kMaxBootFile));
       const std::string target = Absolute(b.target);
-      BFS_RETURN_IF_ERROR(WriteFileAtomically(
-          target, std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), 0600));
+      BFS_RETURN_IF_ERROR(PutSavedFile(*here, *plan_.saveset, b.saved, target));
       undo_.Add([target] { unlink(target.c_str()); });
       record_.files.push_back(target);
       log_.Info("the " + b.setting + " " + b.original + " restored as " + target);
