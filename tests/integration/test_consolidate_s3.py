@@ -6,6 +6,7 @@ The saveset: test_consolidate_generated.py's chain of a full and five incs (rand
 zeroed ranges between points), vda 32 MiB with 20 MiB of data (its new full is larger than one
 16 MiB upload part: a multipart upload), vdb 4 MiB grown to 6 MiB, put into the bucket object by
 object with boto3.
+- consolidate -o NEWDIR from the bucket: the same files as from the directory;
 - consolidate at virtnbdbackup.3: the prefix then holds exactly the files of the directory
   consolidated locally, byte for byte; no staging object, no lock, no multipart upload is left;
   every remaining point restores from s3:// (--format raw) equal to its image before (the
@@ -132,6 +133,12 @@ def expect_points_exact(b, s, prefix, points, tmp):
 
 
 def consolidate(b, s, tmp, want):
+    log("consolidate -o NEWDIR from s3")
+    newdir = os.path.join(tmp, "newdir-s3")
+    b.run(*b.consolidate_argv("c"), "-o", newdir)
+    got, local = local_files(newdir), local_files(os.path.join(tmp, "newdir-local"))
+    expect(got == local, f"-o NEWDIR from s3:// differs from the local one: "
+                         f"{sorted(set(got.items()) ^ set(local.items()))}")
     log("consolidate on s3")
     before = b.restore("c", POINT, os.path.join(tmp, "before"))
     r = b.run(*b.consolidate_argv("c"))
@@ -286,6 +293,7 @@ def main():
         s = make_chain(build, base)
         local = os.path.join(tmp, "local")
         shutil.copytree(base, local)
+        gen.Tools(build).consolidate(base, POINT, "-o", os.path.join(tmp, "newdir-local"))
         gen.Tools(build).consolidate(local, POINT)
         want = local_files(local)
         with Rgw() as rgw:
