@@ -8,7 +8,7 @@
 #include <set>
 
 #include "backupfs/saveset.h"
-#include "stream/file.h"
+#include "stream/local_storage.h"
 
 namespace backupfs {
 namespace {
@@ -20,7 +20,10 @@ using FileSet = std::set<std::string>;  // data files, relative to the saveset
 class Planner {
  public:
   Planner(const SavesetModel& model, const std::string& point)
-      : model_(model), dir_(model.dir), point_(point) {}
+      : model_(model),
+        storage_(model.storage ? model.storage : OpenLocalStorage(model.dir)),
+        dir_(model.dir),
+        point_(point) {}
 
   Result<ConsolidationPlan> Run() {
     BFS_RETURN_IF_ERROR(ListNames());
@@ -38,14 +41,12 @@ class Planner {
     SplitPoints();
     BFS_RETURN_IF_ERROR(RefuseLastBackupOfADisk());
     BFS_RETURN_IF_ERROR(CheckpointFiles());
-    CollectRemovals();
+    BFS_RETURN_IF_ERROR(CollectRemovals());
     return plan_;
   }
 
  private:
-  std::string Rel(const std::string& path) const {
-    return path.starts_with(dir_ + "/") ? path.substr(dir_.size() + 1) : path;
-  }
+  std::string Rel(const std::string& path) const { return RelativeName(*storage_, path); }
   FileSet Files(const RestorePoint& q) const {
     FileSet out;
     for (const DiskChain& d : q.disks) {
@@ -55,11 +56,11 @@ class Planner {
   }
 
   Status ListNames() {
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir_, ec)) {
-      if (e.is_regular_file(ec)) names_.insert(e.path().filename().string());
+    Result<std::vector<StoredObject>> listed = storage_->List();
+    if (!listed.ok()) return listed.status().WithPrefix("cannot list " + dir_);
+    for (const StoredObject& o : *listed) {
+      if (!o.is_dir()) sizes_[o.name] = o.size;
     }
-    if (ec) return Status::IOError("cannot list " + dir_ + ": " + ec.message());
     return Status::Ok();
   }
 
@@ -76,7 +77,7 @@ class Planner {
   }
 
   void AddNewFull(const DiskChain& d) {
-    NewFull f = MakeNewFull(d, dir_);
+    NewFull f = MakeNewFull(d, *storage_);
     for (const auto& r : d.files) merged_.insert(Rel(r->path()));
     replaced_.insert(f.old_full);
     plan_.fulls.push_back(std::move(f));
@@ -145,14 +146,14 @@ class Planner {
   // `<domain>.cpt` without the folded checkpoints; the point's checkpoint XML loses its parent.
   Status CheckpointFiles() {
     std::vector<std::string> cpts;
-    for (const std::string& n : names_) {
+    for (const auto& [n, size] : sizes_) {
       if (n.ends_with(".cpt")) cpts.push_back(n);
     }
     if (cpts.size() == 1) {
       plan_.checkpoint_file = cpts.front();
       plan_.domain = cpts.front().substr(0, cpts.front().size() - 4);
-      const std::string path = dir_ + "/" + cpts.front();
-      BFS_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
+      const std::string path = storage_->Describe(cpts.front());
+      BFS_ASSIGN_OR_RETURN(std::string text, storage_->ReadAll(cpts.front()));
       auto j = nlohmann::json::parse(text, nullptr, false);
       if (j.is_discarded() || !j.is_array()) {
         return Status::Corruption(path + ": not a JSON list of checkpoints");
@@ -171,42 +172,58 @@ class Planner {
         plan_.libvirt_checkpoints.push_back(q.name);
       }
     }
-    std::error_code ec;
-    if (fs::is_regular_file(dir_ + "/checkpoints/" + point_ + ".xml", ec)) {
-      plan_.checkpoint_xml = "checkpoints/" + point_ + ".xml";
-    }
+    BFS_ASSIGN_OR_RETURN(std::optional<uint64_t> xml, SizeOf(CheckpointXml(point_)));
+    if (xml) plan_.checkpoint_xml = CheckpointXml(point_);
     return Status::Ok();
   }
 
-  void Remove(const std::string& file) {
-    std::error_code ec;
-    const uint64_t size = fs::file_size(dir_ + "/" + file, ec);
-    if (ec) return;  // not there (a sidecar the file never had)
+  static std::string CheckpointXml(const std::string& point) {
+    return "checkpoints/" + point + ".xml";
+  }
+
+  // nullopt when `file` is no file of the saveset. The listing has the saveset's own files;
+  // files in subdirectories are asked for.
+  Result<std::optional<uint64_t>> SizeOf(const std::string& file) const {
+    if (auto listed = sizes_.find(file); listed != sizes_.end()) {
+      return std::optional<uint64_t>(listed->second);
+    }
+    if (file.find('/') == std::string::npos) return std::optional<uint64_t>();
+    BFS_ASSIGN_OR_RETURN(std::optional<StoredObject> o, storage_->Stat(file));
+    if (!o || o->is_dir()) return std::optional<uint64_t>();
+    return std::optional<uint64_t>(o->size);
+  }
+
+  Status Remove(const std::string& file) {
+    BFS_ASSIGN_OR_RETURN(std::optional<uint64_t> size, SizeOf(file));
+    if (!size) return Status::Ok();  // not there (a sidecar the file never had)
     plan_.remove.push_back(file);
-    plan_.remove_bytes += size;
+    plan_.remove_bytes += *size;
+    return Status::Ok();
   }
 
   // Merged and folded data files no kept point needs (the replaced fulls are overwritten
   // instead), with their sidecars; the folded points' own files and checkpoint XML.
-  void CollectRemovals() {
+  Status CollectRemovals() {
     FileSet data = merged_;
     data.insert(folded_files_.begin(), folded_files_.end());
     for (const std::string& f : data) {
       if (replaced_.count(f) || (kept_files_.count(f) && !merged_.count(f))) continue;
-      for (const char* suffix : {"", ".idx", ".chksum"}) Remove(f + suffix);
+      for (const char* suffix : {"", ".idx", ".chksum"}) BFS_RETURN_IF_ERROR(Remove(f + suffix));
     }
     for (const std::string& q : plan_.folded_points) {
-      for (const std::string& n : names_) {
-        if (IsPointFile(n, q)) Remove(n);
+      for (const auto& [n, size] : sizes_) {
+        if (IsPointFile(n, q)) BFS_RETURN_IF_ERROR(Remove(n));
       }
-      if (folded_checkpoints_.count(q)) Remove("checkpoints/" + q + ".xml");
+      if (folded_checkpoints_.count(q)) BFS_RETURN_IF_ERROR(Remove(CheckpointXml(q)));
     }
+    return Status::Ok();
   }
 
   const SavesetModel& model_;
+  const std::shared_ptr<Storage> storage_;
   const std::string dir_;
   const std::string point_;
-  std::set<std::string> names_;  // regular files of the saveset directory
+  std::map<std::string, uint64_t> sizes_;  // the saveset's own files (not subdirectories')
   ConsolidationPlan plan_;
   std::map<std::string, std::string> newest_;  // disk -> the point's newest file
   FileSet merged_;                             // the files of the chains merged into new fulls
@@ -260,13 +277,18 @@ Result<const RestorePoint*> FindCheckpointPoint(const SavesetModel& model,
   return found;
 }
 
-NewFull MakeNewFull(const DiskChain& d, const std::string& dir) {
+std::string RelativeName(const Storage& saveset, const std::string& described) {
+  std::string base = saveset.Describe("x");  // "<dir>/x" or "s3://bucket/prefix/x"
+  base.pop_back();
+  return described.starts_with(base) ? described.substr(base.size()) : described;
+}
+
+NewFull MakeNewFull(const DiskChain& d, const Storage& saveset) {
   NewFull f;
   f.disk = d.disk;
   f.chain = d;
   f.file = d.disk + ".full.data";
-  const std::string& old_path = d.files.front()->path();
-  f.old_full = old_path.starts_with(dir + "/") ? old_path.substr(dir.size() + 1) : old_path;
+  f.old_full = RelativeName(saveset, d.files.front()->path());
   f.meta = d.files.back()->meta();
   const StreamMetadata& old = d.files.front()->meta();
   f.meta.parent_checkpoint = "";

@@ -8,7 +8,8 @@
 // whose chains go through the point continues it and stays; its chain then starts at the new
 // full. A point that shares no file with C (a copy) stays as it is.
 //
-// Pure logic over a loaded saveset and its directory listing: nothing is written here.
+// Logic over a loaded saveset and its listing (through SavesetModel::storage, a directory or
+// a store): nothing is written here.
 #pragma once
 
 #include <string>
@@ -17,6 +18,7 @@
 #include "backupfs/chain.h"
 #include "stream/metadata.h"
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
@@ -36,8 +38,12 @@ bool IsCheckpointPoint(const RestorePoint& point);
 Result<const RestorePoint*> FindCheckpointPoint(const SavesetModel& model,
                                                 const std::string& point);
 
-// The new full backup of one disk at the chain's newest point; `dir` is the saveset's.
-NewFull MakeNewFull(const DiskChain& chain, const std::string& dir);
+// A file's name relative to `saveset` from its full name for messages (Storage::Describe,
+// which a data file's reader has as its path); `described` itself when it is not in it.
+std::string RelativeName(const Storage& saveset, const std::string& described);
+
+// The new full backup of one disk at the chain's newest point, in `saveset`.
+NewFull MakeNewFull(const DiskChain& chain, const Storage& saveset);
 
 struct ConsolidationPlan {
   std::string point;

@@ -37,18 +37,16 @@ std::vector<Frame> Frames(const DiskImage& image) {
   return out;
 }
 
-}  // namespace
-
-Result<FullWriteStats> WriteFullBackup(const DiskImage& image, StreamMetadata meta,
-                                       const std::string& path, const WriterOptions& options,
-                                       const std::atomic<bool>* stop,
-                                       const std::function<void(uint64_t)>& progress) {
+// The frames of `image` through `create`, which makes the writer once the metadata is known.
+Result<FullWriteStats> WriteFrames(
+    const DiskImage& image, StreamMetadata meta, const std::string& path,
+    const std::function<Result<std::unique_ptr<StreamWriter>>(const StreamMetadata&)>& create,
+    const std::atomic<bool>* stop, const std::function<void(uint64_t)>& progress) {
   const std::vector<Frame> frames = Frames(image);
   meta.data_size = 0;
   for (const Frame& f : frames) meta.data_size += f.data ? f.length : 0;
   meta.virtual_size = image.size();
-  BFS_ASSIGN_OR_RETURN(std::unique_ptr<StreamWriter> writer,
-                       StreamWriter::Create(path, meta, options));
+  BFS_ASSIGN_OR_RETURN(std::unique_ptr<StreamWriter> writer, create(meta));
   std::vector<uint8_t> buf(static_cast<size_t>(std::min(kCopyBuffer, meta.data_size)));
   uint64_t done = 0;
   for (const Frame& f : frames) {
@@ -72,6 +70,28 @@ Result<FullWriteStats> WriteFullBackup(const DiskImage& image, StreamMetadata me
   }
   BFS_RETURN_IF_ERROR(writer->Finish());
   return FullWriteStats{meta.data_size, writer->bytes_written()};
+}
+
+}  // namespace
+
+Result<FullWriteStats> WriteFullBackup(const DiskImage& image, StreamMetadata meta,
+                                       const std::string& path, const WriterOptions& options,
+                                       const std::atomic<bool>* stop,
+                                       const std::function<void(uint64_t)>& progress) {
+  return WriteFrames(
+      image, std::move(meta), path,
+      [&](const StreamMetadata& m) { return StreamWriter::Create(path, m, options); }, stop,
+      progress);
+}
+
+Result<FullWriteStats> WriteFullBackup(const DiskImage& image, StreamMetadata meta,
+                                       Storage& storage, std::string_view name,
+                                       const WriterOptions& options, const std::atomic<bool>* stop,
+                                       const std::function<void(uint64_t)>& progress) {
+  return WriteFrames(
+      image, std::move(meta), storage.Describe(name),
+      [&](const StreamMetadata& m) { return StreamWriter::Create(storage, name, m, options); },
+      stop, progress);
 }
 
 }  // namespace backupfs

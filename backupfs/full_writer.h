@@ -9,10 +9,12 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "backupfs/image.h"
 #include "stream/metadata.h"
 #include "stream/status.h"
+#include "stream/storage.h"
 #include "stream/writer.h"
 
 namespace backupfs {
@@ -27,6 +29,12 @@ struct FullWriteStats {
 // `progress` is told the data bytes written so far.
 Result<FullWriteStats> WriteFullBackup(const DiskImage& image, StreamMetadata meta,
                                        const std::string& path, const WriterOptions& options,
+                                       const std::atomic<bool>* stop = nullptr,
+                                       const std::function<void(uint64_t)>& progress = {});
+// The same into file `name` of `storage` (a directory or a store).
+Result<FullWriteStats> WriteFullBackup(const DiskImage& image, StreamMetadata meta,
+                                       Storage& storage, std::string_view name,
+                                       const WriterOptions& options,
                                        const std::atomic<bool>* stop = nullptr,
                                        const std::function<void(uint64_t)>& progress = {});
 

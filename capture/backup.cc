@@ -154,21 +154,12 @@ Status Run::RemovePartials() {
   return Status::Ok();
 }
 
-// A consolidation killed after its commit: finish it before the chain is read. Rolling a
-// journal forward is a local directory's (consolidation_journal.h); in a store, a committed
-// journal stops the run rather than let it continue a chain that is being replaced.
+// A consolidation killed after its commit: finish it before the chain is read, in a
+// directory or a store alike (consolidation_journal.h).
 Status Run::FinishConsolidation() {
-  if (std::optional<std::string> dir = Saveset().LocalDir()) {
-    BFS_ASSIGN_OR_RETURN(std::string finished, CompleteConsolidation(*dir));
-    if (!finished.empty()) log_.Warn(finished);
-    return Status::Ok();
-  }
-  BFS_ASSIGN_OR_RETURN(std::optional<ConsolidationJournal> journal, ReadJournal(Saveset()));
-  if (!journal) return Status::Ok();
-  return Status::FailedPrecondition(
-      Saveset().Describe(std::string(kStagingDirName) + "/journal.json") +
-      ": a consolidation of this saveset committed but did not finish; finish it before the "
-      "next backup");
+  BFS_ASSIGN_OR_RETURN(std::string finished, CompleteConsolidation(Saveset()));
+  if (!finished.empty()) log_.Warn(finished);
+  return Status::Ok();
 }
 
 // Checkpoints a consolidation could not delete (libvirt was out of reach then). The backup

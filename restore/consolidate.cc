@@ -12,8 +12,8 @@
 #include "capture/pending_checkpoints.h"
 #include "common/progress.h"
 #include "common/vmconfig_adjust.h"
-#include "stream/dir_lock.h"
 #include "stream/file.h"
+#include "stream/local_storage.h"
 
 namespace backupfs {
 namespace {
@@ -39,29 +39,44 @@ Status KeepMtime(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
-Status WriteTextAtomically(const std::string& path, const std::string& text) {
-  return WriteFileAtomically(path,
-                             std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+// The new full's mtime in a local saveset (a store sets an object's time itself).
+Status KeepMtimeIfLocal(const Storage& saveset, const std::string& from, const std::string& to) {
+  const std::optional<std::string> dir = saveset.LocalDir();
+  return dir ? KeepMtime(JoinName(*dir, from), JoinName(*dir, to)) : Status::Ok();
+}
+
+// Small files a consolidation writes (checkpoint XML and list), readable as capture's are.
+PutOptions SmallFile() {
+  PutOptions put;
+  put.mode = 0644;
+  return put;
 }
 
 class Consolidation {
  public:
-  Consolidation(const ConsolidateOptions& o, RunLog& log) : o_(o), log_(log), output_(o.output) {}
+  Consolidation(const ConsolidateOptions& o, RunLog& log)
+      : o_(o),
+        log_(log),
+        storage_(o.storage ? o.storage : std::shared_ptr<Storage>(OpenLocalStorage(o.input))),
+        output_(o.output) {}
 
   Result<ConsolidateSummary> InPlace() {
-    BFS_ASSIGN_OR_RETURN(SavesetLock lock, LockSaveset(o_.input));
+    BFS_ASSIGN_OR_RETURN(std::unique_ptr<StorageLock> lock,
+                         storage_->Lock(o_.retention ? "backupfs-restore -a retention"
+                                                     : "backupfs-restore -a consolidate"));
     if (o_.dry_run) {
       // Changes nothing: the plan is made on what readers see (a committed journal applied).
-      std::error_code ec;
-      if (fs::exists(StagingDir(o_.input), ec)) {
-        log_.Info(StagingDir(o_.input) + " holds an interrupted consolidation: a real run " +
-                  "finishes (or discards) it first");
+      BFS_ASSIGN_OR_RETURN(std::optional<StoredObject> staging, storage_->Stat(kStagingDirName));
+      if (staging) {
+        log_.Info(storage_->Describe(kStagingDirName) +
+                  " holds an interrupted consolidation: a real run finishes (or discards) it "
+                  "first");
       }
     } else {
-      BFS_ASSIGN_OR_RETURN(std::string finished, CompleteConsolidation(o_.input));
+      BFS_ASSIGN_OR_RETURN(std::string finished, CompleteConsolidation(*storage_));
       if (!finished.empty()) log_.Warn(finished);
     }
-    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, OpenOptions{}));
+    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(storage_, OpenOptions{}));
     const std::string point =
         o_.retention ? RetentionPoint(model, *o_.retention, o_.now) : o_.point;
     if (!point.empty()) {
@@ -76,16 +91,15 @@ class Consolidation {
     } else {
       Status staged = Stage();
       if (!staged.ok()) {
-        Result<std::string> cleaned = CompleteConsolidation(o_.input);  // no commit: removes
+        Result<std::string> cleaned = CompleteConsolidation(*storage_);  // no commit: removes
         if (!cleaned.ok()) log_.Warn(cleaned.status().message());
         return staged;
       }
-      BFS_RETURN_IF_ERROR(CompleteConsolidation(o_.input).status());
+      BFS_RETURN_IF_ERROR(CompleteConsolidation(*storage_).status());
       log_.Info("folded " + std::to_string(plan.folded_points.size()) + " restore points into " +
                 "the full backup at " + plan.point);
     }
-    BFS_ASSIGN_OR_RETURN(summary_.pending_checkpoints,
-                         DeletePendingCheckpoints(o_.input, LibvirtOnly(o_.uri), log_));
+    BFS_ASSIGN_OR_RETURN(summary_.pending_checkpoints, DeletePending());
     return summary_;
   }
 
@@ -93,12 +107,12 @@ class Consolidation {
     // NEWDIR/ and NEWDIR are one directory: the staging one goes beside it either way.
     while (output_.size() > 1 && output_.back() == '/') output_.pop_back();
     BFS_RETURN_IF_ERROR(RefuseUsedOutput());
-    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(o_.input, OpenOptions{}));
+    BFS_ASSIGN_OR_RETURN(SavesetModel model, LoadSaveset(storage_, OpenOptions{}));
     // Only the point's own chains are read: damage elsewhere does not matter here.
     BFS_ASSIGN_OR_RETURN(const RestorePoint* point, FindCheckpointPoint(model, o_.point));
     ConsolidationPlan& plan = summary_.plan;
     plan.point = point->name;
-    for (const DiskChain& d : point->disks) plan.fulls.push_back(MakeNewFull(d, o_.input));
+    for (const DiskChain& d : point->disks) plan.fulls.push_back(MakeNewFull(d, *storage_));
     // The chain continues in NEWDIR only from the newest checkpoint (see the header).
     const bool newest = std::none_of(
         std::find_if(model.points.begin(), model.points.end(),
@@ -106,13 +120,13 @@ class Consolidation {
             1,
         model.points.end(), [](const RestorePoint& p) { return IsCheckpointPoint(p); });
     if (newest) {
-      std::error_code ec;
-      for (const auto& e : fs::directory_iterator(o_.input, ec)) {
-        if (e.path().extension() == ".cpt") plan.checkpoint_file = e.path().filename();
+      BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> files, storage_->List());
+      for (const StoredObject& f : files) {
+        if (!f.is_dir() && f.name.ends_with(".cpt")) plan.checkpoint_file = f.name;
       }
-      if (fs::is_regular_file(o_.input + "/checkpoints/" + point->name + ".xml", ec)) {
-        plan.checkpoint_xml = "checkpoints/" + point->name + ".xml";
-      }
+      const std::string xml = "checkpoints/" + point->name + ".xml";
+      BFS_ASSIGN_OR_RETURN(std::optional<StoredObject> saved, storage_->Stat(xml));
+      if (saved && !saved->is_dir()) plan.checkpoint_xml = xml;
     }
     if (o_.dry_run) return summary_;
     const std::string tmp = output_ + ".backupfs-partial";
@@ -126,13 +140,14 @@ class Consolidation {
   }
 
  private:
-  Status WriteFull(const NewFull& f, const std::string& path) {
+  // The new full of `f` into `name` of `out` (the saveset's staging area, or a new directory).
+  Status WriteFull(const NewFull& f, Storage& out, const std::string& name) {
     if (o_.stop != nullptr && o_.stop->load()) return Status::Cancelled("stopped");
     std::shared_ptr<DiskImage> image = DiskImage::Build(f.chain);
-    log_.Info(f.disk + ": writing " + path + " from " + std::to_string(f.chain.files.size()) +
-              " data file(s)");
+    log_.Info(f.disk + ": writing " + out.Describe(name) + " from " +
+              std::to_string(f.chain.files.size()) + " data file(s)");
     BFS_ASSIGN_OR_RETURN(FullWriteStats stats,
-                         WriteFullBackup(*image, f.meta, path, FullWriterOptions(), o_.stop));
+                         WriteFullBackup(*image, f.meta, out, name, FullWriterOptions(), o_.stop));
     summary_.data_bytes += stats.data_bytes;
     summary_.file_bytes += stats.file_bytes;
     return Status::Ok();
@@ -140,50 +155,58 @@ class Consolidation {
 
   // The saved XML of the point's checkpoint (`rel`, in the saveset) as the root of a chain.
   Result<std::string> RootCheckpointXml(const std::string& rel) const {
-    const std::string saved = o_.input + "/" + rel;
-    BFS_ASSIGN_OR_RETURN(std::string xml, ReadWholeFile(saved));
-    return WithoutCheckpointParent(xml, saved);
+    BFS_ASSIGN_OR_RETURN(std::string xml, storage_->ReadAll(rel));
+    return WithoutCheckpointParent(xml, storage_->Describe(rel));
+  }
+
+  // Libvirt checkpoints of folded points, deleted through capture/pending_checkpoints.h, which
+  // reads a local saveset's list; a store's list is named for `virsh checkpoint-delete`.
+  Result<std::vector<std::string>> DeletePending() {
+    if (std::optional<std::string> dir = storage_->LocalDir()) {
+      return DeletePendingCheckpoints(*dir, LibvirtOnly(o_.uri), log_);
+    }
+    BFS_ASSIGN_OR_RETURN(PendingCheckpoints pending, ReadPendingCheckpoints(*storage_));
+    if (!pending.checkpoints.empty()) {
+      log_.Warn(storage_->Describe(kPendingCheckpointsName) + " lists libvirt checkpoints of " +
+                pending.domain + " to delete, oldest first: virsh checkpoint-delete " +
+                pending.domain + " " + pending.checkpoints.front() + " (and the next ones)");
+    }
+    return pending.checkpoints;
   }
 
   // Every new file into the staging directory, then the commit.
   Status Stage() {
     const ConsolidationPlan& plan = summary_.plan;
-    const std::string staging = StagingDir(o_.input);
-    std::error_code ec;
-    if (!fs::create_directory(staging, ec) || ec) {
-      return Status::IOError("cannot create " + staging + ": " + ec.message());
-    }
+    Storage& s = *storage_;
+    BFS_RETURN_IF_ERROR(s.MakeDir(kStagingDirName));
     ConsolidationJournal j;
     j.point = plan.point;
     const std::string rel = std::string(kStagingDirName) + "/";
     for (const NewFull& f : plan.fulls) {
-      BFS_RETURN_IF_ERROR(WriteFull(f, staging + "/" + f.file));
-      BFS_RETURN_IF_ERROR(KeepMtime(o_.input + "/" + f.old_full, staging + "/" + f.file));
+      BFS_RETURN_IF_ERROR(WriteFull(f, s, rel + f.file));
+      BFS_RETURN_IF_ERROR(KeepMtimeIfLocal(s, f.old_full, rel + f.file));
       for (const char* sidecar : {".idx", ".chksum"}) {  // before their data file
-        if (fs::exists(staging + "/" + f.file + sidecar, ec)) {
-          j.install.emplace_back(rel + f.file + sidecar, f.file + sidecar);
-        }
+        BFS_ASSIGN_OR_RETURN(std::optional<StoredObject> there, s.Stat(rel + f.file + sidecar));
+        if (there) j.install.emplace_back(rel + f.file + sidecar, f.file + sidecar);
       }
       j.install.emplace_back(rel + f.file, f.file);
     }
     if (!plan.checkpoint_xml.empty()) {
       BFS_ASSIGN_OR_RETURN(std::string root, RootCheckpointXml(plan.checkpoint_xml));
-      BFS_RETURN_IF_ERROR(WriteTextAtomically(staging + "/checkpoint.xml", root));
+      BFS_RETURN_IF_ERROR(s.PutText(rel + "checkpoint.xml", root, SmallFile()));
       j.install.emplace_back(rel + "checkpoint.xml", plan.checkpoint_xml);
     }
     if (!plan.checkpoint_file.empty()) {
-      BFS_RETURN_IF_ERROR(
-          WriteCheckpointList(staging + "/" + plan.checkpoint_file, plan.checkpoint_list));
+      BFS_RETURN_IF_ERROR(WriteCheckpointList(s, rel + plan.checkpoint_file, plan.checkpoint_list));
       j.install.emplace_back(rel + plan.checkpoint_file, plan.checkpoint_file);
     }
     j.remove = plan.remove;
     j.domain = plan.domain;
     j.libvirt_checkpoints = plan.libvirt_checkpoints;
-    BFS_ASSIGN_OR_RETURN(UniqueFd dir, OpenFile(staging, O_RDONLY | O_DIRECTORY));
-    BFS_RETURN_IF_ERROR(FsyncFile(dir.get(), staging));
+    BFS_RETURN_IF_ERROR(SyncDirs(s, {kStagingDirName}));
     if (o_.stop != nullptr && o_.stop->load())
       return Status::Cancelled("stopped before the commit");
-    return CommitJournal(o_.input, j);
+    return CommitJournal(s, j);
   }
 
   Status RefuseUsedOutput() const {
@@ -193,7 +216,8 @@ class Consolidation {
                                      " is not empty: a synthetic full backup goes "
                                      "into a new (or empty) directory");
     }
-    if (fs::equivalent(o_.input, fs::path(output_).parent_path(), ec)) {
+    const std::optional<std::string> input = storage_->LocalDir();
+    if (input && fs::equivalent(*input, fs::path(output_).parent_path(), ec)) {
       return Status::InvalidArgument(output_ + " is inside the saveset " + o_.input);
     }
     return Status::Ok();
@@ -204,13 +228,13 @@ class Consolidation {
     std::error_code ec;
     fs::create_directories(tmp, ec);
     if (ec) return Status::IOError("cannot create " + tmp + ": " + ec.message());
-    for (const NewFull& f : summary_.plan.fulls)
-      BFS_RETURN_IF_ERROR(WriteFull(f, tmp + "/" + f.file));
-    for (const auto& e : fs::directory_iterator(o_.input, ec)) {
-      const std::string name = e.path().filename().string();
-      if (!e.is_regular_file(ec) || !IsPointFile(name, point.id)) continue;
-      fs::copy_file(e.path(), tmp + "/" + name, ec);
-      if (ec) return Status::IOError("cannot copy " + e.path().string() + ": " + ec.message());
+    std::unique_ptr<Storage> out = OpenLocalStorage(tmp);
+    for (const NewFull& f : summary_.plan.fulls) BFS_RETURN_IF_ERROR(WriteFull(f, *out, f.file));
+    BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> files, storage_->List());
+    for (const StoredObject& f : files) {
+      if (f.is_dir() || !IsPointFile(f.name, point.id)) continue;
+      BFS_ASSIGN_OR_RETURN(std::string bytes, storage_->ReadAll(f.name));
+      BFS_RETURN_IF_ERROR(out->PutText(f.name, bytes, SmallFile()));
     }
     const ConsolidationPlan& plan = summary_.plan;
     if (plan.checkpoint_file.empty()) {
@@ -222,7 +246,7 @@ class Consolidation {
     if (!plan.checkpoint_xml.empty()) {  // the root of the new saveset's chain
       fs::create_directories(tmp + "/checkpoints", ec);
       BFS_ASSIGN_OR_RETURN(std::string root, RootCheckpointXml(plan.checkpoint_xml));
-      BFS_RETURN_IF_ERROR(WriteTextAtomically(tmp + "/" + plan.checkpoint_xml, root));
+      BFS_RETURN_IF_ERROR(out->PutText(plan.checkpoint_xml, root, SmallFile()));
     }
     log_.Warn(output_ + " continues the chain at " + point.name + ": back up into it or into " +
               o_.input +
@@ -243,7 +267,8 @@ class Consolidation {
 
   const ConsolidateOptions& o_;
   RunLog& log_;
-  std::string output_;  // -o, without trailing slashes
+  const std::shared_ptr<Storage> storage_;  // the saveset
+  std::string output_;                      // -o, without trailing slashes
   ConsolidateSummary summary_;
 };
 

@@ -1,6 +1,9 @@
 // `backupfs-restore -a consolidate` and `-a retention`: a rolling full backup.
 //
-// In place (no -o): under the saveset lock (stream/dir_lock.h), finish what an
+// The saveset is reached through its Storage only, so all of this is the same in a directory
+// and in a store (s3://bucket/prefix); -o NEWDIR is a local directory.
+//
+// In place (no -o): under the saveset lock (Storage::Lock), finish what an
 // interrupted consolidation left (consolidation_journal.h), plan (consolidation_plan.h), write
 // each disk's new full backup into the staging directory, commit the journal, roll it forward,
 // then delete the folded points' libvirt checkpoints, or leave them pending and name them when
@@ -15,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +27,7 @@
 #include "backupfs/consolidation_plan.h"
 #include "common/run_log.h"
 #include "stream/status.h"
+#include "stream/storage.h"
 
 namespace backupfs {
 
@@ -35,6 +40,9 @@ struct RetentionPolicy {
 
 struct ConsolidateOptions {
   std::string input;  // -i: the saveset
+  // The saveset opened (storage/open_storage.h: a directory or s3://bucket/prefix); null: the
+  // local directory `input`.
+  std::shared_ptr<Storage> storage;
   std::string point;  // -u: the restore point the new full equals
   // -a retention instead of -u: the point is chosen under the lock, from what is there then.
   std::optional<RetentionPolicy> retention;

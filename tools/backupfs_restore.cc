@@ -482,20 +482,27 @@ void PrintConsolidation(const backupfs::ConsolidateSummary& s, const Args& args,
   PrintList("libvirt checkpoints left to delete", s.pending_checkpoints);
 }
 
-// -a consolidate and -a retention: savesets in a directory only, for now.
-int Consolidate(const Args& args, const backupfs::Storage& saveset) {
-  if (!saveset.LocalDir()) {
-    std::fprintf(stderr,
-                 "backupfs-restore: -a %s: %s: consolidation of a saveset on S3 is not "
-                 "supported yet\n",
-                 args.action.c_str(), saveset.address().c_str());
-    return kExitFailure;
-  }
+// -o of -a consolidate makes a local directory (renamed into place when complete).
+bool OutputIsLocal(const Args& args) {
+  if (args.output.empty()) return true;
+  auto out = backupfs::OpenStorage(args.output, args.store);
+  if (out.ok() && (*out)->LocalDir()) return true;
+  std::fprintf(stderr,
+               "backupfs-restore: -a consolidate -o %s: a synthetic full backup goes into a "
+               "local directory (copy it into a store afterwards, e.g. with aws s3 sync)\n",
+               args.output.c_str());
+  return false;
+}
+
+// -a consolidate and -a retention, in a directory or a store alike.
+int Consolidate(const Args& args, SavesetPtr saveset) {
+  if (!OutputIsLocal(args)) return kExitUsage;
   backupfs::RunLog log(args.verbose, args.syslog, /*to_stderr=*/true, "backupfs-restore");
   if (!OpenLogFile(args, log)) return kExitFailure;
   backupfs::SignalWatcher signals;
   backupfs::ConsolidateOptions o;
   o.input = args.input;
+  o.storage = std::move(saveset);
   o.point = args.until;
   o.output = args.output;
   o.dry_run = args.dry_run;
@@ -713,7 +720,7 @@ int Main(int argc, char** argv) {
   if (args.action.rfind("instant", 0) == 0) return Instant(args, std::move(saveset));
   if (args.action == "export") return Export(args, std::move(saveset));
   if (args.action == "consolidate" || args.action == "retention") {
-    return Consolidate(args, *saveset);
+    return Consolidate(args, std::move(saveset));
   }
   if (args.action == "dump" || (args.action == "restore" && args.output == "dump")) {
     return Dump(args, *saveset);
