@@ -25,7 +25,7 @@
 #            into the bucket puts it), synced down with the aws CLI: every file as the
 #            original, and virtnbdrestore restores it as ours does.
 #   faults:  a wrong secret key, a missing bucket, an endpoint given by --s3-endpoint only;
-#            consolidate and retention refused on a bucket: exit 1, messages naming s3://.
+#            consolidation at a point the bucket lacks: exit 1, naming it.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/harness.sh
@@ -333,10 +333,9 @@ check_faults() {
     restore_expect_rc 1 "restore from a missing bucket" "s3://no-such-bucket-$$" \
         "$RESTORE" -n -i "s3://no-such-bucket-$$/ours" -o "$T/nobucket"
     grep -q "NoSuchBucket" "$T/fail.out" || harness_fail "missing bucket: $(cat "$T/fail.out")"
-    restore_expect_rc 1 "consolidate on a bucket" "$url: consolidation of a saveset on S3 is not supported yet" \
-        "$RESTORE" -a consolidate -i "$url" -u virtnbdbackup.1
-    restore_expect_rc 1 "retention on a bucket" "consolidation of a saveset on S3 is not supported yet" \
-        "$RESTORE" -a retention -i "$url" --keep-last 1
+    # Consolidation on a bucket is test_consolidate_s3's; here only a point it does not have.
+    restore_expect_rc 1 "consolidate at a point the bucket does not have" "no-such-point" \
+        "$RESTORE" -a consolidate -i "$url" -u no-such-point
     # The endpoint from the option alone.
     env -u AWS_ENDPOINT_URL "$RESTORE" -a dump -i "$url" --s3-endpoint "$AWS_ENDPOINT_URL" >"$T/opt.json" ||
         harness_fail "dump with --s3-endpoint: exit $?"
