@@ -82,6 +82,9 @@ struct OpenOptions {
 
 // Scans the saveset and resolves every restore point. Fails only if it cannot be listed.
 Result<SavesetModel> LoadSaveset(std::shared_ptr<Storage> saveset, const OpenOptions& options);
+// The same from a listing of the saveset (Storage::List("")) the caller took.
+Result<SavesetModel> LoadSaveset(std::shared_ptr<Storage> saveset, const OpenOptions& options,
+                                 const std::vector<StoredObject>& listed);
 // A saveset in a local directory.
 Result<SavesetModel> LoadSaveset(const std::string& dir, const OpenOptions& options);
 
