@@ -297,12 +297,21 @@ class Resolver {
 
 namespace {
 
+// Lists the saveset once when the caller has no listing: the model keeps it for whoever
+// needs the saveset's other files (the restore planner), so nobody lists it again.
 Result<SavesetModel> Load(std::shared_ptr<Storage> saveset, const OpenOptions& options,
                           const std::vector<StoredObject>* listed) {
   SavesetModel model;
   model.dir = saveset->address();
   model.storage = saveset;
-  BFS_RETURN_IF_ERROR(Resolver(*saveset, options, &model).Run(listed));
+  if (listed) {
+    model.listing = *listed;
+  } else {
+    Result<std::vector<StoredObject>> own = saveset->List();
+    if (!own.ok()) return own.status().WithPrefix("cannot read saveset " + saveset->address());
+    model.listing = std::move(own).value();
+  }
+  BFS_RETURN_IF_ERROR(Resolver(*saveset, options, &model).Run(&*model.listing));
   return model;
 }
 

@@ -26,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,9 @@ struct SavesetModel {
   // Why a disk has no chain at a point although it has data files: point -> disk -> message.
   // Point "*" holds a disk whose full or copy backup cannot be used (no point has it).
   std::map<std::string, std::map<std::string, std::string>> unavailable;
+  // The listing of the saveset's directory (Storage::List("")) the load was made from: its
+  // other files are found there without listing it again. nullopt in a model built by hand.
+  std::optional<std::vector<StoredObject>> listing;
 };
 
 struct OpenOptions {
