@@ -34,7 +34,6 @@
 // Core::mu_ is released.
 #include "storage/read_cache.h"
 
-#include <pthread.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -237,8 +236,9 @@ class Core {
   void Start(unsigned threads) EXCLUDES(mu_);
   // Stops and joins the fetch threads and drops the queued prefetches. Idempotent.
   void Shutdown() EXCLUDES(mu_);
-  // Around a fork (ForkGuard): the threads finish the fetches they run and stop, the queue
-  // stays; Resume starts them again (in the parent, and in the child, which has none).
+  // Around a fork (ReadCache::PauseAll): the threads finish the fetches they run and stop, the
+  // queue stays (readers run what they need themselves meanwhile); Resume starts them again
+  // (in the child, which has none, and in the parent when it goes on).
   void Pause() EXCLUDES(mu_);
   void Resume() EXCLUDES(mu_);
 
@@ -348,51 +348,56 @@ Core::Core(const ReadCacheOptions& options)
                          options.block_bytes),
       pool_(std::make_shared<BufferPool>(options.block_bytes, options.memory_bytes)) {}
 
-// A mount loads its saveset, and may fetch ahead while indexing it, before it goes to the
-// background; only the thread that forks lives on in the child. So every Core's fetch threads
-// stop before a fork and start again after it, in the parent and in the child.
-class ForkGuard {
+// Every Core, for ReadCache::PauseAll / ResumeAll. Called explicitly around the one fork
+// that goes on without exec (backupfs going to the background), never from fork handlers: a
+// fork that runs a program (a subprocess) neither waits for the fetch threads nor finds a lock
+// the child can never take.
+class Registry {
  public:
-  static ForkGuard& Get() {
-    static ForkGuard* guard = new ForkGuard;  // never destroyed: atfork handlers outlive main
-    return *guard;
+  static Registry& Get() {
+    static Registry* registry = new Registry;  // never destroyed: Cores may outlive main's end
+    return *registry;
   }
-  void Add(Core* core) EXCLUDES(mu_) {
+  // Whether the caches are paused now: a Core created meanwhile starts its threads on Resume.
+  bool Add(Core* core) EXCLUDES(mu_) {
     MutexLock lock(mu_);
     cores_.insert(core);
+    return paused_;
   }
   void Remove(Core* core) EXCLUDES(mu_) {
     MutexLock lock(mu_);
     cores_.erase(core);
   }
+  void Pause() EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    if (paused_) return;
+    paused_ = true;
+    for (Core* core : cores_) core->Pause();
+  }
+  void Resume() EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    if (!paused_) return;
+    paused_ = false;
+    for (Core* core : cores_) core->Resume();
+  }
 
  private:
-  ForkGuard() { pthread_atfork(&Prepare, &After, &After); }
-  // mu_ is held from Prepare to After, across the fork: no Core comes or goes meanwhile.
-  static void Prepare() BFS_NO_THREAD_SAFETY_ANALYSIS {
-    ForkGuard& g = Get();
-    g.mu_.Lock();
-    for (Core* core : g.cores_) core->Pause();
-  }
-  static void After() BFS_NO_THREAD_SAFETY_ANALYSIS {
-    ForkGuard& g = Get();
-    for (Core* core : g.cores_) core->Resume();
-    g.mu_.Unlock();
-  }
-
   Mutex mu_;
   std::set<Core*> cores_ GUARDED_BY(mu_);
+  bool paused_ GUARDED_BY(mu_) = false;
 };
 
 Core::~Core() {
-  ForkGuard::Get().Remove(this);
+  Registry::Get().Remove(this);
   Shutdown();
 }
 
 void Core::Start(unsigned threads) {
-  ForkGuard::Get().Add(this);
+  const bool paused = Registry::Get().Add(this);
   MutexLock lock(mu_);
   thread_count_ = threads;
+  paused_ = paused;
+  if (paused) return;  // Resume starts them
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { WorkerLoop(); });
 }
 
@@ -851,6 +856,10 @@ class ReadCacheImpl final : public ReadCache {
 };
 
 }  // namespace
+
+void ReadCache::PauseAll() { Registry::Get().Pause(); }
+
+void ReadCache::ResumeAll() { Registry::Get().Resume(); }
 
 std::shared_ptr<ReadCache> ReadCache::Create(const ReadCacheOptions& options) {
   ReadCacheOptions o = options;

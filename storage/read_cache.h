@@ -38,6 +38,25 @@ struct ReadCacheOptions {
 class ReadCache {
  public:
   static std::shared_ptr<ReadCache> Create(const ReadCacheOptions& options);
+
+  // Around a fork after which the process goes on without exec (backupfs going to the
+  // background: fuse_daemonize), where only the forking thread lives on in the child. PauseAll
+  // lets every cache's fetch threads finish the fetch they run and stop, so none holds a lock
+  // the child would wait for; ResumeAll starts them again, in the child (and in the parent
+  // when it goes on). Call them from the thread that forks, with no other thread reading
+  // through a cache. A fork that runs a program needs neither. Reads work while paused (each
+  // runs its own fetch); caches created meanwhile start their threads on ResumeAll.
+  static void PauseAll();
+  static void ResumeAll();
+  // PauseAll for its lifetime.
+  class PausedForFork {
+   public:
+    PausedForFork() { PauseAll(); }
+    ~PausedForFork() { ResumeAll(); }
+    PausedForFork(const PausedForFork&) = delete;
+    PausedForFork& operator=(const PausedForFork&) = delete;
+  };
+
   virtual ~ReadCache() = default;
   // `remote` read through this cache. The result's ReadAt returns exactly the remote bytes;
   // a fetch that fails is reported to the read that needs it (and not kept).
