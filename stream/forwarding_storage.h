@@ -1,6 +1,7 @@
 // A Storage that hands every call to another one, for classes that change a few of them:
 // verify's view of the file it reads once, tests that count reads or hide LocalDir(). Built
-// over a const Storage it is read-only: whatever would write fails, naming the file.
+// over a const Storage it is read-only, its subdirectories too: whatever would write fails,
+// naming the file.
 #pragma once
 
 #include <memory>
@@ -23,7 +24,10 @@ class ForwardingStorage : public Storage {
   std::string Describe(std::string_view name) const override { return reads_.Describe(name); }
   std::optional<std::string> LocalDir() const override { return reads_.LocalDir(); }
   Result<bool> Exists() const override { return reads_.Exists(); }
-  std::unique_ptr<Storage> Sub(std::string_view dir) const override { return reads_.Sub(dir); }
+  std::unique_ptr<Storage> Sub(std::string_view dir) const override {
+    if (writes_ != nullptr) return reads_.Sub(dir);
+    return std::unique_ptr<Storage>(new ForwardingStorage(reads_.Sub(dir), kReadOnly));
+  }
   StoreStamp Stamp(std::string_view dir) const override { return reads_.Stamp(dir); }
   Result<std::vector<StoredObject>> List(std::string_view dir) const override {
     return reads_.List(dir);
@@ -74,6 +78,10 @@ class ForwardingStorage : public Storage {
   const Storage& inner() const { return reads_; }
 
  private:
+  enum ReadOnlyTag { kReadOnly };
+  ForwardingStorage(std::unique_ptr<Storage> owned, ReadOnlyTag)
+      : owned_(std::move(owned)), reads_(*owned_), writes_(nullptr) {}
+
   Result<Storage*> Writable(std::string_view name) const {
     if (writes_ == nullptr) {
       return Status::InvalidArgument(reads_.Describe(name) + ": read-only here");
