@@ -34,6 +34,8 @@
 // Core::mu_ is released.
 #include "storage/read_cache.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -288,6 +290,10 @@ class Core {
   };
 
   void WorkerLoop() EXCLUDES(mu_);
+  // A fetch thread, with every signal blocked: a program that takes SIGTERM or SIGINT in one
+  // thread (sigwait, or a handler with the signal blocked elsewhere) must get it there, not in
+  // a fetch thread that a cache opened before the program set its mask started.
+  std::thread NewWorker();
   // The next queued fetch this thread should run (marked started); false when stopping.
   bool NextTask(Task& task) EXCLUDES(mu_);
   // A kept block, moved to the front of the read blocks (`read`) or of its own list.
@@ -398,7 +404,7 @@ void Core::Start(unsigned threads) {
   thread_count_ = threads;
   paused_ = paused;
   if (paused) return;  // Resume starts them
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { WorkerLoop(); });
+  for (unsigned i = 0; i < threads; ++i) threads_.push_back(NewWorker());
 }
 
 void Core::Pause() {
@@ -416,7 +422,7 @@ void Core::Resume() {
   MutexLock lock(mu_);
   paused_ = false;
   if (stop_) return;
-  for (unsigned i = 0; i < thread_count_; ++i) threads_.emplace_back([this] { WorkerLoop(); });
+  for (unsigned i = 0; i < thread_count_; ++i) threads_.push_back(NewWorker());
 }
 
 void Core::Shutdown() {
@@ -551,6 +557,15 @@ bool Core::NextTask(Task& task) {
     it->second.started = true;
     return true;
   }
+}
+
+std::thread Core::NewWorker() {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  std::thread t([this] { WorkerLoop(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return t;
 }
 
 void Core::WorkerLoop() {
