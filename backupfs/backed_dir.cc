@@ -109,10 +109,10 @@ std::shared_ptr<const Node> MakePoint(TreeShared* shared, uint64_t parent,
   return dir;
 }
 
-// Non-dot subdirectories of `storage`, with their stamps.
-std::vector<std::pair<std::string, StoreStamp>> Subdirectories(const Storage& storage) {
+// Non-dot subdirectories of `storage` (as `listed`), with their stamps.
+std::vector<std::pair<std::string, StoreStamp>> Subdirectories(
+    const Storage& storage, const Result<std::vector<StoredObject>>& listed) {
   std::vector<std::pair<std::string, StoreStamp>> out;
-  Result<std::vector<StoredObject>> listed = storage.List();
   if (!listed.ok()) return out;
   for (const StoredObject& o : *listed) {
     if (!o.is_dir() || o.name[0] == '.') continue;
@@ -141,13 +141,28 @@ std::shared_ptr<const Listing> Backing::Refresh() {
   const auto now = std::chrono::steady_clock::now();
   if (cur && now - last_ < shared_->poll_interval) return cur;
   last_ = now;
-  const bool saveset = LooksLikeSaveset(*storage_);
-  if (!saveset && saveset_) {  // emptied or removed: close its data files now
+  // One look (on a store: one listing of the prefix); a local directory is listed only when
+  // its look changed. An unchanged saveset costs that one look.
+  DirLook look = LookAt(*storage_);
+  const StoreStamp& stamp = look.stamp;
+  const bool unchanged = saveset_ && saveset_stamp_ && stamp.exists && stamp == *saveset_stamp_ &&
+                         stamp.identity == saveset_stamp_->identity && !stamp.racy;
+  const Result<bool> saveset =
+      unchanged ? Result<bool>(true) : LooksLikeSaveset(ListedBy(*storage_, &look));
+  if (!saveset.ok()) {  // the store did not answer: what is shown stays, until it does
+    ReportOnce(saveset.status().message() + "; showing what was there before");
+    return cur;
+  }
+  last_error_.clear();
+  saveset_stamp_.reset();
+  if (*saveset && !stamp.racy) saveset_stamp_ = stamp;
+  if (!*saveset && saveset_) {  // emptied or removed: close its data files now
     saveset_->Evict();
     saveset_.reset();
     seen_version_ = 0;
   }
-  std::optional<Listing> next = saveset ? SavesetListing(cur.get()) : CollectionListing(cur.get());
+  std::optional<Listing> next =
+      *saveset ? SavesetListing(cur.get(), &look) : CollectionListing(cur.get(), &look);
   if (!next) return cur;
   auto listing = std::make_shared<const Listing>(std::move(*next));
   MutexLock l(mu_);
@@ -155,12 +170,18 @@ std::shared_ptr<const Listing> Backing::Refresh() {
   return listing;
 }
 
-std::optional<Listing> Backing::SavesetListing(const Listing* cur) {
+void Backing::ReportOnce(const std::string& message) {
+  if (message == last_error_) return;  // a store that stays down is reported once
+  last_error_ = message;
+  if (shared_->report) shared_->report(message);
+}
+
+std::optional<Listing> Backing::SavesetListing(const Listing* cur, DirLook* look) {
   if (!saveset_) {
     LiveSaveset::Options o{shared_->open, &shared_->pool, shared_->report};
     saveset_ = std::make_shared<LiveSaveset>(storage_, o);
   }
-  LiveSaveset::Snapshot snap = saveset_->Poll();
+  LiveSaveset::Snapshot snap = saveset_->Poll(look);
   if (cur && cur->saveset && snap.version == seen_version_) return std::nullopt;
   if (!snap.state) snap = saveset_->Loaded();
   seen_version_ = snap.version;
@@ -169,16 +190,16 @@ std::optional<Listing> Backing::SavesetListing(const Listing* cur) {
   Listing out;
   out.saveset = true;
   // The newest backup date (man backupfs(1)); the directory's own time while it has no point.
-  out.mtime = state.model.points.empty() ? storage_->Stamp().mtime : timespec{};
+  out.mtime = state.model.points.empty() ? look->stamp.mtime : timespec{};
   for (const RestorePoint& p : state.model.points) {
     Keep(cur, &out, p.name, "p:" + state.PointSignature(p),
          [&] { return MakePoint(shared_, ino_, saveset, state, p); });
     out.mtime = std::max(out.mtime, ParseMetadataDate(p.date), Later);
   }
   for (const std::string& b : state.broken_chains) {
-    const StoreStamp stamp = storage_->Stamp(b);
-    Keep(cur, &out, b, "d:" + stamp.identity,
-         [&] { return MakeDir(shared_, ino_, b, storage_->Sub(b), stamp); });
+    const StoreStamp sub = storage_->Stamp(b);
+    Keep(cur, &out, b, "d:" + sub.identity,
+         [&] { return MakeDir(shared_, ino_, b, storage_->Sub(b), sub); });
   }
   if (!state.model.latest.empty()) {
     Keep(cur, &out, "latest", "l:" + state.model.latest,
@@ -187,9 +208,10 @@ std::optional<Listing> Backing::SavesetListing(const Listing* cur) {
   return out;
 }
 
-std::optional<Listing> Backing::CollectionListing(const Listing* cur) {
-  const StoreStamp root = storage_->Stamp();
-  const std::vector<std::pair<std::string, StoreStamp>> subdirs = Subdirectories(*storage_);
+std::optional<Listing> Backing::CollectionListing(const Listing* cur, DirLook* look) {
+  const StoreStamp& root = look->stamp;
+  const std::vector<std::pair<std::string, StoreStamp>> subdirs =
+      Subdirectories(*storage_, ListedBy(*storage_, look));
   std::string stamp = root.exists ? root.token : "-";
   bool racy = root.racy;
   for (const auto& [name, s] : subdirs) {
@@ -206,7 +228,17 @@ std::optional<Listing> Backing::CollectionListing(const Listing* cur) {
   for (const auto& entry : subdirs) {
     const std::string& name = entry.first;
     const StoreStamp& s = entry.second;
-    if (name == "latest" || !LooksLikeSaveset(*storage_, name)) continue;
+    if (name == "latest") continue;
+    const Result<bool> saveset = LooksLikeSaveset(*storage_, name);
+    if (!saveset.ok()) {  // keep showing it (or not) as before, until the store answers
+      ReportOnce(saveset.status().message() + "; showing what was there before");
+      collection_stamp_.clear();
+      const auto it = cur ? cur->children.find(name) : decltype(cur->children)::const_iterator{};
+      if (!cur || it == cur->children.end()) continue;
+      out.children[name] = it->second;
+    } else if (!*saveset) {
+      continue;
+    }
     Keep(cur, &out, name, "d:" + s.identity,
          [&] { return MakeDir(shared_, ino_, name, storage_->Sub(name), s); });
     if (!IsBrokenChain(name) && (latest.empty() || strverscmp(name.c_str(), latest.c_str()) > 0)) {

@@ -45,8 +45,12 @@ class Backing {
   std::shared_ptr<LiveSaveset> saveset() EXCLUDES(refresh_mu_);
 
  private:
-  std::optional<Listing> SavesetListing(const Listing* cur) REQUIRES(refresh_mu_);
-  std::optional<Listing> CollectionListing(const Listing* cur) REQUIRES(refresh_mu_);
+  // `look`: the look at the directory this refresh took (LookAt), its listing included once
+  // taken: whoever needs the listing takes it from there, so it is listed once.
+  std::optional<Listing> SavesetListing(const Listing* cur, DirLook* look) REQUIRES(refresh_mu_);
+  std::optional<Listing> CollectionListing(const Listing* cur, DirLook* look) REQUIRES(refresh_mu_);
+  // Reports an error of the store once, until another (or none) is seen.
+  void ReportOnce(const std::string& message) REQUIRES(refresh_mu_);
 
   const std::shared_ptr<Storage> storage_;
   const uint64_t ino_;
@@ -56,6 +60,10 @@ class Backing {
   std::shared_ptr<LiveSaveset> saveset_ GUARDED_BY(refresh_mu_);
   uint64_t seen_version_ GUARDED_BY(refresh_mu_) = 0;
   std::string collection_stamp_ GUARDED_BY(refresh_mu_);  // "" when not trusted
+  // The last look at the directory that found a saveset, when it can be trusted (not racy):
+  // while the directory's stamp equals it, it still holds one and needs no listing.
+  std::optional<StoreStamp> saveset_stamp_ GUARDED_BY(refresh_mu_);
+  std::string last_error_ GUARDED_BY(refresh_mu_);  // reported, and not cleared since
   mutable Mutex mu_;
   std::shared_ptr<const Listing> listing_ GUARDED_BY(mu_);
 };

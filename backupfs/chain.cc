@@ -122,8 +122,10 @@ class Resolver {
   Resolver(Storage& saveset, const OpenOptions& options, SavesetModel* model)
       : saveset_(saveset), options_(options), model_(model) {}
 
-  Status Run() {
-    BFS_ASSIGN_OR_RETURN(SavesetListing listing, ListSaveset(saveset_));
+  // From `listed` when given, else from a listing of its own.
+  Status Run(const std::vector<StoredObject>* listed) {
+    BFS_ASSIGN_OR_RETURN(SavesetListing listing,
+                         listed ? ListSaveset(saveset_, *listed) : ListSaveset(saveset_));
     for (const std::string& p : listing.partial_files) {
       model_->problems.push_back(saveset_.Describe(p) +
                                  ": leftover of an interrupted backup; ignored");
@@ -293,12 +295,35 @@ class Resolver {
 
 }  // namespace
 
-Result<SavesetModel> LoadSaveset(std::shared_ptr<Storage> saveset, const OpenOptions& options) {
+namespace {
+
+// Lists the saveset once when the caller has no listing: the model keeps it for whoever
+// needs the saveset's other files (the restore planner), so nobody lists it again.
+Result<SavesetModel> Load(std::shared_ptr<Storage> saveset, const OpenOptions& options,
+                          const std::vector<StoredObject>* listed) {
   SavesetModel model;
   model.dir = saveset->address();
   model.storage = saveset;
-  BFS_RETURN_IF_ERROR(Resolver(*saveset, options, &model).Run());
+  if (listed) {
+    model.listing = *listed;
+  } else {
+    Result<std::vector<StoredObject>> own = saveset->List();
+    if (!own.ok()) return own.status().WithPrefix("cannot read saveset " + saveset->address());
+    model.listing = std::move(own).value();
+  }
+  BFS_RETURN_IF_ERROR(Resolver(*saveset, options, &model).Run(&*model.listing));
   return model;
+}
+
+}  // namespace
+
+Result<SavesetModel> LoadSaveset(std::shared_ptr<Storage> saveset, const OpenOptions& options) {
+  return Load(std::move(saveset), options, nullptr);
+}
+
+Result<SavesetModel> LoadSaveset(std::shared_ptr<Storage> saveset, const OpenOptions& options,
+                                 const std::vector<StoredObject>& listed) {
+  return Load(std::move(saveset), options, &listed);
 }
 
 Result<SavesetModel> LoadSaveset(const std::string& dir, const OpenOptions& options) {

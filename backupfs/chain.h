@@ -26,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,9 @@ struct SavesetModel {
   // Why a disk has no chain at a point although it has data files: point -> disk -> message.
   // Point "*" holds a disk whose full or copy backup cannot be used (no point has it).
   std::map<std::string, std::map<std::string, std::string>> unavailable;
+  // The listing of the saveset's directory (Storage::List("")) the load was made from: its
+  // other files are found there without listing it again. nullopt in a model built by hand.
+  std::optional<std::vector<StoredObject>> listing;
 };
 
 struct OpenOptions {
@@ -82,6 +86,9 @@ struct OpenOptions {
 
 // Scans the saveset and resolves every restore point. Fails only if it cannot be listed.
 Result<SavesetModel> LoadSaveset(std::shared_ptr<Storage> saveset, const OpenOptions& options);
+// The same from a listing of the saveset (Storage::List("")) the caller took.
+Result<SavesetModel> LoadSaveset(std::shared_ptr<Storage> saveset, const OpenOptions& options,
+                                 const std::vector<StoredObject>& listed);
 // A saveset in a local directory.
 Result<SavesetModel> LoadSaveset(const std::string& dir, const OpenOptions& options);
 

@@ -9,6 +9,7 @@
 
 #include "backupfs/saveset_pool.h"
 #include "stream/dir_lock.h"
+#include "stream/xxh3.h"
 
 namespace backupfs {
 namespace {
@@ -18,15 +19,19 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// The files and the broken-chain.* savesets of the saveset.
-void ListFiles(const Storage& storage, SavesetState* state) {
-  Result<std::vector<StoredObject>> listed = storage.List();
-  if (!listed.ok()) return;  // LoadSaveset reported it
-  for (const StoredObject& o : *listed) {
+// The files and the broken-chain.* savesets of the saveset, from its listing.
+void ListFiles(const Storage& storage, const std::vector<StoredObject>& listed,
+               SavesetState* state) {
+  for (const StoredObject& o : listed) {
     if (!o.is_dir()) {
       state->files_listed[o.name] = o.size;
-    } else if (o.name.rfind("broken-chain.", 0) == 0 && LooksLikeSaveset(storage, o.name)) {
-      state->broken_chains.push_back(o.name.substr(0, o.name.size() - 1));
+    } else if (o.name.rfind("broken-chain.", 0) == 0) {
+      // One that cannot be listed now is kept: it was set aside as a saveset, and a store that
+      // does not answer for a moment must not make it vanish from the mount.
+      const Result<bool> saveset = LooksLikeSaveset(storage, o.name);
+      if (!saveset.ok() || *saveset) {
+        state->broken_chains.push_back(o.name.substr(0, o.name.size() - 1));
+      }
     }
   }
   std::sort(state->broken_chains.begin(), state->broken_chains.end());
@@ -59,14 +64,18 @@ void AddChain(const RestorePoint& p, const DiskChain& chain, const SavesetState*
   state->images[p.name][chain.disk] = image ? image : std::make_shared<LazyImage>(chain);
 }
 
+// Loads from `listed`, a listing of the saveset (or the error its listing gave).
 std::shared_ptr<SavesetState> BuildState(const std::shared_ptr<Storage>& storage,
                                          OpenOptions options,
-                                         const std::shared_ptr<const SavesetState>& prev) {
+                                         const std::shared_ptr<const SavesetState>& prev,
+                                         const Result<std::vector<StoredObject>>& listed) {
   auto state = std::make_shared<SavesetState>();
   options.reuse = [prev](const std::string& path, const std::string& version) {
     return Reuse(prev.get(), path, version);
   };
-  auto model = LoadSaveset(storage, options);
+  Result<SavesetModel> model = listed.ok() ? LoadSaveset(storage, options, *listed)
+                                           : Result<SavesetModel>(listed.status().WithPrefix(
+                                                 "cannot read saveset " + storage->address()));
   if (model.ok()) {
     state->model = std::move(model).value();
   } else {
@@ -79,7 +88,7 @@ std::shared_ptr<SavesetState> BuildState(const std::shared_ptr<Storage>& storage
   for (const RestorePoint& p : state->model.points) {
     for (const DiskChain& chain : p.disks) AddChain(p, chain, prev.get(), state.get());
   }
-  ListFiles(*storage, state.get());
+  if (listed.ok()) ListFiles(*storage, *listed, state.get());
   return state;
 }
 
@@ -115,13 +124,61 @@ void Withhold(SavesetState* state, const std::set<std::string>* shown) {
 
 }  // namespace
 
-bool LooksLikeSaveset(const Storage& storage, std::string_view dir) {
-  Result<std::vector<StoredObject>> listed = storage.List(dir);
-  if (!listed.ok()) return false;
+Result<bool> LooksLikeSaveset(const Storage& storage, std::string_view dir) {
+  return LooksLikeSaveset(storage.List(dir));
+}
+
+Result<bool> LooksLikeSaveset(const Result<std::vector<StoredObject>>& listed) {
+  if (!listed.ok()) {
+    if (listed.status().code() == StatusCode::kNotFound) return false;
+    return listed.status();
+  }
   for (const StoredObject& o : *listed) {
     if (!o.is_dir() && (EndsWith(o.name, ".data") || EndsWith(o.name, ".cpt"))) return true;
   }
   return false;
+}
+
+StoreStamp StampOfListing(const Storage& storage, const std::vector<StoredObject>& listed) {
+  StoreStamp out;
+  if (listed.empty()) return out;
+  std::vector<const StoredObject*> sorted;
+  sorted.reserve(listed.size());
+  for (const StoredObject& o : listed) sorted.push_back(&o);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const StoredObject* a, const StoredObject* b) { return a->name < b->name; });
+  std::string all;  // name, version and size of each, NUL-separated: unambiguous
+  for (const StoredObject* o : sorted) {
+    all.append(o->name).push_back('\0');
+    all.append(o->version).push_back('\0');
+    all.append(std::to_string(o->size)).push_back('\0');
+    const int64_t newest = out.mtime.tv_sec * int64_t{1000000000} + out.mtime.tv_nsec;
+    if (o->mtime_ns > newest) {
+      out.mtime = {static_cast<time_t>(o->mtime_ns / 1000000000),
+                   static_cast<long>(o->mtime_ns % 1000000000)};
+    }
+  }
+  out.exists = true;
+  out.identity = storage.Describe("");
+  out.token =
+      std::to_string(listed.size()) + ":" + std::to_string(XXH3_64bits(all.data(), all.size()));
+  return out;
+}
+
+DirLook LookAt(const Storage& storage) {
+  DirLook look;
+  if (storage.LocalDir()) {
+    look.stamp = storage.Stamp();
+    return look;
+  }
+  look.listed = storage.List();
+  if (look.listed->ok()) look.stamp = StampOfListing(storage, **look.listed);
+  return look;
+}
+
+const Result<std::vector<StoredObject>>& ListedBy(const Storage& storage, DirLook* look) {
+  if (!look->listed) look->listed = storage.List();
+  return *look->listed;
 }
 
 const RestorePoint* SavesetState::Find(const std::string& point) const {
@@ -161,22 +218,25 @@ LiveSaveset::Snapshot LiveSaveset::Current() {
 }
 
 LiveSaveset::Snapshot LiveSaveset::Poll() {
+  DirLook look = LookAt(*storage_);
+  return Poll(&look);
+}
+
+LiveSaveset::Snapshot LiveSaveset::Poll(DirLook* look) {
   MutexLock load(load_mu_);
-  const StoreStamp stamp = storage_->Stamp();
   {
     MutexLock l(mu_);
-    if (version_ != 0 && trusted_ && stamp == stamp_) return {version_, state_};
+    if (version_ != 0 && trusted_ && look->stamp == stamp_) return {version_, state_};
   }
-  const bool busy = storage_->Busy();
-  if (busy && Current().version != 0) return Current();  // the writer's result, once done
-  return LoadLocked(stamp, busy);
+  return LoadLocked(look);
 }
 
 LiveSaveset::Snapshot LiveSaveset::Loaded() {
   MutexLock load(load_mu_);
   Snapshot now = Current();
   if (now.state) return now;
-  return LoadLocked(storage_->Stamp(), storage_->Busy());
+  DirLook look = LookAt(*storage_);
+  return LoadLocked(&look);
 }
 
 Result<std::shared_ptr<LazyImage>> LiveSaveset::Image(const std::string& point,
@@ -201,11 +261,19 @@ void LiveSaveset::Evict() {
   dropped = std::move(state_);
 }
 
-LiveSaveset::Snapshot LiveSaveset::LoadLocked(const StoreStamp& stamp, bool busy) {
+LiveSaveset::Snapshot LiveSaveset::LoadLocked(DirLook* look) {
+  const StoreStamp& stamp = look->stamp;
   std::shared_ptr<const SavesetState> prev = Current().state;
-  std::shared_ptr<SavesetState> state = BuildState(storage_, options_.open, prev);
-  // A writer that took the lock while we listed may have left a point half written.
-  busy = busy || storage_->Busy();
+  std::shared_ptr<SavesetState> state =
+      BuildState(storage_, options_.open, prev, ListedBy(*storage_, look));
+  // A writer that held the lock while we listed may have left a point half written: it
+  // still holds it now, or it has finished and changed the stamp, and the next poll loads
+  // its result. Looked at after the load, once.
+  const bool busy = storage_->Busy();
+  if (busy && prev) {  // what was shown stays, until the writer is done
+    MutexLock l(mu_);
+    return {version_, state_ ? state_ : prev};
+  }
   if (state->failed && prev) {  // keep what was shown; try again at the next poll
     Report(*state);
     MutexLock l(mu_);

@@ -9,6 +9,12 @@
 // stays as it was: a reload then shows no restore point that was not shown before, so a
 // half-written multi-disk point never appears.
 //
+// Requests per poll of a saveset on a store: one listing of its prefix (LookAt), which also
+// serves the load when it changed (the scan of its data files and the list of its other
+// files); a load adds one look at the lock, after it (a writer that held the lock while the
+// saveset was listed still holds it then, or has finished and changed the listing, so the next
+// poll loads again), and the reads of the files that are new.
+//
 // Thread-safe. Lock order: load_mu_ before mu_. The pool is told of a load with load_mu_ held
 // (it may evict other savesets, which takes their mu_ only).
 #pragma once
@@ -19,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -32,8 +39,25 @@ namespace backupfs {
 class SavesetPool;
 
 // Whether `dir` of `storage` ("" itself) holds a saveset: a data file (*.data) or a checkpoint
-// list (*.cpt).
-bool LooksLikeSaveset(const Storage& storage, std::string_view dir = "");
+// list (*.cpt). A directory that is not there (NotFound) holds none; any other error of its
+// listing (a store that did not answer) is returned: the caller keeps what it showed.
+Result<bool> LooksLikeSaveset(const Storage& storage, std::string_view dir = "");
+// The same from a listing of the directory (or the error it gave).
+Result<bool> LooksLikeSaveset(const Result<std::vector<StoredObject>>& listed);
+
+// One look at a saveset's directory for a refresh. On a store (no local directory) the look is
+// the listing itself, and its stamp is derived from it: one listing of the prefix tells
+// whether anything changed and serves the load. In a local directory it is a stat (cheap), and
+// the directory is listed only when a load or a check needs it.
+struct DirLook {
+  StoreStamp stamp;
+  std::optional<Result<std::vector<StoredObject>>> listed;  // nullopt: not listed yet
+};
+DirLook LookAt(const Storage& storage);
+// The look's listing, listing the directory when the look has none yet.
+const Result<std::vector<StoredObject>>& ListedBy(const Storage& storage, DirLook* look);
+// A store's stamp from its listing: equal tokens while the names, versions and sizes are.
+StoreStamp StampOfListing(const Storage& storage, const std::vector<StoredObject>& listed);
 
 // A loaded saveset; immutable once built.
 struct SavesetState {
@@ -84,6 +108,9 @@ class LiveSaveset : public std::enable_shared_from_this<LiveSaveset> {
   // Reloads when the directory changed since the last load (or that load was racy) and no
   // writer holds it; the first call loads. Callers rate-limit it.
   Snapshot Poll() EXCLUDES(load_mu_, mu_);
+  // The same with a look the caller took (LookAt): its listing, when it has one, serves the
+  // load; else the directory is listed when a load needs it.
+  Snapshot Poll(DirLook* look) EXCLUDES(load_mu_, mu_);
   // The state, loaded first when evicted.
   Snapshot Loaded() EXCLUDES(load_mu_, mu_);
   // The image of `disk` at `point`, loading the saveset when evicted. NotFound when the point
@@ -97,7 +124,7 @@ class LiveSaveset : public std::enable_shared_from_this<LiveSaveset> {
   Snapshot Current() EXCLUDES(mu_);
   // Loads and returns what it installed (a concurrent eviction may drop it right after: the
   // caller keeps its own reference).
-  Snapshot LoadLocked(const StoreStamp& stamp, bool busy) REQUIRES(load_mu_) EXCLUDES(mu_);
+  Snapshot LoadLocked(DirLook* look) REQUIRES(load_mu_) EXCLUDES(mu_);
   void Report(const SavesetState& state) EXCLUDES(mu_);
 
   const std::shared_ptr<Storage> storage_;

@@ -79,16 +79,21 @@ Result<SavesetListing> ListSaveset(const std::string& dir, const std::string& di
 }
 
 Result<SavesetListing> ListSaveset(const Storage& saveset, const std::string& disk) {
-  SavesetListing out;
-  out.dir = saveset.address();
   Result<std::vector<StoredObject>> listed = saveset.List();
   if (!listed.ok()) {
-    return listed.status().WithPrefix("cannot read saveset " + out.dir);
+    return listed.status().WithPrefix("cannot read saveset " + saveset.address());
   }
+  return ListSaveset(saveset, *listed, disk);
+}
+
+Result<SavesetListing> ListSaveset(const Storage& saveset, const std::vector<StoredObject>& listed,
+                                   const std::string& disk) {
+  SavesetListing out;
+  out.dir = saveset.address();
   std::set<std::string> names;
   std::map<std::string, std::string> versions;
   bool staging = false;
-  for (const StoredObject& o : *listed) {
+  for (const StoredObject& o : listed) {
     if (!o.is_dir()) names.insert(o.name);
     if (!o.is_dir()) versions[o.name] = o.version;
     staging = staging || o.name == std::string(kStagingDirName) + "/";

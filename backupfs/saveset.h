@@ -51,6 +51,10 @@ struct SavesetListing {
 // Fails (naming the directory or the journal) only when they cannot be read; unrelated files
 // are ignored. `disk` non-empty keeps only that disk's files.
 Result<SavesetListing> ListSaveset(const Storage& saveset, const std::string& disk = "");
+// The same from a listing of the saveset (Storage::List("")) the caller already has: a load
+// lists a store's prefix once.
+Result<SavesetListing> ListSaveset(const Storage& saveset, const std::vector<StoredObject>& listed,
+                                   const std::string& disk = "");
 Result<SavesetListing> ListSaveset(const std::string& dir, const std::string& disk = "");
 
 }  // namespace backupfs

@@ -37,13 +37,21 @@ std::vector<std::string> IdsUpTo(const SavesetModel& model, const RestorePoint& 
 // per-point files, which would otherwise be a request each on a store.
 using FileNames = std::set<std::string>;
 
-Result<FileNames> ListFiles(const Storage& saveset) {
-  BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> listed, saveset.List());
+FileNames NamesOf(const std::vector<StoredObject>& listed) {
   FileNames names;
   for (const StoredObject& o : listed) {
     if (!o.is_dir()) names.insert(o.name);
   }
   return names;
+}
+
+// From the listing the saveset was loaded from; listed here only for a model built without
+// one (its error is the plan's).
+Result<FileNames> ListFiles(const SavesetModel& model, const Storage& saveset) {
+  if (model.listing) return NamesOf(*model.listing);
+  Result<std::vector<StoredObject>> listed = saveset.List();
+  if (!listed.ok()) return listed.status().WithPrefix("cannot read saveset " + saveset.address());
+  return NamesOf(*listed);
 }
 
 // <prefix><id><suffix> for the newest id that has one; "" when none does.
@@ -199,7 +207,7 @@ class Planner {
 
   Result<RestorePlan> Run() {
     BFS_ASSIGN_OR_RETURN(point_, FindPoint(model_, o_.until));
-    BFS_ASSIGN_OR_RETURN(files_, ListFiles(saveset()));
+    BFS_ASSIGN_OR_RETURN(files_, ListFiles(model_, saveset()));
     plan_.saveset = model_.storage;
     plan_.point = point_->name;
     plan_.id = point_->id;

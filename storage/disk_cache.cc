@@ -21,7 +21,9 @@
 // file's mtime when it is put and on every hit (explicitly: the file system's own timestamps
 // can be as coarse as 4 ms), so a scan of the directory (at Open, and again after every
 // max_bytes / 8 put) rebuilds the order and counts what other processes sharing the
-// directory put there meanwhile.
+// directory put there meanwhile. Between scans the total is kept incrementally (each put,
+// hit, drop and eviction adjusts it); a scan reads the directory with no lock held and merges
+// what it found under the lock.
 #include "storage/disk_cache.h"
 
 #include <dirent.h>
@@ -148,8 +150,9 @@ class DiskCacheImpl final : public DiskCache {
 
   // Reads what the directory holds and trims it to the bound.
   void Init() EXCLUDES(mu_) {
+    Found found = ScanDir();
     MutexLock lock(mu_);
-    ScanLocked();
+    MergeLocked(std::move(found), 0);
     EvictLocked();
   }
 
@@ -170,9 +173,19 @@ class DiskCacheImpl final : public DiskCache {
   int64_t NowLocked() REQUIRES(mu_);
   void RecordLocked(const std::string& name, uint64_t bytes, int64_t used_ns) REQUIRES(mu_);
   void ForgetLocked(const std::string& name) REQUIRES(mu_);
-  void ScanLocked() REQUIRES(mu_);
-  void ScanSubdirLocked(const std::string& sub, int64_t now_ns,
-                        const std::unordered_map<std::string, Entry>& known) REQUIRES(mu_);
+  // Entry name -> its file's size and mtime, as a scan of the directory found them.
+  using Found = std::unordered_map<std::string, Entry>;
+  // Reads the directory with no lock held (it may hold thousands of entries, and Put runs on
+  // readers' threads); deletes temporary files left by dead writers.
+  Found ScanDir() const;
+  void ScanSubdir(const std::string& sub, int64_t now_ns, Found* found) const;
+  // What is known becomes what the scan found (counting what other processes put, and
+  // forgetting what they evicted), with two exceptions: a use seen here later than a file's
+  // mtime is kept, and an entry recorded here after `since_ns` (put or hit while the scan ran,
+  // perhaps after it passed that entry's subdirectory) is kept as recorded.
+  void MergeLocked(Found found, int64_t since_ns) REQUIRES(mu_);
+  // Rescans after every max_ / 8 bytes put, one scan at a time, outside the lock.
+  void RescanIfDue() EXCLUDES(mu_);
   void EvictLocked() REQUIRES(mu_);
   Status WriteTemp(const std::string& temp, std::string_view key, std::span<const uint8_t> bytes,
                    int64_t used_ns) const;
@@ -185,6 +198,7 @@ class DiskCacheImpl final : public DiskCache {
   std::set<std::pair<int64_t, std::string>> by_use_ GUARDED_BY(mu_);  // least recent first
   uint64_t bytes_ GUARDED_BY(mu_) = 0;                                // file sizes of entries_
   uint64_t put_since_scan_ GUARDED_BY(mu_) = 0;
+  bool scanning_ GUARDED_BY(mu_) = false;
   int64_t last_use_ns_ GUARDED_BY(mu_) = 0;
 };
 
@@ -208,25 +222,19 @@ void DiskCacheImpl::ForgetLocked(const std::string& name) {
   entries_.erase(it);
 }
 
-void DiskCacheImpl::ScanLocked() {
-  // Uses seen here are kept when later than a file's mtime (another process's hit or put of
-  // it is later than ours when its mtime is).
-  std::unordered_map<std::string, Entry> known;
-  known.swap(entries_);
-  by_use_.clear();
-  bytes_ = 0;
-  put_since_scan_ = 0;
+DiskCacheImpl::Found DiskCacheImpl::ScanDir() const {
+  Found found;
   UniqueDir top(::opendir(dir_.c_str()));
-  if (!top) return;  // nothing kept (the next Put reports what is wrong with the directory)
+  if (!top) return found;  // nothing kept (the next Put reports what is wrong with the directory)
   const int64_t now_ns = RealtimeNs();
   while (const dirent* d = ::readdir(top.get())) {
     const std::string_view sub = d->d_name;
-    if (sub.size() == 2 && sub != "..") ScanSubdirLocked(std::string(sub), now_ns, known);
+    if (sub.size() == 2 && sub != "..") ScanSubdir(std::string(sub), now_ns, &found);
   }
+  return found;
 }
 
-void DiskCacheImpl::ScanSubdirLocked(const std::string& sub, int64_t now_ns,
-                                     const std::unordered_map<std::string, Entry>& known) {
+void DiskCacheImpl::ScanSubdir(const std::string& sub, int64_t now_ns, Found* found) const {
   UniqueDir dir(::opendir(PathOf(sub).c_str()));
   if (!dir) return;
   while (const dirent* d = ::readdir(dir.get())) {
@@ -236,15 +244,45 @@ void DiskCacheImpl::ScanSubdirLocked(const std::string& sub, int64_t now_ns,
     struct stat st;
     if ((!entry && !temp) || ::fstatat(::dirfd(dir.get()), d->d_name, &st, 0) != 0) continue;
     if (entry && S_ISREG(st.st_mode)) {
-      std::string name = sub + "/" + std::string(file);
-      auto it = known.find(name);
-      const int64_t used = std::max(MtimeNs(st), it == known.end() ? 0 : it->second.used_ns);
-      RecordLocked(name, static_cast<uint64_t>(st.st_size), used);
-      last_use_ns_ = std::max(last_use_ns_, used);
+      (*found)[sub + "/" + std::string(file)] =
+          Entry{static_cast<uint64_t>(st.st_size), MtimeNs(st)};
     } else if (temp && now_ns - MtimeNs(st) > kStaleTempNs) {
       ::unlinkat(::dirfd(dir.get()), d->d_name, 0);
     }
   }
+}
+
+void DiskCacheImpl::MergeLocked(Found found, int64_t since_ns) {
+  std::unordered_map<std::string, Entry> known;
+  known.swap(entries_);
+  by_use_.clear();
+  bytes_ = 0;
+  for (const auto& [name, seen] : found) {
+    auto it = known.find(name);
+    if (it != known.end() && it->second.used_ns > since_ns) continue;  // recorded below
+    const int64_t used = std::max(seen.used_ns, it == known.end() ? 0 : it->second.used_ns);
+    RecordLocked(name, seen.bytes, used);
+    last_use_ns_ = std::max(last_use_ns_, used);
+  }
+  for (const auto& [name, e] : known) {
+    if (e.used_ns > since_ns) RecordLocked(name, e.bytes, e.used_ns);
+  }
+}
+
+void DiskCacheImpl::RescanIfDue() {
+  int64_t since;
+  {
+    MutexLock lock(mu_);
+    if (scanning_ || put_since_scan_ < max_ / 8) return;
+    scanning_ = true;
+    put_since_scan_ = 0;
+    since = NowLocked();
+  }
+  Found found = ScanDir();
+  MutexLock lock(mu_);
+  MergeLocked(std::move(found), since);
+  scanning_ = false;
+  EvictLocked();
 }
 
 void DiskCacheImpl::EvictLocked() {
@@ -332,11 +370,13 @@ Status DiskCacheImpl::Put(std::string_view key, std::span<const uint8_t> bytes) 
     ::unlink(temp.c_str());
     return s;
   }
-  MutexLock lock(mu_);
-  RecordLocked(name, file_bytes, used);
-  put_since_scan_ += file_bytes;
-  if (put_since_scan_ >= max_ / 8) ScanLocked();  // count what other processes put
-  EvictLocked();
+  {
+    MutexLock lock(mu_);
+    RecordLocked(name, file_bytes, used);
+    put_since_scan_ += file_bytes;
+    EvictLocked();
+  }
+  RescanIfDue();  // counts what other processes put
   return Status::Ok();
 }
 

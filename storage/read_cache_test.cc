@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <random>
 #include <set>
@@ -338,7 +339,11 @@ TEST(ReadCacheTest, FetchThreadsRunAgainAfterAFork) {
   Fixture f(blocks * kBlock);
   ASSERT_TRUE(ReadsExactly(*f.file, *f.bytes, 0, 1024));
   ASSERT_TRUE(ReadsExactly(*f.file, *f.bytes, 1024, 1024));  // sequential: fetching ahead
-  const pid_t pid = fork();
+  pid_t pid = -1;
+  {
+    ReadCache::PausedForFork paused;  // as backupfs around fuse_daemonize
+    pid = fork();
+  }
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     const uint64_t before = f.cache->stats().prefetched;
@@ -355,6 +360,38 @@ TEST(ReadCacheTest, FetchThreadsRunAgainAfterAFork) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
   // And the parent goes on as before.
+  EXPECT_TRUE(ReadsExactly(*f.file, *f.bytes, 0, blocks * kBlock));
+}
+
+// Any other fork (a subprocess that runs a program) leaves the fetch threads alone: it neither
+// waits for a fetch in flight nor stops the threads.
+TEST(ReadCacheTest, AForkWithoutPauseDoesNotWaitForFetchesInFlight) {
+  const uint64_t blocks = 8;
+  Fixture f(blocks * kBlock);
+  f.probe->CloseGate();
+  f.file->WillNeed(0, blocks * kBlock);
+  ASSERT_TRUE(f.probe->WaitFor([](const std::vector<uint64_t>&, int waiting) {
+    return waiting >= 1;
+  }));  // a fetch thread is held in its fetch
+  std::promise<pid_t> forked;
+  std::future<pid_t> pid_future = forked.get_future();
+  std::thread spawner([&] {
+    const pid_t p = fork();
+    if (p == 0) {
+      execl("/bin/true", "true", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    forked.set_value(p);
+  });
+  const bool returned = pid_future.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  f.probe->OpenGate();  // lets a fork stuck behind the fetch go, so that the test ends
+  spawner.join();
+  EXPECT_TRUE(returned) << "fork waited for a fetch in flight";
+  const pid_t pid = pid_future.get();
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
   EXPECT_TRUE(ReadsExactly(*f.file, *f.bytes, 0, blocks * kBlock));
 }
 

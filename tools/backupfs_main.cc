@@ -20,6 +20,7 @@
 #include "backupfs/fuse_ops.h"
 #include "backupfs/readahead.h"
 #include "storage/open_storage.h"
+#include "storage/read_cache.h"
 
 namespace {
 
@@ -163,7 +164,12 @@ int Serve(fuse_args* args, const fuse_cmdline_opts& cmd, const Options& o,
       }
       if (!cmd.foreground) openlog("backupfs", LOG_PID, LOG_DAEMON);
       foreground_logging = cmd.foreground;
-      fuse_daemonize(cmd.foreground);
+      {
+        // The load may have left fetches running or queued; only this thread lives on in the
+        // daemon: the fetch threads stop for the fork and start again in the child.
+        backupfs::ReadCache::PausedForFork paused;
+        fuse_daemonize(cmd.foreground);
+      }
       if (cmd.singlethread) {
         rc = fuse_session_loop(se);
       } else {
