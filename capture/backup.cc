@@ -91,6 +91,9 @@ class Run {
   std::unique_ptr<DomainStateGuard> state_;
   std::unique_ptr<LibvirtChain> chain_;
   std::string domain_xml_;
+  // The saveset's checkpoint list (<domain>.cpt) as ResolveLevel read it: the lock keeps other
+  // writers out, so it is read once per run (on a store, every read is a request).
+  std::vector<std::string> checkpoint_list_;
   DiskSelection selection_;
   std::unique_ptr<StorageLock> lock_;         // the saveset's, while we run
   CaptureLevel level_ = CaptureLevel::kFull;  // o_.level resolved (auto, offline)
@@ -210,8 +213,9 @@ Result<std::string> Run::ChainBroken(const std::vector<std::string>& list) {
 // domain cannot take.
 Status Run::ResolveLevel() {
   level_ = o_.level;
-  BFS_ASSIGN_OR_RETURN(std::vector<std::string> list,
+  BFS_ASSIGN_OR_RETURN(checkpoint_list_,
                        ReadCheckpointList(Saveset(), CheckpointListName(o_.domain)));
+  const std::vector<std::string>& list = checkpoint_list_;
   if (level_ == CaptureLevel::kAuto || Inc()) {
     BFS_ASSIGN_OR_RETURN(std::string broken, ChainBroken(list));
     if (!broken.empty() && level_ == CaptureLevel::kAuto && offline_) {
@@ -269,11 +273,8 @@ Result<ChainStep> Run::Plan() {
   if (o_.qemu_extents && !offline_ && !o_.print_only) {
     BFS_RETURN_IF_ERROR(RefuseNbdinfoOnIothreads(o_, selection_.disks));
   }
-  std::vector<std::string> list;
-  if (Inc()) {
-    BFS_ASSIGN_OR_RETURN(list, ReadCheckpointList(Saveset(), CheckpointListName(o_.domain)));
-  }
-  ChainStep step = PlanChainStep(level_, list, std::time(nullptr));
+  const std::vector<std::string> none;
+  ChainStep step = PlanChainStep(level_, Inc() ? checkpoint_list_ : none, std::time(nullptr));
   BFS_RETURN_IF_ERROR(RefuseExistingBackup(Saveset(), selection_.disks, level_, step));
   if (!o_.print_only && level_ == CaptureLevel::kFull) {
     BFS_RETURN_IF_ERROR(chain_->RemoveOurCheckpoints());
@@ -291,6 +292,7 @@ Status Run::NewChainInstead(const std::string& why, bool move_old) {
     BFS_ASSIGN_OR_RETURN(std::string moved, MoveChainAside(Saveset(), o_.log_file->name()));
     log_.Warn("the chain in " + Out() + " cannot continue (" + why + "): its files were moved to " +
               moved + "; starting a new chain with a full backup");
+    checkpoint_list_.clear();  // moved aside with the rest
   }
   level_ = CaptureLevel::kFull;
   return Status::Ok();

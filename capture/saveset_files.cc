@@ -57,18 +57,22 @@ Status MoveTree(Storage& saveset, const std::string& from, const std::string& to
 Status CheckSavesetDomain(const Storage& saveset, const std::string& domain) {
   const std::string& dir = saveset.address();
   BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> entries, ListOrNothing(saveset, ""));
+  // Every run checks this before it writes, so the vmconfigs of a saveset name one domain: the
+  // first that names any tells (in a store each one read is a request, and a chain has many).
+  bool named = false;
   for (const StoredObject& entry : entries) {
     const std::string& name = entry.name;
     if (name.ends_with(".cpt") && name != domain + ".cpt") {
       return Status::InvalidArgument(dir + " holds the saveset of another domain (" + name +
                                      "): use a directory per domain");
     }
-    if (name.starts_with("vmconfig.") && name.ends_with(".xml")) {
+    if (!named && name.starts_with("vmconfig.") && name.ends_with(".xml")) {
       Result<std::string> xml = saveset.ReadAll(name, kMaxSmallFile);
       Result<std::string> other =
           xml.ok() ? ParseDomainName(*xml, saveset.Describe(name)) : xml.status();
       // An unreadable or foreign file proves nothing about the saveset's domain: only a name.
-      if (other.ok() && !other->empty() && *other != domain) {
+      named = other.ok() && !other->empty();
+      if (named && *other != domain) {
         return Status::InvalidArgument(dir + " holds the saveset of another domain, " + *other +
                                        " (" + name + "): use a directory per domain");
       }

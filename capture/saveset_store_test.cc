@@ -45,6 +45,7 @@ class ObjectsOnly final : public Storage {
     return dir_->Stat(n);
   }
   Result<std::unique_ptr<StoredFile>> Open(std::string_view n) const override {
+    ++opens;
     return dir_->Open(n);
   }
   Result<std::unique_ptr<ObjectWriter>> Create(std::string_view n, const PutOptions& o) override {
@@ -56,6 +57,8 @@ class ObjectsOnly final : public Storage {
   Result<std::unique_ptr<StorageLock>> Lock(std::string_view h) override { return dir_->Lock(h); }
   bool Busy() const override { return dir_->Busy(); }
   Result<std::vector<std::string>> RemoveUnfinished() override { return dir_->RemoveUnfinished(); }
+
+  mutable int opens = 0;  // files opened or read whole: each is a request in a store
 
  private:
   std::unique_ptr<Storage> dir_;
@@ -166,6 +169,39 @@ TEST(SavesetStoreTest, AnotherDomainsFilesAreFoundThroughTheListing) {
   EXPECT_EQ(s.message(), dir.path() +
                              " holds the saveset of another domain, vm2 (vmconfig.copy.xml): use "
                              "a directory per domain");
+}
+
+// A chain has a vmconfig per point; the first that names a domain tells whose the saveset is.
+TEST(SavesetStoreTest, TheDomainCheckReadsOneVmconfigNotOnePerPoint) {
+  ScratchDir dir;
+  ObjectsOnly store(OpenLocalStorage(dir.path()));
+  WriteFileBytes(dir.File("vm1.cpt"), Bytes("[]"));
+  for (const char* f : {"vmconfig.virtnbdbackup.0.xml", "vmconfig.virtnbdbackup.1.xml",
+                        "vmconfig.virtnbdbackup.2.xml", "vmconfig.virtnbdbackup.3.xml"}) {
+    WriteFileBytes(dir.File(f), Bytes("<domain><name>vm1</name></domain>"));
+  }
+  EXPECT_TRUE(CheckSavesetDomain(store, "vm1").ok());
+  EXPECT_EQ(store.opens, 1);
+  std::filesystem::remove(dir.File("vm1.cpt"));
+  const Status s = CheckSavesetDomain(store, "vm2");
+  EXPECT_NE(s.message().find(" holds the saveset of another domain, vm1 (vmconfig.virtnbdbackup."),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(store.opens, 2);
+}
+
+// A vmconfig that names no domain proves nothing: the next one is read.
+TEST(SavesetStoreTest, TheDomainCheckReadsOnPastAVmconfigWithoutAName) {
+  ScratchDir dir;
+  ObjectsOnly store(OpenLocalStorage(dir.path()));
+  WriteFileBytes(dir.File("vmconfig.virtnbdbackup.0.xml"), Bytes("<not a domain"));
+  WriteFileBytes(dir.File("vmconfig.virtnbdbackup.1.xml"),
+                 Bytes("<domain><name>vm1</name></domain>"));
+  const Status s = CheckSavesetDomain(store, "vm2");
+  EXPECT_EQ(s.message(), dir.path() +
+                             " holds the saveset of another domain, vm1 "
+                             "(vmconfig.virtnbdbackup.1.xml): use a directory per domain");
+  EXPECT_LE(store.opens, 2);
 }
 
 TEST(SavesetStoreTest, MoveChainAsideMovesNestedFilesOneByOne) {
