@@ -1,13 +1,19 @@
-// The S3 storage against a real Ceph RADOS Gateway (scripts/rgw.sh on ports 7611-7620):
-// round trips, multipart uploads, the commit point, abandoned writers, readers of replaced
-// objects, wrong keys, a missing bucket, the writer lock and a gateway that goes away. Also
-// prints the throughput and latency figures of the client. Skipped when Ceph is not installed.
+// The S3 storage against a real Ceph RADOS Gateway (scripts/rgw.sh on ports 7611-7620, or
+// BFS_S3_LIVE_PORT..+9): round trips, multipart uploads, the commit point, abandoned writers,
+// readers of replaced objects, wrong keys, a missing bucket, the writer lock and a gateway that
+// goes away. Also prints the throughput and latency figures of the client. Skipped when Ceph is not
+// installed.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <random>
+#include <utility>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "storage/disk_cache.h"
 #include "storage/open_storage.h"
@@ -24,7 +30,12 @@ using testing::RandomBytes;
 using testing::TestGateway;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kPort = 7611;
+// The gateway's port block: 7611 unless BFS_S3_LIVE_PORT names another (so that runs of
+// several worktrees on one machine need not share one).
+int GatewayPort() {
+  const char* port = std::getenv("BFS_S3_LIVE_PORT");
+  return port != nullptr && std::atoi(port) > 0 ? std::atoi(port) : 7611;
+}
 constexpr const char* kBucket = "live";
 
 std::span<const uint8_t> Bytes(std::string_view s) {
@@ -37,7 +48,7 @@ class S3LiveTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!testing::HaveProgram("radosgw") || !testing::HaveProgram("ceph-mon")) return;
-    gateway_ = new TestGateway(std::string(BFS_SOURCE_DIR) + "/scripts/rgw.sh", kPort);
+    gateway_ = new TestGateway(std::string(BFS_SOURCE_DIR) + "/scripts/rgw.sh", GatewayPort());
     if (!gateway_->Up()) return;
     up_ = true;
     auto config = ResolveS3Config(gateway_->Options());
@@ -381,6 +392,130 @@ TEST_F(S3LiveTest, ExpiredLockIsTakenOver) {
   EXPECT_TRUE(s->Busy());
 }
 
+// A lock record of `holder` as this process would write it, with a lease that has minutes
+// to run: only its holder's death can free it early.
+S3LockRecord LiveRecord(const std::string& holder) {
+  S3LockRecord r = ThisProcessLockRecord(holder);
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  r.started_ns = now - 60'000'000'000;
+  r.expires_ns = now + 240'000'000'000;
+  return r;
+}
+
+// The pid of a child that has exited and been reaped: a process that no longer runs.
+pid_t DeadPid() {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return pid;
+}
+
+// Takes the lock with stderr captured: the result and what it printed.
+std::pair<Result<std::unique_ptr<StorageLock>>, std::string> LockCapturingStderr(S3Storage& s) {
+  ::testing::internal::CaptureStderr();
+  auto lock = s.Lock("backupfs-capture");
+  return {std::move(lock), ::testing::internal::GetCapturedStderr()};
+}
+
+TEST_F(S3LiveTest, LockOfADeadHolderOnThisHostIsTakenOverAtOnce) {
+  auto s = Saveset();
+  S3LockRecord dead = LiveRecord("backupfs-capture -l inc");
+  dead.pid = DeadPid();
+  dead.pid_start = 12345;
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(dead)).ok());
+  EXPECT_EQ(DeadLocalHolder(dead), "pid " + std::to_string(dead.pid) + " is no longer running");
+  EXPECT_FALSE(s->Busy());  // a dead holder holds nothing
+
+  auto [lock, err] = LockCapturingStderr(*s);
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  EXPECT_NE(
+      err.find("took over the lock of s3://live/LockOfADeadHolderOnThisHostIsTakenOverAtOnce"),
+      std::string::npos)
+      << err;
+  EXPECT_NE(err.find("its holder backupfs-capture -l inc on this host (" + dead.host),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("pid " + std::to_string(dead.pid) + " is no longer running"),
+            std::string::npos)
+      << err;
+  auto record = LockRecord(*s);
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->holder, "backupfs-capture");
+  EXPECT_EQ(record->pid, getpid());
+  // The new record carries what the next contender needs to judge this holder the same way.
+  EXPECT_GT(record->pid_start, 0);
+  EXPECT_FALSE(record->boot_id.empty());
+  EXPECT_TRUE(record->pid_ns.starts_with("pid:[")) << record->pid_ns;
+  EXPECT_EQ(DeadLocalHolder(*record), std::nullopt);  // this process: alive
+  EXPECT_TRUE(s->Busy());
+}
+
+TEST_F(S3LiveTest, LockOfAReusedPidOrAnEarlierBootIsTakenOverAtOnce) {
+  auto s = Saveset();
+  // Our own pid, but not our start time: the holder died and the number went to another process.
+  S3LockRecord reused = LiveRecord("backupfs-capture");
+  reused.pid_start += 1;
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(reused)).ok());
+  auto [lock, err] = LockCapturingStderr(*s);
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  EXPECT_NE(err.find("that number is now another process's"), std::string::npos) << err;
+  lock->reset();
+
+  S3LockRecord before_boot = LiveRecord("backupfs-capture");
+  before_boot.boot_id = "00000000-0000-0000-0000-000000000000";
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(before_boot)).ok());
+  auto [again, err2] = LockCapturingStderr(*s);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_NE(err2.find("ran before this host last booted"), std::string::npos) << err2;
+}
+
+TEST_F(S3LiveTest, LockOfALiveHolderOrOfAnotherHostKeepsItsLease) {
+  auto s = Saveset();
+  // This very process, as recorded: alive.
+  const S3LockRecord alive = LiveRecord("backupfs-capture");
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(alive)).ok());
+  EXPECT_TRUE(s->Busy());
+  auto lock = s->Lock("backupfs-restore");
+  ASSERT_FALSE(lock.ok());
+  EXPECT_EQ(lock.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(lock.status().message().find("pid " + std::to_string(getpid())), std::string::npos);
+
+  // A dead pid on another host: this host cannot know, so the lease holds.
+  S3LockRecord elsewhere = LiveRecord("backupfs-capture");
+  elsewhere.host = "another-hypervisor";
+  elsewhere.pid = DeadPid();
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(elsewhere)).ok());
+  EXPECT_EQ(DeadLocalHolder(elsewhere), std::nullopt);
+  EXPECT_TRUE(s->Busy());
+  lock = s->Lock("backupfs-restore");
+  ASSERT_FALSE(lock.ok());
+  EXPECT_EQ(lock.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(lock.status().message().find("host another-hypervisor"), std::string::npos)
+      << lock.status().message();
+
+  // A dead pid of this host's name, but of another PID namespace (a container): the same.
+  S3LockRecord other_ns = LiveRecord("backupfs-capture");
+  other_ns.pid = DeadPid();
+  other_ns.pid_ns = "pid:[1]";
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(other_ns)).ok());
+  EXPECT_EQ(DeadLocalHolder(other_ns), std::nullopt);
+  EXPECT_EQ(s->Lock("backupfs-restore").status().code(), StatusCode::kFailedPrecondition);
+
+  // An older record without start time, boot or namespace: judged by the pid alone.
+  S3LockRecord old_format = LiveRecord("backupfs-capture");
+  old_format.pid = DeadPid();
+  old_format.pid_start = 0;
+  old_format.boot_id.clear();
+  old_format.pid_ns.clear();
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(old_format)).ok());
+  auto [taken, err] = LockCapturingStderr(*s);
+  EXPECT_TRUE(taken.ok()) << taken.status().ToString();
+  EXPECT_NE(err.find("is no longer running"), std::string::npos) << err;
+}
+
 TEST_F(S3LiveTest, LockIsRenewedWhileHeld) {
   S3StorageOptions options;
   options.lock_lease = std::chrono::seconds(2);
@@ -535,7 +670,7 @@ class S3FaultTest : public S3LiveTest {
     if (IsSkipped() || HasFatalFailure()) return;
     const std::string script = std::string(BFS_SOURCE_DIR) + "/tests/integration/s3_fault_proxy.py";
     if (access(script.c_str(), R_OK) != 0) GTEST_SKIP() << "no " << script;
-    proxy_ = std::make_unique<testing::FaultProxy>(script, kPort);
+    proxy_ = std::make_unique<testing::FaultProxy>(script, GatewayPort());
     ASSERT_TRUE(proxy_->ok()) << "the fault proxy did not start";
   }
 

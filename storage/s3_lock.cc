@@ -4,7 +4,9 @@
 
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "common/thread_annotations.h"
@@ -35,6 +37,36 @@ std::string HostName() {
   char buf[256] = {};
   if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
   return buf;
+}
+
+// The first line of a small /proc file ("" when it cannot be read).
+std::string FirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+std::string BootId() { return FirstLine("/proc/sys/kernel/random/boot_id"); }
+
+std::string PidNamespace() {
+  char buf[64] = {};
+  const ssize_t n = readlink("/proc/self/ns/pid", buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+// When process `pid` started, in clock ticks after boot (field 22 of /proc/PID/stat); nullopt
+// when no such process runs.
+std::optional<int64_t> ProcessStart(int64_t pid) {
+  const std::string stat = FirstLine("/proc/" + std::to_string(pid) + "/stat");
+  const size_t comm_end = stat.rfind(')');  // the command name may hold spaces and ')'
+  if (comm_end == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(comm_end + 1));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 22) return std::strtoll(field.c_str(), nullptr, 10);
+  }
+  return std::nullopt;
 }
 
 std::span<const uint8_t> Bytes(const std::string& s) {
@@ -134,12 +166,43 @@ Result<std::unique_ptr<StorageLock>> Held(const S3LockSpec& spec, S3LockRecord r
 }  // namespace
 
 std::string S3LockJson(const S3LockRecord& r) {
-  const nlohmann::json j = {{"holder", r.holder},
-                            {"host", r.host},
-                            {"pid", r.pid},
-                            {"started", Iso8601(r.started_ns)},
-                            {"expires", Iso8601(r.expires_ns)}};
+  nlohmann::json j = {{"holder", r.holder},
+                      {"host", r.host},
+                      {"pid", r.pid},
+                      {"started", Iso8601(r.started_ns)},
+                      {"expires", Iso8601(r.expires_ns)}};
+  if (r.pid_start != 0) j["pid_start"] = r.pid_start;
+  if (!r.boot_id.empty()) j["boot_id"] = r.boot_id;
+  if (!r.pid_ns.empty()) j["pid_ns"] = r.pid_ns;
   return j.dump() + "\n";
+}
+
+S3LockRecord ThisProcessLockRecord(std::string_view holder) {
+  S3LockRecord r;
+  r.holder = std::string(holder);
+  r.host = HostName();
+  r.pid = getpid();
+  r.pid_start = ProcessStart(r.pid).value_or(0);
+  r.boot_id = BootId();
+  r.pid_ns = PidNamespace();
+  return r;
+}
+
+std::optional<std::string> DeadLocalHolder(const S3LockRecord& r) {
+  if (r.host != HostName() || r.pid <= 0) return std::nullopt;
+  if (!r.boot_id.empty() && r.boot_id != BootId()) {
+    return "pid " + std::to_string(r.pid) + " ran before this host last booted";
+  }
+  // The same number in another PID namespace (a container of the same name) is another process.
+  if (!r.pid_ns.empty() && r.pid_ns != PidNamespace()) return std::nullopt;
+  const std::optional<int64_t> start = ProcessStart(r.pid);
+  if (!start) return "pid " + std::to_string(r.pid) + " is no longer running";
+  if (r.pid_start != 0 && *start != r.pid_start) {
+    return "pid " + std::to_string(r.pid) +
+           " is no longer running (that number is now another "
+           "process's)";
+  }
+  return std::nullopt;
 }
 
 std::optional<S3LockRecord> ParseS3Lock(std::string_view json) {
@@ -152,8 +215,14 @@ std::optional<S3LockRecord> ParseS3Lock(std::string_view json) {
   S3LockRecord r;
   r.holder = text("holder");
   r.host = text("host");
-  const auto pid = j.find("pid");
-  if (pid != j.end() && pid->is_number_integer()) r.pid = pid->get<int64_t>();
+  const auto number = [&j](const char* key) -> int64_t {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+  };
+  r.pid = number("pid");
+  r.pid_start = number("pid_start");
+  r.boot_id = text("boot_id");
+  r.pid_ns = text("pid_ns");
   const auto started = ParseIso8601(text("started"));
   const auto expires = ParseIso8601(text("expires"));
   if (!expires) return std::nullopt;
@@ -166,10 +235,7 @@ Result<std::unique_ptr<StorageLock>> AcquireS3Lock(const S3LockSpec& spec,
                                                    std::string_view holder) {
   const std::string url = HttpClient::Url(spec.bucket, spec.key);
   for (int attempt = 0; attempt < kMaxTakeAttempts; ++attempt) {
-    S3LockRecord mine;
-    mine.holder = std::string(holder);
-    mine.host = HostName();
-    mine.pid = getpid();
+    S3LockRecord mine = ThisProcessLockRecord(holder);
     mine.started_ns = NowNs();
     mine.expires_ns = mine.started_ns + std::chrono::nanoseconds(spec.lease).count();
     const std::string json = S3LockJson(mine);
@@ -189,12 +255,24 @@ Result<std::unique_ptr<StorageLock>> AcquireS3Lock(const S3LockSpec& spec,
       return Status::FailedPrecondition(spec.saveset + " has a lock object that is not a lock (" +
                                         url + "): remove it if no writer runs");
     }
-    if (held->expires_ns > NowNs()) return Status::FailedPrecondition(HeldBy(spec, *held));
+    const std::optional<std::string> dead = DeadLocalHolder(*held);
+    if (!dead && held->expires_ns > NowNs()) {
+      return Status::FailedPrecondition(HeldBy(spec, *held));
+    }
     // Its holder died: take over what it left, unless another contender is quicker.
     S3PutConditions if_still_dead;
     if_still_dead.if_match = etag;
     auto taken = spec.client->PutObject(spec.bucket, spec.key, Bytes(json), if_still_dead);
-    if (taken.ok()) return Held(spec, std::move(mine), std::move(*taken));
+    if (taken.ok()) {
+      if (dead && held->expires_ns > NowNs()) {
+        std::fprintf(stderr,
+                     "backupfs: took over the lock of %s at once, before its lease ended at %s: "
+                     "its holder %s on this host (%s, since %s) died: %s\n",
+                     spec.saveset.c_str(), Iso8601(held->expires_ns).c_str(), held->holder.c_str(),
+                     held->host.c_str(), Iso8601(held->started_ns).c_str(), dead->c_str());
+      }
+      return Held(spec, std::move(mine), std::move(*taken));
+    }
     if (taken.status().code() != StatusCode::kFailedPrecondition &&
         taken.status().code() != StatusCode::kNotFound) {
       return taken.status().WithPrefix("cannot lock " + spec.saveset);
@@ -208,7 +286,7 @@ bool S3LockBusy(const S3LockSpec& spec) {
   auto body = spec.client->GetObject(spec.bucket, spec.key, kMaxLockBytes);
   if (!body.ok()) return body.status().code() != StatusCode::kNotFound;
   const auto held = ParseS3Lock(*body);
-  return !held || held->expires_ns > NowNs();
+  return !held || (held->expires_ns > NowNs() && !DeadLocalHolder(*held));
 }
 
 }  // namespace backupfs
