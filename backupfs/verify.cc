@@ -1,5 +1,7 @@
 #include "backupfs/verify.h"
 
+#include "stream/forwarding_storage.h"
+
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -245,54 +247,26 @@ class PassView final : public StoredFile {
 
 // The saveset as a reader of the file being verified sees it: that file is the pass, its
 // sidecar the bytes read once before (or an index to read it by); nothing is written.
-class PassStorage final : public Storage {
+class PassStorage final : public ForwardingStorage {
  public:
   PassStorage(const Storage& saveset, std::string name, const PassFile& pass,
               Result<std::string> sidecar)
-      : saveset_(saveset),
+      : ForwardingStorage(saveset),
         name_(std::move(name)),
         idx_name_(name_ + ".idx"),
         pass_(pass),
         sidecar_(std::move(sidecar)) {}
 
-  const std::string& address() const override { return saveset_.address(); }
-  std::string Describe(std::string_view n) const override { return saveset_.Describe(n); }
-  Result<bool> Exists() const override { return saveset_.Exists(); }
-  std::unique_ptr<Storage> Sub(std::string_view dir) const override { return saveset_.Sub(dir); }
-  StoreStamp Stamp(std::string_view dir) const override { return saveset_.Stamp(dir); }
-  Result<std::vector<StoredObject>> List(std::string_view dir) const override {
-    return saveset_.List(dir);
-  }
-  Result<std::optional<StoredObject>> Stat(std::string_view n) const override {
-    return saveset_.Stat(n);
-  }
   Result<std::unique_ptr<StoredFile>> Open(std::string_view n) const override {
     if (n == name_) return std::unique_ptr<StoredFile>(new PassView(pass_));
-    return saveset_.Open(n);
+    return ForwardingStorage::Open(n);
   }
   Result<std::string> ReadAll(std::string_view n, uint64_t max_size) const override {
     if (n == idx_name_) return sidecar_;
-    return saveset_.ReadAll(n, max_size);
+    return ForwardingStorage::ReadAll(n, max_size);
   }
-  Result<std::unique_ptr<ObjectWriter>> Create(std::string_view n, const PutOptions&) override {
-    return ReadOnly(n);
-  }
-  Status Put(std::string_view n, std::span<const uint8_t>, const PutOptions&) override {
-    return ReadOnly(n);
-  }
-  Status Remove(std::string_view n) override { return ReadOnly(n); }
-  Status Rename(std::string_view n, std::string_view) override { return ReadOnly(n); }
-  Status MakeDir(std::string_view n) override { return ReadOnly(n); }
-  Result<std::unique_ptr<StorageLock>> Lock(std::string_view) override { return ReadOnly(""); }
-  bool Busy() const override { return saveset_.Busy(); }
-  Result<std::vector<std::string>> RemoveUnfinished() override { return ReadOnly(""); }
 
  private:
-  Status ReadOnly(std::string_view n) const {
-    return Status::InvalidArgument(saveset_.Describe(n) + ": verify writes nothing");
-  }
-
-  const Storage& saveset_;
   const std::string name_;
   const std::string idx_name_;
   const PassFile& pass_;

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "common/thread_annotations.h"
+#include "stream/forwarding_storage.h"
 #include "stream/local_storage.h"
 #include "stream/reader.h"
 #include "stream/scanner.h"
@@ -58,39 +59,21 @@ class CountingFile final : public StoredFile {
 };
 
 // A directory whose reads are counted; it has no fd, as a store's files have none.
-class CountingStorage final : public Storage {
+class CountingStorage final : public ForwardingStorage {
  public:
-  explicit CountingStorage(const std::string& dir) : dir_(OpenLocalStorage(dir)) {}
-  const std::string& address() const override { return dir_->address(); }
-  std::string Describe(std::string_view n) const override { return dir_->Describe(n); }
-  Result<bool> Exists() const override { return dir_->Exists(); }
-  std::unique_ptr<Storage> Sub(std::string_view d) const override { return dir_->Sub(d); }
-  StoreStamp Stamp(std::string_view d) const override { return dir_->Stamp(d); }
-  Result<std::vector<StoredObject>> List(std::string_view d) const override {
-    return dir_->List(d);
-  }
-  Result<std::optional<StoredObject>> Stat(std::string_view n) const override {
-    return dir_->Stat(n);
-  }
+  explicit CountingStorage(const std::string& dir) : ForwardingStorage(OpenLocalStorage(dir)) {}
+  std::optional<std::string> LocalDir() const override { return std::nullopt; }
   Result<std::unique_ptr<StoredFile>> Open(std::string_view n) const override {
-    BFS_ASSIGN_OR_RETURN(std::unique_ptr<StoredFile> f, dir_->Open(n));
+    BFS_ASSIGN_OR_RETURN(std::unique_ptr<StoredFile> f, ForwardingStorage::Open(n));
     log.Add(std::string(n), 0, true);
     return std::unique_ptr<StoredFile>(new CountingFile(std::move(f), std::string(n), log));
   }
-  Result<std::unique_ptr<ObjectWriter>> Create(std::string_view n, const PutOptions& o) override {
-    return dir_->Create(n, o);
+  // Through Open, so that whole-file reads are counted too.
+  Result<std::string> ReadAll(std::string_view n, uint64_t max_size) const override {
+    return Storage::ReadAll(n, max_size);
   }
-  Status Remove(std::string_view n) override { return dir_->Remove(n); }
-  Status Rename(std::string_view a, std::string_view b) override { return dir_->Rename(a, b); }
-  Status MakeDir(std::string_view d) override { return dir_->MakeDir(d); }
-  Result<std::unique_ptr<StorageLock>> Lock(std::string_view h) override { return dir_->Lock(h); }
-  bool Busy() const override { return dir_->Busy(); }
-  Result<std::vector<std::string>> RemoveUnfinished() override { return dir_->RemoveUnfinished(); }
 
   mutable ReadLog log;
-
- private:
-  std::unique_ptr<Storage> dir_;
 };
 
 class Collector final : public VerifyReporter {

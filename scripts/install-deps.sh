@@ -19,11 +19,12 @@ runtime_packages=(
   # losetup and loop mounts (package mount) for the kernel's view to compare with.
   fdisk ntfs-3g dosfstools exfatprogs mount
   # Savesets on S3: a one-node Ceph RADOS Gateway on 127.0.0.1 (scripts/rgw.sh), and stock S3
-  # clients to compare with and to copy savesets in and out (boto3, the aws CLI, s3fs).
-  ceph-mon ceph-osd radosgw ceph-common python3-boto3 awscli s3fs
+  # clients to copy savesets in and out and to compare with (boto3, the aws CLI).
+  ceph-mon ceph-osd radosgw ceph-common python3-boto3 awscli
 )
 # The benchmarks (bench/, not run by CI) also need these.
-bench_packages=(fio lz4 python3-lz4 qemu-system-common)
+# bench/run-s3-bench.sh also reads through s3fs and uploads and downloads with curl.
+bench_packages=(fio lz4 python3-lz4 qemu-system-common s3fs curl)
 # bench/run-guest-bench.sh's guestmount figures: opt-in (`--bench-guestfs` or
 # BFS_BENCH_GUESTFS=1), never on CI: libguestfs-tools and the kernel its appliance boots are big.
 guestfs_packages=()

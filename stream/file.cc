@@ -129,14 +129,14 @@ Result<FileSource> FileSource::Open(const std::string& path) {
   if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("cannot stat " + path, errno);
   if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(path + ": not a regular file");
   if (::fcntl(fd.get(), F_SETFL, 0) != 0) return Status::FromErrno("cannot fcntl " + path, errno);
-  return FileSource(std::move(fd), path, static_cast<uint64_t>(st.st_size));
+  return FileSource(std::move(fd), path, st);
 }
 
 Status FileSource::ReadAt(uint64_t offset, std::span<uint8_t> out) const {
-  if (offset > size_ || out.size() > size_ - offset) {
+  if (offset > size() || out.size() > size() - offset) {
     return Status::Corruption(path_ + ": offset " + std::to_string(offset) + ": " +
                               std::to_string(out.size()) + " bytes past the end of the file (" +
-                              std::to_string(size_) + " bytes)");
+                              std::to_string(size()) + " bytes)");
   }
   return PreadExact(fd_.get(), out, offset, path_);
 }

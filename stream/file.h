@@ -1,6 +1,8 @@
 // File handles and the read-only byte source the stream parsers work on.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -72,17 +74,18 @@ class ByteSource {
 class FileSource final : public ByteSource {
  public:
   static Result<FileSource> Open(const std::string& path);
-  uint64_t size() const override { return size_; }
+  uint64_t size() const override { return static_cast<uint64_t>(stat_.st_size); }
   Status ReadAt(uint64_t offset, std::span<uint8_t> out) const override;
   const std::string& name() const override { return path_; }
   int fd() const { return fd_.get(); }
+  const struct stat& status() const { return stat_; }  // as opened
 
  private:
-  FileSource(UniqueFd fd, std::string path, uint64_t size)
-      : fd_(std::move(fd)), path_(std::move(path)), size_(size) {}
+  FileSource(UniqueFd fd, std::string path, const struct stat& st)
+      : fd_(std::move(fd)), path_(std::move(path)), stat_(st) {}
   UniqueFd fd_;
   std::string path_;
-  uint64_t size_;
+  struct stat stat_;
 };
 
 // Views bytes owned by the caller, who keeps them alive and unchanged.

@@ -72,20 +72,21 @@ class LocalWriter final : public ObjectWriter {
   Status Append(std::span<const uint8_t> bytes) override {
     if (!error_.ok()) return error_;
     if (committed_) return Status::InvalidArgument(partial_ + ": append after commit");
+    flushed_ = false;
     error_ = WriteAll(fd_.get(), bytes, partial_);
     if (error_.ok()) Written(bytes.size());
     return error_;
   }
 
   Status Flush() override {
-    if (!error_.ok()) return error_;
+    if (!error_.ok() || flushed_) return error_;
     if (durable_) error_ = FsyncFile(fd_.get(), partial_);
+    flushed_ = error_.ok();
     return error_;
   }
 
   Status Commit() override {
-    if (!error_.ok()) return error_;
-    if (durable_) BFS_RETURN_IF_ERROR(error_ = FsyncFile(fd_.get(), partial_));
+    BFS_RETURN_IF_ERROR(Flush());
     if (::rename(partial_.c_str(), path_.c_str()) != 0) {
       return error_ = Status::FromErrno("cannot rename " + partial_ + " to " + path_, errno);
     }
@@ -123,6 +124,7 @@ class LocalWriter final : public ObjectWriter {
   UniqueFd fd_;
   const bool durable_;
   bool committed_ = false;
+  bool flushed_ = false;  // fsynced (or not durable) since the last Append
   Status error_;
   uint64_t size_ = 0;
   uint64_t writeback_started_ = 0;
@@ -201,11 +203,7 @@ class LocalStorage final : public Storage {
   }
 
   Result<std::unique_ptr<StoredFile>> Open(std::string_view name) const override {
-    const std::string path = Describe(name);
-    if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) {
-      return Status::NotFound(path + ": no such file");
-    }
-    return OpenLocalFile(path);
+    return OpenLocalFile(Describe(name));  // a missing file is NotFound (OpenFile)
   }
 
   Result<std::unique_ptr<ObjectWriter>> Create(std::string_view name,
@@ -277,9 +275,8 @@ std::unique_ptr<Storage> OpenLocalStorage(const std::string& dir) {
 
 Result<std::unique_ptr<StoredFile>> OpenLocalFile(const std::string& path) {
   BFS_ASSIGN_OR_RETURN(FileSource source, FileSource::Open(path));
-  struct stat st;
-  if (::fstat(source.fd(), &st) != 0) return Status::FromErrno("cannot stat " + path, errno);
-  return std::unique_ptr<StoredFile>(new LocalFile(std::move(source), VersionOf(st)));
+  std::string version = VersionOf(source.status());
+  return std::unique_ptr<StoredFile>(new LocalFile(std::move(source), std::move(version)));
 }
 
 }  // namespace backupfs

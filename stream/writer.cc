@@ -186,7 +186,8 @@ Status StreamWriter::Emit(std::span<const uint8_t> bytes) {
   if (tail_.empty()) tail_.resize(kIdentitySpan);
   // Only the last kIdentitySpan bytes of `bytes` can end up in the tail.
   const size_t skip = bytes.size() > kIdentitySpan ? bytes.size() - kIdentitySpan : 0;
-  uint64_t pos = emitted_ + skip;
+  const uint64_t before = out_->size() - bytes.size();  // the file's length before these bytes
+  uint64_t pos = before + skip;
   for (size_t i = skip; i < bytes.size();) {
     const size_t at = static_cast<size_t>(pos % kIdentitySpan);
     const size_t n = std::min(bytes.size() - i, kIdentitySpan - at);
@@ -194,7 +195,6 @@ Status StreamWriter::Emit(std::span<const uint8_t> bytes) {
     i += n;
     pos += n;
   }
-  emitted_ += bytes.size();
   return Status::Ok();
 }
 
@@ -400,7 +400,7 @@ Status StreamWriter::Finish() {
   }
   if (s.ok()) s = WriteTail();
   if (s.ok()) {
-    Result<DataFileIdentity> id = IdentifyDataFile(EndsSource(head_, tail_, emitted_, path_));
+    Result<DataFileIdentity> id = IdentifyDataFile(EndsSource(head_, tail_, out_->size(), path_));
     s = id.status();
     if (s.ok()) index_.identity = *id;
   }

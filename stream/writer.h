@@ -136,7 +136,6 @@ class StreamWriter {
   // p % kIdentitySpan), for its identity in the sidecar index without reading it back.
   std::vector<uint8_t> head_;
   std::vector<uint8_t> tail_;
-  uint64_t emitted_ = 0;
 };
 
 }  // namespace backupfs

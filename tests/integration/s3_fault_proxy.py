@@ -21,8 +21,9 @@ of the request's "METHOD TARGET" line, e.g. match=PUT or match=/bucket/key or ma
       request is their current one are cut after N more bytes in that direction: up = client
       to gateway (mid-upload), down = gateway to client (mid-download). The byte count starts at
       the connection's first forwarded byte after the rule is set, so a kept-alive connection
-      is cut too. mode=rst (default) resets both sides (a client sees ECONNRESET); mode=fin
-      closes them (a client sees a short body, e.g. an IncompleteRead).
+      is cut too; a connection that ends before its cut gives the claim back to the rule.
+      mode=rst (default) resets both sides (a client sees ECONNRESET); mode=fin closes them
+      (a client sees a short body, e.g. an IncompleteRead).
   fail [status=503] [code=C] [count=K] [match=S]
       The next K matching requests are answered by the proxy, not forwarded: an S3 XML error
       (<Error><Code>SlowDown</Code>...) with that status; code defaults to SlowDown for 503,
@@ -134,6 +135,15 @@ class State:
                     return rule
         return None
 
+    def unclaim(self, rule):
+        """Gives back a claim that never fired (its connection ended first): the fault is
+        still owed, and a count that counted claims would differ from one that counts cuts."""
+        with self.lock:
+            if rule.count is not None:
+                if rule.count <= 0:
+                    self.rules.insert(0, rule)
+                rule.count += 1
+
     def snapshot(self):
         with self.lock:
             return {**self.counts, "faults": dict(self.faults),
@@ -231,18 +241,25 @@ class Conn:
         self.reader = Reader(client)
         self.upstream = None
         self.current = None  # the request line being sent or answered, for MATCH
-        self.cuts = {}  # dir -> bytes left before the cut, once this connection claimed a rule
+        self.cuts = {}  # dir -> [bytes left before the cut, mode, rule], once claimed
         self.write_lock = threading.Lock()  # client writes: responses and injected errors
         self.close_lock = threading.Lock()
         self.closed = False
 
     # -- lifecycle
 
+    def release_unfired_cuts(self):
+        for claimed in self.cuts.values():
+            if claimed[0] > 0:
+                self.state.unclaim(claimed[2])
+                claimed[0] = 0
+
     def abort(self):
         with self.close_lock:
             if self.closed:
                 return
             self.closed = True
+            self.release_unfired_cuts()
         hard_close(self.client)
         if self.upstream is not None:
             hard_close(self.upstream)
@@ -260,6 +277,7 @@ class Conn:
             if self.closed:
                 return
             self.closed = True
+            self.release_unfired_cuts()
         for s in (self.client, self.upstream):
             if s is not None:
                 with contextlib.suppress(OSError):
@@ -381,11 +399,12 @@ class Conn:
             rule = self.state.claim(f"cut_{direction}", self.current)
             if rule is None:
                 return data, None
-            claimed = self.cuts[direction] = [rule.params["bytes"], rule.params["mode"]]
-        left, mode = claimed
+            claimed = self.cuts[direction] = [rule.params["bytes"], rule.params["mode"], rule]
+        left, mode = claimed[0], claimed[1]
         if len(data) < left:
             claimed[0] = left - len(data)
             return data, None
+        claimed[0] = 0  # fired: nothing to give back when the connection closes
         return data[:left], mode
 
     def send_up(self, data):

@@ -29,7 +29,12 @@ BUCKET=harness-test
 py() { PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}" python3 -c "$@"; }
 
 # expect_eq WHAT GOT WANT
-expect_eq() { [[ "$2" == "$3" ]] || harness_fail "$1: got '$2', want '$3'"; }
+# On a mismatch the proxy's recent requests (if it runs) say what the clients really sent.
+expect_eq() {
+    [[ "$2" == "$3" ]] && return
+    [[ -z "${RGW_PROXY_ENDPOINT:-}" ]] || rgw_proxy stats >&2 || true
+    harness_fail "$1: got '$2', want '$3'"
+}
 
 start=$SECONDS
 rgw_up

@@ -65,9 +65,28 @@ _rf_cleanup() {
             ;;
         domain) _harness_remove_domain "$a" ;;
         rmdir) [[ "$a" == /tmp/backupfs-restore.* ]] && rm -rf -- "$a" ;;
+        cgroup) # empty once its processes are gone
+            if [[ "$a" == /sys/fs/cgroup/cpu/backupfs-rf.* && -d "$a" ]]; then
+                rmdir "$a" || harness_log "cleanup: cannot remove cgroup $a"
+            fi
+            ;;
         *) harness_log "cleanup: unknown record '${lines[i]}'" ;;
         esac
     done
+}
+
+# rf_cpu_cgroup PERCENT : a cgroup (v1 cpu controller) whose processes get PERCENT of one core,
+# printed; prints nothing, and says so, where no such cgroup can be made.
+rf_cpu_cgroup() {
+    local dir="/sys/fs/cgroup/cpu/backupfs-rf.$BASHPID"
+    if [[ ! -w /sys/fs/cgroup/cpu/cgroup.procs ]] || ! mkdir "$dir"; then
+        harness_log "no cpu cgroup to run in at $1% of a core: running at full speed"
+        return 0
+    fi
+    rf_on_cleanup cgroup "$dir"
+    echo 100000 >"$dir/cpu.cfs_period_us"
+    echo $(($1 * 1000)) >"$dir/cpu.cfs_quota_us"
+    printf '%s\n' "$dir"
 }
 
 # rf_case ID TITLE FUNCTION : runs FUNCTION in a subshell with RF_DIR set; records the outcome.
