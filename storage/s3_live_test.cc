@@ -536,6 +536,46 @@ TEST_F(S3LiveTest, LockIsRenewedWhileHeld) {
   EXPECT_FALSE(s->Busy());
 }
 
+TEST_F(S3LiveTest, ALockAnotherRunTookOverIsReportedLostAndLeftToIt) {
+  auto s = Saveset();
+  auto lock = s->Lock("backupfs-capture");
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  EXPECT_TRUE((*lock)->Held().ok()) << (*lock)->Held().ToString();
+  // Another host decided the lease was over (its clock runs ahead) and wrote its own record.
+  S3LockRecord other = LiveRecord("backupfs-capture -l inc");
+  other.host = "another-hypervisor";
+  other.pid = 4242;
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(other)).ok());
+  const Status held = (*lock)->Held();
+  EXPECT_EQ(held.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      held.message(),
+      "s3://live/ALockAnotherRunTookOverIsReportedLostAndLeftToIt is no longer locked by this "
+      "run: another run took over its lock "
+      "s3://live/ALockAnotherRunTookOverIsReportedLostAndLeftToIt/.backupfs-lock (now held "
+      "by backupfs-capture -l inc on host another-hypervisor, pid 4242)");
+  EXPECT_EQ((*lock)->Held().message(), held.message());  // lost stays lost
+  lock->reset();
+  // Released without deleting the other run's lock.
+  auto record = LockRecord(*s);
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->host, "another-hypervisor");
+}
+
+TEST_F(S3LiveTest, ALockRemovedByAnotherRunIsReportedLost) {
+  auto s = Saveset();
+  auto lock = s->Lock("backupfs-capture");
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  ASSERT_TRUE(s->Remove(S3Storage::kLockName).ok());
+  const Status held = (*lock)->Held();
+  EXPECT_EQ(held.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(held.message().find(" is no longer locked by this run: its lock object "
+                                "s3://live/ALockRemovedByAnotherRunIsReportedLost/.backupfs-lock "
+                                "was removed by another run"),
+            std::string::npos)
+      << held.message();
+}
+
 TEST_F(S3LiveTest, StoppedGatewayFailsWithinBoundsThenRecovers) {
   auto s = Saveset();
   ASSERT_TRUE(s->PutText("f", "before").ok());
@@ -545,7 +585,8 @@ TEST_F(S3LiveTest, StoppedGatewayFailsWithinBoundsThenRecovers) {
   const double took = Seconds(Clock::now() - start);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.status().code(), StatusCode::kUnavailable);
-  EXPECT_NE(st.status().message().find("http://127.0.0.1:7611"), std::string::npos)
+  EXPECT_NE(st.status().message().find("http://127.0.0.1:" + std::to_string(GatewayPort())),
+            std::string::npos)
       << st.status().message();
   EXPECT_NE(st.status().message().find("6 attempts"), std::string::npos) << st.status().message();
   EXPECT_GT(took, 1.0);   // it did back off: 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s, halved at least
@@ -690,6 +731,31 @@ class S3FaultTest : public S3LiveTest {
 
   std::unique_ptr<testing::FaultProxy> proxy_;
 };
+
+// Renewals that fail (the store answers 503 SlowDown to every PUT): once the lease has run out,
+// the lock may be another run's, and Held says so even though nobody has taken it.
+TEST_F(S3FaultTest, ALockNotRenewedWithinItsLeaseIsReportedLost) {
+  S3StorageOptions options;
+  options.lock_lease = std::chrono::seconds(2);
+  options.lock_renew = std::chrono::milliseconds(200);
+  auto s = ViaProxy(options);
+  auto lock = s->Lock("backupfs-capture");
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  Inject({"fail", "status=503", "count=all", "match=PUT"});
+  EXPECT_TRUE((*lock)->Held().ok());  // within the lease
+  Status held;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while ((held = (*lock)->Held()).ok() && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polls a condition
+  }
+  EXPECT_EQ(held.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(held.message().find("is no longer locked by this run: its lock "
+                                "s3://live/ALockNotRenewedWithinItsLeaseIsReportedLost/"
+                                ".backupfs-lock was not renewed in time (the lease of 2 s ran out"),
+            std::string::npos)
+      << held.message();
+  Inject({"clear"});
+}
 
 TEST_F(S3FaultTest, SlowDownIsRetriedThenSucceeds) {
   auto s = ViaProxy();

@@ -84,7 +84,13 @@ std::string HeldBy(const S3LockSpec& spec, const S3LockRecord& r) {
 class S3Lock final : public StorageLock {
  public:
   S3Lock(S3LockSpec spec, S3LockRecord record, std::string etag)
-      : spec_(std::move(spec)), record_(std::move(record)), etag_(std::move(etag)) {
+      : spec_(std::move(spec)),
+        url_(HttpClient::Url(spec_.bucket, spec_.key)),
+        record_(std::move(record)),
+        etag_(std::move(etag)),
+        // The record's expiry on this host's steady clock, which no clock step moves.
+        valid_until_(std::chrono::steady_clock::now() +
+                     std::chrono::nanoseconds(record_.expires_ns - NowNs())) {
     renewer_ = std::thread([this] { RenewUntilStopped(); });
   }
 
@@ -98,7 +104,55 @@ class S3Lock final : public StorageLock {
     Release();
   }
 
+  // Lost when a renewal found another holder, when none succeeded within the lease, or when
+  // the lock object is no longer the version this process last wrote (one HEAD).
+  Status Held() const override EXCLUDES(request_mu_, mu_) {
+    MutexLock requests(request_mu_);  // no renewal changes the object while it is compared
+    if (Status s = Known(); !s.ok()) return s;
+    auto head = spec_.client->HeadObject(spec_.bucket, spec_.key);
+    if (!head.ok()) return Known();  // the store cannot say: the lease still can
+    std::string etag;
+    {
+      MutexLock lock(mu_);
+      etag = etag_;
+    }
+    std::string why;
+    if (!*head) {
+      why = "its lock object " + url_ + " was removed by another run";
+    } else if ((*head)->etag != etag) {
+      why = "another run took over its lock " + url_ + " (now held by " + Holder() + ")";
+    }
+    MutexLock lock(mu_);
+    if (lost_.empty()) lost_ = why;
+    return Lost();
+  }
+
  private:
+  // What this process knows without asking the store.
+  Status Known() const EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    if (lost_.empty() && std::chrono::steady_clock::now() >= valid_until_) {
+      lost_ =
+          "its lock " + url_ + " was not renewed in time (the lease of " +
+          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(spec_.lease).count()) +
+          " s ran out at " + Iso8601(record_.expires_ns) + "): " + last_error_;
+    }
+    return Lost();
+  }
+
+  Status Lost() const REQUIRES(mu_) {
+    if (lost_.empty()) return Status::Ok();
+    return Status::FailedPrecondition(spec_.saveset + " is no longer locked by this run: " + lost_);
+  }
+
+  // Who holds the lock object now, as far as one GET tells.
+  std::string Holder() const {
+    auto body = spec_.client->GetObject(spec_.bucket, spec_.key, kMaxLockBytes);
+    const std::optional<S3LockRecord> r = body.ok() ? ParseS3Lock(*body) : std::nullopt;
+    if (!r) return "an unknown holder";
+    return r->holder + " on host " + r->host + ", pid " + std::to_string(r->pid);
+  }
+
   // False once stopped; true at `deadline`.
   bool SleepUntil(std::chrono::steady_clock::time_point deadline) EXCLUDES(mu_) {
     MutexLock lock(mu_);
@@ -108,54 +162,80 @@ class S3Lock final : public StorageLock {
     return !stop_;
   }
 
-  void RenewUntilStopped() {
-    while (!lost_ && SleepUntil(std::chrono::steady_clock::now() + spec_.renew)) Renew();
+  bool IsLost() const EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    return !lost_.empty();
   }
 
-  void Renew() {
-    S3LockRecord next = record_;
-    next.expires_ns = NowNs() + std::chrono::nanoseconds(spec_.lease).count();
+  void RenewUntilStopped() EXCLUDES(request_mu_, mu_) {
+    while (!IsLost() && SleepUntil(std::chrono::steady_clock::now() + spec_.renew)) Renew();
+  }
+
+  void Renew() EXCLUDES(request_mu_, mu_) {
+    MutexLock requests(request_mu_);
     S3PutConditions only_ours;
-    only_ours.if_match = etag_;
+    S3LockRecord next;
+    {
+      MutexLock lock(mu_);
+      next = record_;
+      only_ours.if_match = etag_;
+    }
+    const auto sent = std::chrono::steady_clock::now();
+    next.expires_ns = NowNs() + std::chrono::nanoseconds(spec_.lease).count();
     auto etag =
         spec_.client->PutObject(spec_.bucket, spec_.key, Bytes(S3LockJson(next)), only_ours);
+    MutexLock lock(mu_);
     if (etag.ok()) {
       etag_ = std::move(*etag);
       record_ = next;
+      valid_until_ = sent + spec_.lease;
       return;
     }
-    lost_ = etag.status().code() == StatusCode::kFailedPrecondition ||
-            etag.status().code() == StatusCode::kNotFound;
+    last_error_ = "the last renewal failed: " + etag.status().ToString();
+    const bool taken = etag.status().code() == StatusCode::kFailedPrecondition ||
+                       etag.status().code() == StatusCode::kNotFound;
+    if (taken) lost_ = "another run took over or removed its lock " + url_;
     std::fprintf(stderr, "backupfs: warning: %s the lock of %s: %s\n",
-                 lost_ ? "lost (another run took over or removed)" : "cannot renew",
+                 taken ? "lost (another run took over or removed)" : "cannot renew",
                  spec_.saveset.c_str(), etag.status().ToString().c_str());
   }
 
   // Deletes the lock object if it is still ours. Ceph RGW 16 ignores If-Match on DELETE, so
   // a HEAD checks first; the lock is valid for a lease after the last renewal, so nobody can
   // have taken it over in between.
-  void Release() {
-    if (lost_) return;
+  void Release() EXCLUDES(mu_) {
+    std::string etag;
+    int64_t expires_ns = 0;
+    {
+      MutexLock lock(mu_);  // lost or not: a lock still of our version is removed
+      etag = etag_;
+      expires_ns = record_.expires_ns;
+    }
     auto head = spec_.client->HeadObject(spec_.bucket, spec_.key);
     Status s = head.status();
-    if (s.ok() && (!*head || (*head)->etag != etag_)) return;
-    if (s.ok()) s = spec_.client->DeleteObject(spec_.bucket, spec_.key, etag_);
+    if (s.ok() && (!*head || (*head)->etag != etag)) return;
+    if (s.ok()) s = spec_.client->DeleteObject(spec_.bucket, spec_.key, etag);
     if (s.ok()) return;
     std::fprintf(stderr,
                  "backupfs: warning: cannot release the lock of %s (it expires at %s): %s\n",
-                 spec_.saveset.c_str(), Iso8601(record_.expires_ns).c_str(), s.ToString().c_str());
+                 spec_.saveset.c_str(), Iso8601(expires_ns).c_str(), s.ToString().c_str());
   }
 
   const S3LockSpec spec_;
-  // The renewing thread's while it runs, the destructor's after it has stopped.
-  S3LockRecord record_;
-  std::string etag_;
-  bool lost_ = false;
+  const std::string url_;  // s3://bucket/key of the lock object
   std::thread renewer_;
 
-  Mutex mu_;
+  // Held across each request on the lock object (a renewal, Held's comparison), so that a
+  // comparison never sees the store's new version before this process knows its ETag.
+  mutable Mutex request_mu_ ACQUIRED_BEFORE(mu_);
+  mutable Mutex mu_;
   CondVar stopped_;
   bool stop_ GUARDED_BY(mu_) = false;
+  S3LockRecord record_ GUARDED_BY(mu_);
+  std::string etag_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point valid_until_ GUARDED_BY(mu_);
+  std::string last_error_ GUARDED_BY(mu_) = "no renewal finished within it";
+  mutable std::string lost_ GUARDED_BY(mu_);  // why the lock is no longer ours; "" while it is
 };
 
 Result<std::unique_ptr<StorageLock>> Held(const S3LockSpec& spec, S3LockRecord record,

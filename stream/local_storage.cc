@@ -134,6 +134,8 @@ class LocalWriter final : public ObjectWriter {
 class DirLock final : public StorageLock {
  public:
   explicit DirLock(SavesetLock lock) : lock_(std::move(lock)) {}
+  // A flock lasts as long as its descriptor: nobody can take it from this process.
+  Status Held() const override { return Status::Ok(); }
 
  private:
   SavesetLock lock_;

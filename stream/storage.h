@@ -94,6 +94,10 @@ struct StoreStamp {
 class StorageLock {
  public:
   virtual ~StorageLock() = default;
+  // Ok while the lock is still this run's; otherwise why not (a lease in a store that could
+  // not be renewed in time, or that another run took over), naming where the lock lives. A
+  // writer asks before each step that makes its work visible, and stops when it is lost.
+  virtual Status Held() const = 0;
 };
 
 class Storage {
