@@ -82,6 +82,8 @@ class Run {
   Result<std::vector<DiskWork>> PlanDisks(const ChainStep& step);
   Result<std::vector<CapturedDisk>> CaptureAll(const ChainStep& step);
   Status SaveFiles(const ChainStep& step, const BackupSummary& summary);
+  // Ok while the saveset's lock is still this run's; else why not, and before what it stopped.
+  Status StillLocked(const std::string& before) const;
 
   const BackupOptions& o_;
   RunLog& log_;
@@ -419,14 +421,23 @@ Result<std::vector<CapturedDisk>> Run::CaptureAll(const ChainStep& step) {
   return captured;
 }
 
+// A lease in a store can be lost (not renewed in time, taken over): what this run writes
+// after that may mix with another run's, so it stops, and records no restore point.
+Status Run::StillLocked(const std::string& before) const {
+  return lock_->Held().WithSuffix(": stopped before " + before + "; no restore point recorded");
+}
+
 // The files beside the data; when they cannot be written, the data files go again.
 Status Run::SaveFiles(const ChainStep& step, const BackupSummary& summary) {
-  SavesetFiles files{Saveset(), Checkpoints(), o_.domain, step.id, transport_->host(), log_};
+  SavesetFiles files{Saveset(),          Checkpoints(), o_.domain, step.id,
+                     transport_->host(), log_,          *lock_};
   std::vector<DomainDisk> saved;
   for (const SelectedDisk& d : selection_.disks) saved.push_back(d.disk);
   Status s = files.SaveAll(dom_.get(), domain_xml_, saved, level_ == CaptureLevel::kCopy,
                            step.create ? step.checkpoint : "", step.list);
-  if (!s.ok()) {
+  // Without the lock, the files may be another run's by now: its point has the same name, as
+  // no checkpoint list of ours was written.
+  if (!s.ok() && lock_->Held().ok()) {
     for (const DiskSummary& d : summary.disks) RemoveDataFile(Saveset(), d.file);
   }
   return s;
@@ -463,9 +474,11 @@ Result<BackupSummary> Run::Execute() {
   nbd_park_.CloseAll();
   state_->Resume();
   if (Cancelled()) return Status::Cancelled("stopped on request before the files were finished");
+  BFS_RETURN_IF_ERROR(StillLocked("its disks were finished"));
   BFS_RETURN_IF_ERROR(FinishDisks(captured, Saveset(), Dom()));
   BackupSummary summary{level_, step.checkpoint, step.parent, false, {}};
   for (CapturedDisk& c : captured) summary.disks.push_back(c.summary);
+  BFS_RETURN_IF_ERROR(StillLocked("its files were saved"));
   BFS_RETURN_IF_ERROR(SaveFiles(step, summary));
   if (job_) job_->KeepCheckpoint();
   log_.Info("finished: " + std::to_string(summary.disks.size()) + " disk(s) in " + Out());

@@ -171,6 +171,9 @@ Status SavesetFiles::SaveAll(virDomainPtr dom, const std::string& domain_xml,
   BFS_ASSIGN_OR_RETURN(UniqueCheckpoint cpt, LookupCheckpoint(dom, domain, checkpoint));
   BFS_ASSIGN_OR_RETURN(std::string xml, CheckpointXml(cpt.get(), domain));
   BFS_RETURN_IF_ERROR(checkpoints.PutText(checkpoint + ".xml", xml, SmallFile()));
+  BFS_RETURN_IF_ERROR(lock.Held().WithSuffix(": stopped before its checkpoint list " +
+                                             saveset.Describe(CheckpointListName(domain)) +
+                                             " was written"));
   return WriteCheckpointList(saveset, CheckpointListName(domain), checkpoint_list);
 }
 

@@ -48,6 +48,9 @@ struct SavesetFiles {
   std::string id;
   Host& host;
   RunLog& log;
+  // The saveset's, asked before the checkpoint list is written: a run that lost it records
+  // no restore point (another run may be writing the saveset now).
+  const StorageLock& lock;
 
   Status SaveAll(virDomainPtr dom, const std::string& domain_xml,
                  const std::vector<DomainDisk>& disks, bool copy, const std::string& checkpoint,
