@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <utility>
 
@@ -228,26 +229,6 @@ TEST_F(S3LiveTest, MultipartUploadIsInvisibleUntilCommitAndReadsBackExactly) {
   EXPECT_TRUE(all == data);
   std::vector<uint8_t> past(2);
   EXPECT_EQ((*f)->ReadAt(data.size() - 1, past).code(), StatusCode::kCorruption);
-}
-
-TEST_F(S3LiveTest, SmallAndEmptyWritesAreSinglePuts) {
-  auto s = Saveset();
-  {
-    auto w = s->Create("small");
-    ASSERT_TRUE((*w)->Append(Bytes("tiny")).ok());
-    EXPECT_FALSE(s->Stat("small")->has_value());
-    ASSERT_TRUE((*w)->Commit().ok());
-    EXPECT_FALSE((*w)->Append(Bytes("more")).ok());
-  }
-  EXPECT_EQ(*s->ReadAll("small"), "tiny");
-  {
-    auto w = s->Create("empty");
-    ASSERT_TRUE((*w)->Commit().ok());
-  }
-  auto st = s->Stat("empty");
-  ASSERT_TRUE(st->has_value());
-  EXPECT_EQ((*st)->size, 0u);
-  EXPECT_TRUE(s->ListPendingUploads()->empty());
 }
 
 TEST_F(S3LiveTest, AbandonedWriterLeavesNothing) {
@@ -729,6 +710,8 @@ class S3FaultTest : public S3LiveTest {
     ASSERT_NE(proxy_->Command(std::move(rule)), "") << "the fault proxy refused a rule";
   }
 
+  std::vector<std::string> Forwarded();
+
   std::unique_ptr<testing::FaultProxy> proxy_;
 };
 
@@ -755,6 +738,80 @@ TEST_F(S3FaultTest, ALockNotRenewedWithinItsLeaseIsReportedLost) {
             std::string::npos)
       << held.message();
   Inject({"clear"});
+}
+
+// The requests the proxy forwarded since the last call, as "METHOD TARGET" lines.
+std::vector<std::string> S3FaultTest::Forwarded() {
+  const nlohmann::json stats = nlohmann::json::parse(proxy_->Command({"stats"}), nullptr, false);
+  EXPECT_NE(proxy_->Command({"reset"}), "");
+  std::vector<std::string> lines;
+  if (!stats.is_object() || !stats.contains("recent")) return lines;
+  for (const auto& line : stats["recent"]) lines.push_back(line.get<std::string>());
+  return lines;
+}
+
+// Whether `lines` are requests with these methods in order, each target holding its text.
+::testing::AssertionResult RequestsAre(
+    const std::vector<std::string>& lines,
+    const std::vector<std::pair<std::string, std::string>>& want) {
+  std::string all;
+  for (const std::string& l : lines) all += "\n  " + l;
+  if (lines.size() != want.size()) {
+    return ::testing::AssertionFailure()
+           << lines.size() << " requests, not " << want.size() << ":" << all;
+  }
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (!lines[i].starts_with(want[i].first + " ") ||
+        lines[i].find(want[i].second) == std::string::npos) {
+      return ::testing::AssertionFailure() << "request " << i << " is not " << want[i].first
+                                           << " ..." << want[i].second << "...:" << all;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// A file smaller than a part, committed without a Flush, is one PUT (an empty one too).
+TEST_F(S3FaultTest, SmallAndEmptyWritesAreSinglePuts) {
+  auto s = ViaProxy();
+  Forwarded();
+  {
+    auto w = s->Create("small");
+    ASSERT_TRUE((*w)->Append(Bytes("tiny")).ok());
+    ASSERT_TRUE((*w)->Commit().ok());
+    EXPECT_FALSE((*w)->Append(Bytes("more")).ok());
+  }
+  EXPECT_TRUE(RequestsAre(Forwarded(), {{"PUT", "/live/SmallAndEmptyWritesAreSinglePuts/small"}}));
+  EXPECT_EQ(*s->ReadAll("small"), "tiny");
+  Forwarded();
+  {
+    auto w = s->Create("empty");
+    ASSERT_TRUE((*w)->Commit().ok());
+  }
+  EXPECT_TRUE(RequestsAre(Forwarded(), {{"PUT", "/live/SmallAndEmptyWritesAreSinglePuts/empty"}}));
+  auto st = s->Stat("empty");
+  ASSERT_TRUE(st->has_value());
+  EXPECT_EQ((*st)->size, 0u);
+  EXPECT_TRUE(s->ListPendingUploads()->empty());
+}
+
+// A data file is flushed before its sidecars are stored, so its bytes are up before they are:
+// even a small one then goes as a multipart upload of one part, completed at Commit.
+TEST_F(S3FaultTest, AFlushedSmallWriteIsAnUploadOfOnePart) {
+  auto s = ViaProxy();
+  Forwarded();
+  {
+    auto w = s->Create("small");
+    ASSERT_TRUE((*w)->Append(Bytes("tiny")).ok());
+    ASSERT_TRUE((*w)->Flush().ok());
+    EXPECT_TRUE(RequestsAre(
+        Forwarded(), {{"POST", "/small?uploads"}, {"PUT", "/small?partNumber=1&uploadId="}}));
+    EXPECT_FALSE(s->Stat("small")->has_value());  // not visible before Commit
+    Forwarded();
+    ASSERT_TRUE((*w)->Commit().ok());
+    EXPECT_TRUE(RequestsAre(Forwarded(), {{"POST", "/small?uploadId="}}));
+  }
+  EXPECT_EQ(*s->ReadAll("small"), "tiny");
+  EXPECT_TRUE(s->ListPendingUploads()->empty());
 }
 
 TEST_F(S3FaultTest, SlowDownIsRetriedThenSucceeds) {
@@ -869,7 +926,7 @@ TEST_F(S3FaultTest, UploadWhoseAbortFailsIsListedForCleanup) {
 }
 
 // Figures for the report: single-stream GET, multipart upload, small ranged GET latency.
-TEST_F(S3LiveTest, Measure) {
+TEST_F(S3LiveTest, DISABLED_Measure) {
   auto s = Saveset();
   const std::vector<uint8_t> data = RandomBytes(256u << 20, 11);
   auto t0 = Clock::now();
