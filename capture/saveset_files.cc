@@ -87,11 +87,13 @@ Result<std::string> MoveChainAside(Storage& saveset, const std::string& keep) {
   if (taken) return Status::IOError("cannot create " + saveset.Describe(aside) + ": it exists");
   BFS_RETURN_IF_ERROR(saveset.MakeDir(aside));
   BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> entries, ListOrNothing(saveset, ""));
+  const bool local = saveset.LocalDir().has_value();
   for (const StoredObject& e : entries) {
     const std::string name = e.is_dir() ? e.name.substr(0, e.name.size() - 1) : e.name;
     if (name == aside || name == keep || name.starts_with("broken-chain.")) continue;
-    Status s = e.is_dir() ? MoveTree(saveset, name, JoinName(aside, name), 1)
-                          : saveset.Rename(name, JoinName(aside, name));
+    // A local subdirectory goes in one rename; a store's "directory" object by object.
+    Status s = e.is_dir() && !local ? MoveTree(saveset, name, JoinName(aside, name), 1)
+                                    : saveset.Rename(e.name, JoinName(aside, name));
     if (!s.ok()) return s;
   }
   return saveset.Describe(aside);
