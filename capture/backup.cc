@@ -82,6 +82,8 @@ class Run {
   Result<std::vector<DiskWork>> PlanDisks(const ChainStep& step);
   Result<std::vector<CapturedDisk>> CaptureAll(const ChainStep& step);
   Status SaveFiles(const ChainStep& step, const BackupSummary& summary);
+  // Ok while the saveset's lock is still this run's; else why not, and before what it stopped.
+  Status StillLocked(const std::string& before) const;
 
   const BackupOptions& o_;
   RunLog& log_;
@@ -91,6 +93,9 @@ class Run {
   std::unique_ptr<DomainStateGuard> state_;
   std::unique_ptr<LibvirtChain> chain_;
   std::string domain_xml_;
+  // The saveset's checkpoint list (<domain>.cpt) as ResolveLevel read it: the lock keeps other
+  // writers out, so it is read once per run (on a store, every read is a request).
+  std::vector<std::string> checkpoint_list_;
   DiskSelection selection_;
   std::unique_ptr<StorageLock> lock_;         // the saveset's, while we run
   CaptureLevel level_ = CaptureLevel::kFull;  // o_.level resolved (auto, offline)
@@ -201,8 +206,9 @@ Result<std::string> Run::ChainBroken(const std::vector<std::string>& list) {
 // domain cannot take.
 Status Run::ResolveLevel() {
   level_ = o_.level;
-  BFS_ASSIGN_OR_RETURN(std::vector<std::string> list,
+  BFS_ASSIGN_OR_RETURN(checkpoint_list_,
                        ReadCheckpointList(Saveset(), CheckpointListName(o_.domain)));
+  const std::vector<std::string>& list = checkpoint_list_;
   if (level_ == CaptureLevel::kAuto || Inc()) {
     BFS_ASSIGN_OR_RETURN(std::string broken, ChainBroken(list));
     if (!broken.empty() && level_ == CaptureLevel::kAuto && offline_) {
@@ -260,11 +266,8 @@ Result<ChainStep> Run::Plan() {
   if (o_.qemu_extents && !offline_ && !o_.print_only) {
     BFS_RETURN_IF_ERROR(RefuseNbdinfoOnIothreads(o_, selection_.disks));
   }
-  std::vector<std::string> list;
-  if (Inc()) {
-    BFS_ASSIGN_OR_RETURN(list, ReadCheckpointList(Saveset(), CheckpointListName(o_.domain)));
-  }
-  ChainStep step = PlanChainStep(level_, list, std::time(nullptr));
+  const std::vector<std::string> none;
+  ChainStep step = PlanChainStep(level_, Inc() ? checkpoint_list_ : none, std::time(nullptr));
   BFS_RETURN_IF_ERROR(RefuseExistingBackup(Saveset(), selection_.disks, level_, step));
   if (!o_.print_only && level_ == CaptureLevel::kFull) {
     BFS_RETURN_IF_ERROR(chain_->RemoveOurCheckpoints());
@@ -282,6 +285,7 @@ Status Run::NewChainInstead(const std::string& why, bool move_old) {
     BFS_ASSIGN_OR_RETURN(std::string moved, MoveChainAside(Saveset(), o_.log_file->name()));
     log_.Warn("the chain in " + Out() + " cannot continue (" + why + "): its files were moved to " +
               moved + "; starting a new chain with a full backup");
+    checkpoint_list_.clear();  // moved aside with the rest
   }
   level_ = CaptureLevel::kFull;
   return Status::Ok();
@@ -408,14 +412,23 @@ Result<std::vector<CapturedDisk>> Run::CaptureAll(const ChainStep& step) {
   return captured;
 }
 
+// A lease in a store can be lost (not renewed in time, taken over): what this run writes
+// after that may mix with another run's, so it stops, and records no restore point.
+Status Run::StillLocked(const std::string& before) const {
+  return lock_->Held().WithSuffix(": stopped before " + before + "; no restore point recorded");
+}
+
 // The files beside the data; when they cannot be written, the data files go again.
 Status Run::SaveFiles(const ChainStep& step, const BackupSummary& summary) {
-  SavesetFiles files{Saveset(), Checkpoints(), o_.domain, step.id, transport_->host(), log_};
+  SavesetFiles files{Saveset(),          Checkpoints(), o_.domain, step.id,
+                     transport_->host(), log_,          *lock_};
   std::vector<DomainDisk> saved;
   for (const SelectedDisk& d : selection_.disks) saved.push_back(d.disk);
   Status s = files.SaveAll(dom_.get(), domain_xml_, saved, level_ == CaptureLevel::kCopy,
                            step.create ? step.checkpoint : "", step.list);
-  if (!s.ok()) {
+  // Without the lock, the files may be another run's by now: its point has the same name, as
+  // no checkpoint list of ours was written.
+  if (!s.ok() && lock_->Held().ok()) {
     for (const DiskSummary& d : summary.disks) RemoveDataFile(Saveset(), d.file);
   }
   return s;
@@ -452,9 +465,11 @@ Result<BackupSummary> Run::Execute() {
   nbd_park_.CloseAll();
   state_->Resume();
   if (Cancelled()) return Status::Cancelled("stopped on request before the files were finished");
+  BFS_RETURN_IF_ERROR(StillLocked("its disks were finished"));
   BFS_RETURN_IF_ERROR(FinishDisks(captured, Saveset(), Dom()));
   BackupSummary summary{level_, step.checkpoint, step.parent, false, {}};
   for (CapturedDisk& c : captured) summary.disks.push_back(c.summary);
+  BFS_RETURN_IF_ERROR(StillLocked("its files were saved"));
   BFS_RETURN_IF_ERROR(SaveFiles(step, summary));
   if (job_) job_->KeepCheckpoint();
   log_.Info("finished: " + std::to_string(summary.disks.size()) + " disk(s) in " + Out());

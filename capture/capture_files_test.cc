@@ -151,6 +151,8 @@ TEST(SavesetFilesTest, MoveChainAsideKeepsTheRunsLog) {
   }
   std::filesystem::create_directory(dir.File("checkpoints"));
   WriteFileBytes(dir.File("checkpoints/virtnbdbackup.0.xml"), Bytes("<domaincheckpoint/>"));
+  struct stat before {};
+  ASSERT_EQ(stat(dir.File("checkpoints").c_str(), &before), 0);
   std::unique_ptr<Storage> saveset = OpenLocalStorage(dir.path());
   auto aside = MoveChainAside(*saveset, "backup.auto.1.log");
   ASSERT_TRUE(aside.ok()) << aside.status().ToString();
@@ -161,6 +163,27 @@ TEST(SavesetFilesTest, MoveChainAsideKeepsTheRunsLog) {
   EXPECT_FALSE(std::filesystem::exists(dir.File("checkpoints/virtnbdbackup.0.xml")));
   EXPECT_TRUE(std::filesystem::exists(dir.File("backup.auto.1.log")));
   EXPECT_FALSE(std::filesystem::exists(dir.File("vda.full.data")));
+  // The directory itself moved, in one rename: nothing stays behind.
+  EXPECT_FALSE(std::filesystem::exists(dir.File("checkpoints")));
+  struct stat after {};
+  ASSERT_EQ(stat((*aside + "/checkpoints").c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino);
+}
+
+TEST(SavesetFilesTest, ALocalDirectoryRenamesADirectoryWhole) {
+  ScratchDir dir;
+  std::filesystem::create_directories(dir.File("a/b"));
+  WriteFileBytes(dir.File("a/b/f"), Bytes("x"));
+  WriteFileBytes(dir.File("plain"), Bytes("y"));
+  std::unique_ptr<Storage> saveset = OpenLocalStorage(dir.path());
+  ASSERT_TRUE(saveset->Rename("a/", "c").ok());
+  EXPECT_EQ(ReadFileBytes(dir.File("c/b/f")), Bytes("x"));
+  ASSERT_TRUE(saveset->Rename("c", "d/").ok());
+  EXPECT_EQ(ReadFileBytes(dir.File("d/b/f")), Bytes("x"));
+  const Status s = saveset->Rename("plain/", "e");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "cannot rename " + dir.File("plain") + " to " + dir.File("e") + ": not a directory");
 }
 
 // Real qemu-img: a persistent bitmap is found, a missing one is not.

@@ -168,10 +168,6 @@ Result<std::vector<std::string>> ListHostDomains(const RemoteOptions& remote) {
   return names;
 }
 
-std::string FleetOutputDir(const std::string& output_dir, const std::string& domain) {
-  return output_dir.empty() ? output_dir : output_dir + "/" + domain;
-}
-
 DomainResult BackupOneDomain(const BackupOptions& base, const std::string& domain, bool verbose,
                              bool syslog) {
   RunLog log(verbose, syslog, /*to_stderr=*/true, "backupfs-capture", "[" + domain + "] ");

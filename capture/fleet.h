@@ -72,9 +72,6 @@ std::string FormatFleetSummary(const std::vector<DomainResult>& results, double 
 // prompts; the password appears in no message.
 Result<std::vector<std::string>> ListHostDomains(const RemoteOptions& remote);
 
-// Where a fleet puts a domain's saveset: `<output_dir>/<domain>`.
-std::string FleetOutputDir(const std::string& output_dir, const std::string& domain);
-
 // One domain of a fleet: RunBackup with `base` for `domain`, into the subdirectory `<domain>` of
 // base.saveset (and of base.checkpoints when set), with no progress bar and a RunLog of its own
 // (its file in that saveset, stderr lines prefixed "[<domain>] "). base.log and base.log_file

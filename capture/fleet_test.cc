@@ -164,10 +164,5 @@ TEST(FormatFleetSummary, ColumnsAlignedAndTotals) {
   EXPECT_EQ(FormatFleetSummary({Ok("fleet-a"), failed, skipped}, 2.25), want);
 }
 
-TEST(FleetOutputDir, DomainSubdirectory) {
-  EXPECT_EQ(FleetOutputDir("/srv/backup/host1", "web"), "/srv/backup/host1/web");
-  EXPECT_EQ(FleetOutputDir("", "web"), "");  // -k writes nothing
-}
-
 }  // namespace
 }  // namespace backupfs

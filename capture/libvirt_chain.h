@@ -38,6 +38,10 @@ class LibvirtChain {
   static std::string SavedXmlName(const std::string& name) { return name + ".xml"; }
   Status Redefine(const std::string& name);
   Result<std::string> Replaced(const std::string& name, virDomainCheckpointPtr live);
+  Result<std::string> Replaced(const std::string& name, virDomainCheckpointPtr live,
+                               const std::string& saved_xml);
+  Result<bool> LinkedToSavedNewest(const std::vector<std::string>& list);
+  Result<std::string> EachCheckpointBroken(const std::vector<std::string>& list);
 
   virDomainPtr dom_;
   std::string domain_;

@@ -57,18 +57,22 @@ Status MoveTree(Storage& saveset, const std::string& from, const std::string& to
 Status CheckSavesetDomain(const Storage& saveset, const std::string& domain) {
   const std::string& dir = saveset.address();
   BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> entries, ListOrNothing(saveset, ""));
+  // Every run checks this before it writes, so the vmconfigs of a saveset name one domain: the
+  // first that names any tells (in a store each one read is a request, and a chain has many).
+  bool named = false;
   for (const StoredObject& entry : entries) {
     const std::string& name = entry.name;
     if (name.ends_with(".cpt") && name != domain + ".cpt") {
       return Status::InvalidArgument(dir + " holds the saveset of another domain (" + name +
                                      "): use a directory per domain");
     }
-    if (name.starts_with("vmconfig.") && name.ends_with(".xml")) {
+    if (!named && name.starts_with("vmconfig.") && name.ends_with(".xml")) {
       Result<std::string> xml = saveset.ReadAll(name, kMaxSmallFile);
       Result<std::string> other =
           xml.ok() ? ParseDomainName(*xml, saveset.Describe(name)) : xml.status();
       // An unreadable or foreign file proves nothing about the saveset's domain: only a name.
-      if (other.ok() && !other->empty() && *other != domain) {
+      named = other.ok() && !other->empty();
+      if (named && *other != domain) {
         return Status::InvalidArgument(dir + " holds the saveset of another domain, " + *other +
                                        " (" + name + "): use a directory per domain");
       }
@@ -83,11 +87,13 @@ Result<std::string> MoveChainAside(Storage& saveset, const std::string& keep) {
   if (taken) return Status::IOError("cannot create " + saveset.Describe(aside) + ": it exists");
   BFS_RETURN_IF_ERROR(saveset.MakeDir(aside));
   BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> entries, ListOrNothing(saveset, ""));
+  const bool local = saveset.LocalDir().has_value();
   for (const StoredObject& e : entries) {
     const std::string name = e.is_dir() ? e.name.substr(0, e.name.size() - 1) : e.name;
     if (name == aside || name == keep || name.starts_with("broken-chain.")) continue;
-    Status s = e.is_dir() ? MoveTree(saveset, name, JoinName(aside, name), 1)
-                          : saveset.Rename(name, JoinName(aside, name));
+    // A local subdirectory goes in one rename; a store's "directory" object by object.
+    Status s = e.is_dir() && !local ? MoveTree(saveset, name, JoinName(aside, name), 1)
+                                    : saveset.Rename(e.name, JoinName(aside, name));
     if (!s.ok()) return s;
   }
   return saveset.Describe(aside);
@@ -167,6 +173,9 @@ Status SavesetFiles::SaveAll(virDomainPtr dom, const std::string& domain_xml,
   BFS_ASSIGN_OR_RETURN(UniqueCheckpoint cpt, LookupCheckpoint(dom, domain, checkpoint));
   BFS_ASSIGN_OR_RETURN(std::string xml, CheckpointXml(cpt.get(), domain));
   BFS_RETURN_IF_ERROR(checkpoints.PutText(checkpoint + ".xml", xml, SmallFile()));
+  BFS_RETURN_IF_ERROR(lock.Held().WithSuffix(": stopped before its checkpoint list " +
+                                             saveset.Describe(CheckpointListName(domain)) +
+                                             " was written"));
   return WriteCheckpointList(saveset, CheckpointListName(domain), checkpoint_list);
 }
 

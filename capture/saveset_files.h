@@ -23,8 +23,8 @@ Status CheckSavesetDomain(const Storage& saveset, const std::string& domain);
 
 // Moves every file of the saveset (all but `keep`, the run's log file) into a new
 // subdirectory `broken-chain.<unixtime>` and returns its path or URL: a chain that cannot
-// continue is kept for restores, out of the way of the new one. Subdirectories are moved file by
-// file (a store has no directories to rename), so a local one stays behind, empty.
+// continue is kept for restores, out of the way of the new one. A local subdirectory moves in
+// one rename; a store's are moved object by object (a store has no directories to rename).
 Result<std::string> MoveChainAside(Storage& saveset, const std::string& keep);
 
 // Removes a data file and its sidecars (.idx, .chksum); errors ignored (cleanup).
@@ -48,6 +48,9 @@ struct SavesetFiles {
   std::string id;
   Host& host;
   RunLog& log;
+  // The saveset's, asked before the checkpoint list is written: a run that lost it records
+  // no restore point (another run may be writing the saveset now).
+  const StorageLock& lock;
 
   Status SaveAll(virDomainPtr dom, const std::string& domain_xml,
                  const std::vector<DomainDisk>& disks, bool copy, const std::string& checkpoint,

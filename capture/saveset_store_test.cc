@@ -14,6 +14,7 @@
 #include "capture/saveset_files.h"
 #include "capture/saveset_log.h"
 #include "common/run_log.h"
+#include "stream/forwarding_storage.h"
 #include "stream/local_storage.h"
 #include "stream/test_util.h"
 
@@ -28,37 +29,23 @@ std::vector<uint8_t> Bytes(const std::string& s) { return {s.begin(), s.end()}; 
 std::string Text(const std::vector<uint8_t>& b) { return {b.begin(), b.end()}; }
 
 // A directory seen as a store sees a bucket: everything through the interface, no LocalDir().
-class ObjectsOnly final : public Storage {
+class ObjectsOnly final : public ForwardingStorage {
  public:
-  explicit ObjectsOnly(std::unique_ptr<Storage> dir) : dir_(std::move(dir)) {}
-  const std::string& address() const override { return dir_->address(); }
-  std::string Describe(std::string_view n) const override { return dir_->Describe(n); }
-  Result<bool> Exists() const override { return dir_->Exists(); }
+  explicit ObjectsOnly(std::unique_ptr<Storage> dir) : ForwardingStorage(std::move(dir)) {}
+  std::optional<std::string> LocalDir() const override { return std::nullopt; }
   std::unique_ptr<Storage> Sub(std::string_view d) const override {
-    return std::make_unique<ObjectsOnly>(dir_->Sub(d));
-  }
-  StoreStamp Stamp(std::string_view d) const override { return dir_->Stamp(d); }
-  Result<std::vector<StoredObject>> List(std::string_view d) const override {
-    return dir_->List(d);
-  }
-  Result<std::optional<StoredObject>> Stat(std::string_view n) const override {
-    return dir_->Stat(n);
+    return std::make_unique<ObjectsOnly>(ForwardingStorage::Sub(d));
   }
   Result<std::unique_ptr<StoredFile>> Open(std::string_view n) const override {
-    return dir_->Open(n);
+    ++opens;
+    return ForwardingStorage::Open(n);
   }
-  Result<std::unique_ptr<ObjectWriter>> Create(std::string_view n, const PutOptions& o) override {
-    return dir_->Create(n, o);
+  Result<std::string> ReadAll(std::string_view n, uint64_t max_size) const override {
+    ++opens;
+    return ForwardingStorage::ReadAll(n, max_size);
   }
-  Status Remove(std::string_view n) override { return dir_->Remove(n); }
-  Status Rename(std::string_view a, std::string_view b) override { return dir_->Rename(a, b); }
-  Status MakeDir(std::string_view d) override { return dir_->MakeDir(d); }
-  Result<std::unique_ptr<StorageLock>> Lock(std::string_view h) override { return dir_->Lock(h); }
-  bool Busy() const override { return dir_->Busy(); }
-  Result<std::vector<std::string>> RemoveUnfinished() override { return dir_->RemoveUnfinished(); }
 
- private:
-  std::unique_ptr<Storage> dir_;
+  mutable int opens = 0;  // files opened or read whole: each is a request in a store
 };
 
 TEST(SavesetLogTest, AStoresLogIsUploadedWholeAtTheEndAndItsTemporaryFileRemoved) {
@@ -166,6 +153,39 @@ TEST(SavesetStoreTest, AnotherDomainsFilesAreFoundThroughTheListing) {
   EXPECT_EQ(s.message(), dir.path() +
                              " holds the saveset of another domain, vm2 (vmconfig.copy.xml): use "
                              "a directory per domain");
+}
+
+// A chain has a vmconfig per point; the first that names a domain tells whose the saveset is.
+TEST(SavesetStoreTest, TheDomainCheckReadsOneVmconfigNotOnePerPoint) {
+  ScratchDir dir;
+  ObjectsOnly store(OpenLocalStorage(dir.path()));
+  WriteFileBytes(dir.File("vm1.cpt"), Bytes("[]"));
+  for (const char* f : {"vmconfig.virtnbdbackup.0.xml", "vmconfig.virtnbdbackup.1.xml",
+                        "vmconfig.virtnbdbackup.2.xml", "vmconfig.virtnbdbackup.3.xml"}) {
+    WriteFileBytes(dir.File(f), Bytes("<domain><name>vm1</name></domain>"));
+  }
+  EXPECT_TRUE(CheckSavesetDomain(store, "vm1").ok());
+  EXPECT_EQ(store.opens, 1);
+  std::filesystem::remove(dir.File("vm1.cpt"));
+  const Status s = CheckSavesetDomain(store, "vm2");
+  EXPECT_NE(s.message().find(" holds the saveset of another domain, vm1 (vmconfig.virtnbdbackup."),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(store.opens, 2);
+}
+
+// A vmconfig that names no domain proves nothing: the next one is read.
+TEST(SavesetStoreTest, TheDomainCheckReadsOnPastAVmconfigWithoutAName) {
+  ScratchDir dir;
+  ObjectsOnly store(OpenLocalStorage(dir.path()));
+  WriteFileBytes(dir.File("vmconfig.virtnbdbackup.0.xml"), Bytes("<not a domain"));
+  WriteFileBytes(dir.File("vmconfig.virtnbdbackup.1.xml"),
+                 Bytes("<domain><name>vm1</name></domain>"));
+  const Status s = CheckSavesetDomain(store, "vm2");
+  EXPECT_EQ(s.message(), dir.path() +
+                             " holds the saveset of another domain, vm1 "
+                             "(vmconfig.virtnbdbackup.1.xml): use a directory per domain");
+  EXPECT_LE(store.opens, 2);
 }
 
 TEST(SavesetStoreTest, MoveChainAsideMovesNestedFilesOneByOne) {

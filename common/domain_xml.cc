@@ -157,6 +157,7 @@ Result<CheckpointInfo> ParseCheckpointXml(std::string_view xml, const std::strin
   BFS_ASSIGN_OR_RETURN(UniqueDoc doc, ParseRoot(xml, "domaincheckpoint", what, root));
   CheckpointInfo out;
   out.creation_time = Text(Child(root, "creationTime"));
+  if (const xmlNode* parent = Child(root, "parent")) out.parent = Text(Child(parent, "name"));
   const xmlNode* disks = Child(root, "disks");
   for (const xmlNode* c = disks ? disks->children : nullptr; c != nullptr; c = c->next) {
     if (!Named(c, "disk")) continue;

@@ -45,6 +45,7 @@ Result<std::string> ParseDomainName(std::string_view xml, const std::string& wha
 // A <domaincheckpoint> (virDomainCheckpointGetXMLDesc, or a saved checkpoints/*.xml).
 struct CheckpointInfo {
   std::string creation_time;  // <creationTime>; "" when absent
+  std::string parent;         // <parent><name>; "" for the first of libvirt's checkpoints
   // The sum of <disks><disk size=...>: the bytes changed since the checkpoint, present with
   // VIR_DOMAIN_CHECKPOINT_XML_SIZE.
   uint64_t changed_bytes = 0;

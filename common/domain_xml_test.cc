@@ -114,8 +114,18 @@ TEST(CheckpointXmlTest, CreationTimeAndChangedBytesOfItsOwnDisks) {
   auto info = ParseCheckpointXml(kCheckpoint, "checkpoint virtnbdbackup.1");
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->creation_time, "1764150000");
+  EXPECT_EQ(info->parent, "virtnbdbackup.0");
   // Only <disks><disk size=...>: not a size='...' that the embedded domain XML happens to hold.
   EXPECT_EQ(info->changed_bytes, 1048576u + 65536u);
+}
+
+TEST(CheckpointXmlTest, TheFirstCheckpointHasNoParent) {
+  auto info = ParseCheckpointXml(
+      "<domaincheckpoint><name>virtnbdbackup.0</name><creationTime>1</creationTime>"
+      "</domaincheckpoint>",
+      "checkpoint virtnbdbackup.0");
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->parent, "");
 }
 
 TEST(CheckpointXmlTest, BadSizeAndWrongDocumentAreErrorsNamingIt) {

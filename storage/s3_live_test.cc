@@ -1,13 +1,20 @@
-// The S3 storage against a real Ceph RADOS Gateway (scripts/rgw.sh on ports 7611-7620):
-// round trips, multipart uploads, the commit point, abandoned writers, readers of replaced
-// objects, wrong keys, a missing bucket, the writer lock and a gateway that goes away. Also
-// prints the throughput and latency figures of the client. Skipped when Ceph is not installed.
+// The S3 storage against a real Ceph RADOS Gateway (scripts/rgw.sh on ports 7611-7620, or
+// BFS_S3_LIVE_PORT..+9): round trips, multipart uploads, the commit point, abandoned writers,
+// readers of replaced objects, wrong keys, a missing bucket, the writer lock and a gateway that
+// goes away. Also prints the throughput and latency figures of the client. Skipped when Ceph is not
+// installed.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <random>
+#include <utility>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "storage/disk_cache.h"
 #include "storage/open_storage.h"
@@ -24,7 +31,12 @@ using testing::RandomBytes;
 using testing::TestGateway;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kPort = 7611;
+// The gateway's port block: 7611 unless BFS_S3_LIVE_PORT names another (so that runs of
+// several worktrees on one machine need not share one).
+int GatewayPort() {
+  const char* port = std::getenv("BFS_S3_LIVE_PORT");
+  return port != nullptr && std::atoi(port) > 0 ? std::atoi(port) : 7611;
+}
 constexpr const char* kBucket = "live";
 
 std::span<const uint8_t> Bytes(std::string_view s) {
@@ -37,7 +49,7 @@ class S3LiveTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!testing::HaveProgram("radosgw") || !testing::HaveProgram("ceph-mon")) return;
-    gateway_ = new TestGateway(std::string(BFS_SOURCE_DIR) + "/scripts/rgw.sh", kPort);
+    gateway_ = new TestGateway(std::string(BFS_SOURCE_DIR) + "/scripts/rgw.sh", GatewayPort());
     if (!gateway_->Up()) return;
     up_ = true;
     auto config = ResolveS3Config(gateway_->Options());
@@ -224,26 +236,6 @@ TEST_F(S3LiveTest, MultipartUploadIsInvisibleUntilCommitAndReadsBackExactly) {
   EXPECT_EQ((*f)->ReadAt(data.size() - 1, past).code(), StatusCode::kCorruption);
 }
 
-TEST_F(S3LiveTest, SmallAndEmptyWritesAreSinglePuts) {
-  auto s = Saveset();
-  {
-    auto w = s->Create("small");
-    ASSERT_TRUE((*w)->Append(Bytes("tiny")).ok());
-    EXPECT_FALSE(s->Stat("small")->has_value());
-    ASSERT_TRUE((*w)->Commit().ok());
-    EXPECT_FALSE((*w)->Append(Bytes("more")).ok());
-  }
-  EXPECT_EQ(*s->ReadAll("small"), "tiny");
-  {
-    auto w = s->Create("empty");
-    ASSERT_TRUE((*w)->Commit().ok());
-  }
-  auto st = s->Stat("empty");
-  ASSERT_TRUE(st->has_value());
-  EXPECT_EQ((*st)->size, 0u);
-  EXPECT_TRUE(s->ListPendingUploads()->empty());
-}
-
 TEST_F(S3LiveTest, AbandonedWriterLeavesNothing) {
   auto s = Saveset();
   const std::vector<uint8_t> data = RandomBytes(40u << 20, 3);
@@ -311,7 +303,8 @@ TEST_F(S3LiveTest, WrongKeysFailFastNamingTheCode) {
   EXPECT_NE(st.status().message().find("refused the credentials"), std::string::npos)
       << st.status().message();
   EXPECT_NE(st.status().message().find("SignatureDoesNotMatch"), std::string::npos);
-  EXPECT_NE(st.status().message().find("127.0.0.1:7611"), std::string::npos);
+  EXPECT_NE(st.status().message().find("127.0.0.1:" + std::to_string(GatewayPort())),
+            std::string::npos);
   EXPECT_NE(st.status().message().find("s3://live/x/vda.full.data"), std::string::npos);
 
   options.access_key = "nobody";
@@ -389,6 +382,130 @@ TEST_F(S3LiveTest, ExpiredLockIsTakenOver) {
   EXPECT_TRUE(s->Busy());
 }
 
+// A lock record of `holder` as this process would write it, with a lease that has minutes
+// to run: only its holder's death can free it early.
+S3LockRecord LiveRecord(const std::string& holder) {
+  S3LockRecord r = ThisProcessLockRecord(holder);
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  r.started_ns = now - 60'000'000'000;
+  r.expires_ns = now + 240'000'000'000;
+  return r;
+}
+
+// The pid of a child that has exited and been reaped: a process that no longer runs.
+pid_t DeadPid() {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return pid;
+}
+
+// Takes the lock with stderr captured: the result and what it printed.
+std::pair<Result<std::unique_ptr<StorageLock>>, std::string> LockCapturingStderr(S3Storage& s) {
+  ::testing::internal::CaptureStderr();
+  auto lock = s.Lock("backupfs-capture");
+  return {std::move(lock), ::testing::internal::GetCapturedStderr()};
+}
+
+TEST_F(S3LiveTest, LockOfADeadHolderOnThisHostIsTakenOverAtOnce) {
+  auto s = Saveset();
+  S3LockRecord dead = LiveRecord("backupfs-capture -l inc");
+  dead.pid = DeadPid();
+  dead.pid_start = 12345;
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(dead)).ok());
+  EXPECT_EQ(DeadLocalHolder(dead), "pid " + std::to_string(dead.pid) + " is no longer running");
+  EXPECT_FALSE(s->Busy());  // a dead holder holds nothing
+
+  auto [lock, err] = LockCapturingStderr(*s);
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  EXPECT_NE(
+      err.find("took over the lock of s3://live/LockOfADeadHolderOnThisHostIsTakenOverAtOnce"),
+      std::string::npos)
+      << err;
+  EXPECT_NE(err.find("its holder backupfs-capture -l inc on this host (" + dead.host),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("pid " + std::to_string(dead.pid) + " is no longer running"),
+            std::string::npos)
+      << err;
+  auto record = LockRecord(*s);
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->holder, "backupfs-capture");
+  EXPECT_EQ(record->pid, getpid());
+  // The new record carries what the next contender needs to judge this holder the same way.
+  EXPECT_GT(record->pid_start, 0);
+  EXPECT_FALSE(record->boot_id.empty());
+  EXPECT_TRUE(record->pid_ns.starts_with("pid:[")) << record->pid_ns;
+  EXPECT_EQ(DeadLocalHolder(*record), std::nullopt);  // this process: alive
+  EXPECT_TRUE(s->Busy());
+}
+
+TEST_F(S3LiveTest, LockOfAReusedPidOrAnEarlierBootIsTakenOverAtOnce) {
+  auto s = Saveset();
+  // Our own pid, but not our start time: the holder died and the number went to another process.
+  S3LockRecord reused = LiveRecord("backupfs-capture");
+  reused.pid_start += 1;
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(reused)).ok());
+  auto [lock, err] = LockCapturingStderr(*s);
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  EXPECT_NE(err.find("that number is now another process's"), std::string::npos) << err;
+  lock->reset();
+
+  S3LockRecord before_boot = LiveRecord("backupfs-capture");
+  before_boot.boot_id = "00000000-0000-0000-0000-000000000000";
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(before_boot)).ok());
+  auto [again, err2] = LockCapturingStderr(*s);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_NE(err2.find("ran before this host last booted"), std::string::npos) << err2;
+}
+
+TEST_F(S3LiveTest, LockOfALiveHolderOrOfAnotherHostKeepsItsLease) {
+  auto s = Saveset();
+  // This very process, as recorded: alive.
+  const S3LockRecord alive = LiveRecord("backupfs-capture");
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(alive)).ok());
+  EXPECT_TRUE(s->Busy());
+  auto lock = s->Lock("backupfs-restore");
+  ASSERT_FALSE(lock.ok());
+  EXPECT_EQ(lock.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(lock.status().message().find("pid " + std::to_string(getpid())), std::string::npos);
+
+  // A dead pid on another host: this host cannot know, so the lease holds.
+  S3LockRecord elsewhere = LiveRecord("backupfs-capture");
+  elsewhere.host = "another-hypervisor";
+  elsewhere.pid = DeadPid();
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(elsewhere)).ok());
+  EXPECT_EQ(DeadLocalHolder(elsewhere), std::nullopt);
+  EXPECT_TRUE(s->Busy());
+  lock = s->Lock("backupfs-restore");
+  ASSERT_FALSE(lock.ok());
+  EXPECT_EQ(lock.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(lock.status().message().find("host another-hypervisor"), std::string::npos)
+      << lock.status().message();
+
+  // A dead pid of this host's name, but of another PID namespace (a container): the same.
+  S3LockRecord other_ns = LiveRecord("backupfs-capture");
+  other_ns.pid = DeadPid();
+  other_ns.pid_ns = "pid:[1]";
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(other_ns)).ok());
+  EXPECT_EQ(DeadLocalHolder(other_ns), std::nullopt);
+  EXPECT_EQ(s->Lock("backupfs-restore").status().code(), StatusCode::kFailedPrecondition);
+
+  // An older record without start time, boot or namespace: judged by the pid alone.
+  S3LockRecord old_format = LiveRecord("backupfs-capture");
+  old_format.pid = DeadPid();
+  old_format.pid_start = 0;
+  old_format.boot_id.clear();
+  old_format.pid_ns.clear();
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(old_format)).ok());
+  auto [taken, err] = LockCapturingStderr(*s);
+  EXPECT_TRUE(taken.ok()) << taken.status().ToString();
+  EXPECT_NE(err.find("is no longer running"), std::string::npos) << err;
+}
+
 TEST_F(S3LiveTest, LockIsRenewedWhileHeld) {
   S3StorageOptions options;
   options.lock_lease = std::chrono::seconds(2);
@@ -409,6 +526,46 @@ TEST_F(S3LiveTest, LockIsRenewedWhileHeld) {
   EXPECT_FALSE(s->Busy());
 }
 
+TEST_F(S3LiveTest, ALockAnotherRunTookOverIsReportedLostAndLeftToIt) {
+  auto s = Saveset();
+  auto lock = s->Lock("backupfs-capture");
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  EXPECT_TRUE((*lock)->Held().ok()) << (*lock)->Held().ToString();
+  // Another host decided the lease was over (its clock runs ahead) and wrote its own record.
+  S3LockRecord other = LiveRecord("backupfs-capture -l inc");
+  other.host = "another-hypervisor";
+  other.pid = 4242;
+  ASSERT_TRUE(s->PutText(S3Storage::kLockName, S3LockJson(other)).ok());
+  const Status held = (*lock)->Held();
+  EXPECT_EQ(held.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      held.message(),
+      "s3://live/ALockAnotherRunTookOverIsReportedLostAndLeftToIt is no longer locked by this "
+      "run: another run took over its lock "
+      "s3://live/ALockAnotherRunTookOverIsReportedLostAndLeftToIt/.backupfs-lock (now held "
+      "by backupfs-capture -l inc on host another-hypervisor, pid 4242)");
+  EXPECT_EQ((*lock)->Held().message(), held.message());  // lost stays lost
+  lock->reset();
+  // Released without deleting the other run's lock.
+  auto record = LockRecord(*s);
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->host, "another-hypervisor");
+}
+
+TEST_F(S3LiveTest, ALockRemovedByAnotherRunIsReportedLost) {
+  auto s = Saveset();
+  auto lock = s->Lock("backupfs-capture");
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  ASSERT_TRUE(s->Remove(S3Storage::kLockName).ok());
+  const Status held = (*lock)->Held();
+  EXPECT_EQ(held.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(held.message().find(" is no longer locked by this run: its lock object "
+                                "s3://live/ALockRemovedByAnotherRunIsReportedLost/.backupfs-lock "
+                                "was removed by another run"),
+            std::string::npos)
+      << held.message();
+}
+
 TEST_F(S3LiveTest, StoppedGatewayFailsWithinBoundsThenRecovers) {
   auto s = Saveset();
   ASSERT_TRUE(s->PutText("f", "before").ok());
@@ -418,7 +575,8 @@ TEST_F(S3LiveTest, StoppedGatewayFailsWithinBoundsThenRecovers) {
   const double took = Seconds(Clock::now() - start);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.status().code(), StatusCode::kUnavailable);
-  EXPECT_NE(st.status().message().find("http://127.0.0.1:7611"), std::string::npos)
+  EXPECT_NE(st.status().message().find("http://127.0.0.1:" + std::to_string(GatewayPort())),
+            std::string::npos)
       << st.status().message();
   EXPECT_NE(st.status().message().find("6 attempts"), std::string::npos) << st.status().message();
   EXPECT_GT(took, 1.0);   // it did back off: 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s, halved at least
@@ -543,7 +701,7 @@ class S3FaultTest : public S3LiveTest {
     if (IsSkipped() || HasFatalFailure()) return;
     const std::string script = std::string(BFS_SOURCE_DIR) + "/tests/integration/s3_fault_proxy.py";
     if (access(script.c_str(), R_OK) != 0) GTEST_SKIP() << "no " << script;
-    proxy_ = std::make_unique<testing::FaultProxy>(script, kPort);
+    proxy_ = std::make_unique<testing::FaultProxy>(script, GatewayPort());
     ASSERT_TRUE(proxy_->ok()) << "the fault proxy did not start";
   }
 
@@ -561,8 +719,109 @@ class S3FaultTest : public S3LiveTest {
     ASSERT_NE(proxy_->Command(std::move(rule)), "") << "the fault proxy refused a rule";
   }
 
+  std::vector<std::string> Forwarded();
+
   std::unique_ptr<testing::FaultProxy> proxy_;
 };
+
+// Renewals that fail (the store answers 503 SlowDown to every PUT): once the lease has run out,
+// the lock may be another run's, and Held says so even though nobody has taken it.
+TEST_F(S3FaultTest, ALockNotRenewedWithinItsLeaseIsReportedLost) {
+  S3StorageOptions options;
+  options.lock_lease = std::chrono::seconds(2);
+  options.lock_renew = std::chrono::milliseconds(200);
+  auto s = ViaProxy(options);
+  auto lock = s->Lock("backupfs-capture");
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  EXPECT_TRUE((*lock)->Held().ok());  // renewed, within the lease
+  Inject({"fail", "status=503", "count=all", "match=PUT"});
+  Status held;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while ((held = (*lock)->Held()).ok() && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polls a condition
+  }
+  EXPECT_EQ(held.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(held.message().find("is no longer locked by this run: its lock "
+                                "s3://live/ALockNotRenewedWithinItsLeaseIsReportedLost/"
+                                ".backupfs-lock was not renewed in time (the lease of 2 s ran out"),
+            std::string::npos)
+      << held.message();
+  Inject({"clear"});
+}
+
+// The requests the proxy forwarded since the last call, as "METHOD TARGET" lines.
+std::vector<std::string> S3FaultTest::Forwarded() {
+  const nlohmann::json stats = nlohmann::json::parse(proxy_->Command({"stats"}), nullptr, false);
+  EXPECT_NE(proxy_->Command({"reset"}), "");
+  std::vector<std::string> lines;
+  if (!stats.is_object() || !stats.contains("recent")) return lines;
+  for (const auto& line : stats["recent"]) lines.push_back(line.get<std::string>());
+  return lines;
+}
+
+// Whether `lines` are requests with these methods in order, each target holding its text.
+::testing::AssertionResult RequestsAre(
+    const std::vector<std::string>& lines,
+    const std::vector<std::pair<std::string, std::string>>& want) {
+  std::string all;
+  for (const std::string& l : lines) all += "\n  " + l;
+  if (lines.size() != want.size()) {
+    return ::testing::AssertionFailure()
+           << lines.size() << " requests, not " << want.size() << ":" << all;
+  }
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (!lines[i].starts_with(want[i].first + " ") ||
+        lines[i].find(want[i].second) == std::string::npos) {
+      return ::testing::AssertionFailure() << "request " << i << " is not " << want[i].first
+                                           << " ..." << want[i].second << "...:" << all;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// A file smaller than a part, committed without a Flush, is one PUT (an empty one too).
+TEST_F(S3FaultTest, SmallAndEmptyWritesAreSinglePuts) {
+  auto s = ViaProxy();
+  Forwarded();
+  {
+    auto w = s->Create("small");
+    ASSERT_TRUE((*w)->Append(Bytes("tiny")).ok());
+    ASSERT_TRUE((*w)->Commit().ok());
+    EXPECT_FALSE((*w)->Append(Bytes("more")).ok());
+  }
+  EXPECT_TRUE(RequestsAre(Forwarded(), {{"PUT", "/live/SmallAndEmptyWritesAreSinglePuts/small"}}));
+  EXPECT_EQ(*s->ReadAll("small"), "tiny");
+  Forwarded();
+  {
+    auto w = s->Create("empty");
+    ASSERT_TRUE((*w)->Commit().ok());
+  }
+  EXPECT_TRUE(RequestsAre(Forwarded(), {{"PUT", "/live/SmallAndEmptyWritesAreSinglePuts/empty"}}));
+  auto st = s->Stat("empty");
+  ASSERT_TRUE(st->has_value());
+  EXPECT_EQ((*st)->size, 0u);
+  EXPECT_TRUE(s->ListPendingUploads()->empty());
+}
+
+// A data file is flushed before its sidecars are stored, so its bytes are up before they are:
+// even a small one then goes as a multipart upload of one part, completed at Commit.
+TEST_F(S3FaultTest, AFlushedSmallWriteIsAnUploadOfOnePart) {
+  auto s = ViaProxy();
+  Forwarded();
+  {
+    auto w = s->Create("small");
+    ASSERT_TRUE((*w)->Append(Bytes("tiny")).ok());
+    ASSERT_TRUE((*w)->Flush().ok());
+    EXPECT_TRUE(RequestsAre(
+        Forwarded(), {{"POST", "/small?uploads"}, {"PUT", "/small?partNumber=1&uploadId="}}));
+    EXPECT_FALSE(s->Stat("small")->has_value());  // not visible before Commit
+    Forwarded();
+    ASSERT_TRUE((*w)->Commit().ok());
+    EXPECT_TRUE(RequestsAre(Forwarded(), {{"POST", "/small?uploadId="}}));
+  }
+  EXPECT_EQ(*s->ReadAll("small"), "tiny");
+  EXPECT_TRUE(s->ListPendingUploads()->empty());
+}
 
 TEST_F(S3FaultTest, SlowDownIsRetriedThenSucceeds) {
   auto s = ViaProxy();
@@ -676,7 +935,7 @@ TEST_F(S3FaultTest, UploadWhoseAbortFailsIsListedForCleanup) {
 }
 
 // Figures for the report: single-stream GET, multipart upload, small ranged GET latency.
-TEST_F(S3LiveTest, Measure) {
+TEST_F(S3LiveTest, DISABLED_Measure) {
   auto s = Saveset();
   const std::vector<uint8_t> data = RandomBytes(256u << 20, 11);
   auto t0 = Clock::now();

@@ -131,9 +131,16 @@ class LocalWriter final : public ObjectWriter {
   uint64_t writeback_done_ = 0;
 };
 
+std::string_view WithoutSlash(std::string_view name) {
+  while (name.size() > 1 && name.ends_with('/')) name.remove_suffix(1);
+  return name;
+}
+
 class DirLock final : public StorageLock {
  public:
   explicit DirLock(SavesetLock lock) : lock_(std::move(lock)) {}
+  // A flock lasts as long as its descriptor: nobody can take it from this process.
+  Status Held() const override { return Status::Ok(); }
 
  private:
   SavesetLock lock_;
@@ -227,8 +234,14 @@ class LocalStorage final : public Storage {
     return Status::Ok();
   }
 
+  // A directory (named as List names it, "checkpoints/", or plainly) moves whole: one rename.
   Status Rename(std::string_view from, std::string_view to) override {
-    const std::string a = Describe(from), b = Describe(to);
+    const bool as_dir = from.ends_with('/');
+    const std::string a = Describe(WithoutSlash(from)), b = Describe(WithoutSlash(to));
+    struct stat st {};
+    if (as_dir && ::lstat(a.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+      return Status::InvalidArgument("cannot rename " + a + " to " + b + ": not a directory");
+    }
     if (::rename(a.c_str(), b.c_str()) != 0) {
       return Status::FromErrno("cannot rename " + a + " to " + b, errno);
     }

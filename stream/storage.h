@@ -94,6 +94,10 @@ struct StoreStamp {
 class StorageLock {
  public:
   virtual ~StorageLock() = default;
+  // Ok while the lock is still this run's; otherwise why not (a lease in a store that could
+  // not be renewed in time, or that another run took over), naming where the lock lives. A
+  // writer asks before each step that makes its work visible, and stops when it is lost.
+  virtual Status Held() const = 0;
 };
 
 class Storage {
@@ -140,7 +144,9 @@ class Storage {
   virtual Status Remove(std::string_view name) = 0;
   // Moves a file to another name (another directory of the saveset): a rename in a directory;
   // a server-side copy, then a delete, in a store, where another reader may see both for a
-  // moment but never a partial file.
+  // moment but never a partial file. A local directory renames a subdirectory too (named
+  // "sub/", as List names it, or "sub"), whole; a store has none: move its objects one by one
+  // where LocalDir() is nullopt.
   virtual Status Rename(std::string_view from, std::string_view to) = 0;
   // Makes `dir` (and its parents) when a store has directories; a no-op on S3.
   virtual Status MakeDir(std::string_view dir) = 0;
