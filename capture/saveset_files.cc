@@ -83,8 +83,12 @@ Status CheckSavesetDomain(const Storage& saveset, const std::string& domain) {
 
 Result<std::string> MoveChainAside(Storage& saveset, const std::string& keep) {
   const std::string aside = "broken-chain." + std::to_string(std::time(nullptr));
+  // A file of that name, or (a store has no directories to Stat) objects under it.
   BFS_ASSIGN_OR_RETURN(std::optional<StoredObject> taken, saveset.Stat(aside));
-  if (taken) return Status::IOError("cannot create " + saveset.Describe(aside) + ": it exists");
+  BFS_ASSIGN_OR_RETURN(bool filled, saveset.Sub(aside)->Exists());
+  if (taken || filled) {
+    return Status::IOError("cannot create " + saveset.Describe(aside) + ": it exists");
+  }
   BFS_RETURN_IF_ERROR(saveset.MakeDir(aside));
   BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> entries, ListOrNothing(saveset, ""));
   const bool local = saveset.LocalDir().has_value();
