@@ -15,9 +15,9 @@ object with boto3.
   4 and 5 kept, the new full at 4;
 - killed (SIGKILL) while the fault proxy holds a request:
   - the journal PUT (before the commit): staged objects and no journal are left, readers see
-    the old points exact; the next run is refused while the dead run's lock stands (exit 1,
-    naming the lock), then, the lock broken, removes the staged objects and consolidates:
-    the same files as locally;
+    the old points exact; the next run takes over the dead run's lock at once (its holder
+    died on this host), saying so, removes the staged objects and consolidates: the same
+    files as locally;
   - an upload part of a staged file: a multipart upload is left under the staging prefix; the
     next run aborts it and consolidates: the same files, no upload left;
   - the roll forward's first delete (after the commit, a staged object copied into place but
@@ -208,15 +208,16 @@ def killed_at(b, prefix, base, match, what):
     expect(proc.returncode == -signal.SIGKILL, f"{what}: exit {proc.returncode}")
 
 
-def break_lock(b, prefix, what):
-    """The dead run's lock stands until its lease ends (minutes): a run is refused meanwhile,
-    then the test removes it, as an operator who knows the holder is dead would."""
+def rerun_after_kill(b, prefix, what):
+    """The killed run's lock still stands; its holder died on this host, so the next run takes
+    it over at once (not after the lease) and says so, naming the saveset and the holder."""
     keys = b.rgw.ls(BUCKET, prefix + "/")
     expect(f"{prefix}/{LOCK}" in keys, f"{what}: no lock left by the killed run")
-    r = b.run(*b.consolidate_argv(prefix), rc=1)
-    expect(f"s3://{BUCKET}/{prefix}" in r.stderr and "backupfs-restore" in r.stderr,
-           f"{what}: the refusal does not name the saveset and its holder: {r.stderr}")
-    b.s3.delete_object(Bucket=BUCKET, Key=f"{prefix}/{LOCK}")
+    r = b.run(*b.consolidate_argv(prefix))
+    expect(f"took over the lock of s3://{BUCKET}/{prefix}" in r.stderr
+           and "backupfs-restore" in r.stderr and "is no longer running" in r.stderr,
+           f"{what}: the takeover does not name the saveset and its dead holder: {r.stderr}")
+    return r
 
 
 def staged(b, prefix):
@@ -230,8 +231,7 @@ def kill_before_commit(b, s, base, want):
     expect(left and not any(k.endswith("journal.json") for k in left),
            f"before the commit: staged objects and no journal, got {left}")
     expect_points_exact(b, s, p, [ALL[1], ALL[5]], b.tmp)  # the old saveset
-    break_lock(b, p, "before the commit")
-    r = b.run(*b.consolidate_argv(p))
+    r = rerun_after_kill(b, p, "before the commit")
     expect("interrupted before its commit" in r.stderr, f"no word of the cleanup: {r.stderr}")
     expect_same_files(b, p, want, "rerun after a kill before the commit")
 
@@ -241,8 +241,7 @@ def kill_mid_upload(b, base, want):
     killed_at(b, p, base, "uploadId=", "an upload part")
     pending = b.uploads(p)
     expect(any(STAGING in k for k in pending), f"no multipart upload left: {pending}")
-    break_lock(b, p, "mid-upload")
-    b.run(*b.consolidate_argv(p))
+    rerun_after_kill(b, p, "mid-upload")
     expect(not b.uploads(p), f"multipart uploads left after the rerun: {b.uploads(p)}")
     expect_same_files(b, p, want, "rerun after a kill mid-upload")
 
@@ -253,8 +252,7 @@ def kill_after_commit(b, s, base, want):
     killed_at(b, p, base, "DELETE", "the roll forward's first delete")
     expect(f"{p}/{STAGING}journal.json" in b.rgw.ls(BUCKET, p + "/"), "no journal committed")
     expect_points_exact(b, s, p, ALL[3:], b.tmp)  # the new saveset, through the journal
-    break_lock(b, p, "after the commit")
-    r = b.run(*b.consolidate_argv(p))
+    r = rerun_after_kill(b, p, "after the commit")
     expect(f"completed the consolidation at {POINT}" in r.stderr,
            f"no word of the roll forward: {r.stderr}")
     expect_same_files(b, p, want, "rerun after a kill after the commit")
