@@ -40,9 +40,21 @@ expect_in_log() { # expect_in_log FILE TEXT
 
 domstate() { harness_virsh domstate "$DOM" | head -n 1; }
 
+# job_type CONTEXT : the domain's job type from one `virsh domjobinfo` (the message on a
+# mismatch quotes that same answer, not a second one taken later).
+JOB_INFO=""
+job_type() {
+    JOB_INFO="$(harness_virsh domjobinfo "$DOM" 2>&1)" ||
+        harness_fail "$1: virsh domjobinfo $DOM failed: $JOB_INFO"
+    [[ "$JOB_INFO" =~ Job\ type:\ +([A-Za-z]+) ]] ||
+        harness_fail "$1: no job type in virsh domjobinfo's answer: $JOB_INFO"
+    printf '%s\n' "${BASH_REMATCH[1]}"
+}
+
 no_job() {
-    harness_virsh domjobinfo "$DOM" | grep -qE 'Job type: +None' ||
-        harness_fail "$1: a backup job is still running: $(harness_virsh domjobinfo "$DOM")"
+    local type
+    type="$(job_type "$1")"
+    [[ "$type" == None ]] || harness_fail "$1: a backup job is still running: job type $type"
 }
 
 # SIGTERM while an inc copies: exit 1, nothing of the run left, the chain intact.
@@ -284,8 +296,9 @@ check_concurrent() {
         harness_fail "concurrent: virsh backup-begin failed"
     expect_fail "concurrent: a run during another tool's job" "$T/other-tool/nbd.sock" \
         "$CAPTURE" -d "$DOM" -l inc -o "$OUT"
-    harness_virsh domjobinfo "$DOM" | grep -qE 'Job type: +Unbounded' ||
-        harness_fail "concurrent: the other tool's job is gone: $(harness_virsh domjobinfo "$DOM")"
+    local type
+    type="$(job_type "concurrent")"
+    [[ "$type" == Unbounded ]] || harness_fail "concurrent: the other tool's job is gone: job type $type"
     harness_virsh domjobabort "$DOM" >/dev/null
     no_job "concurrent"
 }
