@@ -1,8 +1,12 @@
 #include "storage/s3_config.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <vector>
 
 #include "storage/s3_ini.h"
 #include "stream/file.h"
@@ -22,10 +26,25 @@ std::string FirstSet(std::initializer_list<std::string> values) {
   return "";
 }
 
+// HOME, else the user's home from the password database, as the AWS CLI's expanduser does:
+// a mount from /etc/fstab at boot runs without HOME, and root's ~/.aws is still the place.
+std::string HomeDir() {
+  std::string home = Env("HOME");
+  if (!home.empty()) return home;
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (getpwuid_r(geteuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
+      found->pw_dir != nullptr) {
+    return found->pw_dir;
+  }
+  return "";
+}
+
 std::string HomeFile(const char* env_name, const char* relative) {
   std::string path = Env(env_name);
-  if (path.empty()) return Env("HOME") + "/" + relative;
-  if (path.starts_with("~/")) return Env("HOME") + path.substr(1);
+  if (path.empty()) return HomeDir() + "/" + relative;
+  if (path.starts_with("~/")) return HomeDir() + path.substr(1);
   return path;
 }
 

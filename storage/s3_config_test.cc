@@ -3,6 +3,8 @@
 #include "storage/s3_config.h"
 
 #include <gtest/gtest.h>
+#include <pwd.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -229,6 +231,24 @@ TEST_F(S3ConfigTest, MissingNamedProfileIsAnError) {
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("AWS profile 'nope' is in neither"), std::string::npos)
       << c.status().message();
+}
+
+// A mount from /etc/fstab at boot has no HOME: the files are the user's from the password
+// database, as for the AWS CLI.
+TEST_F(S3ConfigTest, WithoutHomeTheUsersHomeFromThePasswordDatabase) {
+  unsetenv("HOME");
+  setenv("AWS_PROFILE", "backupfs-no-such-profile", 1);
+  const passwd* pw = getpwuid(geteuid());
+  ASSERT_NE(pw, nullptr);
+  auto c = ResolveS3Config(StoreOptions{});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("'backupfs-no-such-profile' is in neither " +
+                                      std::string(pw->pw_dir) + "/.aws/config"),
+            std::string::npos)
+      << c.status().ToString();
+  EXPECT_NE(c.status().message().find(std::string(pw->pw_dir) + "/.aws/credentials"),
+            std::string::npos)
+      << c.status().ToString();
 }
 
 TEST_F(S3ConfigTest, EndpointNeedsAScheme) {

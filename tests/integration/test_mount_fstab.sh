@@ -22,6 +22,12 @@
 # `mount -a` does not mount a mounted saveset twice (the saveset is the mount's source);
 # umount / fusermount3 -u unmount and the daemon exits.
 #
+# And an fstab line naming a bucket (s3://fstab/vm in a real Ceph RADOS Gateway, lib/rgw.sh),
+# mounted with no environment at all, as systemd runs mount(8) at boot (no AWS_* variables;
+# mount.fuse3 gives its helper HOME of root's entry in the password database): the keys come
+# from root's ~/.aws/credentials, the endpoint and profile from the line's options; the images are exact, `mount -a` does not mount it twice, and
+# a profile the files lack fails the mount naming it and both files.
+#
 # Exit status: 0 pass, 1 fail, 77 skip (not root, or no usable /dev/fuse).
 set -euo pipefail
 
@@ -58,8 +64,13 @@ if [[ ${BFS_FSTAB_INNER:-0} != 1 ]]; then
   # The mounts live in the namespaces only: here WORK holds plain directories.
   trap 'rm -rf --one-file-system "$WORK"' EXIT
   chmod 0755 "$WORK" # the allow_other check reads the mount as another user
+  # A real S3 store for the fstab line naming a bucket (part 3). It runs out here, so that its
+  # watchdog takes it down however the test ends.
+  # shellcheck source=lib/rgw.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/rgw.sh"
+  rgw_up
   rc=0
-  BFS_FSTAB_INNER=1 BFS_FSTAB_WORK=$WORK \
+  BFS_FSTAB_INNER=1 BFS_FSTAB_WORK=$WORK BFS_FSTAB_RGW_DIR=$RGW_DIR \
     unshare --mount --propagation private --pid --fork --kill-child --mount-proc \
     bash "${BASH_SOURCE[0]}" "$BUILD_DIR" || rc=$?
   exit "$rc"
@@ -150,15 +161,16 @@ resolved=$(env -u PATH /bin/sh -c 'command -v backupfs') || true
   fail "backupfs in /bin/sh's default PATH is '$resolved', not $BACKUPFS"
 log "backupfs resolves to $BACKUPFS (through $first_dir/backupfs)"
 
-# check_mounted WANT_UID WANT_MODE : the mount on MNT is ours and shows the saveset.
+# check_mounted WANT_UID WANT_MODE [SOURCE] : the mount on MNT is ours and shows the saveset
+# (SOURCE, by default the directory SAVESET).
 check_mounted() {
-  local want_uid=$1 want_mode=$2 fstype source
+  local want_uid=$1 want_mode=$2 want_source=${3:-$SAVESET} fstype source
   mountpoint -q "$MNT" || fail "nothing is mounted on $MNT"
   [[ $(mounts_on_mnt) -eq 1 ]] || fail "$(mounts_on_mnt) mounts on $MNT, expected 1"
   fstype=$(findmnt -n -o FSTYPE --mountpoint "$MNT")
   source=$(findmnt -n -o SOURCE --mountpoint "$MNT")
   [[ $fstype == fuse.backupfs ]] || fail "type of the mount is '$fstype', not fuse.backupfs"
-  [[ $source == "$SAVESET" ]] || fail "source of the mount is '$source', not $SAVESET"
+  [[ $source == "$want_source" ]] || fail "source of the mount is '$source', not $want_source"
   [[ $(daemons | wc -l) -eq 1 ]] || fail "expected one daemon of $BACKUPFS, found: $(daemons)"
   [[ $(readlink "$MNT/latest") == virtnbdbackup.1 ]] ||
     fail "latest -> '$(readlink "$MNT/latest")', expected virtnbdbackup.1"
@@ -208,4 +220,50 @@ fusermount3 -u "$MNT" || fail "fusermount3 -u exited with status $?"
 mountpoint -q "$MNT" && fail "$MNT still mounted after fusermount3 -u"
 wait_until 20 "the daemon to exit after fusermount3 -u" no_daemon
 
-echo "PASS: mount -t fuse.backupfs and an fstab line mount $SAVESET through mount.fuse3"
+# --- 3. an fstab line naming a bucket, mounted as at boot: no AWS_* variables, no HOME ---
+# The keys are where root keeps them, ~/.aws/credentials of root's home in the password
+# database; the endpoint and profile are options of the line. The home directory is overlaid
+# in this mount namespace only, so nothing of the real one changes.
+# shellcheck source=lib/rgw.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/rgw.sh"
+RGW_DIR=$BFS_FSTAB_RGW_DIR
+rgw_make_bucket fstab
+rgw_aws s3 sync --only-show-errors "$SAVESET" s3://fstab/vm || fail "aws s3 sync to s3://fstab/vm"
+home=$(getent passwd "$(id -u)" | cut -d: -f6)
+[[ -d $home ]] || fail "home directory '$home' of uid $(id -u) does not exist"
+mkdir -p "$WORK/home-layer"
+mount -t tmpfs -o mode=0700 tmpfs "$WORK/home-layer"
+mkdir "$WORK/home-layer/upper" "$WORK/home-layer/work"
+mount -t overlay overlay \
+  -o "lowerdir=$home,upperdir=$WORK/home-layer/upper,workdir=$WORK/home-layer/work" "$home"
+mkdir -p "$home/.aws"
+printf '[fstab-test]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+  "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$home/.aws/credentials"
+printf '[profile fstab-test]\nregion = us-east-1\n' >"$home/.aws/config"
+MOUNT=$(command -v mount)
+boot_env() { env -i "$@"; } # no AWS_*, HOME or PATH: what systemd gives a mount unit, or less
+
+FSTAB_S3=$WORK/fstab-s3
+printf '%s %s fuse.backupfs %s 0 0\n' s3://fstab/vm "$MNT" \
+  "ro,nofail,_netdev,allow_other,s3_endpoint=$AWS_ENDPOINT_URL,s3_profile=fstab-test" >"$FSTAB_S3"
+log "env -i mount -T $FSTAB_S3 $MNT: $(cat "$FSTAB_S3")"
+boot_env timeout 120 "$MOUNT" -T "$FSTAB_S3" "$MNT" ||
+  fail "mount -T $FSTAB_S3 $MNT (no environment) exited with status $?"
+check_mounted 0 440 s3://fstab/vm
+log "mount -a -T $FSTAB_S3: already mounted, must not mount again"
+boot_env timeout 120 "$MOUNT" -a -T "$FSTAB_S3" || fail "mount -a -T $FSTAB_S3 exited with status $?"
+[[ $(mounts_on_mnt) -eq 1 ]] || fail "mount -a mounted the bucket again ($(mounts_on_mnt) mounts)"
+timeout 60 umount "$MNT" || fail "umount exited with status $?"
+wait_until 20 "the daemon to exit after umount" no_daemon
+
+# A profile the files lack: the mount fails at once, naming the profile and both files.
+sed -i 's/s3_profile=fstab-test/s3_profile=fstab-missing/' "$FSTAB_S3"
+rc=0
+err=$(boot_env timeout 120 "$MOUNT" -T "$FSTAB_S3" "$MNT" 2>&1) || rc=$?
+[[ $rc -ne 0 ]] || fail "a mount with a missing profile succeeded"
+mountpoint -q "$MNT" && fail "$MNT mounted with a missing profile"
+[[ $err == *"'fstab-missing' is in neither $home/.aws/config nor $home/.aws/credentials"* ]] ||
+  fail "the missing profile's error does not name it and root's files: $err"
+log "missing profile refused: $err"
+
+echo "PASS: mount -t fuse.backupfs and fstab lines mount $SAVESET and s3://fstab/vm through mount.fuse3"
