@@ -93,6 +93,7 @@ Status RunExport(const ExportOptions& o, RunLog& log, std::atomic<bool>& stop,
 
   SavesetMountOptions m;
   m.saveset = MountAddress(*r.saveset);
+  m.store_options = MountStoreOptions(*r.saveset, o.store);
   m.mountpoint = dir.mount();
   BFS_RETURN_IF_ERROR(MountSaveset(m));
   dir.set_mounted();

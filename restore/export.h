@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/run_log.h"
+#include "storage/open_storage.h"
 #include "stream/status.h"
 #include "stream/storage.h"
 
@@ -19,6 +20,7 @@ namespace backupfs {
 struct ExportOptions {
   std::string input;                 // -i
   std::shared_ptr<Storage> saveset;  // -i opened (nullptr: the local directory `input`)
+  StoreOptions store;                // how -i was opened, when it names a store
   std::string until;                 // -u ("" = the newest point)
   std::string disk;                  // -d ("" = the point's only disk)
   std::string socket;                // --socket PATH, or

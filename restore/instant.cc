@@ -88,6 +88,7 @@ class Instant {
     }
     summary_.point = plan_.point;
     record_.saveset = MountAddress(*r.saveset);
+    record_.store_options = MountStoreOptions(*r.saveset, o_.store);
     record_.point = plan_.point;
     record_.workdir = workdir_;
     record_.mount = workdir_ + "/" + kInstantMountName;

@@ -29,6 +29,7 @@ namespace backupfs {
 struct InstantOptions {
   std::string input;                 // -i: the saveset
   std::shared_ptr<Storage> saveset;  // -i opened (nullptr: the local directory `input`)
+  StoreOptions store;                // how -i was opened, when it names a store
   std::string workdir;               // -o: overlays, boot file copies, the mount
   std::string until;                 // -u: the restore point ("" = the newest)
   std::string disk;        // -d: only this disk ("" = all; the others leave the XML, as -c)

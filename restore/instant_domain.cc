@@ -44,6 +44,7 @@ Result<std::optional<UserIdentity>> QemuIdentity(virConnectPtr conn) {
 Status MountForQemu(const InstantRecord& record, const std::optional<UserIdentity>& qemu) {
   SavesetMountOptions m;
   m.saveset = record.saveset;
+  m.store_options = record.store_options;
   m.mountpoint = record.mount;
   m.log_file = InstantLogFile(record);
   if (qemu) {

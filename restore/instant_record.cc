@@ -45,6 +45,7 @@ std::string InstantRecordXml(const InstantRecord& r) {
   if (!buf || !w) throw std::bad_alloc();
   xmlTextWriterStartElement(w.get(), X("instant"));
   Attribute(w.get(), "saveset", r.saveset);
+  if (!r.store_options.empty()) Attribute(w.get(), "store-options", r.store_options);
   Attribute(w.get(), "point", r.point);
   Attribute(w.get(), "workdir", r.workdir);
   Attribute(w.get(), "mount", r.mount);
@@ -114,6 +115,7 @@ Result<InstantRecord> ParseInstantRecord(std::string_view xml, const std::string
   };
   InstantRecord r;
   BFS_ASSIGN_OR_RETURN(r.saveset, need(root, "saveset"));
+  r.store_options = GetAttribute(root, "store-options").value_or("");  // absent: a directory
   BFS_ASSIGN_OR_RETURN(r.point, need(root, "point"));
   BFS_ASSIGN_OR_RETURN(r.workdir, need(root, "workdir"));
   BFS_ASSIGN_OR_RETURN(r.mount, need(root, "mount"));

@@ -59,6 +59,9 @@ struct InstantServed {
 
 struct InstantRecord {
   std::string saveset;  // an absolute directory, or a store's address (MountAddress)
+  // For a store: the mount's settings (MountStoreOptions), so that instant-resume mounts it
+  // again as -a instant did.
+  std::string store_options;
   std::string point;
   std::string workdir;
   std::string mount;

@@ -30,6 +30,17 @@ TEST(InstantRecordTest, RoundTrips) {
   EXPECT_EQ(*back, r);
 }
 
+TEST(InstantRecordTest, RoundTripsAStoresMountOptions) {
+  InstantRecord r = Sample();
+  r.saveset = "s3://backups/web";
+  r.store_options = "s3_memory=256,s3_endpoint=http://127.0.0.1:7480,s3_cache_dir=/c/a\\,b";
+  auto back = ParseInstantRecord(InstantRecordXml(r), "domain x");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(*back, r);
+  // A directory's record has none, and one written before there were any reads as none.
+  EXPECT_EQ(InstantRecordXml(Sample()).find("store-options"), std::string::npos);
+}
+
 TEST(InstantRecordTest, RoundTripsARemoteRecord) {
   InstantRecord r = Sample();
   r.served = InstantServed{"backup1", "/var/tmp/backupfs-served.x", "127.0.0.1", true, "/pki"};

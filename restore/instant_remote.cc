@@ -178,6 +178,7 @@ class RemoteInstant {
     }
     summary_.point = plan_.point;
     record_.saveset = MountAddress(*r.saveset);
+    record_.store_options = MountStoreOptions(*r.saveset, o_.store);
     record_.point = plan_.point;
     record_.workdir = workdir_;
     return Status::Ok();

@@ -60,12 +60,17 @@ std::string MountAddress(const Storage& saveset) {
   return saveset.address();
 }
 
+std::string MountStoreOptions(const Storage& saveset, const StoreOptions& options) {
+  return saveset.LocalDir() ? "" : MountOptionsOf(options);
+}
+
 Status MountSaveset(const SavesetMountOptions& o) {
   std::vector<std::string> argv = {BackupfsProgram()};
   std::string opts = "default_permissions";  // the daemon adds it too: a harmless repeat
   if (o.allow_other) opts += ",allow_other";
   if (o.uid) opts += ",uid=" + std::to_string(*o.uid);
   if (o.gid) opts += ",gid=" + std::to_string(*o.gid);
+  if (!o.store_options.empty()) opts += "," + o.store_options;
   // Absolute paths (and store addresses): never taken for options, whatever their names.
   const std::string mountpoint = fs::absolute(o.mountpoint).string();
   argv.insert(argv.end(), {"-o", opts, o.saveset, mountpoint});

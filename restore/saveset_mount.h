@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "storage/open_storage.h"
 #include "stream/status.h"
 #include "stream/storage.h"
 
@@ -20,6 +21,10 @@ namespace backupfs {
 // endpoint, region and credentials from the environment it inherits).
 std::string MountAddress(const Storage& saveset);
 
+// How the daemon is to read `saveset` when it is a store: with the settings it was opened with
+// (`options`), as backupfs options; "" for a local directory.
+std::string MountStoreOptions(const Storage& saveset, const StoreOptions& options);
+
 struct SavesetMountOptions {
   std::string saveset;     // MountAddress() of the saveset
   std::string mountpoint;  // an existing empty directory
@@ -27,6 +32,8 @@ struct SavesetMountOptions {
   bool allow_other = false;
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
+  // For a store: the settings it is read with, as backupfs options (MountOptionsOf).
+  std::string store_options;
   // The daemon's messages (a corrupt chunk a reader met, with file and offset) are appended
   // here; "" sends them to syslog.
   std::string log_file;

@@ -1,6 +1,7 @@
 #include "storage/open_storage.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "storage/disk_cache.h"
 #include "storage/read_cache.h"
@@ -51,6 +52,32 @@ Result<std::unique_ptr<Storage>> OpenStorage(const std::string& address,
   BFS_RETURN_IF_ERROR(MakeCaches(options, &s3));
   return std::unique_ptr<Storage>(
       new S3Storage(address, bucket, std::string(prefix), std::move(client), std::move(s3)));
+}
+
+std::string MountOptionsOf(const StoreOptions& options) {
+  constexpr uint64_t kMiB = 1u << 20;
+  auto mib = [](uint64_t bytes) { return std::to_string((bytes + kMiB - 1) / kMiB); };
+  std::string out = "s3_memory=" + mib(options.memory_cache_bytes);
+  auto add = [&out](const char* name, const std::string& value) {
+    if (!value.empty()) out += std::string(",") + name + "=" + EscapeMountOption(value);
+  };
+  add("s3_endpoint", options.endpoint);
+  add("s3_region", options.region);
+  add("s3_profile", options.profile);
+  if (!options.cache_dir.empty()) {
+    add("s3_cache_dir", std::filesystem::absolute(options.cache_dir).lexically_normal().string());
+    add("s3_cache_size", mib(options.cache_dir_bytes));
+  }
+  return out;
+}
+
+std::string EscapeMountOption(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
 }
 
 }  // namespace backupfs

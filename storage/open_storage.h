@@ -43,4 +43,14 @@ bool IsStoreAddress(std::string_view address);
 Result<std::unique_ptr<Storage>> OpenStorage(const std::string& address,
                                              const StoreOptions& options = {});
 
+// `options` as the mount program's -o options (backupfs(1): s3_endpoint=, s3_region=,
+// s3_profile=, s3_memory=, s3_cache_dir=, s3_cache_size=), for a tool that mounts a store
+// through it so that the mount reads it as the tool would. Keys are left out: a command line is
+// public, and the mount finds them as the tool did, in its environment or the profile. A
+// relative cache directory is made absolute (the mount runs from /).
+std::string MountOptionsOf(const StoreOptions& options);
+
+// fuse_opt splits option values at commas; a backslash keeps one (or itself) in a value.
+std::string EscapeMountOption(std::string_view value);
+
 }  // namespace backupfs

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 
+#include "storage/open_storage.h"
 #include "storage/s3_ini.h"
 #include "stream/file.h"
 #include "stream/test_util.h"
@@ -260,6 +261,32 @@ TEST_F(S3ConfigTest, EndpointNeedsAScheme) {
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("'127.0.0.1:7480' does not start with http://"),
             std::string::npos);
+}
+
+// What a tool gives the backupfs daemon it starts on a store: the settings it was given, never
+// the keys, with commas escaped for fuse_opt and sizes in MiB.
+TEST(MountOptions, CarryTheSettingsButNotTheKeys) {
+  StoreOptions o;
+  EXPECT_EQ(MountOptionsOf(o), "s3_memory=256");
+  o.endpoint = "http://127.0.0.1:7480";
+  o.region = "eu-west-1";
+  o.profile = "backup";
+  o.access_key = "AKIDSECRETLESS";
+  o.secret_key = "very-secret";
+  o.memory_cache_bytes = 64u << 20;
+  o.cache_dir = "/var/cache/bfs,1";
+  o.cache_dir_bytes = (uint64_t{1} << 30) + 1;  // rounded up to whole MiB
+  const std::string m = MountOptionsOf(o);
+  EXPECT_EQ(m,
+            "s3_memory=64,s3_endpoint=http://127.0.0.1:7480,s3_region=eu-west-1,"
+            "s3_profile=backup,s3_cache_dir=/var/cache/bfs\\,1,s3_cache_size=1025");
+  EXPECT_EQ(m.find("AKID"), std::string::npos);
+  EXPECT_EQ(m.find("very-secret"), std::string::npos);
+  o.cache_dir = "relative/cache";
+  EXPECT_NE(MountOptionsOf(o).find("s3_cache_dir=" + std::filesystem::current_path().string() +
+                                   "/relative/cache,"),
+            std::string::npos);
+  EXPECT_EQ(EscapeMountOption("a,b\\c"), "a\\,b\\\\c");
 }
 
 TEST(S3Endpoint, AwsHostsAreRecognised) {

@@ -125,16 +125,6 @@ void Usage(const char* prog) {
       prog);
 }
 
-// fuse_opt splits option values at commas; a backslash keeps one in a value.
-std::string EscapeOption(const std::string& value) {
-  std::string out;
-  for (char c : value) {
-    if (c == ',' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
 bool foreground_logging = true;
 
 void LogError(const std::string& message) {
@@ -356,7 +346,7 @@ int main(int argc, char** argv) {
     p.o.saveset = real;
   }
   // The kernel enforces uid/gid/umask; `mount` shows the saveset as the source.
-  std::string fsname = "-ofsname=" + EscapeOption(p.o.saveset);
+  std::string fsname = "-ofsname=" + backupfs::EscapeMountOption(p.o.saveset);
   fuse_opt_add_arg(&p.args, "-odefault_permissions,ro,nosuid,nodev,subtype=backupfs");
   fuse_opt_add_arg(&p.args, fsname.c_str());
   return Run(p);

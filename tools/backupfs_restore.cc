@@ -276,6 +276,12 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
     return "--nbd-serve goes with -a instant -U naming a remote host";
   }
   if (act == "instant-list" || by_name) {
+    const backupfs::StoreOptions& st = a.store;
+    if (!st.endpoint.empty() || !st.region.empty() || !st.profile.empty() ||
+        !st.cache_dir.empty()) {
+      return "--s3-* options go with -i s3://...; -a " + act +
+             " mounts a bucket again with the settings -a instant recorded";
+    }
     if (remote_instant) return std::nullopt;
     if (auto what = RemoteOption(a)) return *what + ": goes with -U naming a remote host";
     return std::nullopt;
@@ -358,6 +364,7 @@ backupfs::Status InstantRecovery(const Args& args, SavesetPtr saveset, backupfs:
   o.nbd_serve = args.nbd_serve;
   o.input = args.input;
   o.saveset = std::move(saveset);
+  o.store = args.store;
   o.workdir = args.output;
   o.until = args.until;
   o.disk = args.disk;
@@ -417,6 +424,7 @@ int Export(const Args& args, SavesetPtr saveset) {
   backupfs::ExportOptions o;
   o.input = args.input;
   o.saveset = std::move(saveset);
+  o.store = args.store;
   o.until = args.until;
   o.disk = args.disk;
   o.socket = args.nbd_socket;
@@ -533,17 +541,6 @@ backupfs::StoreOptions StoreOptionsFor(const Args& args) {
       (args.action == "restore" && (args.output == "verify" || args.output == "dump"));
   if (reads_once && o.cache_dir.empty()) o.memory_cache_bytes = 0;
   return o;
-}
-
-// The backupfs daemon that instant recovery and export start reads a store through the same
-// settings: the options given here override the environment it inherits, as they do ours.
-void ExportStoreSettings(const backupfs::StoreOptions& o) {
-  if (!o.endpoint.empty()) {
-    setenv("AWS_ENDPOINT_URL_S3", o.endpoint.c_str(), 1);
-    setenv("AWS_ENDPOINT_URL", o.endpoint.c_str(), 1);
-  }
-  if (!o.region.empty()) setenv("AWS_REGION", o.region.c_str(), 1);
-  if (!o.profile.empty()) setenv("AWS_PROFILE", o.profile.c_str(), 1);
 }
 
 void AddOptions(CLI::App& app, Args& a) {
@@ -713,9 +710,6 @@ int Main(int argc, char** argv) {
       return kExitFailure;
     }
     saveset = std::move(opened).value();
-  }
-  if (args.action.rfind("instant", 0) == 0 || args.action == "export") {
-    ExportStoreSettings(args.store);
   }
   if (args.action.rfind("instant", 0) == 0) return Instant(args, std::move(saveset));
   if (args.action == "export") return Export(args, std::move(saveset));

@@ -16,7 +16,9 @@
 #                    restore), vmconfig.xml as saved; -c -D -N (the adjusted XML as locally but
 #                    for the output directory, the domain defined on the images); -s;
 #            export  a point over NBD from the bucket (the daemon mounts s3://): equal to the
-#                    local restore; instant --no-start: the overlays read as the local restore.
+#                    local restore; instant --no-start: the overlays read as the local restore;
+#                    both daemons read with -i's settings (--s3-endpoint only, --s3-cache-dir
+#                    filled), and instant-resume mounts the bucket again with them.
 #   peer:    virtnbdbackup -z, two disks (make-virtnbdbackup-saveset.sh: no sidecars, linked and
 #            split lz4 frames): verify (read once), dump, every point as above, equal to its
 #            references.
@@ -271,30 +273,68 @@ check_config_define() {
     restore_both sequence "$OUT" "$url" qcow2 -s vda.full.data,vda.inc.virtnbdbackup.1.data
 }
 
+# has_files DIR : DIR holds at least one file.
+has_files() { [[ -n "$(find "$1" -type f -print -quit 2>/dev/null)" ]]; }
+
+# Export and instant recovery mount the bucket with a backupfs daemon of their own: it reads the
+# store with the settings -i was opened with, here the endpoint given only as an option and a
+# cache directory, which its reads fill; instant-resume mounts it again with the same settings,
+# which -a instant recorded.
 check_export_instant() {
     local url="$1" p="${POINTS[1]}" pid rc=0 sock="$T/export.sock" name="instant_s3_$DOM"
-    "$RESTORE" -a export -i "$url" -u "$p" -d vda --socket "$sock" >"$T/export.out" 2>"$T/export.err" &
+    local -a by_option=(--s3-endpoint "$AWS_ENDPOINT_URL")
+    local mnt="$T/instant/backupfs-instant.mnt"
+    env -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3 "$RESTORE" -a export -i "$url" -u "$p" -d vda \
+        --socket "$sock" "${by_option[@]}" --s3-cache-dir "$T/export-cache" \
+        >"$T/export.out" 2>"$T/export.err" &
     pid=$!
     harness_wait_for 120 "the export's URI" test -s "$T/export.out" ||
         harness_fail "export of $url: no URI: $(cat "$T/export.err")"
     qemu-img compare -q -f raw -F qcow2 "nbd+unix:///vda?socket=$sock" "$(image_of "$T/l.ours.$p" vda)" ||
         harness_fail "export of $url $p vda differs from the local restore"
+    has_files "$T/export-cache" || harness_fail "export of $url: its mount left --s3-cache-dir empty"
     kill -TERM "$pid"
     wait "$pid" || rc=$?
     ((rc == 0)) || harness_fail "export of $url: exit $rc after SIGTERM: $(cat "$T/export.err")"
-    harness_log "ok: export of $url $p vda over NBD equals the local restore"
+    harness_log "ok: export of $url $p vda over NBD equals the local restore, read through --s3-cache-dir"
 
     HARNESS_DOMAINS+=("$name")
-    "$RESTORE" -n -a instant -i "$url" -u "$p" -o "$T/instant" -N "$name" --no-start \
+    env -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3 "$RESTORE" -n -a instant -i "$url" -u "$p" \
+        -o "$T/instant" -N "$name" --no-start "${by_option[@]}" --s3-cache-dir "$T/instant-cache" \
         >"$T/instant.out" 2>"$T/instant.err" || harness_fail "instant from $url: exit $?: $(cat "$T/instant.err")"
-    for d in "${DISKS[@]}"; do
-        qemu-img compare -q -f qcow2 -F qcow2 "$(image_of "$T/instant" "$d")" "$(image_of "$T/l.ours.$p" "$d")" ||
-            harness_fail "instant from $url: the overlay of $d differs from the local restore"
-    done
+    check_instant_overlays "$url" "$p"
+    has_files "$T/instant-cache" || harness_fail "instant from $url: its mount left --s3-cache-dir empty"
+
+    # The mount gone (a reboot), its cache emptied: instant-resume mounts the bucket again with
+    # the recorded settings, and refuses settings of its own.
+    fusermount3 -u "$mnt" || harness_fail "cannot unmount $mnt"
+    harness_wait_for 30 "$mnt unmounted" bash -c '! mountpoint -q "$1"' _ "$mnt"
+    rm -rf "$T/instant-cache"
+    rc=0
+    "$RESTORE" -a instant-resume -N "$name" --no-start "${by_option[@]}" >"$T/resume.out" 2>&1 || rc=$?
+    ((rc == 2)) || harness_fail "instant-resume with --s3-endpoint: exit $rc, not 2: $(cat "$T/resume.out")"
+    grep -q -- "--s3-\* options go with -i s3://" "$T/resume.out" ||
+        harness_fail "instant-resume with --s3-endpoint: $(cat "$T/resume.out")"
+    env -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3 "$RESTORE" -a instant-resume -N "$name" --no-start \
+        >"$T/resume.out" 2>&1 || harness_fail "instant-resume $name: exit $?: $(cat "$T/resume.out")"
+    mountpoint -q "$mnt" || harness_fail "instant-resume $name did not mount $mnt"
+    check_instant_overlays "$url" "$p"
+    has_files "$T/instant-cache" || harness_fail "instant-resume of $name: the recorded --s3-cache-dir stayed empty"
+
     "$RESTORE" -a instant-end -N "$name" >"$T/end.out" 2>&1 || harness_fail "instant-end $name: $(cat "$T/end.out")"
     [[ ! -e "$T/instant" ]] || harness_fail "instant-end left $T/instant"
     unset 'HARNESS_DOMAINS[-1]' # gone: nothing for the cleanup to undefine
-    harness_log "ok: instant --no-start from $url: overlays on the mounted bucket read as the local restore"
+    harness_log "ok: instant --no-start from $url: overlays on the mounted bucket read as the local restore," \
+        "through --s3-cache-dir; instant-resume mounts it again with the recorded settings"
+}
+
+# check_instant_overlays URL POINT : every disk's overlay reads as the local restore.
+check_instant_overlays() {
+    local d
+    for d in "${DISKS[@]}"; do
+        qemu-img compare -q -f qcow2 -F qcow2 "$(image_of "$T/instant" "$d")" "$(image_of "$T/l.ours.$2" "$d")" ||
+            harness_fail "instant from $1: the overlay of $d differs from the local restore"
+    done
 }
 
 check_raw_copy() {
