@@ -9,7 +9,6 @@
 
 #include "backupfs/saveset_pool.h"
 #include "stream/dir_lock.h"
-#include "stream/xxh3.h"
 
 namespace backupfs {
 namespace {
@@ -139,32 +138,6 @@ Result<bool> LooksLikeSaveset(const Result<std::vector<StoredObject>>& listed) {
   return false;
 }
 
-StoreStamp StampOfListing(const Storage& storage, const std::vector<StoredObject>& listed) {
-  StoreStamp out;
-  if (listed.empty()) return out;
-  std::vector<const StoredObject*> sorted;
-  sorted.reserve(listed.size());
-  for (const StoredObject& o : listed) sorted.push_back(&o);
-  std::sort(sorted.begin(), sorted.end(),
-            [](const StoredObject* a, const StoredObject* b) { return a->name < b->name; });
-  std::string all;  // name, version and size of each, NUL-separated: unambiguous
-  for (const StoredObject* o : sorted) {
-    all.append(o->name).push_back('\0');
-    all.append(o->version).push_back('\0');
-    all.append(std::to_string(o->size)).push_back('\0');
-    const int64_t newest = out.mtime.tv_sec * int64_t{1000000000} + out.mtime.tv_nsec;
-    if (o->mtime_ns > newest) {
-      out.mtime = {static_cast<time_t>(o->mtime_ns / 1000000000),
-                   static_cast<long>(o->mtime_ns % 1000000000)};
-    }
-  }
-  out.exists = true;
-  out.identity = storage.Describe("");
-  out.token =
-      std::to_string(listed.size()) + ":" + std::to_string(XXH3_64bits(all.data(), all.size()));
-  return out;
-}
-
 DirLook LookAt(const Storage& storage) {
   DirLook look;
   if (storage.LocalDir()) {
@@ -172,7 +145,7 @@ DirLook LookAt(const Storage& storage) {
     return look;
   }
   look.listed = storage.List();
-  if (look.listed->ok()) look.stamp = StampOfListing(storage, **look.listed);
+  if (look.listed->ok()) look.stamp = StampOfListing(storage.Describe(""), **look.listed);
   return look;
 }
 

@@ -56,8 +56,6 @@ struct DirLook {
 DirLook LookAt(const Storage& storage);
 // The look's listing, listing the directory when the look has none yet.
 const Result<std::vector<StoredObject>>& ListedBy(const Storage& storage, DirLook* look);
-// A store's stamp from its listing: equal tokens while the names, versions and sizes are.
-StoreStamp StampOfListing(const Storage& storage, const std::vector<StoredObject>& listed);
 
 // A loaded saveset; immutable once built.
 struct SavesetState {

@@ -1,7 +1,5 @@
 #include "storage/s3_storage.h"
 
-#include "stream/xxh3.h"
-
 #include <algorithm>
 #include <functional>
 
@@ -242,25 +240,8 @@ std::unique_ptr<Storage> S3Storage::Sub(std::string_view dir) const {
 
 StoreStamp S3Storage::Stamp(std::string_view dir) const {
   Result<std::vector<StoredObject>> listed = List(dir);
-  if (!listed.ok() || listed->empty()) return {};
-  std::sort(listed->begin(), listed->end(),
-            [](const StoredObject& a, const StoredObject& b) { return a.name < b.name; });
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> digest(XXH3_createState(),
-                                                                  &XXH3_freeState);
-  XXH3_state_t* state = digest.get();
-  XXH3_64bits_reset(state);
-  StoreStamp out;
-  out.exists = true;
-  out.identity = Describe(dir);
-  for (const StoredObject& o : *listed) {
-    XXH3_64bits_update(state, o.name.data(), o.name.size() + 1);  // with its terminator
-    XXH3_64bits_update(state, o.version.data(), o.version.size() + 1);
-    if (o.mtime_ns > out.mtime.tv_sec * 1000000000LL + out.mtime.tv_nsec) {
-      out.mtime = {static_cast<time_t>(o.mtime_ns / 1000000000), o.mtime_ns % 1000000000};
-    }
-  }
-  out.token = std::to_string(XXH3_64bits_digest(state));
-  return out;
+  if (!listed.ok()) return {};
+  return StampOfListing(Describe(dir), *listed);
 }
 
 Result<std::unique_ptr<StorageLock>> S3Storage::Lock(std::string_view holder) {

@@ -1,5 +1,9 @@
 #include "stream/storage.h"
 
+#include <algorithm>
+
+#include "stream/xxh3.h"
+
 namespace backupfs {
 
 std::string JoinName(std::string_view dir, std::string_view name) {
@@ -7,6 +11,32 @@ std::string JoinName(std::string_view dir, std::string_view name) {
   std::string out(dir);
   if (out.back() != '/') out += '/';
   out += name;
+  return out;
+}
+
+StoreStamp StampOfListing(std::string identity, const std::vector<StoredObject>& listed) {
+  StoreStamp out;
+  if (listed.empty()) return out;
+  std::vector<const StoredObject*> sorted;
+  sorted.reserve(listed.size());
+  for (const StoredObject& o : listed) sorted.push_back(&o);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const StoredObject* a, const StoredObject* b) { return a->name < b->name; });
+  std::string all;  // name, version and size of each, NUL-separated: unambiguous
+  for (const StoredObject* o : sorted) {
+    all.append(o->name).push_back('\0');
+    all.append(o->version).push_back('\0');
+    all.append(std::to_string(o->size)).push_back('\0');
+    const int64_t newest = out.mtime.tv_sec * int64_t{1000000000} + out.mtime.tv_nsec;
+    if (o->mtime_ns > newest) {
+      out.mtime = {static_cast<time_t>(o->mtime_ns / 1000000000),
+                   static_cast<long>(o->mtime_ns % 1000000000)};
+    }
+  }
+  out.exists = true;
+  out.identity = std::move(identity);
+  out.token =
+      std::to_string(listed.size()) + ":" + std::to_string(XXH3_64bits(all.data(), all.size()));
   return out;
 }
 

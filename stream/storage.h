@@ -89,6 +89,10 @@ struct StoreStamp {
   bool operator==(const StoreStamp& o) const { return exists == o.exists && token == o.token; }
 };
 
+// A store prefix's stamp from its listing (a store has no directory to stat): equal tokens
+// while the names, versions and sizes listed are; the newest object's mtime.
+StoreStamp StampOfListing(std::string identity, const std::vector<StoredObject>& listed);
+
 // Held while a writer (capture, consolidation, retention) owns the saveset; released on
 // destruction.
 class StorageLock {
