@@ -465,8 +465,8 @@ Result<BackupSummary> Run::Execute() {
   nbd_park_.CloseAll();
   state_->Resume();
   if (Cancelled()) return Status::Cancelled("stopped on request before the files were finished");
-  BFS_RETURN_IF_ERROR(StillLocked("its disks were finished"));
-  BFS_RETURN_IF_ERROR(FinishDisks(captured, Saveset(), Dom()));
+  BFS_RETURN_IF_ERROR(FinishDisks(captured, Saveset(), Dom(),
+                                  [this] { return StillLocked("its data file was committed"); }));
   BackupSummary summary{level_, step.checkpoint, step.parent, false, {}};
   for (CapturedDisk& c : captured) summary.disks.push_back(c.summary);
   BFS_RETURN_IF_ERROR(StillLocked("its files were saved"));

@@ -72,13 +72,21 @@ Result<std::vector<CapturedDisk>> CaptureDisks(const std::vector<DiskWork>& work
   return out;
 }
 
-Status FinishDisks(std::vector<CapturedDisk>& captured, Storage& saveset, const std::string& what) {
+Status FinishDisks(std::vector<CapturedDisk>& captured, Storage& saveset, const std::string& what,
+                   const StreamWriter::CommitCheck& may_commit) {
+  bool refused = false;
+  const StreamWriter::CommitCheck check = [&]() {
+    Status s = may_commit ? may_commit() : Status::Ok();
+    refused = !s.ok();
+    return s;
+  };
   for (size_t i = 0; i < captured.size(); i++) {
-    Status s = captured[i].Finish();
+    Status s = captured[i].Finish(check);
     if (s.ok()) continue;
     // Disk i too: its sidecars are stored before its data file's commit, where a store's
     // upload errors come out, and a commit whose answer was lost may have happened after all.
-    for (size_t j = 0; j <= i; j++) RemoveDataFile(saveset, captured[j].summary.file);
+    // Refused, disk i stored no sidecars and was abandoned unseen.
+    for (size_t j = 0; j <= i && !refused; j++) RemoveDataFile(saveset, captured[j].summary.file);
     return s.WithPrefix(what + " disk " + captured[i].summary.disk);
   }
   return Status::Ok();

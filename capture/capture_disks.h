@@ -26,8 +26,11 @@ Result<std::vector<CapturedDisk>> CaptureDisks(const std::vector<DiskWork>& work
                                                bool progress_bar, const std::string& what,
                                                RunLog& log);
 
-// Finishes (commits) every file into `saveset`; when one fails, it (its sidecars, stored
-// before the commit) and those already finished are removed again.
-Status FinishDisks(std::vector<CapturedDisk>& captured, Storage& saveset, const std::string& what);
+// Finishes (commits) every file into `saveset`, asking `may_commit` before each commit; when
+// one fails, it (its sidecars, stored before the commit) and those already finished are removed
+// again. When `may_commit` refused, those already finished stay: what refuses a commit is a
+// lost lock, and by then they may be another run's files of the same name.
+Status FinishDisks(std::vector<CapturedDisk>& captured, Storage& saveset, const std::string& what,
+                   const StreamWriter::CommitCheck& may_commit);
 
 }  // namespace backupfs

@@ -43,13 +43,13 @@ Status WriteRaw(NbdSource& source, const ExtentList& frames, const DiskTargetPla
 
 }  // namespace
 
-Status CapturedDisk::Finish() {
+Status CapturedDisk::Finish(const StreamWriter::CommitCheck& may_commit) {
   if (stream) {
-    BFS_RETURN_IF_ERROR(stream->Finish());
+    BFS_RETURN_IF_ERROR(stream->Finish(may_commit));
     summary.file_bytes = stream->bytes_written();
     return Status::Ok();
   }
-  BFS_RETURN_IF_ERROR(raw->Finish());
+  BFS_RETURN_IF_ERROR(raw->Finish(may_commit));
   summary.file_bytes = raw->bytes_written();
   return Status::Ok();
 }

@@ -47,7 +47,9 @@ struct CapturedDisk {
   DiskSummary summary;
   std::unique_ptr<StreamWriter> stream;
   std::unique_ptr<RawTarget> raw;
-  Status Finish();  // commits: the sidecars, then the data file (fsynced and renamed, or uploaded)
+  // Commits: the sidecars, then the data file (fsynced and renamed, or uploaded); `may_commit`
+  // as StreamWriter::Finish's.
+  Status Finish(const StreamWriter::CommitCheck& may_commit);
 };
 
 Result<CapturedDisk> CaptureDisk(const DomainDisk& disk, const DiskSourcePlan& source,

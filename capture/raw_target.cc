@@ -16,7 +16,10 @@ class SparseFileTarget final : public RawTarget {
   Status Write(uint64_t offset, std::span<const uint8_t> bytes) override {
     return file_->Write(offset, bytes);
   }
-  Status Finish() override { return file_->Finish(); }
+  Status Finish(const StreamWriter::CommitCheck& may_commit) override {
+    if (may_commit) BFS_RETURN_IF_ERROR(may_commit());  // unfinished, the file is removed
+    return file_->Finish();
+  }
   uint64_t bytes_written() const override { return file_->bytes_written(); }
 
  private:
@@ -42,8 +45,10 @@ class ObjectTarget final : public RawTarget {
     return out_->Append(bytes);
   }
 
-  Status Finish() override {
+  Status Finish(const StreamWriter::CommitCheck& may_commit) override {
     BFS_RETURN_IF_ERROR(ZerosUpTo(size_));
+    BFS_RETURN_IF_ERROR(out_->Flush());
+    if (may_commit) BFS_RETURN_IF_ERROR(may_commit());  // unfinished, the upload is aborted
     return out_->Commit();
   }
 

@@ -12,6 +12,7 @@
 
 #include "stream/status.h"
 #include "stream/storage.h"
+#include "stream/writer.h"
 
 namespace backupfs {
 
@@ -25,7 +26,8 @@ class RawTarget {
   // Offsets come in ascending order, each write past the end of the one before (as
   // ReadExtents delivers them), inside the virtual size.
   virtual Status Write(uint64_t offset, std::span<const uint8_t> bytes) = 0;
-  virtual Status Finish() = 0;
+  // Commits the image; `may_commit` (as StreamWriter::Finish's) is asked once it is stored.
+  virtual Status Finish(const StreamWriter::CommitCheck& may_commit) = 0;
   // Bytes of the image written so far (the data; in a store, the zeros between too).
   virtual uint64_t bytes_written() const = 0;
 };

@@ -17,6 +17,7 @@
 #include "stream/forwarding_storage.h"
 #include "stream/local_storage.h"
 #include "stream/test_util.h"
+#include "stream/writer.h"
 
 namespace backupfs {
 namespace {
@@ -122,7 +123,7 @@ TEST(RawTargetTest, InAStoreTheGapsAreZerosAndNothingShowsBeforeFinish) {
   ASSERT_TRUE(again.ok());
   ASSERT_TRUE((*again)->Write(512, Bytes("first")).ok());
   ASSERT_TRUE((*again)->Write((2u << 20) + 7, Bytes("second")).ok());
-  ASSERT_TRUE((*again)->Finish().ok());
+  ASSERT_TRUE((*again)->Finish({}).ok());
   EXPECT_EQ((*again)->bytes_written(), size);
   std::vector<uint8_t> want(size, 0);
   std::memcpy(want.data() + 512, "first", 5);
@@ -136,7 +137,7 @@ TEST(RawTargetTest, InADirectoryTheImageStaysSparse) {
   auto raw = RawTarget::Create(*local, "vda.copy.data", 8u << 20);
   ASSERT_TRUE(raw.ok());
   ASSERT_TRUE((*raw)->Write(1u << 20, Bytes("hello")).ok());
-  ASSERT_TRUE((*raw)->Finish().ok());
+  ASSERT_TRUE((*raw)->Finish({}).ok());
   EXPECT_EQ((*raw)->bytes_written(), 5u);
   struct stat st {};
   ASSERT_EQ(stat(dir.File("vda.copy.data").c_str(), &st), 0);
@@ -206,6 +207,57 @@ TEST(SavesetStoreTest, MoveChainAsideMovesNestedFilesOneByOne) {
   EXPECT_TRUE(std::filesystem::exists(dir.File("backup.auto.2.log")));
   EXPECT_EQ(Text(ReadFileBytes(dir.File("broken-chain.1/vda.full.data"))), "older");
   EXPECT_FALSE(MoveChainAside(store, "").ok());  // the same second: never mixed with this one
+}
+
+// A run that lost its lock refuses its own commit: the check comes once the data is stored and
+// before anything shows, so a refused file leaves nothing (no data file, no sidecars, no
+// partial), in a store and in a directory alike, and the check's error comes back as it is.
+StreamWriter::CommitCheck Refuse(int* asked) {
+  return [asked] {
+    ++*asked;
+    return Status::FailedPrecondition("lock lost");
+  };
+}
+
+TEST(CommitCheckTest, ARefusedStreamLeavesNothing) {
+  for (const bool in_store : {true, false}) {
+    ScratchDir dir;
+    std::unique_ptr<Storage> local = OpenLocalStorage(dir.path());
+    ObjectsOnly objects(OpenLocalStorage(dir.path()));
+    Storage& store = in_store ? static_cast<Storage&>(objects) : *local;
+    StreamMetadata meta;
+    meta.virtual_size = 1u << 20;
+    meta.data_size = 5;
+    meta.disk_name = "vda";
+    auto w = StreamWriter::Create(store, "vda.full.data", meta, WriterOptions{});
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    ASSERT_TRUE((*w)->AddData(4096, Bytes("hello")).ok());
+    int asked = 0;
+    Status s = (*w)->Finish(Refuse(&asked));
+    EXPECT_EQ(asked, 1);
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+    EXPECT_EQ(s.message(), "lock lost");
+    w->reset();
+    EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << (in_store ? "store" : "directory");
+  }
+}
+
+TEST(CommitCheckTest, ARefusedRawImageLeavesNothing) {
+  for (const bool in_store : {true, false}) {
+    ScratchDir dir;
+    std::unique_ptr<Storage> local = OpenLocalStorage(dir.path());
+    ObjectsOnly objects(OpenLocalStorage(dir.path()));
+    Storage& store = in_store ? static_cast<Storage&>(objects) : *local;
+    auto raw = RawTarget::Create(store, "vda.copy.data", 1u << 20);
+    ASSERT_TRUE(raw.ok());
+    ASSERT_TRUE((*raw)->Write(512, Bytes("first")).ok());
+    int asked = 0;
+    Status s = (*raw)->Finish(Refuse(&asked));
+    EXPECT_EQ(asked, 1);
+    EXPECT_EQ(s.message(), "lock lost");
+    raw->reset();
+    EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << (in_store ? "store" : "directory");
+  }
 }
 
 }  // namespace

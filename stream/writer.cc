@@ -390,7 +390,7 @@ Status StreamWriter::WriteTail() {
   return Flush();
 }
 
-Status StreamWriter::Finish() {
+Status StreamWriter::Finish(const CommitCheck& may_commit) {
   if (finished_) return Status::InvalidArgument(path_ + ": stream already finished");
   Status s = io_error_.ok() ? CheckFrame(prev_end_, 0) : io_error_;
   if (s.ok() && data_total_ != meta_.data_size) {
@@ -407,6 +407,7 @@ Status StreamWriter::Finish() {
   PutOptions put;
   put.durable = options_.durable;
   if (s.ok()) s = out_->Flush();  // a data file that cannot be stored leaves no sidecars
+  if (s.ok() && may_commit) s = may_commit();
   if (s.ok()) s = storage_.Put(name_ + ".idx", EncodeIndex(index_), put);
   if (s.ok()) s = WriteChecksumFile(storage_, name_ + ".chksum", adler_.value(), options_.durable);
   if (s.ok()) s = out_->Commit();  // the data file becomes visible: the commit point

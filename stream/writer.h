@@ -70,8 +70,14 @@ class StreamWriter {
   Status AddData(uint64_t offset, std::span<const uint8_t> bytes);
   Status AddZero(uint64_t offset, uint64_t length);
 
-  // Ends the stream, writes the sidecars and renames the file into place.
-  Status Finish();
+  // What a writer asks just before its commit point, once the data is stored (e.g. whether the
+  // run still holds the saveset's lock): an error stops the commit.
+  using CommitCheck = std::function<Status()>;
+
+  // Ends the stream, writes the sidecars and renames the file into place. `may_commit`, when
+  // given, is asked after the data is stored and before the sidecars: its error abandons the
+  // file and is returned as it is.
+  Status Finish(const CommitCheck& may_commit = {});
 
   uint64_t bytes_written() const { return file_pos_; }
   const StreamIndex& index() const { return index_; }
