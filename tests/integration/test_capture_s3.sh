@@ -24,7 +24,10 @@
 #     (rgw.sh stop-gateway) make the capture fail (exit 1) naming the s3:// address, with no new
 #     data file visible and no pending multipart upload (or only uploads its message lists for
 #     cleanup), the domain's checkpoint and job gone; a later capture succeeds and the chain
-#     stays exact.
+#     stays exact;
+#   - a capture whose lock object another host's run replaced while a part upload was held
+#     stops before it commits its disks (exit 1, naming the lock and where it stopped), with no
+#     new data file or sidecar visible, and leaves the other run's lock as it was.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/harness.sh
@@ -319,6 +322,45 @@ check_cut_connections() {
         harness_fail "the failed run's log is not in the bucket"
 }
 
+# Another run takes the lock over while a capture waits on a part upload (as one on another host
+# does once the lease looks expired to it): the capture finds the lock lost before it commits
+# its disks, stops naming the new holder, records no restore point, and leaves the other run's
+# lock alone.
+check_lock_taken_over() {
+    local next="vda.inc.virtnbdbackup.$CHECKPOINTS.data" rc=0
+    s3_dirty $((40 * M))
+    rgw_proxy reset >/dev/null
+    rgw_proxy stall match=partNumber= count=all >/dev/null
+    inc_through_proxy "$T/lost.out"
+    harness_wait_for 120 "a part upload held by the proxy" proxy_stalls ||
+        harness_fail "no part upload reached the proxy: $(cat "$T/lost.out")"
+    rgw_aws s3 cp --only-show-errors "$S3/.backupfs-lock" "$T/lock.json" ||
+        harness_fail "the running capture holds no lock object"
+    python3 - "$T/lock.json" "$T/other-lock.json" <<'PY' || harness_fail "cannot write another host's lock record"
+import json, sys
+record = json.load(open(sys.argv[1]))
+record.update(host="backup2.example", pid=4242, holder="backupfs-capture")
+for key in ("pid_start", "boot_id", "pid_ns"):
+    record.pop(key, None)
+json.dump(record, open(sys.argv[2], "w"))
+PY
+    rgw_aws s3 cp --only-show-errors "$T/other-lock.json" "$S3/.backupfs-lock"
+    rgw_proxy clear >/dev/null
+    wait "$INC_PID" || rc=$?
+    ((rc == 1)) || harness_fail "capture whose lock was taken over: exit $rc: $(cat "$T/lost.out")"
+    grep -q "another run took over.*lock s3://$BUCKET/vm1/.backupfs-lock" "$T/lost.out" ||
+        harness_fail "the capture does not say its lock was taken over: $(cat "$T/lost.out")"
+    grep -q "disk vda: .*stopped before its data file was committed; no restore point recorded" "$T/lost.out" ||
+        harness_fail "the capture does not say where it stopped: $(cat "$T/lost.out")"
+    harness_log "ok: lock taken over mid-capture: $(grep ERROR "$T/lost.out" | tail -n 1)"
+    expect_clean_failure "$T/lost.out" "$next" sidecars
+    rgw_aws s3 cp --only-show-errors "$S3/.backupfs-lock" "$T/lock-after.json" ||
+        harness_fail "the other run's lock is gone after the capture stopped"
+    cmp -s "$T/other-lock.json" "$T/lock-after.json" ||
+        harness_fail "the stopped capture changed the other run's lock: $(cat "$T/lock-after.json")"
+    rgw_aws s3 rm --only-show-errors "$S3/.backupfs-lock" # the other run ends
+}
+
 # A later inc of DOM_S3 alone into the bucket: it continues the chain, every point exact.
 check_later_capture() {
     run_capture "$DOM_S3" "$S3" inc
@@ -361,5 +403,7 @@ check_lock_and_stopped_gateway
 check_later_capture
 check_cut_connections
 check_later_capture
+check_lock_taken_over
+check_later_capture
 check_mount_s3
-echo "PASS: backupfs-capture into $S3 as into a directory; lock, stopped gateway and cut uploads"
+echo "PASS: backupfs-capture into $S3 as into a directory; lock, lock taken over, stopped gateway and cut uploads"
