@@ -17,8 +17,8 @@
 namespace backupfs {
 
 // How the daemon is to find `saveset`: a local directory as an absolute path (the daemon runs
-// elsewhere), a store by its address (s3://bucket/prefix; the daemon reads the store's
-// endpoint, region and credentials from the environment it inherits).
+// elsewhere), a store by its address (s3://bucket/prefix; read with MountStoreOptions, the keys
+// found in the environment it inherits or the profile).
 std::string MountAddress(const Storage& saveset);
 
 // How the daemon is to read `saveset` when it is a store: with the settings it was opened with
