@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include "capture/raw_target.h"
 #include "capture/saveset_files.h"
@@ -219,12 +220,20 @@ StreamWriter::CommitCheck Refuse(int* asked) {
   };
 }
 
-TEST(CommitCheckTest, ARefusedStreamLeavesNothing) {
+// Runs `body` on a fresh directory, once as a store (objects only) and once as the directory;
+// `body` gets the storage and the directory's path.
+void InAStoreAndInADirectory(const std::function<void(Storage&, const std::string&)>& body) {
   for (const bool in_store : {true, false}) {
+    SCOPED_TRACE(in_store ? "store" : "directory");
     ScratchDir dir;
     std::unique_ptr<Storage> local = OpenLocalStorage(dir.path());
     ObjectsOnly objects(OpenLocalStorage(dir.path()));
-    Storage& store = in_store ? static_cast<Storage&>(objects) : *local;
+    body(in_store ? static_cast<Storage&>(objects) : *local, dir.path());
+  }
+}
+
+TEST(CommitCheckTest, ARefusedStreamLeavesNothing) {
+  InAStoreAndInADirectory([](Storage& store, const std::string& dir) {
     StreamMetadata meta;
     meta.virtual_size = 1u << 20;
     meta.data_size = 5;
@@ -238,16 +247,12 @@ TEST(CommitCheckTest, ARefusedStreamLeavesNothing) {
     EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
     EXPECT_EQ(s.message(), "lock lost");
     w->reset();
-    EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << (in_store ? "store" : "directory");
-  }
+    EXPECT_TRUE(std::filesystem::is_empty(dir));
+  });
 }
 
 TEST(CommitCheckTest, ARefusedRawImageLeavesNothing) {
-  for (const bool in_store : {true, false}) {
-    ScratchDir dir;
-    std::unique_ptr<Storage> local = OpenLocalStorage(dir.path());
-    ObjectsOnly objects(OpenLocalStorage(dir.path()));
-    Storage& store = in_store ? static_cast<Storage&>(objects) : *local;
+  InAStoreAndInADirectory([](Storage& store, const std::string& dir) {
     auto raw = RawTarget::Create(store, "vda.copy.data", 1u << 20);
     ASSERT_TRUE(raw.ok());
     ASSERT_TRUE((*raw)->Write(512, Bytes("first")).ok());
@@ -256,8 +261,8 @@ TEST(CommitCheckTest, ARefusedRawImageLeavesNothing) {
     EXPECT_EQ(asked, 1);
     EXPECT_EQ(s.message(), "lock lost");
     raw->reset();
-    EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << (in_store ? "store" : "directory");
-  }
+    EXPECT_TRUE(std::filesystem::is_empty(dir));
+  });
 }
 
 }  // namespace

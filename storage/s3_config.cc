@@ -27,7 +27,8 @@ std::string FirstSet(std::initializer_list<std::string> values) {
 }
 
 // HOME, else the user's home from the password database, as the AWS CLI's expanduser does:
-// a mount from /etc/fstab at boot runs without HOME, and root's ~/.aws is still the place.
+// a service may start without HOME (a systemd unit without User=), and ~/.aws is still where
+// its user keeps the keys.
 std::string HomeDir() {
   std::string home = Env("HOME");
   if (!home.empty()) return home;

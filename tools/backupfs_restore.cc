@@ -280,7 +280,7 @@ std::optional<std::string> CheckActionArgs(const Args& a) {
     if (!st.endpoint.empty() || !st.region.empty() || !st.profile.empty() ||
         !st.cache_dir.empty()) {
       return "--s3-* options go with -i s3://...; -a " + act +
-             " mounts a bucket again with the settings -a instant recorded";
+             " takes a bucket's settings from what -a instant recorded";
     }
     if (remote_instant) return std::nullopt;
     if (auto what = RemoteOption(a)) return *what + ": goes with -U naming a remote host";

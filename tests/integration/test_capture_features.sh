@@ -40,14 +40,14 @@ expect_in_log() { # expect_in_log FILE TEXT
 
 domstate() { harness_virsh domstate "$DOM" | head -n 1; }
 
-# job_type CONTEXT : the domain's job type from one `virsh domjobinfo` (the message on a
-# mismatch quotes that same answer, not a second one taken later).
-JOB_INFO=""
+# job_type CONTEXT : the domain's job type from one `virsh domjobinfo` (a mismatch is
+# reported with that same answer, not a second one taken later).
 job_type() {
-    JOB_INFO="$(harness_virsh domjobinfo "$DOM" 2>&1)" ||
-        harness_fail "$1: virsh domjobinfo $DOM failed: $JOB_INFO"
-    [[ "$JOB_INFO" =~ Job\ type:\ +([A-Za-z]+) ]] ||
-        harness_fail "$1: no job type in virsh domjobinfo's answer: $JOB_INFO"
+    local info
+    info="$(harness_virsh domjobinfo "$DOM" 2>&1)" ||
+        harness_fail "$1: virsh domjobinfo $DOM failed: $info"
+    [[ "$info" =~ Job\ type:\ +([A-Za-z]+) ]] ||
+        harness_fail "$1: no job type in virsh domjobinfo's answer: $info"
     printf '%s\n' "${BASH_REMATCH[1]}"
 }
 
