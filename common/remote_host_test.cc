@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <thread>
 
@@ -234,8 +235,12 @@ TEST_F(RemoteHostTest, SpawnedProcessEndsOnStop) {
 TEST_F(RemoteHostTest, SpawnedProcessStopsWithExitZero) {
   auto host = Connect();
   ASSERT_NE(host, nullptr);
-  auto p = host->Spawn({"sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"});
+  // The shell says when its trap is set: a SIGTERM before that would end it with 143.
+  const std::string ready = File("trap-set");
+  auto p = host->Spawn(
+      {"sh", "-c", "trap 'exit 0' TERM; : > \"$0\"; while :; do sleep 0.1; done", ready});
   ASSERT_TRUE(p.ok()) << p.status().ToString();
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(ready); })) << "the shell never ran";
   Status st = (*p)->Stop("looper");
   EXPECT_TRUE(st.ok()) << st.ToString();
 }
