@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine, as root:
-#   packages -> format check -> ASan+UBSan unit tests -> fuzzers (bounded) -> release build ->
-#   every unit and integration test (real libvirtd, QEMU, FUSE, virtnbdbackup).
+#   packages -> release build -> format check -> ASan+UBSan unit tests (clang) -> fuzzers
+#   (bounded) beside the mount tests under ASan -> every unit and integration test (real
+#   libvirtd, QEMU, FUSE, virtnbdbackup, Ceph RGW).
 # Integration tests start the services they need (libvirtd) themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,13 +20,17 @@ step "format check"
 ninja -C build format-check
 
 step "unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
-BUILD_DIR=build-asan bash scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DBACKUPFS_SANITIZE=ON \
-  -DBACKUPFS_BENCH=OFF
+# Built with clang, so this build is also the one that checks -Wthread-safety (the release
+# build uses the system's c++).
+BUILD_DIR=build-asan bash scripts/build.sh -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_BUILD_TYPE=Debug -DBACKUPFS_SANITIZE=ON -DBACKUPFS_BENCH=OFF
 ctest --test-dir build-asan -L unit --output-on-failure -j2
 
 step "fuzzers (libFuzzer, ASan+UBSan), ${FUZZ_SECONDS}s each, beside the mount tests under ASan"
-BUILD_DIR=build-fuzz bash scripts/build.sh -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DCMAKE_BUILD_TYPE=Debug -DBACKUPFS_SANITIZE=ON -DBACKUPFS_FUZZ=ON -DBACKUPFS_BENCH=OFF
+# Only the fuzzers and what they link: the whole tree was built with clang just above.
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_BUILD_TYPE=Debug -DBACKUPFS_SANITIZE=ON -DBACKUPFS_FUZZ=ON -DBACKUPFS_BENCH=OFF >/dev/null
+ninja -C build-fuzz fuzzers
 # Each fuzzer runs on one core while the mount tests mostly wait on FUSE round trips and
 # libvirt: together they take the time of the longer one. The fuzzers' output is kept apart
 # and shown after the mount tests.
