@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mountlib  # noqa: E402
@@ -165,22 +164,29 @@ def check_edges(build_dir, tmp):
                                  text=True).stdout.split()[0])
         stop = threading.Event()
         failures = []
+        reads = [0] * 4  # each reader counts its own
 
-        def reader():
+        def reader(i):
             try:
                 with open(image, "rb") as f:
                     while not stop.is_set():
                         f.seek(random.randrange(0, 4 * MiB))
                         f.read(65536)
+                        reads[i] += 1
             except OSError as e:
                 failures.append(e)
 
-        threads = [threading.Thread(target=reader) for _ in range(4)]
+        def all_read_since(before):
+            return failures or all(n > b for n, b in zip(reads, before))
+
+        threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
         for t in threads:
             t.start()
-        time.sleep(0.3)
+        mountlib.wait_for(lambda: all_read_since([0] * 4), "every reader to open and read")
         mountlib.run("fusermount3", "-u", "-z", mnt)
-        time.sleep(0.2)
+        detached = list(reads)
+        mountlib.wait_for(lambda: all_read_since(detached),
+                          "every reader to read again after the lazy unmount")
         stop.set()
         for t in threads:
             t.join()
