@@ -140,6 +140,15 @@ check_virtnbdrestore() {
 # A full backup into a 1 MiB tmpfs runs out of space after the job started: exit 1 naming the
 # file, no data file or .partial left, the job ended and the new checkpoint deleted again.
 _unmount_small() { ! mountpoint -q "$T/small" || umount "$T/small"; }
+# named_full_disk DIR LOG : LOG names a disk of $DISKS and that disk's data file in DIR as the
+# one it could not write. With two disks either may run out first: they are read in parallel.
+named_full_disk() {
+    local disk
+    for disk in "${DISKS[@]}"; do
+        grep -qF "disk $disk: cannot write $1/$disk.full.data" "$2" && return 0
+    done
+    return 1
+}
 check_disk_full() {
     local out="$T/small" rc=0
     mkdir -p "$out"
@@ -147,7 +156,7 @@ check_disk_full() {
     harness_on_exit _unmount_small
     "$CAPTURE" -d "$DOM" -l full -o "$out" >"$T/full.out" 2>&1 || rc=$?
     ((rc == 1)) || harness_fail "full backup into a full disk: exit $rc: $(cat "$T/full.out")"
-    grep -qF "vda.full.data" "$T/full.out" || harness_fail "message does not name the file: $(cat "$T/full.out")"
+    named_full_disk "$out" "$T/full.out" || harness_fail "message does not name the file: $(cat "$T/full.out")"
     [[ -z "$(find "$out" -name '*.data' -o -name '*.partial')" ]] ||
         harness_fail "data files left after a failed backup: $(ls -l "$out")"
     [[ -z "$(harness_virsh checkpoint-list "$DOM" --name)" ]] ||
