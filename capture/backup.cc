@@ -1,6 +1,7 @@
 #include "capture/backup.h"
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <memory>
 #include <optional>
@@ -139,13 +140,19 @@ Status Run::PrepareOutputDir() {
   BFS_RETURN_IF_ERROR(Saveset().MakeDir(""));
   // One run per saveset at a time: a second one fails at once.
   BFS_ASSIGN_OR_RETURN(lock_, Saveset().Lock("backupfs-capture"));
+  BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> top, ListSavesetTop(Saveset()));
+  // Before the log file: a run must not write into another domain's saveset at all.
+  BFS_RETURN_IF_ERROR(CheckSavesetDomain(Saveset(), top, o_.domain));
+  if (!Saveset().LocalDir()) {  // a local file's mtime has nanoseconds
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    std::this_thread::sleep_for(WaitForALaterSecond(
+        top, std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()));
+  }
   char stamp[32];
   const std::time_t now = std::time(nullptr);
   tm local{};
   localtime_r(&now, &local);
   strftime(stamp, sizeof stamp, "%m%d%Y%H%M%S", &local);  // virtnbdbackup's name
-  // Before the log file: a run must not write into another domain's saveset at all.
-  BFS_RETURN_IF_ERROR(CheckSavesetDomain(Saveset(), o_.domain));
   BFS_RETURN_IF_ERROR(o_.log_file->Open(
       Saveset(), std::string("backup.") + CaptureLevelName(o_.level) + "." + stamp));
   BFS_RETURN_IF_ERROR(RemovePartials());

@@ -144,6 +144,29 @@ TEST(SavesetFilesTest, AnotherDomainsSavesetIsRefused) {
   EXPECT_NE(s.message().find("another domain"), std::string::npos) << s.message();
 }
 
+StoredObject Object(const std::string& name, int64_t mtime_ns) {
+  StoredObject o;
+  o.name = name;
+  o.mtime_ns = mtime_ns;
+  return o;
+}
+
+TEST(SavesetFilesTest, ARunWaitsForASecondLaterThanTheNewestDataFile) {
+  using std::chrono::nanoseconds;
+  constexpr int64_t kSecond = 1000000000;
+  const std::vector<StoredObject> top = {Object("vda.full.data", 100 * kSecond),
+                                         Object("vda.inc.virtnbdbackup.1.data", 107 * kSecond),
+                                         Object("vm.cpt", 109 * kSecond),  // not a data file
+                                         Object("broken-chain.5/", 200 * kSecond)};
+  EXPECT_EQ(WaitForALaterSecond(top, 107 * kSecond), nanoseconds(kSecond));
+  EXPECT_EQ(WaitForALaterSecond(top, 107 * kSecond + 300000000), nanoseconds(700000000));
+  EXPECT_EQ(WaitForALaterSecond(top, 108 * kSecond), nanoseconds(0));
+  EXPECT_EQ(WaitForALaterSecond(top, 150 * kSecond), nanoseconds(0));
+  // The store's clock ahead of this host's: the wait is bounded.
+  EXPECT_EQ(WaitForALaterSecond(top, 90 * kSecond), kMaxWaitForALaterSecond);
+  EXPECT_EQ(WaitForALaterSecond({}, 107 * kSecond), nanoseconds(0));
+}
+
 TEST(SavesetFilesTest, MoveChainAsideKeepsTheRunsLog) {
   ScratchDir dir;
   for (const char* f : {"vda.full.data", "vm.cpt", "backup.auto.1.log"}) {

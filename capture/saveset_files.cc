@@ -1,5 +1,6 @@
 #include "capture/saveset_files.h"
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -54,9 +55,31 @@ Status MoveTree(Storage& saveset, const std::string& from, const std::string& to
 
 }  // namespace
 
+Result<std::vector<StoredObject>> ListSavesetTop(const Storage& saveset) {
+  return ListOrNothing(saveset, "");
+}
+
 Status CheckSavesetDomain(const Storage& saveset, const std::string& domain) {
+  BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> top, ListSavesetTop(saveset));
+  return CheckSavesetDomain(saveset, top, domain);
+}
+
+std::chrono::nanoseconds WaitForALaterSecond(const std::vector<StoredObject>& top, int64_t now_ns) {
+  constexpr int64_t kSecond = 1000000000;
+  int64_t newest = -1;
+  for (const StoredObject& e : top) {
+    if (!e.is_dir() && e.name.ends_with(".data")) newest = std::max(newest, e.mtime_ns);
+  }
+  if (newest < 0) return std::chrono::nanoseconds(0);
+  const int64_t next_second = (newest / kSecond + 1) * kSecond;
+  if (next_second <= now_ns) return std::chrono::nanoseconds(0);
+  return std::min<std::chrono::nanoseconds>(std::chrono::nanoseconds(next_second - now_ns),
+                                            kMaxWaitForALaterSecond);
+}
+
+Status CheckSavesetDomain(const Storage& saveset, const std::vector<StoredObject>& entries,
+                          const std::string& domain) {
   const std::string& dir = saveset.address();
-  BFS_ASSIGN_OR_RETURN(std::vector<StoredObject> entries, ListOrNothing(saveset, ""));
   // Every run checks this before it writes, so the vmconfigs of a saveset name one domain: the
   // first that names any tells (in a store each one read is a request, and a chain has many).
   bool named = false;

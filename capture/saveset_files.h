@@ -5,6 +5,8 @@
 
 #include <libvirt/libvirt.h>
 
+#include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,10 +18,25 @@
 
 namespace backupfs {
 
+// The saveset's top-level entries, none for a store's prefix without objects: what a run
+// checks before it writes, listed once (in a store each listing is a request).
+Result<std::vector<StoredObject>> ListSavesetTop(const Storage& saveset);
+
 // Refuses a saveset that holds another domain's (a `<other>.cpt` file, or vmconfig files
 // naming another domain), naming the file that tells. A saveset with nothing in it yet (a
-// store's prefix without objects) is fine.
+// store's prefix without objects) is fine. `top` is ListSavesetTop's.
+Status CheckSavesetDomain(const Storage& saveset, const std::vector<StoredObject>& top,
+                          const std::string& domain);
 Status CheckSavesetDomain(const Storage& saveset, const std::string& domain);
+
+// How long a run into a store waits, before it stores anything, so that its files get a later
+// second than the newest data file in `top` (ListSavesetTop's) at `now_ns`. A store sets an
+// object's time (LastModified) in whole seconds, `aws s3 sync` makes it a synced-down file's
+// mtime, and virtnbdrestore orders a disk's data files by mtime: two runs in one second would
+// tie, and it would apply them in directory order. The store's clock is not this host's, so
+// the wait is bounded (kMaxWaitForALaterSecond).
+std::chrono::nanoseconds WaitForALaterSecond(const std::vector<StoredObject>& top, int64_t now_ns);
+inline constexpr std::chrono::seconds kMaxWaitForALaterSecond{2};
 
 // Moves every file of the saveset (all but `keep`, the run's log file) into a new
 // subdirectory `broken-chain.<unixtime>` and returns its path or URL: a chain that cannot

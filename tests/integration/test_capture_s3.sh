@@ -152,9 +152,28 @@ restore_point() {
     done
 }
 
+# chain_in_time_order DIR : each disk's data files in DIR have strictly increasing mtimes along
+# the chain. virtnbdrestore orders them so, and `aws s3 sync` gives each file its object's
+# LastModified in whole seconds: the captures here run back to back, and each waits for a later
+# second than the last data file's (CI once restored the diff before inc 2 when they tied).
+chain_in_time_order() {
+    local d f last=-1 t
+    for d in "${DISKS[@]}"; do
+        last=-1
+        for f in "$d.full.data" "$d.inc.virtnbdbackup.1.data" "$d.inc.virtnbdbackup.2.data" \
+            "$d.diff.$(diff_point).data"; do
+            t="$(stat -c %Y "$1/$f")" || harness_fail "no $f in $1: $(ls "$1")"
+            ((t > last)) || harness_fail "$1/$f is not newer than the data file before it: $(ls -l --time-style=+%s "$1")"
+            last=$t
+        done
+    done
+}
+
 check_restores() {
     local p
     rgw_aws s3 sync --only-show-errors "$S3" "$T/synced"
+    chain_in_time_order "$T/synced"
+    harness_log "ok: synced down, each disk's data files have the chain's order by mtime"
     for p in "${POINTS[@]}"; do
         restore_point "$T/synced" "$p"
         restore_point "$LOCAL" "$p"

@@ -112,9 +112,6 @@ sync_up() {
         harness_fail "s3://$BUCKET/$2 does not hold every file of $1: $(rgw_ls "$BUCKET" "$2/")"
 }
 
-# _next_second T : the clock has moved past unix second T.
-_next_second() { (($(date +%s) > $1)); }
-
 # put_in_order DIR PREFIX : DIR into s3://BUCKET/PREFIX as a capture into the bucket puts it:
 # the data files one by one in the order they were written, each in a later second than the
 # one before (LastModified has whole seconds, and virtnbdrestore orders a synced-down chain by
@@ -126,7 +123,7 @@ put_in_order() {
     while IFS= read -r f; do
         rgw_aws s3 cp --only-show-errors "$1/$f" "s3://$BUCKET/$2/$f" || harness_fail "aws s3 cp $f failed"
         now=$(date +%s)
-        harness_wait_for 5 "the next second" _next_second "$now" || harness_fail "the clock stands still"
+        harness_wait_for 5 "the next second" harness_after_second "$now" || harness_fail "the clock stands still"
     done < <(cd "$1" && find . -type f -name '*.data' -printf '%T@ %P\n' | sort -n | cut -d' ' -f2-)
 }
 

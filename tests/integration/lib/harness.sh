@@ -46,6 +46,11 @@ harness_need_fuse() {
     { : <>/dev/fuse; } 2>/dev/null || harness_skip "/dev/fuse cannot be opened"
 }
 
+# harness_after_second T : the clock has moved past unix second T (with harness_wait_for: an
+# object stored from now on has a later LastModified, which has whole seconds, than one stored
+# by T).
+harness_after_second() { (($(date +%s) > $1)); }
+
 # harness_wait_for TIMEOUT_S DESCRIPTION CMD... : poll CMD until it succeeds.
 harness_wait_for() {
     local timeout="$1" what="$2"
