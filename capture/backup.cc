@@ -145,8 +145,14 @@ Status Run::PrepareOutputDir() {
   BFS_RETURN_IF_ERROR(CheckSavesetDomain(Saveset(), top, o_.domain));
   if (!Saveset().LocalDir()) {  // a local file's mtime has nanoseconds
     const auto now = std::chrono::system_clock::now().time_since_epoch();
-    std::this_thread::sleep_for(WaitForALaterSecond(
-        top, std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()));
+    const std::chrono::nanoseconds wait =
+        WaitForALaterSecond(top, std::chrono::duration_cast<std::chrono::nanoseconds>(now).count());
+    if (wait.count() > 0) {
+      log_.Info("waiting " + std::to_string(wait.count() / 1000000) +
+                " ms for a later second than the newest data file's (virtnbdrestore orders a "
+                "synced-down chain by mtime)");
+      std::this_thread::sleep_for(wait);
+    }
   }
   char stamp[32];
   const std::time_t now = std::time(nullptr);

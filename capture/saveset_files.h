@@ -31,10 +31,10 @@ Status CheckSavesetDomain(const Storage& saveset, const std::string& domain);
 
 // How long a run into a store waits, before it stores anything, so that its files get a later
 // second than the newest data file in `top` (ListSavesetTop's) at `now_ns`. A store sets an
-// object's time (LastModified) in whole seconds, `aws s3 sync` makes it a synced-down file's
-// mtime, and virtnbdrestore orders a disk's data files by mtime: two runs in one second would
-// tie, and it would apply them in directory order. The store's clock is not this host's, so
-// the wait is bounded (kMaxWaitForALaterSecond).
+// object's time (LastModified; a listing gives milliseconds, HEAD whole seconds), `aws s3 sync`
+// makes its whole seconds a synced-down file's mtime, and virtnbdrestore orders a disk's data
+// files by mtime: two runs in one second would tie, and it would apply them in directory order. The
+// store's clock is not this host's, so the wait is bounded (kMaxWaitForALaterSecond).
 std::chrono::nanoseconds WaitForALaterSecond(const std::vector<StoredObject>& top, int64_t now_ns);
 inline constexpr std::chrono::seconds kMaxWaitForALaterSecond{2};
 

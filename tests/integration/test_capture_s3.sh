@@ -155,7 +155,8 @@ restore_point() {
 # chain_in_time_order DIR : each disk's data files in DIR have strictly increasing mtimes along
 # the chain. virtnbdrestore orders them so, and `aws s3 sync` gives each file its object's
 # LastModified in whole seconds: the captures here run back to back, and each waits for a later
-# second than the last data file's (CI once restored the diff before inc 2 when they tied).
+# second than the last data file's (a stress run once restored the diff before inc 2 when they
+# tied).
 chain_in_time_order() {
     local d f last=-1 t
     for d in "${DISKS[@]}"; do
